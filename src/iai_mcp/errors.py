@@ -1,0 +1,71 @@
+"""Every error iai-mcp raises on purpose.
+
+One root, so an adapter can catch everything of ours with a single clause and
+translate it once, by type, at the edge (CLI: one line and a non-zero exit;
+MCP: a tool error)::
+
+    IaiError
+    ├── InvalidInput          bad parameters: nothing was written
+    │   ├── UnknownMethod     dispatch got a method it does not know
+    │   └── LimitExceeded     text, k or budget past the documented maximum
+    ├── NotFound              an id that is not in the store
+    ├── StoreError            the store cannot be used as it is
+    │   ├── KeyUnavailable    no key where the store says its key lives
+    │   ├── WrongKey          a key was found but it does not open this store
+    │   ├── CorruptData       a record or log entry failed authentication or parsing
+    │   └── EmbedderMismatch  the store's vectors came from another embedder
+    └── EmbedderError         the embedding model cannot be loaded or run
+
+``InvalidInput`` also subclasses ``ValueError`` so that plain Python callers
+(and the data model's own validation) keep their usual idiom.
+"""
+from __future__ import annotations
+
+
+class IaiError(Exception):
+    """Root of every error iai-mcp raises on purpose."""
+
+    #: A short stable name for the kind of error, used in structured output.
+    code = "error"
+
+
+class InvalidInput(IaiError, ValueError):
+    """The caller's input is wrong; nothing was written."""
+
+    code = "invalid_input"
+
+
+class UnknownMethod(InvalidInput):
+    code = "unknown_method"
+
+
+class LimitExceeded(InvalidInput):
+    code = "limit_exceeded"
+
+
+class NotFound(IaiError, LookupError):
+    code = "not_found"
+
+
+class StoreError(IaiError):
+    code = "store_error"
+
+
+class KeyUnavailable(StoreError):
+    code = "key_unavailable"
+
+
+class WrongKey(StoreError):
+    code = "wrong_key"
+
+
+class CorruptData(StoreError):
+    code = "corrupt_data"
+
+
+class EmbedderMismatch(StoreError):
+    code = "embedder_mismatch"
+
+
+class EmbedderError(IaiError):
+    code = "embedder_error"

@@ -1,0 +1,510 @@
+"""MemoryStore: the one owner of the on-disk store and its key.
+
+Layout of a store root::
+
+    meta.json             store id, key source, key check, embedder identity
+    key                   the AES key (mode 0600) when no keyring is used
+    records.lance/        LanceDB table of sealed records (see records_table)
+    provenance.sqlite3    append-only provenance log (see provenance_log)
+
+At open the store checks the key, decrypts every record once and keeps them
+in memory: rows as slotted objects, vectors in one float32 matrix. Reads and
+recall never touch the disk again; writes go to disk first, then to memory,
+so what memory shows has always been written.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from uuid import UUID, uuid4
+
+import numpy as np
+
+from iai_mcp import config
+from iai_mcp.errors import CorruptData, EmbedderMismatch, InvalidInput, NotFound, StoreError
+from iai_mcp.store import crypto
+from iai_mcp.store.provenance_log import ProvenanceLog
+from iai_mcp.store.records_table import RecordsTable, SealedRow
+from iai_mcp.types import (
+    EMBED_DIM,
+    ROW_FIELDS,
+    MemoryRecord,
+    MemoryRow,
+    ProvenanceEntry,
+    ProvenancePair,
+    new_entry_id,
+)
+
+if TYPE_CHECKING:
+    from iai_mcp.provenance_queue import ProvenanceWriteQueue
+
+META_FILE = "meta.json"
+FORMAT_VERSION = 1
+_DATETIME_FIELDS = frozenset({"last_reviewed", "created_at", "updated_at", "event_time"})
+
+
+class NamedEmbedder(Protocol):
+    name: str
+    dim: int
+
+
+def log_event(event: str, **fields: Any) -> None:
+    """One structured line on stderr (stdout may belong to JSON-RPC)."""
+    line = {"ts": time.time(), "component": "iai_mcp.store", "event": event, **fields}
+    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+
+
+def _encode_row(row: MemoryRow) -> bytes:
+    values: dict[str, Any] = {}
+    for name in ROW_FIELDS:
+        value = getattr(row, name)
+        values[name] = value.isoformat() if isinstance(value, datetime) else value
+    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _decode_row(record_id: str, payload: bytes) -> MemoryRow:
+    values = json.loads(payload)
+    for name in _DATETIME_FIELDS:
+        if values.get(name) is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    known = {name: values.get(name) for name in ROW_FIELDS}
+    known["tags"] = list(known["tags"] or [])
+    known["reinforcements"] = known["reinforcements"] or 0
+    return MemoryRow(id=UUID(record_id), **known)
+
+
+def _text_key(text: str) -> bytes:
+    # Only ever held in memory; on disk the text exists sealed and nowhere else.
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+class MemoryStore:
+    """Encrypted verbatim memory on LanceDB, with an append-only provenance log.
+
+    ``path`` wins over ``IAI_MCP_STORE``, which wins over ``~/.iai-mcp``.
+    ``embedder`` is the embedder capture and recall will use; the store
+    records its name on first use and refuses a different one later.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        embedder: NamedEmbedder | None = None,
+        compact_every: int = 200,
+    ) -> None:
+        self.root = Path(path).expanduser() if path is not None else config.default_store_path()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._env = config.environment()
+        self._lock = threading.RLock()
+        self._meta = self._open_meta()
+        self.store_id: str = self._meta["store_id"]
+        self._records = RecordsTable(self.root)
+        self._log = ProvenanceLog(self.root)
+        self._rows: list[MemoryRow] = []
+        self._seqs: list[int] = []  # LanceDB seq of each row, parallel to _rows
+        self._index_of: dict[UUID, int] = {}
+        self._by_text: dict[bytes, int] = {}
+        self._matrix = np.zeros((0, EMBED_DIM), dtype=np.float32)
+        self._norms = np.zeros(0, dtype=np.float32)
+        self._next_seq = 0
+        self._writes_since_compact = 0
+        self.compact_every = compact_every
+        self.load_problems: list[str] = []
+        self._load()
+        self._provenance_queue: ProvenanceWriteQueue | None = None
+        self.embedder: NamedEmbedder | None = None
+        if embedder is not None:
+            self.bind_embedder(embedder)
+
+    # ------------------------------------------------------------------ open
+
+    def _open_meta(self) -> dict[str, Any]:
+        meta_path = self.root / META_FILE
+        if meta_path.exists():
+            try:
+                meta = json.loads(meta_path.read_text("utf-8"))
+                source = crypto.KeySource(meta["key_source"]["kind"], meta["key_source"]["params"])
+                store_id, check = meta["store_id"], meta["key_check"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StoreError(
+                    f"{meta_path} is unreadable ({exc}); restore it from backup. "
+                    "Nothing was changed"
+                ) from None
+            key = crypto.load_key(self.root, source, self._env)
+            self._cipher = crypto.Cipher(key)
+            crypto.verify_key_check(self._cipher, store_id, check, self.root)
+            return meta
+        if any(self.root.glob("*.lance")) or (self.root / "provenance.sqlite3").exists():
+            raise StoreError(
+                f"{self.root} holds store data but no {META_FILE}; refusing to create a "
+                "new key over it. Restore meta.json from backup"
+            )
+        store_id = uuid4().hex
+        key, source = crypto.create_key(self.root, store_id, self._env)
+        self._cipher = crypto.Cipher(key)
+        meta = {
+            "format": FORMAT_VERSION,
+            "store_id": store_id,
+            "created_at": time.time(),
+            "key_source": {"kind": source.kind, "params": source.params},
+            "key_check": crypto.make_key_check(self._cipher, store_id),
+            "embedder": None,
+        }
+        _write_json_atomic(meta_path, meta)
+        return meta
+
+    def _load(self) -> None:
+        rows: list[tuple[MemoryRow, int]] = []
+        vectors: list[np.ndarray] = []
+        for sealed in self._records.scan():
+            self._next_seq = max(self._next_seq, sealed.seq + 1)
+            aad = sealed.id.encode()
+            try:
+                row = _decode_row(sealed.id, self._cipher.open(sealed.payload, b"row:" + aad))
+                vec = np.frombuffer(self._cipher.open(sealed.vector, b"vec:" + aad), np.float32)
+                if vec.shape != (EMBED_DIM,):
+                    raise CorruptData(f"vector has {vec.shape[0]} dimensions")
+            except (CorruptData, ValueError, KeyError, TypeError) as exc:
+                # Never drop or rewrite it: report, keep it on disk, carry on.
+                problem = f"record {sealed.id} (seq {sealed.seq}) cannot be read: {exc}"
+                self.load_problems.append(problem)
+                log_event("record_unreadable", record_id=sealed.id, error=str(exc))
+                continue
+            rows.append((row, sealed.seq))
+            vectors.append(vec)
+        self._matrix = np.zeros((max(1024, 2 * len(rows)), EMBED_DIM), dtype=np.float32)
+        self._norms = np.zeros(self._matrix.shape[0], dtype=np.float32)
+        if vectors:
+            stacked = np.vstack(vectors)
+            self._matrix[: len(rows)] = stacked
+            self._norms[: len(rows)] = np.linalg.norm(stacked, axis=1)
+        for row, seq in rows:
+            self._remember(row, seq)
+
+    def _remember(self, row: MemoryRow, seq: int) -> None:
+        index = len(self._rows)
+        self._seqs.append(seq)
+        self._rows.append(row)
+        self._index_of[row.id] = index
+        self._by_text.setdefault(_text_key(row.literal_surface), index)
+
+    # ------------------------------------------------------------- embedder
+
+    def bind_embedder(self, embedder: NamedEmbedder) -> None:
+        """Use ``embedder`` for this store; refuse one that differs from the recorded one."""
+        recorded = self._meta.get("embedder")
+        if recorded and (recorded["name"] != embedder.name or recorded["dim"] != embedder.dim):
+            raise EmbedderMismatch(
+                f"store {self.root} holds vectors from {recorded['name']} "
+                f"({recorded['dim']}-d); this process uses {embedder.name} ({embedder.dim}-d). "
+                "Use the same embedder, or export the store and import it into a new one "
+                "to re-embed"
+            )
+        if embedder.dim != EMBED_DIM:
+            raise EmbedderMismatch(f"embedder {embedder.name} gives {embedder.dim}-d vectors, not {EMBED_DIM}")
+        if not recorded:
+            with self._lock:
+                self._meta["embedder"] = {"name": embedder.name, "dim": embedder.dim}
+                _write_json_atomic(self.root / META_FILE, self._meta)
+        self.embedder = embedder
+
+    @property
+    def embedder_name(self) -> str | None:
+        recorded = self._meta.get("embedder")
+        return recorded["name"] if recorded else None
+
+    # ---------------------------------------------------------------- write
+
+    def _seal(self, row: MemoryRow, vector: np.ndarray, seq: int) -> SealedRow:
+        rid = str(row.id)
+        aad = rid.encode()
+        return SealedRow(
+            id=rid,
+            seq=seq,
+            created_us=int(row.created_at.timestamp() * 1_000_000),
+            payload=self._cipher.seal(_encode_row(row), b"row:" + aad),
+            vector=self._cipher.seal(vector.astype(np.float32).tobytes(), b"vec:" + aad),
+        )
+
+    def insert(self, record: MemoryRecord) -> None:
+        self.insert_many([record])
+
+    def insert_many(self, records: Sequence[MemoryRecord]) -> None:
+        """Insert new records in one LanceDB commit; any provenance they carry
+        goes to the log. Raises InvalidInput (and writes nothing) on a bad
+        record or an id already present."""
+        if not records:
+            return
+        with self._lock:
+            seen: set[UUID] = set()
+            prepared: list[tuple[MemoryRow, np.ndarray]] = []
+            for record in records:
+                if not isinstance(record, MemoryRecord):
+                    raise InvalidInput("insert takes MemoryRecord objects")
+                if record.id in self._index_of or record.id in seen:
+                    raise InvalidInput(f"record {record.id} is already in the store")
+                seen.add(record.id)
+                vector = np.asarray(record.embedding, dtype=np.float32)
+                if not np.all(np.isfinite(vector)):
+                    raise InvalidInput(f"record {record.id} has a non-finite embedding value")
+                prepared.append((MemoryRow.from_record(record), vector))
+            pairs = [
+                ProvenancePair(record.id, entry, new_entry_id())
+                for record in records
+                for entry in record.provenance
+            ]
+            sealed_entries = self._seal_entries(pairs, known={r.id for r in records})
+            seq0 = self._next_seq
+            self._records.append(
+                [self._seal(row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
+            )
+            self._next_seq = seq0 + len(prepared)
+            self._log.append(sealed_entries)
+            self._grow(len(prepared))
+            for offset, (row, vector) in enumerate(prepared):
+                i = len(self._rows)
+                self._matrix[i] = vector
+                self._norms[i] = float(np.linalg.norm(vector))
+                self._remember(row, seq0 + offset)
+            self._after_write()
+
+    def _grow(self, extra: int) -> None:
+        need = len(self._rows) + extra
+        if need <= self._matrix.shape[0]:
+            return
+        capacity = max(need, 2 * self._matrix.shape[0])
+        matrix = np.zeros((capacity, EMBED_DIM), dtype=np.float32)
+        norms = np.zeros(capacity, dtype=np.float32)
+        n = len(self._rows)
+        matrix[:n] = self._matrix[:n]
+        norms[:n] = self._norms[:n]
+        # Swap whole arrays: a reader holding the old ones still sees a consistent view.
+        self._matrix, self._norms = matrix, norms
+
+    def update(self, record_id: UUID, **changes: Any) -> MemoryRow:
+        """Change fields of a stored record (not its text or vector); one commit."""
+        bad = set(changes) - set(ROW_FIELDS) | ({"literal_surface"} & set(changes))
+        if bad:
+            raise InvalidInput(f"cannot update {sorted(bad)}")
+        with self._lock:
+            index = self._index_of.get(record_id)
+            if index is None:
+                raise NotFound(f"no record {record_id}")
+            row = replace(self._rows[index], **changes)
+            record = row.to_record(self._matrix[index].tolist(), [])  # validates the change
+            del record
+            self._records.replace([self._seal(row, self._matrix[index], self._seqs[index])])
+            self._rows[index] = row
+            self._after_write()
+            return row
+
+    def _after_write(self) -> None:
+        self._writes_since_compact += 1
+        if self.compact_every and self._writes_since_compact >= self.compact_every:
+            self.compact()
+
+    def compact(self) -> dict[str, Any]:
+        """Fold fragments and prune old LanceDB versions; checkpoint the log."""
+        with self._lock:
+            result = self._records.compact()
+            self._log.checkpoint()
+            self._writes_since_compact = 0
+            return result
+
+    # ----------------------------------------------------------------- read
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def rows(self) -> list[MemoryRow]:
+        """The live row list, in insertion order (read it, never mutate it)."""
+        return self._rows
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(matrix, norms)`` views over the first ``len(self)`` rows."""
+        n = len(self._rows)
+        return self._matrix[:n], self._norms[:n]
+
+    def row(self, record_id: UUID) -> MemoryRow | None:
+        index = self._index_of.get(record_id)
+        return None if index is None else self._rows[index]
+
+    def find_identical(self, text: str) -> MemoryRow | None:
+        index = self._by_text.get(_text_key(text))
+        return None if index is None else self._rows[index]
+
+    def get(self, record_id: UUID | str) -> MemoryRecord | None:
+        """The record with its provenance in append order, or None."""
+        try:
+            rid = record_id if isinstance(record_id, UUID) else UUID(str(record_id))
+        except ValueError:
+            return None
+        index = self._index_of.get(rid)
+        if index is None:
+            return None
+        return self._rows[index].to_record(
+            self._matrix[index].tolist(), self.provenance_of(rid)
+        )
+
+    def provenance_of(self, record_id: UUID) -> list[ProvenanceEntry]:
+        entries = []
+        rid = str(record_id)
+        for seq, entry_id, sealed in self._log.for_record(rid):
+            try:
+                plain = self._cipher.open(sealed, f"prov:{rid}:{entry_id}".encode())
+                entries.append(json.loads(plain))
+            except (CorruptData, ValueError) as exc:
+                # Reading fails loudly; the stored history is left exactly as it is.
+                raise CorruptData(
+                    f"provenance entry {seq} of record {rid} cannot be read ({exc}); "
+                    "the log was not changed"
+                ) from None
+        return entries
+
+    def query_similar(self, vec: Sequence[float], k: int = 10) -> list[tuple[MemoryRecord, float]]:
+        """Top ``k`` records by cosine similarity to ``vec``."""
+        query = np.asarray(vec, dtype=np.float32)
+        if query.shape != (EMBED_DIM,) or not np.all(np.isfinite(query)):
+            raise InvalidInput(f"query vector must be {EMBED_DIM} finite numbers")
+        matrix, norms = self.vectors()
+        if len(norms) == 0 or k <= 0:
+            return []
+        scores = (matrix @ query) / np.maximum(norms * float(np.linalg.norm(query)), 1e-12)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(self.get(self._rows[i].id), float(scores[i])) for i in top]  # type: ignore[misc]
+
+    # ----------------------------------------------------------- provenance
+
+    def _seal_entries(
+        self, pairs: Iterable[ProvenancePair | tuple[Any, ...]], known: set[UUID] | None = None
+    ) -> list[tuple[str, str, bytes]]:
+        sealed = []
+        for pair in pairs:
+            if len(pair) == 3:
+                record_id, entry, entry_id = pair
+            else:
+                (record_id, entry), entry_id = pair, new_entry_id()
+            try:
+                rid = record_id if isinstance(record_id, UUID) else UUID(str(record_id))
+            except ValueError:
+                log_event("provenance_skipped", reason="record id is not a UUID")
+                continue
+            if rid not in self._index_of and not (known and rid in known):
+                continue  # not in the store: skipped, the rest applied
+            try:
+                plain = json.dumps(entry, ensure_ascii=False).encode("utf-8")
+                if not isinstance(entry, dict):
+                    raise TypeError("a provenance entry is a dict")
+            except (TypeError, ValueError) as exc:
+                log_event("provenance_skipped", record_id=str(rid), reason=str(exc))
+                continue
+            aad = f"prov:{rid}:{entry_id}".encode()
+            sealed.append((str(entry_id), str(rid), self._cipher.seal(plain, aad)))
+        return sealed
+
+    def append_provenance(self, record_id: UUID | str, entry: ProvenanceEntry) -> None:
+        """Append one entry now, on this thread."""
+        if not isinstance(entry, dict):
+            raise InvalidInput("a provenance entry is a dict such as {ts, cue, session_id}")
+        try:
+            json.dumps(entry)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"provenance entry is not JSON-serialisable: {exc}") from None
+        self.append_provenance_batch([(record_id, entry)])
+
+    def append_provenance_batch(
+        self,
+        pairs: Sequence[ProvenancePair | tuple[Any, ...]],
+        records_cache: dict[Any, Any] | None = None,
+    ) -> int:
+        """Append ``(record_id, entry[, entry_id])`` pairs in one transaction.
+
+        Ids not in the store are skipped and the rest applied; an entry id
+        already in the log is not applied twice. Returns how many were new.
+        ``records_cache`` is accepted for callers of the older API and not
+        needed: existence is answered from memory.
+        """
+        del records_cache
+        return self._log.append(self._seal_entries(pairs))
+
+    def queue_provenance_batch(self, pairs: Sequence[tuple[Any, ...]]) -> None:
+        """The one entry point recall uses: hand off to the queue when it is
+        enabled, else write synchronously on the caller's thread."""
+        if not pairs:
+            return
+        queue = self._provenance_queue
+        if queue is not None:
+            queue.enqueue(pairs)
+        else:
+            self.append_provenance_batch(pairs)
+
+    def enable_provenance_queue(self, coalesce_ms: int = 50, **options: Any) -> ProvenanceWriteQueue:
+        # Imported here: the queue sits above the store in the layering and
+        # the spec places this switch on the store.
+        from iai_mcp.provenance_queue import ProvenanceWriteQueue
+
+        with self._lock:
+            if self._provenance_queue is None:
+                queue = ProvenanceWriteQueue(self, coalesce_ms=coalesce_ms, **options)
+                queue.start()
+                self._provenance_queue = queue
+            return self._provenance_queue
+
+    def disable_provenance_queue(self, timeout: float = 30.0) -> None:
+        """Drain the queue, then stop it; later batches are written synchronously."""
+        with self._lock:
+            queue, self._provenance_queue = self._provenance_queue, None
+        if queue is not None:
+            queue.stop(timeout=timeout)
+
+    # Spill files hold provenance cues, so they are sealed like everything else.
+
+    def seal_spill(self, data: bytes) -> bytes:
+        return self._cipher.seal(data, f"spill:{self.store_id}".encode())
+
+    def open_spill(self, blob: bytes) -> bytes:
+        return self._cipher.open(blob, f"spill:{self.store_id}".encode())
+
+    # -------------------------------------------------------------- admin
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "path": str(self.root),
+            "store_id": self.store_id,
+            "records": len(self._rows),
+            "provenance_entries": self._log.count(),
+            "versions": self._records.version_count(),
+            "fragments": self._records.fragment_count(),
+            "embedder": self.embedder_name,
+            "key_source": self._meta["key_source"]["kind"],
+            "unreadable_records": len(self.load_problems),
+        }
+
+    def close(self) -> None:
+        self.disable_provenance_queue()
+        self._log.close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,34 @@
+"""Shared fixtures: every test runs with its own HOME and no real keyring."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolate_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("IAI_MCP_STORE", raising=False)
+    monkeypatch.delenv("IAI_MCP_CRYPTO_PASSPHRASE", raising=False)
+    # Never touch the developer's real keychain; tests that want a keyring fake one.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    import keyring.core
+
+    monkeypatch.setattr(keyring.core, "_keyring_backend", None, raising=False)
+    yield home
+
+
+@pytest.fixture
+def fake_embedder():
+    from iai_mcp.embed import HashEmbedder
+
+    return HashEmbedder()
+
+
+@pytest.fixture
+def store(tmp_path, fake_embedder):
+    from iai_mcp.store import MemoryStore
+
+    s = MemoryStore(path=tmp_path / "store", embedder=fake_embedder)
+    yield s
+    s.close()
