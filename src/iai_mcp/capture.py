@@ -1,0 +1,134 @@
+"""Verbatim capture: the words exactly as said, embedded, sealed, stored once.
+
+An identical text already in the store is not stored again: the existing
+record is reinforced (its count and ``updated_at`` move). The same turn
+delivered twice (same text, same session, same time: a hook that ran again)
+is skipped, so replays change nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+from uuid import UUID, uuid4
+
+from iai_mcp.embed import Embedder
+from iai_mcp.store import MemoryStore
+from iai_mcp.types import MemoryRecord, utcnow
+
+CaptureStatus = Literal["inserted", "reinforced", "skipped"]
+
+
+@dataclass(frozen=True)
+class CaptureRequest:
+    text: str
+    session_id: str | None = None
+    role: str | None = None
+    cue: str | None = None
+    tier: str = "episodic"
+    tags: tuple[str, ...] = ()
+    said_at: datetime | None = None
+    pinned: bool = False
+    language: str = "en"
+
+
+@dataclass(frozen=True)
+class CaptureResult:
+    status: CaptureStatus
+    record_id: UUID
+    reason: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _new_record(request: CaptureRequest, vector: list[float], now: datetime) -> MemoryRecord:
+    provenance = []
+    if request.cue:
+        provenance.append(
+            {"ts": now.isoformat(), "cue": request.cue, "session_id": request.session_id, "kind": "capture"}
+        )
+    return MemoryRecord(
+        id=uuid4(),
+        tier=request.tier,
+        literal_surface=request.text,
+        aaak_index="",
+        embedding=vector,
+        community_id=None,
+        centrality=0.0,
+        detail_level=2,
+        pinned=request.pinned,
+        stability=0.0,
+        difficulty=0.0,
+        last_reviewed=None,
+        never_decay=request.pinned,
+        never_merge=False,
+        provenance=provenance,
+        created_at=now,
+        updated_at=now,
+        language=request.language,
+        tags=list(dict.fromkeys(request.tags)),
+        session_id=request.session_id,
+        role=request.role,
+        event_time=request.said_at or now,
+    )
+
+
+def _fold_into_existing(store: MemoryStore, request: CaptureRequest, now: datetime) -> CaptureResult | None:
+    """Skip or reinforce when the text is already stored; None when it is new."""
+    existing = store.find_identical(request.text)
+    if existing is None or existing.never_merge:
+        return None
+    if existing.session_id == request.session_id and existing.said_at == (request.said_at or now):
+        return CaptureResult(
+            "skipped", existing.id, "the same turn was already captured (same text, session and time)"
+        )
+    store.update(
+        existing.id,
+        reinforcements=existing.reinforcements + 1,
+        updated_at=now,
+        pinned=existing.pinned or request.pinned,
+        tags=list(dict.fromkeys([*existing.tags, *request.tags])),
+    )
+    return CaptureResult(
+        "reinforced",
+        existing.id,
+        f"identical text already stored; reinforced ({existing.reinforcements + 1} repeats)",
+    )
+
+
+def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> CaptureResult:
+    now = utcnow()
+    folded = _fold_into_existing(store, request, now)
+    if folded is not None:
+        return folded
+    record = _new_record(request, embedder.embed([request.text])[0].tolist(), now)
+    store.insert(record)
+    return CaptureResult("inserted", record.id, "new memory stored verbatim")
+
+
+def capture_many(
+    store: MemoryStore, embedder: Embedder, requests: list[CaptureRequest]
+) -> list[CaptureResult]:
+    """Capture a batch: new texts are embedded together and inserted in one
+    commit; repeats (in the store or earlier in the batch) fold as in capture."""
+    now = utcnow()
+    results: list[CaptureResult | None] = [None] * len(requests)
+    fresh: dict[str, int] = {}  # text -> index of its first new request in this batch
+    for i, request in enumerate(requests):
+        if request.text in fresh:
+            continue
+        folded = _fold_into_existing(store, request, now)
+        if folded is None:
+            fresh[request.text] = i
+        else:
+            results[i] = folded
+    order = list(fresh.values())
+    vectors = embedder.embed([requests[i].text for i in order]) if order else []
+    records = [_new_record(requests[i], vec.tolist(), now) for i, vec in zip(order, vectors)]
+    store.insert_many(records)
+    for i, record in zip(order, records):
+        results[i] = CaptureResult("inserted", record.id, "new memory stored verbatim")
+    for i, request in enumerate(requests):
+        if results[i] is None:
+            # A repeat within the batch: fold into the record just inserted.
+            results[i] = _fold_into_existing(store, request, now)
+    return results  # type: ignore[return-value]
