@@ -206,3 +206,19 @@ def test_capture_many_dedups_within_batch_and_against_store(store):
     assert [r.status for r in results] == ["inserted", "reinforced", "inserted", "reinforced"]
     assert results[3].record_id == results[0].record_id
     assert len(store) == 3
+
+
+def test_context_from_same_session_survives_interleaving(store):
+    """A reply whose words are not in the cue is found through the question
+    right before it in the same session, even when another window's turns
+    were captured in between."""
+    _capture(store, "What breed is your new puppy?", session_id="A", role="user")
+    for i in range(12):
+        _capture(store, f"unrelated chatter {i} about spreadsheets", session_id="B")
+    _capture(store, "She is a golden retriever.", session_id="A", role="assistant")
+    for i in range(12):
+        _capture(store, f"filler line {i} about taxes and invoices", session_id="B")
+    out = dispatch(store, "memory_recall", {"cue": "puppy breed", "k": 2})
+    texts = [h["literal_surface"] for h in out["hits"]]
+    assert texts[0] == "What breed is your new puppy?"
+    assert "She is a golden retriever." in texts

@@ -9,6 +9,7 @@ hands the hits to ``store.queue_provenance_batch``.
 """
 from __future__ import annotations
 
+import itertools
 import threading
 import weakref
 from dataclasses import dataclass
@@ -54,30 +55,75 @@ def estimate_tokens(text: str) -> int:
     return max(1, -(-len(text) // CHARS_PER_TOKEN))
 
 
-class _KeywordCache:
-    """A KeywordIndex kept in step with a store's append-only row list."""
+class _RecallIndex:
+    """What recall derives from a store's append-only row list, kept in step
+    with it: the BM25 index, an integer session code per row, and the order
+    that groups each session's rows together (capture order within a session).
+
+    The grouping matters because ranking lends context between nearby turns
+    of one session; with several windows capturing at once, one session's
+    turns are interleaved with others' in the row list.
+    """
 
     def __init__(self) -> None:
-        self.index = ranking.KeywordIndex()
+        self.keywords = ranking.KeywordIndex()
         self.lock = threading.Lock()
+        self._codes: dict[str, int] = {}
+        self._session = np.zeros(0, dtype=np.int64)
+        self._order: np.ndarray | None = None
+        self._solo = itertools.count(1 << 40)  # codes for rows without a session
 
-    def sync(self, rows: list[MemoryRow]) -> ranking.KeywordIndex:
+    def _code(self, session_id: str | None) -> int:
+        if session_id is None:
+            # No session: a conversation of its own, lending nothing to others.
+            return next(self._solo)
+        return self._codes.setdefault(session_id, len(self._codes))
+
+    def sync(self, rows: list[MemoryRow]) -> tuple[ranking.KeywordIndex, np.ndarray, np.ndarray]:
+        """``(keyword index, session code per row, grouping order)`` for ``rows``."""
         with self.lock:
-            for doc in range(len(self.index), len(rows)):
-                self.index.add(doc, rows[doc].literal_surface)
-        return self.index
+            start = len(self.keywords)
+            if start < len(rows):
+                codes = np.empty(len(rows) - start, dtype=np.int64)
+                for offset, doc in enumerate(range(start, len(rows))):
+                    self.keywords.add(doc, rows[doc].literal_surface)
+                    codes[offset] = self._code(rows[doc].session_id)
+                self._session = np.concatenate([self._session, codes])
+                self._order = None
+            if self._order is None:
+                self._order = np.argsort(self._session, kind="stable")
+            return self.keywords, self._session, self._order
 
 
-_keyword_caches: weakref.WeakKeyDictionary[MemoryStore, _KeywordCache] = weakref.WeakKeyDictionary()
-_caches_lock = threading.Lock()
+_indexes: weakref.WeakKeyDictionary[MemoryStore, _RecallIndex] = weakref.WeakKeyDictionary()
+_indexes_lock = threading.Lock()
+
+
+def _recall_index(store: MemoryStore) -> _RecallIndex:
+    with _indexes_lock:
+        index = _indexes.get(store)
+        if index is None:
+            index = _indexes[store] = _RecallIndex()
+    return index
 
 
 def keyword_index(store: MemoryStore) -> ranking.KeywordIndex:
-    with _caches_lock:
-        cache = _keyword_caches.get(store)
-        if cache is None:
-            cache = _keyword_caches[store] = _KeywordCache()
-    return cache.sync(store.rows())
+    """The store's BM25 index, brought up to date."""
+    return _recall_index(store).sync(store.rows())[0]
+
+
+def fused_scores(
+    store: MemoryStore, dense: np.ndarray, cue: str, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(fused, keyword)`` scores of the first ``n`` rows for ``cue``."""
+    keywords, session, order = _recall_index(store).sync(store.rows())
+    keyword = keywords.scores(cue)[:n]
+    if len(order) != n:  # rows arrived between the two reads: group the first n only
+        order = np.argsort(session[:n], kind="stable")
+    grouped = ranking.fuse(dense[order], keyword[order], session[:n][order])
+    fused = np.empty_like(grouped)
+    fused[order] = grouped
+    return fused, keyword
 
 
 def _cue_vector(query: RecallQuery, embedder: Embedder | None) -> np.ndarray:
@@ -123,15 +169,12 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> l
         return []
     rows = rows[:n]
     dense = (matrix[:n] @ _cue_vector(query, embedder)) / np.maximum(norms[:n], 1e-12)
-    keyword = keyword_index(store).scores(query.cue)[:n]
-    fused = ranking.fuse(dense, keyword)
+    fused, keyword = fused_scores(store, dense, query.cue, n)
     filtering = query.tier is not None or query.tags or query.since or query.until
     # Filters are checked on a generous head of the ranking; only when they
     # reject most of it do we walk the whole order.
     head = min(n, max(query.k * (20 if filtering else 1), 64))
-    top = np.argpartition(-fused, head - 1)[:head] if head < n else np.arange(n)
-    order = top[np.argsort(-fused[top], kind="stable")]
-    picked = _filtered(order, rows, query, query.k)
+    picked = _filtered(ranking.top_k(fused, head), rows, query, query.k)
     if len(picked) < query.k and filtering and head < n:
         picked = _filtered(np.argsort(-fused, kind="stable"), rows, query, query.k)
     return [
