@@ -46,20 +46,18 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass
-class MemoryRecord:
-    """One verbatim memory.
+@dataclass(slots=True, kw_only=True)
+class MemoryRow:
+    """A memory as the store keeps it in memory: everything but the vector
+    (held in one numpy matrix) and the provenance (held in the log).
 
-    ``literal_surface`` is the text exactly as it was said. ``provenance`` is
-    the list of recall events in append order; the store keeps it in an
-    append-only log, never inside the record row.
+    Slots keep 100k of these in tens of megabytes rather than hundreds.
     """
 
     id: UUID
     tier: str
     literal_surface: str
     aaak_index: str
-    embedding: list[float]
     community_id: str | None
     centrality: float
     detail_level: int
@@ -69,7 +67,6 @@ class MemoryRecord:
     last_reviewed: datetime | None
     never_decay: bool
     never_merge: bool
-    provenance: list[ProvenanceEntry]
     created_at: datetime
     updated_at: datetime
     language: str
@@ -80,6 +77,35 @@ class MemoryRecord:
     event_time: datetime | None = None
     #: How many times an identical capture was folded into this record.
     reinforcements: int = 0
+
+    @classmethod
+    def from_record(cls, record: MemoryRecord) -> MemoryRow:
+        return cls(id=record.id, **{name: getattr(record, name) for name in ROW_FIELDS})
+
+    def to_record(
+        self, embedding: list[float], provenance: list[ProvenanceEntry]
+    ) -> MemoryRecord:
+        values = {name: getattr(self, name) for name in ROW_FIELDS}
+        values["tags"] = list(self.tags)
+        return MemoryRecord(id=self.id, embedding=embedding, provenance=provenance, **values)
+
+    @property
+    def said_at(self) -> datetime:
+        """When the words were said: the event time if known, else creation."""
+        return self.event_time or self.created_at
+
+
+@dataclass(slots=True, kw_only=True)
+class MemoryRecord(MemoryRow):
+    """One verbatim memory, whole: a row plus its vector and its provenance.
+
+    ``literal_surface`` is the text exactly as it was said. ``provenance`` is
+    the list of recall events in append order; the store keeps it in an
+    append-only log, never inside the record row.
+    """
+
+    embedding: list[float]
+    provenance: list[ProvenanceEntry]
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, UUID):
@@ -103,61 +129,6 @@ class MemoryRecord:
         if not all(isinstance(t, str) for t in self.tags):
             raise ValueError("tags must be strings")
 
-    @property
-    def said_at(self) -> datetime:
-        """When the words were said: the event time if known, else creation."""
-        return self.event_time or self.created_at
-
 
 #: Fields of a record that are neither its id, its vector nor its provenance.
-ROW_FIELDS = tuple(
-    name
-    for name in MemoryRecord.__dataclass_fields__
-    if name not in ("id", "embedding", "provenance")
-)
-
-
-@dataclass(slots=True)
-class MemoryRow:
-    """A record as the store keeps it in memory: everything but the vector
-    (held in one numpy matrix) and the provenance (held in the log).
-
-    Slots keep 100k of these in tens of megabytes rather than hundreds.
-    """
-
-    id: UUID
-    tier: str
-    literal_surface: str
-    aaak_index: str
-    community_id: str | None
-    centrality: float
-    detail_level: int
-    pinned: bool
-    stability: float
-    difficulty: float
-    last_reviewed: datetime | None
-    never_decay: bool
-    never_merge: bool
-    created_at: datetime
-    updated_at: datetime
-    language: str
-    tags: list[str]
-    session_id: str | None
-    role: str | None
-    event_time: datetime | None
-    reinforcements: int
-
-    @classmethod
-    def from_record(cls, record: MemoryRecord) -> "MemoryRow":
-        return cls(id=record.id, **{name: getattr(record, name) for name in ROW_FIELDS})
-
-    def to_record(
-        self, embedding: list[float], provenance: list[ProvenanceEntry]
-    ) -> MemoryRecord:
-        values = {name: getattr(self, name) for name in ROW_FIELDS}
-        values["tags"] = list(self.tags)
-        return MemoryRecord(id=self.id, embedding=embedding, provenance=provenance, **values)
-
-    @property
-    def said_at(self) -> datetime:
-        return self.event_time or self.created_at
+ROW_FIELDS = tuple(name for name in MemoryRow.__dataclass_fields__ if name != "id")
