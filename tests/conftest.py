@@ -18,6 +18,16 @@ def _isolate_home(tmp_path_factory, monkeypatch):
     yield home
 
 
+@pytest.fixture(autouse=True)
+def _stop_spawned_daemons():
+    """A test that reached the daemon through app.connect() leaves no daemon behind."""
+    yield
+    from iai_mcp import daemon, daemon_client
+
+    for root in daemon_client.take_spawned_daemons():
+        daemon.stop(root, timeout=30)
+
+
 @pytest.fixture
 def fake_embedder():
     from iai_mcp.embed import HashEmbedder

@@ -110,7 +110,9 @@ def test_duplicate_id_rejected_and_nothing_written(tmp_path):
     with pytest.raises(InvalidInput):
         store.insert_many([_make(text="new one"), r])
     assert len(store) == 1
-    assert len(MemoryStore(path=tmp_path)) == 1
+    store.close()
+    with MemoryStore(path=tmp_path) as reopened:
+        assert len(reopened) == 1
 
 
 def test_query_similar_orders_by_cosine(tmp_path):
@@ -286,7 +288,8 @@ def test_passphrase_store(tmp_path, monkeypatch):
     store.insert(_make(text="by passphrase"))
     store.close()
     assert not (tmp_path / "key").exists()
-    assert len(MemoryStore(path=tmp_path)) == 1
+    with MemoryStore(path=tmp_path) as reopened:
+        assert len(reopened) == 1
     monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "wrong")
     with pytest.raises(WrongKey):
         MemoryStore(path=tmp_path)
@@ -318,7 +321,8 @@ def test_keyring_used_when_available(tmp_path, monkeypatch):
     store.close()
     assert not (tmp_path / "key").exists()
     assert json.loads((tmp_path / "meta.json").read_text())["key_source"]["kind"] == "keyring"
-    assert len(MemoryStore(path=tmp_path)) == 1
+    with MemoryStore(path=tmp_path) as reopened:
+        assert len(reopened) == 1
     MemoryKeyring.secrets.clear()
     with pytest.raises(KeyUnavailable, match="keyring"):
         MemoryStore(path=tmp_path)
@@ -372,7 +376,9 @@ def test_compaction_bounds_versions(tmp_path):
     result = store.compact()
     assert result["versions_after"] <= 2
     assert result["fragments_after"] == 1
-    assert len(MemoryStore(path=tmp_path)) == 30
+    store.close()
+    with MemoryStore(path=tmp_path) as reopened:
+        assert len(reopened) == 30
 
 
 def test_update_changes_fields_and_survives_reopen(tmp_path):

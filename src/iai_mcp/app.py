@@ -2,16 +2,38 @@
 
 Adapters (MCP server, CLI, hooks) never open the store themselves: they ask
 ``connect()`` for a ``Backend`` and send it ``(method, params)``, which ends
-in ``core.dispatch`` either in this process (``LocalBackend``) or in the
-daemon that owns the store.
+in ``core.dispatch`` either in the daemon that owns the store
+(``DaemonClient``, the default) or in this process (``LocalBackend``).
+
+Environment read here (the composition root):
+
+``IAI_MCP_LOCAL=1``
+    ``connect()`` opens the store in this process instead of going through
+    the daemon; the store lock then refuses any other process meanwhile.
+``IAI_MCP_DAEMON_IDLE_TIMEOUT``
+    Seconds a daemon with no connection and no request waits before exiting
+    (default 600).
+``IAI_MCP_TEST_EMBEDDER=hash``
+    For the test suite only: stores opened here, and by daemons started from
+    here (they inherit the environment), embed with the deterministic
+    ``HashEmbedder`` instead of the MiniLM model. A store remembers its
+    embedder and refuses another, so this never mixes into a real store
+    unnoticed.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 from iai_mcp import config
+from iai_mcp.errors import InvalidInput
+
+LOCAL_ENV = "IAI_MCP_LOCAL"
+IDLE_TIMEOUT_ENV = "IAI_MCP_DAEMON_IDLE_TIMEOUT"
+TEST_EMBEDDER_ENV = "IAI_MCP_TEST_EMBEDDER"
+DEFAULT_IDLE_TIMEOUT_S = 600.0
 
 
 class Backend(Protocol):
@@ -25,11 +47,37 @@ def store_path(path: str | Path | None = None) -> Path:
     return Path(path).expanduser() if path is not None else config.default_store_path()
 
 
+def embedder_for_tests():
+    """The embedder ``IAI_MCP_TEST_EMBEDDER`` asks for, or None (the real model)."""
+    choice = os.environ.get(TEST_EMBEDDER_ENV, "")
+    if not choice:
+        return None
+    if choice != "hash":
+        raise InvalidInput(f"{TEST_EMBEDDER_ENV}={choice!r}: the only test embedder is 'hash'")
+    from iai_mcp.embed import HashEmbedder
+
+    return HashEmbedder()
+
+
+def daemon_idle_timeout() -> float:
+    raw = os.environ.get(IDLE_TIMEOUT_ENV, "")
+    if not raw:
+        return DEFAULT_IDLE_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InvalidInput(f"{IDLE_TIMEOUT_ENV}={raw!r}: give a positive number of seconds")
+    return value
+
+
 def open_store(path: str | Path | None = None, *, provenance_queue: bool = True):
-    """Open (or create) the store, with the provenance queue running if asked."""
+    """Open (or create) the store in this process, with the provenance queue
+    running if asked. Only one process may hold a store open (``StoreLocked``)."""
     from iai_mcp.store import MemoryStore
 
-    store = MemoryStore(path=store_path(path))
+    store = MemoryStore(path=store_path(path), embedder=embedder_for_tests())
     if provenance_queue:
         store.enable_provenance_queue()
     return store
@@ -50,6 +98,17 @@ class LocalBackend:
         self.store.close()
 
 
-def connect(path: str | Path | None = None) -> Backend:
-    """The backend for the store at ``path``."""
-    return LocalBackend(open_store(path))
+def connect(path: str | Path | None = None, *, local: bool | None = None) -> Backend:
+    """The backend for the store at ``path``.
+
+    By default a ``DaemonClient`` of the daemon that owns the store, started
+    now if none is running. ``local=True`` (or ``IAI_MCP_LOCAL=1``) opens the
+    store in this process instead.
+    """
+    if local is None:
+        local = os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    if local:
+        return LocalBackend(open_store(path))
+    from iai_mcp.daemon_client import DaemonClient
+
+    return DaemonClient(store_path(path)).connect()

@@ -4,15 +4,21 @@ An identical text already in the store is not stored again: the existing
 record is reinforced (its count and ``updated_at`` move). The same turn
 delivered twice (same text, same session, same time: a hook that ran again)
 is skipped, so replays change nothing.
+
+Secrets (API keys, tokens, private keys, passwords; see ``redact``) are
+replaced by ``[REDACTED:<kind>]`` in the text and the cue before anything is
+embedded, compared or stored, so they never reach the disk and identical
+texts are recognised by their redacted form.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 from uuid import UUID, uuid4
 
 from iai_mcp.embed import Embedder
+from iai_mcp.redact import redact
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRecord, utcnow
 
@@ -38,6 +44,25 @@ class CaptureResult:
     record_id: UUID
     reason: str
     notes: list[str] = field(default_factory=list)
+    #: The kind of each secret removed before storing, in text order (text, then cue).
+    redacted: tuple[str, ...] = ()
+
+
+def _without_secrets(request: CaptureRequest) -> tuple[CaptureRequest, tuple[str, ...]]:
+    text = redact(request.text)
+    cue = redact(request.cue) if request.cue else None
+    kinds = text.kinds + (cue.kinds if cue else ())
+    if not kinds:
+        return request, ()
+    return replace(request, text=text.text, cue=cue.text if cue else request.cue), kinds
+
+
+def _reporting(result: CaptureResult, kinds: tuple[str, ...]) -> CaptureResult:
+    if not kinds:
+        return result
+    names = ", ".join(dict.fromkeys(kinds))
+    note = f"{len(kinds)} secret(s) redacted before storing ({names})"
+    return replace(result, reason=f"{result.reason}; {note}", redacted=kinds)
 
 
 def _new_record(request: CaptureRequest, vector: list[float], now: datetime) -> MemoryRecord:
@@ -96,13 +121,14 @@ def _fold_into_existing(store: MemoryStore, request: CaptureRequest, now: dateti
 
 
 def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> CaptureResult:
+    request, kinds = _without_secrets(request)
     now = utcnow()
     folded = _fold_into_existing(store, request, now)
     if folded is not None:
-        return folded
+        return _reporting(folded, kinds)
     record = _new_record(request, embedder.embed([request.text])[0].tolist(), now)
     store.insert(record)
-    return CaptureResult("inserted", record.id, "new memory stored verbatim")
+    return _reporting(CaptureResult("inserted", record.id, "new memory stored verbatim"), kinds)
 
 
 def capture_many(
@@ -110,6 +136,8 @@ def capture_many(
 ) -> list[CaptureResult]:
     """Capture a batch: new texts are embedded together and inserted in one
     commit; repeats (in the store or earlier in the batch) fold as in capture."""
+    cleaned = [_without_secrets(request) for request in requests]
+    requests = [request for request, _ in cleaned]
     now = utcnow()
     results: list[CaptureResult | None] = [None] * len(requests)
     fresh: dict[str, int] = {}  # text -> index of its first new request in this batch
@@ -131,4 +159,4 @@ def capture_many(
         if results[i] is None:
             # A repeat within the batch: fold into the record just inserted.
             results[i] = _fold_into_existing(store, request, now)
-    return results  # type: ignore[return-value]
+    return [_reporting(result, kinds) for result, (_, kinds) in zip(results, cleaned)]  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ MCP: a tool error)::
     │   └── LimitExceeded     text, k or budget past the documented maximum
     ├── NotFound              an id that is not in the store
     ├── StoreError            the store cannot be used as it is
+    │   ├── StoreLocked       another process owns the store (use the daemon)
     │   ├── KeyUnavailable    no key where the store says its key lives
     │   ├── WrongKey          a key was found but it does not open this store
     │   ├── CorruptData       a record or log entry failed authentication or parsing
@@ -49,6 +50,16 @@ class NotFound(IaiError, LookupError):
 
 class StoreError(IaiError):
     code = "store_error"
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store's owner lock; ``holder_pid`` names it when known."""
+
+    code = "store_locked"
+
+    def __init__(self, message: str, holder_pid: int | None = None) -> None:
+        super().__init__(message)
+        self.holder_pid = holder_pid
 
 
 class KeyUnavailable(StoreError):

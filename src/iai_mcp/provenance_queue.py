@@ -20,10 +20,20 @@ is quarantined as ``*.failed-<ns>.jsonl`` and never read again. Every pair
 carries an entry id, and the log ignores an id it already holds, so a batch
 replayed after a crash between "written" and "file removed" is applied once.
 
+Before a batch goes into memory, enqueue appends it, sealed, to the
+store's journal (see ``iai_mcp.journal``): one ``os.write``, no fsync. A
+batch that ``enqueue`` accepted therefore survives ``kill -9``: ``start``
+replays what dead queues of the store left in the journal before anything
+else, and the worker trims the journal once the log holds its batches.
+
 A failed write is reported as one JSON line on stderr and the batch is
 spilled for a later retry; if even the spill fails (disk full) the batch
-stays in memory and is retried with backoff. What can still be lost: pairs
-in memory when the process is killed with SIGKILL or the machine dies.
+stays in memory and is retried with backoff until the disk has room again.
+What can still be lost: the journal's last writes when the OS crashes or
+the power fails (they were never fsynced, like the log's last commits), and
+batches enqueued while the journal could not be written (disk full, journal
+directory unwritable: a ``journal_write_failed`` line says so) if the
+process dies before the worker has written them.
 
 Pure stdlib. The store it writes to provides ``store_id``,
 ``append_provenance_batch(pairs)``, ``seal_spill(bytes)`` and
@@ -45,7 +55,8 @@ from typing import Any, Protocol, Sequence
 
 from iai_mcp import config
 from iai_mcp.errors import InvalidInput
-from iai_mcp.types import ProvenancePair, new_entry_id
+from iai_mcp.journal import Journal
+from iai_mcp.types import ProvenancePair
 
 WORKER_IDLE_POLL_S = 5.0
 SPILL_FORMAT = 1
@@ -69,14 +80,32 @@ def _log(event: str, **fields: Any) -> None:
 
 
 def _with_ids(pairs: Sequence[Any]) -> list[ProvenancePair]:
+    # One urandom call for the whole batch: uuid4() per pair costs ~2 us each,
+    # most of the enqueue budget for a ten-hit recall.
+    ids = os.urandom(16 * len(pairs)).hex()
     out = []
-    for pair in pairs:
+    for i, pair in enumerate(pairs):
         if isinstance(pair, ProvenancePair):
             out.append(pair)
         else:
             record_id, entry = pair
-            out.append(ProvenancePair(record_id, entry, new_entry_id()))
+            out.append(ProvenancePair(record_id, entry, ids[32 * i : 32 * i + 32]))
     return out
+
+
+def spill_state(store_id: str, spill_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """What the spill directory holds: ``pending`` batches of ``store_id``
+    still to replay, and ``quarantined`` files (of any store: a stray's
+    owner cannot be known)."""
+    directory = Path(spill_dir) if spill_dir is not None else config.overflow_dir()
+    pending = quarantined = 0
+    if directory.is_dir():
+        for path in directory.glob("*.jsonl"):
+            if ".failed-" in path.name:
+                quarantined += 1
+            elif (match := _SPILL_NAME.match(path.name)) and match["store"] == store_id:
+                pending += 1
+    return {"dir": str(directory), "pending": pending, "quarantined": quarantined}
 
 
 class ProvenanceWriteQueue:
@@ -87,7 +116,11 @@ class ProvenanceWriteQueue:
         max_queue_size: int = 10_000,
         max_batch_pairs: int = 512,
         spill_dir: str | os.PathLike[str] | None = None,
+        journal: bool = True,
+        journal_dir: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``journal_dir`` defaults to the store's ``journal_dir``; a sink
+        without one (or ``journal=False``) runs without a journal."""
         if max_queue_size < 1 or max_batch_pairs < 1 or coalesce_ms < 0:
             raise ValueError("max_queue_size and max_batch_pairs must be >= 1, coalesce_ms >= 0")
         self._store = store
@@ -96,7 +129,17 @@ class ProvenanceWriteQueue:
         self._max_batch = max_batch_pairs
         self._spill_dir = Path(spill_dir) if spill_dir is not None else config.overflow_dir()
         self._cv = threading.Condition()
-        self._items: collections.deque[list[ProvenancePair]] = collections.deque()
+        # (seq of its first enqueue call, pairs); seqs grow left to right.
+        self._items: collections.deque[tuple[int, list[ProvenancePair]]] = collections.deque()
+        self._seq = 0  # number of the last enqueue call
+        self._inflight: int | None = None  # first seq of the batch being written
+        default_dir = getattr(store, "journal_dir", None)
+        chosen = journal_dir if journal_dir is not None else default_dir
+        self._journal_dir = Path(chosen) if journal and chosen is not None else None
+        self._journal: Journal | None = None
+        self._journal_down = False  # the last journal write failed
+        self._unjournaled = 0  # batches accepted while it was down
+        self._replay_pending = False  # a start-time replay failed: retry when idle
         self._spill_backlog = False  # some batch of ours is on disk, not yet replayed
         self._spill_counter = 0
         self._busy = False  # the worker holds a batch it has not finished
@@ -110,10 +153,14 @@ class ProvenanceWriteQueue:
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        """Replay the journal left by dead queues of this store, open ours,
+        start the worker. Callers that enqueue meanwhile wait, so replayed
+        entries stay older than new ones."""
         with self._cv:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = False
+            self._open_journal()
             self._thread = threading.Thread(
                 target=self._run, name="iai-mcp-provenance", daemon=True
             )
@@ -124,6 +171,32 @@ class ProvenanceWriteQueue:
 
     def _drain_at_exit(self) -> None:
         self.stop()
+
+    def _open_journal(self) -> None:
+        if self._journal_dir is None or self._journal is not None:
+            return
+        journal = Journal(
+            self._journal_dir, self._store.store_id, self._store.seal_spill, self._store.open_spill, _log
+        )
+        self._replay_pending = not journal.replay(self._apply_replayed)
+        journal.open()
+        self._journal = journal
+
+    def _apply_replayed(self, pairs: list[ProvenancePair]) -> None:
+        for start in range(0, len(pairs), self._max_batch):
+            self._store.append_provenance_batch(pairs[start : start + self._max_batch])
+
+    def _durable_upto(self) -> int:
+        """Every batch with a seq up to this is in the log (lock held). Spilled
+        batches are not in the log yet, so a spill backlog holds the journal."""
+        if self._spill_backlog:
+            return 0
+        low = self._seq + 1
+        if self._inflight is not None:
+            low = min(low, self._inflight)
+        if self._items:
+            low = min(low, self._items[0][0])
+        return low - 1
 
     def stop(self, timeout: float = 30.0) -> None:
         """Drain everything (memory and our spill files), then stop the worker.
@@ -143,7 +216,7 @@ class ProvenanceWriteQueue:
                 with self._cv:
                     leftovers = list(self._items)
                     self._items.clear()
-                for batch in leftovers:
+                for _seq, batch in leftovers:
                     if not self._spill(batch):
                         _log("provenance_lost_on_stop", pairs=len(batch))
         with self._cv:
@@ -151,6 +224,12 @@ class ProvenanceWriteQueue:
             if self._atexit_registered:
                 atexit.unregister(self._drain_at_exit)
                 self._atexit_registered = False
+            journal, self._journal = self._journal, None
+            upto = self._durable_upto()
+        if journal is not None:
+            kept = journal.close(upto)
+            if kept:
+                _log("journal_kept", files=kept, reason="not all of it is in the log; replayed at next start")
 
     # -------------------------------------------------------------- callers
 
@@ -160,9 +239,20 @@ class ProvenanceWriteQueue:
         batch = _with_ids(pairs)
         if not batch:
             return
+        journal = self._journal
+        payload = None
+        if journal is not None:
+            try:
+                payload = journal.encode(batch)  # sealing stays outside the lock
+            except Exception as exc:
+                _log("journal_encode_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(batch))
         with self._cv:
+            self._seq += 1
+            seq = self._seq
+            if journal is not None:
+                self._journal_append(journal, seq, payload)
             if not self._spill_backlog and len(self._items) < self._max_queue:
-                self._items.append(batch)
+                self._items.append((seq, batch))
                 self._cv.notify()
                 return
             # Spill under the lock so that the order of spill files is the
@@ -171,8 +261,29 @@ class ProvenanceWriteQueue:
                 self._cv.notify()
                 return
             # The disk refused too: keep it in memory past the bound rather than lose it.
-            self._items.append(batch)
+            self._items.append((seq, batch))
             self._cv.notify()
+
+    def _journal_append(self, journal: Journal, seq: int, payload: bytes | None) -> None:
+        """Journal one batch (lock held); report only when the journal goes
+        down or comes back, never once per batch."""
+        error = journal.append(seq, payload) if payload is not None else OSError("not encoded")
+        if error is None:
+            if self._journal_down:
+                self._journal_down = False
+                _log("journal_write_recovered", unjournaled_batches=self._unjournaled)
+                self._unjournaled = 0
+            return
+        self._unjournaled += 1
+        if not self._journal_down:
+            self._journal_down = True
+            _log(
+                "journal_write_failed",
+                error=f"{type(error).__name__}: {error}",
+                dir=str(journal.directory),
+                consequence="batches stay in memory and reach the log as usual, but are lost "
+                "if the process dies before that",
+            )
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything enqueued so far, and every spilled batch of
@@ -206,35 +317,48 @@ class ProvenanceWriteQueue:
                     if not self._cv.wait(WORKER_IDLE_POLL_S):
                         self._scan_requested = True
                 if self._items:
-                    batch = self._take_batch()
+                    seq, batch = self._take_batch()
                     self._busy = True
-                    job: Any = ("write", batch)
+                    self._inflight = seq
+                    job: Any = ("write", seq, batch)
                 elif self._spill_backlog or self._scan_requested:
                     self._scan_requested = False
                     self._busy = True
-                    job = ("spill", None)
+                    job = ("spill", 0, None)
                 else:  # stopping, nothing left in memory, nothing spilled
                     self._cv.notify_all()
                     return
             try:
                 if job[0] == "write":
-                    self._write(job[1])
+                    self._write(job[1], job[2])
                 else:
+                    if self._replay_pending and self._journal is not None:
+                        self._replay_pending = not self._journal.replay(self._apply_replayed)
                     self._drain_spill_dir()
             finally:
                 with self._cv:
                     self._busy = False
+                    self._inflight = None
+                    upto = self._durable_upto()
+                    journal = self._journal
                     self._cv.notify_all()
+            if journal is not None:
+                try:
+                    journal.maintain(upto)
+                except Exception as exc:  # housekeeping only: the data is safe either way
+                    _log("journal_maintenance_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _take_batch(self) -> list[ProvenancePair]:
-        """Pop one batch, then coalesce what arrives within coalesce_ms (lock held)."""
-        batch = list(self._items.popleft())
+    def _take_batch(self) -> tuple[int, list[ProvenancePair]]:
+        """Pop one batch, then coalesce what arrives within coalesce_ms (lock
+        held). Returns the first seq it covers, and the pairs."""
+        seq, first = self._items.popleft()
+        batch = list(first)
         deadline = time.monotonic() + self._coalesce_s
         while len(batch) < self._max_batch:
             if self._items:
-                if len(batch) + len(self._items[0]) > self._max_batch:
+                if len(batch) + len(self._items[0][1]) > self._max_batch:
                     break
-                batch.extend(self._items.popleft())
+                batch.extend(self._items.popleft()[1])
                 continue
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._urgent or self._stopping:
@@ -242,9 +366,9 @@ class ProvenanceWriteQueue:
             self._cv.wait(remaining)
         if not self._items:
             self._urgent = False
-        return batch
+        return seq, batch
 
-    def _write(self, batch: list[ProvenancePair]) -> None:
+    def _write(self, seq: int, batch: list[ProvenancePair]) -> None:
         try:
             self._store.append_provenance_batch(batch)
             self._failures = 0
@@ -259,7 +383,7 @@ class ProvenanceWriteQueue:
             )
             if not spilled:
                 with self._cv:
-                    self._items.appendleft(batch)
+                    self._items.appendleft((seq, batch))
             self._backoff()
 
     def _backoff(self) -> None:

@@ -3,23 +3,32 @@
 Layout of a store root::
 
     meta.json             store id, key source, key check, embedder identity
+    store.lock            flock held by the one process that has the store open
     key                   the AES key (mode 0600) when no keyring is used
     records.lance/        LanceDB table of sealed records (see records_table)
     provenance.sqlite3    append-only provenance log (see provenance_log)
+    journal/              provenance queue journal segments (see iai_mcp.journal)
 
 At open the store checks the key, decrypts every record once and keeps them
 in memory: rows as slotted objects, vectors in one float32 matrix. Reads and
 recall never touch the disk again; writes go to disk first, then to memory,
 so what memory shows has always been written.
+
+Because of that in-memory state, one process at a time may hold a store
+open: ``MemoryStore`` takes an exclusive ``flock`` on ``store.lock`` at open
+and a second opener gets ``StoreLocked``. Everyone else goes through the
+daemon that owns the store (``iai_mcp.daemon``, reached via ``app.connect``).
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -30,7 +39,14 @@ from uuid import UUID, uuid4
 import numpy as np
 
 from iai_mcp import config
-from iai_mcp.errors import CorruptData, EmbedderMismatch, InvalidInput, NotFound, StoreError
+from iai_mcp.errors import (
+    CorruptData,
+    EmbedderMismatch,
+    InvalidInput,
+    NotFound,
+    StoreError,
+    StoreLocked,
+)
 from iai_mcp.store import crypto
 from iai_mcp.store.provenance_log import ProvenanceLog
 from iai_mcp.store.records_table import RecordsTable, SealedRow
@@ -48,6 +64,8 @@ if TYPE_CHECKING:
     from iai_mcp.provenance_queue import ProvenanceWriteQueue
 
 META_FILE = "meta.json"
+LOCK_FILE = "store.lock"
+JOURNAL_DIR = "journal"
 FORMAT_VERSION = 1
 _DATETIME_FIELDS = frozenset({"last_reviewed", "created_at", "updated_at", "event_time"})
 
@@ -87,6 +105,46 @@ def _text_key(text: str) -> bytes:
     return hashlib.sha256(text.encode("utf-8")).digest()
 
 
+def _take_owner_lock(root: Path) -> int:
+    """Exclusive, non-blocking flock on ``root/store.lock``; returns its fd.
+
+    flock belongs to the open file description, so it is released when the
+    fd is closed or the process dies (even by SIGKILL): no stale locks.
+    """
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder: int | None = int(os.pread(fd, 32, 0).split()[0])
+        except (ValueError, IndexError, OSError):
+            holder = None  # the holder has not written its pid yet
+        os.close(fd)
+        who = f"process {holder}" if holder else "another process"
+        raise StoreLocked(
+            f"store {root} is already open in {who}. Only one process may open a store "
+            "directly: go through the daemon (iai_mcp.app.connect, or the iai-mcp CLI), "
+            "or stop that process (iai-mcp daemon stop)",
+            holder_pid=holder,
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def fix_key_file_mode(root: str | os.PathLike[str], *, apply: bool) -> str | None:
+    """What is wrong with the permissions of the store's key file, if
+    anything; with ``apply``, make it 0600 (owner only). Never reads the key."""
+    root = Path(root)
+    problem = crypto.key_file_mode_problem(root)
+    if problem and apply:
+        os.chmod(root / crypto.KEY_FILE_NAME, 0o600)
+    return problem
+
+
 def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -113,6 +171,17 @@ class MemoryStore:
     ) -> None:
         self.root = Path(path).expanduser() if path is not None else config.default_store_path()
         self.root.mkdir(parents=True, exist_ok=True)
+        # A store dropped without close() still frees its lock when collected:
+        # nothing can write through an unreachable store (a running provenance
+        # queue holds a reference, so a store with pending writes is never collected).
+        self._owner_lock = weakref.finalize(self, os.close, _take_owner_lock(self.root))
+        try:
+            self._open(embedder, compact_every)
+        except BaseException:
+            self._release_owner_lock()
+            raise
+
+    def _open(self, embedder: NamedEmbedder | None, compact_every: int) -> None:
         self._env = config.environment()
         self._lock = threading.RLock()
         self._meta = self._open_meta()
@@ -152,6 +221,11 @@ class MemoryStore:
             key = crypto.load_key(self.root, source, self._env)
             self._cipher = crypto.Cipher(key)
             crypto.verify_key_check(self._cipher, store_id, check, self.root)
+            if source.kind == "file" and (problem := crypto.key_file_mode_problem(self.root)):
+                # Warn rather than refuse as ssh does: a memory server that will not
+                # start loses the user's memory for the session. doctor FAILs it and
+                # repair (iai_mcp.repair) fixes it.
+                log_event("key_file_mode_loose", problem=problem)
             return meta
         if any(self.root.glob("*.lance")) or (self.root / "provenance.sqlite3").exists():
             raise StoreError(
@@ -380,6 +454,17 @@ class MemoryStore:
                 ) from None
         return entries
 
+    def latest_provenance(self, limit: int = 1000) -> list[tuple[UUID, ProvenanceEntry]]:
+        """Each record's newest provenance entry, most recent first (at most ``limit``)."""
+        out = []
+        for rid, entry_id, sealed in self._log.latest_per_record(limit):
+            try:
+                plain = self._cipher.open(sealed, f"prov:{rid}:{entry_id}".encode())
+                out.append((UUID(rid), json.loads(plain)))
+            except (CorruptData, ValueError) as exc:
+                log_event("provenance_unreadable", record_id=rid, error=str(exc))
+        return out
+
     def query_similar(self, vec: Sequence[float], k: int = 10) -> list[tuple[MemoryRecord, float]]:
         """Top ``k`` records by cosine similarity to ``vec``."""
         query = np.asarray(vec, dtype=np.float32)
@@ -476,7 +561,13 @@ class MemoryStore:
         if queue is not None:
             queue.stop(timeout=timeout)
 
+    @property
+    def journal_dir(self) -> Path:
+        """Where this store's provenance queue journals what it was handed."""
+        return self.root / JOURNAL_DIR
+
     # Spill files hold provenance cues, so they are sealed like everything else.
+    # So are journal lines (iai_mcp.journal), with the same associated data.
 
     def seal_spill(self, data: bytes) -> bytes:
         return self._cipher.seal(data, f"spill:{self.store_id}".encode())
@@ -500,8 +591,17 @@ class MemoryStore:
         }
 
     def close(self) -> None:
-        self.disable_provenance_queue()
-        self._log.close()
+        """Drain the provenance queue, close the log, release the owner lock."""
+        if not self._owner_lock.alive:
+            return
+        try:
+            self.disable_provenance_queue()
+            self._log.close()
+        finally:
+            self._release_owner_lock()
+
+    def _release_owner_lock(self) -> None:
+        self._owner_lock()  # closes the fd once; closing it drops the flock
 
     def __enter__(self) -> MemoryStore:
         return self

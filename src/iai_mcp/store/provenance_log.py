@@ -90,6 +90,16 @@ class ProvenanceLog:
             cur = self._conn.execute("SELECT record_id, COUNT(*) FROM entries GROUP BY record_id")
             return dict(cur.fetchall())
 
+    def latest_per_record(self, limit: int) -> list[tuple[str, str, bytes]]:
+        """``(record_id, entry_id, sealed)`` of each record's newest entry,
+        most recently appended first (append order is time order)."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT record_id, entry_id, sealed FROM entries WHERE seq IN "
+                "(SELECT MAX(seq) FROM entries GROUP BY record_id) ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+
     def iter_all(self, visit: Callable[[int, str, str, bytes], None]) -> None:
         """Call ``visit(seq, entry_id, record_id, sealed)`` for every entry, in order."""
         with self._lock:

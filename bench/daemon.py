@@ -1,0 +1,117 @@
+"""Daemon cost: cold spawn, and a recall's round trip through the daemon vs in process.
+
+Cold spawn: on a copy of the cached store of N records with no daemon
+running, ``app.connect(path)`` (which starts ``python -m iai_mcp.daemon``
+and returns once it listens), then the first ``ping`` and the first recall
+(the daemon loads the model in the background after it starts listening, so
+an early recall may wait for it).
+
+Round trip: the same cues recalled with ``memory_recall`` (k=10, cue
+embedded by MiniLM in whichever process owns the store) through a
+``DaemonClient``, then in process with ``core.dispatch`` on a store opened
+by ``app.open_store`` after the daemon stopped. ``ping`` through the daemon
+is the protocol alone: socket, JSON both ways, a thread switch. The
+overhead of the daemon is the difference of the recall medians.
+"""
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    Run, base_parser, isolate_key_material, parse_sizes, print_table, summarize, time_calls,
+    time_once,
+)
+from bench.corpus import Corpus, build_store, working_copy
+from bench.recall_latency import add_corpus_args, embed_pool
+
+NAME = "daemon"
+K = 10
+
+
+def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
+    from iai_mcp import app, daemon
+    from iai_mcp.core import dispatch
+    from iai_mcp.embed import MiniLMEmbedder
+
+    connect_ms, client = time_once(lambda: app.connect(path))
+    try:
+        ping_first_ms, info = time_once(lambda: client.call("ping"))
+        recall = lambda cue: client.call("memory_recall", {"cue": cue, "k": K})  # noqa: E731
+        first_recall_ms, first = time_once(lambda: recall(cues[0]))
+        assert first["hits"], "recall returned nothing on a non-empty store"
+        for cue in cues[1:1 + warmup]:
+            recall(cue)
+        gc.collect()
+        via_daemon = time_calls(recall, cues)
+        pings = time_calls(lambda _: client.call("ping"), range(len(cues)))
+    finally:
+        client.close()
+        daemon.stop(path, timeout=60)
+
+    store = app.open_store(path)
+    try:
+        store.bind_embedder(MiniLMEmbedder())
+        local = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": K})  # noqa: E731
+        for cue in cues[:1 + warmup]:
+            local(cue)
+        gc.collect()
+        in_process = time_calls(local, cues)
+    finally:
+        store.close()
+    return {
+        "records": info["records"],
+        "queries": len(cues),
+        "cold_connect_ms": round(connect_ms, 2),
+        "cold_first_ping_ms": round(ping_first_ms, 2),
+        "cold_first_recall_ms": round(first_recall_ms, 2),
+        "recall_via_daemon_ms": summarize(via_daemon),
+        "recall_in_process_ms": summarize(in_process),
+        "ping_via_daemon_ms": summarize(pings),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=None, help="store sizes (default 1k,10k,100k; 200 with --quick)")
+    parser.add_argument("--queries", type=int, default=None, help="timed recalls per size (default 200; 20 quick)")
+    add_corpus_args(parser)
+    args = parser.parse_args(argv)
+    isolate_key_material()
+    os.environ.pop("IAI_MCP_TEST_EMBEDDER", None)  # the daemon inherits this environment
+    os.environ.pop("IAI_MCP_LOCAL", None)
+    sizes = parse_sizes(args.sizes or ("200" if args.quick else "1k,10k,100k"))
+    queries = args.queries or (20 if args.quick else 200)
+    pool = embed_pool(args)
+    corpus = Corpus(args.seed, args.source, args.data)
+    run = Run(NAME, args)
+    results = []
+    for n in sizes:
+        print(f"[{n:,} records]")
+        root = build_store(corpus, n, args.cache_dir, pool)
+        cues = corpus.cues(queries, among=n, salt=f"daemon-{n}")
+        with working_copy(root) as path:
+            results.append(measure(path, cues))
+    run.data["config"] = {"k": K, "sizes": sizes, "queries_per_size": queries, "corpus": corpus.tag,
+                          "embed_pool": pool}
+    run.data["sizes"] = results
+
+    print_table(f"Daemon: cold spawn and recall round trip, ms (memory_recall, k={K}, MiniLM)",
+                ["records", "connect (spawn)", "1st ping", "1st recall", "daemon p50", "daemon p95",
+                 "in-process p50", "in-process p95", "ping p50", "ping p95"],
+                [[r["records"], r["cold_connect_ms"], r["cold_first_ping_ms"], r["cold_first_recall_ms"],
+                  r["recall_via_daemon_ms"]["p50"], r["recall_via_daemon_ms"]["p95"],
+                  r["recall_in_process_ms"]["p50"], r["recall_in_process_ms"]["p95"],
+                  r["ping_via_daemon_ms"]["p50"], r["ping_via_daemon_ms"]["p95"]] for r in results])
+    for r in results:
+        n = r["records"]
+        run.add_ratio(f"recall p50 via daemon @ {n:,}", r["recall_via_daemon_ms"]["p50"],
+                      "recall p50 in process", r["recall_in_process_ms"]["p50"], "ms")
+    run.finish()
+    return run.data
+
+
+if __name__ == "__main__":
+    main()

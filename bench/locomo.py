@@ -1,0 +1,180 @@
+"""Retrieval quality on LoCoMo: our recall against BM25-only and dense-only.
+
+Protocol (shared/data/locomo/README.md): each conversation gets its own store;
+every turn is captured through ``dispatch("memory_capture")`` as
+``"Speaker: text"`` (+ ``" [shares a photo: caption]"``) with the session's
+date as ``ts``; every question of categories 1-4 with evidence is a cue.
+
+Three systems rank the same records in the same run:
+
+* ours: ``dispatch("memory_recall", {"cue", "k": 10, "budget_tokens": 100000})``
+  (the budget never truncates ten turns);
+* bm25: ``ranking.KeywordIndex()`` (default parameters) over the records' text;
+* dense: cosine between the question's MiniLM vector and ``store.vectors()``.
+
+Turn-level recall@k: share of a question's evidence turns among the turns of
+the top k records; MRR: 1/rank of the first record holding an evidence turn
+(0 beyond 10). Session-level recall@k: share of the evidence's sessions among
+the first k distinct sessions of the hit list, in order of first appearance.
+Scores are averaged over questions (all conversations pooled). A turn whose
+text is identical to an earlier one is folded into that record by capture; the
+record then stands for both turns.
+"""
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    DEFAULT_LOCOMO_DIR, Run, base_parser, clock_ms, isolate_key_material, print_table, summarize,
+)
+from bench.locomo_data import CATEGORIES, Conversation, Question, load_conversations
+
+NAME = "locomo"
+K = 10
+KS = tuple(range(1, K + 1))
+SYSTEMS = ("ours", "bm25", "dense")
+
+
+def score(ranked_turns: list[list[str]], question: Question) -> dict[str, float]:
+    """Turn R@k, MRR and session R@k of one ranked list of records (each a list of dia ids)."""
+    evidence = set(question.evidence)
+    wanted_sessions = set(question.sessions)
+    out: dict[str, float] = {}
+    seen: set[str] = set()
+    first = 0.0
+    for rank, turns in enumerate(ranked_turns[:K], start=1):
+        seen.update(turns)
+        if not first and evidence & set(turns):
+            first = 1.0 / rank
+        out[f"turn_r@{rank}"] = len(evidence & seen) / len(evidence)
+    sessions: list[int] = []
+    for turns in ranked_turns[:K]:
+        for dia in turns:
+            s = int(dia[1:].split(":")[0])
+            if s not in sessions:
+                sessions.append(s)
+    for k in KS:
+        out.setdefault(f"turn_r@{k}", out.get(f"turn_r@{k - 1}", 0.0))
+        out[f"session_r@{k}"] = len(wanted_sessions & set(sessions[:k])) / len(wanted_sessions)
+    out["mrr"] = first
+    return out
+
+
+def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
+    from iai_mcp import app, ranking
+    from iai_mcp.core import MAX_BUDGET_TOKENS, dispatch
+
+    store = app.open_store(scratch / conv.name)
+    try:
+        store.bind_embedder(embedder)
+        turns_of: dict[str, list[str]] = defaultdict(list)
+        start = clock_ms()
+        for turn in conv.turns:
+            result = dispatch(store, "memory_capture", {
+                "text": turn.text, "session_id": f"{conv.name}:session_{turn.session}",
+                "ts": turn.said_at.isoformat(),
+            })
+            turns_of[result["record_id"]].append(turn.dia_id)
+        capture_s = (clock_ms() - start) / 1000
+
+        rows = store.rows()
+        row_turns = [turns_of[str(row.id)] for row in rows]
+        matrix, norms = store.vectors()
+        keyword = ranking.KeywordIndex()
+        for i, row in enumerate(rows):
+            keyword.add(i, row.literal_surface)
+
+        per_question = []
+        recall_ms = []
+        for q in conv.questions:
+            start = clock_ms()
+            hits = dispatch(store, "memory_recall", {"cue": q.question, "k": K, "budget_tokens": MAX_BUDGET_TOKENS})["hits"]
+            recall_ms.append(clock_ms() - start)
+            ours = [turns_of[h["record_id"]] for h in hits]
+            cue = embedder.embed([q.question])[0]
+            dense = (matrix @ cue) / np.maximum(norms, 1e-12)
+            bm25 = keyword.scores(q.question)
+            ranked = {
+                "ours": ours,
+                "bm25": [row_turns[i] for i in np.argsort(-bm25, kind="stable")[:K]],
+                "dense": [row_turns[i] for i in np.argsort(-dense, kind="stable")[:K]],
+            }
+            per_question.append({"category": q.category,
+                                 **{name: score(r, q) for name, r in ranked.items()}})
+    finally:
+        store.close()
+    return {
+        "name": conv.name,
+        "turns": len(conv.turns),
+        "records": len(rows),
+        "turns_folded_into_identical_records": len(conv.turns) - len(rows),
+        "questions": len(conv.questions),
+        "capture_turns_per_s": round(len(conv.turns) / capture_s, 1),
+        "recall_ms": summarize(recall_ms),
+        "_per_question": per_question,
+    }
+
+
+def average(rows: list[dict[str, Any]], system: str) -> dict[str, float]:
+    keys = rows[0][system].keys()
+    return {key: round(float(np.mean([r[system][key] for r in rows])), 4) for key in keys}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_LOCOMO_DIR,
+                        help="directory of LoCoMo conversation json files (default: %(default)s)")
+    parser.add_argument("--conversations", default=None,
+                        help="comma-separated names (e.g. conv-30); default all, or the smallest with --quick")
+    args = parser.parse_args(argv)
+    isolate_key_material()
+    from iai_mcp.embed import MiniLMEmbedder
+
+    convs = load_conversations(args.data)
+    if args.conversations:
+        wanted = set(args.conversations.split(","))
+        convs = [c for c in convs if c.name in wanted]
+    elif args.quick:
+        convs = [min(convs, key=lambda c: len(c.turns))]
+    embedder = MiniLMEmbedder()
+    embedder.warmup()
+    run = Run(NAME, args)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="iai-bench-locomo-") as scratch:
+        for conv in convs:
+            print(f"[{conv.name}: {len(conv.turns)} turns, {len(conv.questions)} questions]")
+            results.append(evaluate(conv, embedder, Path(scratch)))
+    rows = [q for r in results for q in r.pop("_per_question")]
+    systems = {name: average(rows, name) for name in SYSTEMS}
+    by_category = {
+        CATEGORIES[cat]: {"questions": len(sub), **{name: average(sub, name)["turn_r@10"] for name in SYSTEMS}}
+        for cat in sorted(CATEGORIES) if (sub := [r for r in rows if r["category"] == cat])
+    }
+    run.data["config"] = {"k": K, "data": str(args.data), "conversations": [c.name for c in convs],
+                          "embedder": embedder.name, "bm25": "ranking.KeywordIndex() defaults",
+                          "questions": len(rows)}
+    run.data["conversations"] = results
+    run.data["systems"] = systems
+    run.data["turn_r@10_by_category"] = by_category
+
+    metrics = ["turn_r@1", "turn_r@5", "turn_r@10", "mrr", "session_r@1", "session_r@5", "session_r@10"]
+    print_table(f"LoCoMo retrieval, {len(rows)} questions ({', '.join(c.name for c in convs)})",
+                ["system", *metrics], [[name, *(systems[name][m] for m in metrics)] for name in SYSTEMS])
+    print_table("Turn R@10 by category", ["category", "questions", *SYSTEMS],
+                [[cat, v["questions"], *(v[s] for s in SYSTEMS)] for cat, v in by_category.items()])
+    for metric in ("turn_r@10", "turn_r@5", "mrr", "session_r@10"):
+        for base in ("bm25", "dense"):
+            run.add_ratio(f"ours {metric}", systems["ours"][metric], f"{base} {metric}", systems[base][metric])
+    run.add_target("turn R@10: ours minus BM25 on the same run",
+                   round(systems["ours"]["turn_r@10"] - systems["bm25"]["turn_r@10"], 4), 0, op=">")
+    run.finish()
+    return run.data
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""Recall latency, end to end and by part, at 1k, 10k and 100k records.
+
+End to end is ``core.dispatch(store, "memory_recall", {"cue": ..., "k": 10})``
+on a store opened by ``app.open_store`` (provenance queue on, as a server runs
+it), with the real MiniLM embedder embedding each cue (no ``cue_embedding``).
+The cold first call is timed apart: a freshly opened store and a fresh
+embedder, so it pays the model load and the keyword index build.
+
+Each part is timed by calling the library function itself on the same cues:
+``embedder.embed``, the candidate search over ``store.vectors()`` (matvec and
+norm division), ``recall.keyword_index(store).scores``, ``ranking.fuse`` (on rows grouped by
+session, with session codes, as recall calls it), ``recall.fused_scores``,
+``recall.rank`` (everything between the cue vector and the ordered hits),
+and the packing loop of ``recall.recall`` (with ``rank`` replaced by one
+returning precomputed hits). The baseline for the ratio table is a numpy
+brute-force top-10 (matvec + argpartition) over the same matrix.
+"""
+from __future__ import annotations
+
+import gc
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import (
+    Run, base_parser, isolate_key_material, parse_sizes, print_table, summarize, time_calls,
+    time_once,
+)
+from bench.corpus import Corpus, build_store, working_copy
+
+NAME = "recall_latency"
+K = 10
+
+
+def add_corpus_args(parser, quick_pool: int = 300) -> None:
+    parser.add_argument("--source", choices=("synthetic", "locomo"), default="synthetic",
+                        help="texts from built-in templates, or remixed from LoCoMo turns (needs --data)")
+    parser.add_argument("--data", type=Path, default=None, help="LoCoMo data dir for --source locomo")
+    parser.add_argument("--embed-pool", type=int, default=None,
+                        help="how many texts are embedded for real (default 10000; "
+                             f"{quick_pool} with --quick); records past it reuse pooled vectors")
+
+
+def embed_pool(args) -> int:
+    return args.embed_pool or (300 if args.quick else 10_000)
+
+
+def _fusion(store, ranking):
+    """``ranking.fuse`` as recall calls it: rows grouped by session, one integer
+    code per session (computed here from the rows, the way recall keeps them)."""
+    codes: dict[str | None, int] = {}
+    session = np.array([codes.setdefault(r.session_id, len(codes)) for r in store.rows()], dtype=np.int64)
+    order = np.argsort(session, kind="stable")
+    grouped = session[order]
+
+    def fuse(dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
+        out = np.empty_like(dense)
+        out[order] = ranking.fuse(dense[order], keyword[order], grouped)
+        return out
+
+    return fuse
+
+
+@contextmanager
+def _rank_replaced(recall_module, hits):
+    original = recall_module.rank
+    recall_module.rank = lambda *a, **k: hits
+    try:
+        yield
+    finally:
+        recall_module.rank = original
+
+
+def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
+    from iai_mcp import app, ranking
+    from iai_mcp import recall as recall_module
+    from iai_mcp.core import dispatch
+    from iai_mcp.embed import MiniLMEmbedder
+
+    open_ms, store = time_once(lambda: app.open_store(path))
+    try:
+        embedder = MiniLMEmbedder()  # fresh: the cold call pays the model load
+        store.bind_embedder(embedder)
+        n = len(store)
+        call = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": K})  # noqa: E731
+        cold_ms, first = time_once(lambda: call(cues[0]))
+        assert first["hits"], "recall returned nothing on a non-empty store"
+        for cue in cues[1:1 + warmup]:
+            call(cue)
+        gc.collect()
+        end_to_end = time_calls(call, cues)
+
+        parts: dict[str, list[float]] = {}
+        parts["embed"] = time_calls(lambda c: embedder.embed([c]), cues)
+        vecs = [embedder.embed([c])[0] for c in cues]
+        matrix, norms = store.vectors()
+        safe_norms = np.maximum(norms, 1e-12)
+        parts["candidate_search"] = time_calls(lambda v: (matrix @ v) / safe_norms, vecs)
+        parts["keyword_search"] = time_calls(lambda c: recall_module.keyword_index(store).scores(c), cues)
+        dense = [(matrix @ v) / safe_norms for v in vecs]
+        keyword = [recall_module.keyword_index(store).scores(c) for c in cues]
+        fuse = _fusion(store, ranking)
+        parts["fusion"] = time_calls(lambda i: fuse(dense[i], keyword[i]), range(len(cues)))
+        if hasattr(recall_module, "fused_scores"):  # keyword scoring + fusion, as rank calls them
+            parts["keyword_and_fusion"] = time_calls(
+                lambda i: recall_module.fused_scores(store, dense[i], cues[i], n), range(len(cues)))
+        queries = [recall_module.RecallQuery(cue=c, cue_embedding=v, k=K) for c, v in zip(cues, vecs)]
+        parts["rank"] = time_calls(lambda q: recall_module.rank(store, None, q), queries)
+        ranked = [recall_module.rank(store, None, q) for q in queries]
+
+        def pack(i: int) -> None:
+            with _rank_replaced(recall_module, ranked[i]):
+                recall_module.recall(store, None, queries[i])
+
+        parts["packing"] = time_calls(pack, range(len(cues)))
+        parts["recall_without_embed"] = time_calls(lambda q: recall_module.recall(store, None, q), queries)
+        baseline = time_calls(lambda v: np.argpartition(-(matrix @ v), K)[:K], vecs)
+    finally:
+        store.close()
+    return {
+        "records": n,
+        "queries": len(cues),
+        "open_store_ms": round(open_ms, 2),
+        "cold_first_call_ms": round(cold_ms, 2),
+        "end_to_end_ms": summarize(end_to_end),
+        "parts_ms": {name: summarize(samples) for name, samples in parts.items()},
+        "baseline_numpy_bruteforce_top10_ms": summarize(baseline),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = base_parser(NAME, __doc__.splitlines()[0])
+    parser.add_argument("--sizes", default=None, help="store sizes (default 1k,10k,100k; 200,500 with --quick)")
+    parser.add_argument("--queries", type=int, default=None, help="timed recalls per size (default 200; 20 quick)")
+    add_corpus_args(parser)
+    args = parser.parse_args(argv)
+    isolate_key_material()
+    sizes = parse_sizes(args.sizes or ("200,500" if args.quick else "1k,10k,100k"))
+    queries = args.queries or (20 if args.quick else 200)
+    pool = embed_pool(args)
+    corpus = Corpus(args.seed, args.source, args.data)
+    run = Run(NAME, args)
+    results = []
+    for n in sizes:
+        print(f"[{n:,} records]")
+        root = build_store(corpus, n, args.cache_dir, pool)
+        cues = corpus.cues(queries, among=n, salt=f"recall-{n}")
+        with working_copy(root) as path:
+            results.append(measure(path, cues))
+    run.data["config"] = {"k": K, "sizes": sizes, "queries_per_size": queries, "corpus": corpus.tag,
+                          "embed_pool": pool, "provenance_queue": True}
+    run.data["sizes"] = results
+
+    print_table(f"Recall latency, ms (dispatch memory_recall, k={K}, cue embedded with MiniLM)",
+                ["records", "open", "cold 1st", "p50", "p95", "p99", "embed p50", "matvec p50",
+                 "bm25 p50", "fuse p50", "rank p50", "pack p50", "numpy top10 p50"],
+                [[r["records"], r["open_store_ms"], r["cold_first_call_ms"], r["end_to_end_ms"]["p50"],
+                  r["end_to_end_ms"]["p95"], r["end_to_end_ms"]["p99"],
+                  *(r["parts_ms"][p].get("p50") for p in ("embed", "candidate_search", "keyword_search",
+                                                         "fusion", "rank", "packing")),
+                  r["baseline_numpy_bruteforce_top10_ms"]["p50"]] for r in results])
+    for r in results:
+        n = r["records"]
+        p95 = r["end_to_end_ms"]["p95"]
+        run.add_ratio(f"recall p95 @ {n:,}", p95, "numpy brute-force top-10 p50",
+                      r["baseline_numpy_bruteforce_top10_ms"]["p50"], "ms")
+        run.add_ratio(f"recall p95 @ {n:,}", p95, "embed one cue p50", r["parts_ms"]["embed"]["p50"], "ms")
+    for n, limit in ((10_000, 15), (100_000, 40)):
+        for r in results:
+            if r["records"] == n:
+                run.add_target(f"recall p95 @ {n:,} records (ms, embedding included)",
+                               r["end_to_end_ms"]["p95"], limit, unit=" ms")
+    run.finish()
+    return run.data
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,418 @@
+"""The ``iai-mcp`` command: thin over the same backend the MCP server uses.
+
+Every command parses its arguments, makes backend calls (``app.connect()``
+-> ``core.dispatch``) and formats the result; ``--json`` prints the data
+itself. An ``IaiError`` becomes one line on stderr and exit status 1;
+usage errors exit 2. Only the standard library is imported at start, so
+``--help`` stays instant; the store and the model load when a command
+needs them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from iai_mcp import __version__
+from iai_mcp.errors import IaiError, InvalidInput
+
+PROG = "iai-mcp"
+EXPORT_PAGE = 500
+IMPORT_BATCH = 200
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _note(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@contextmanager
+def _backend(args: argparse.Namespace) -> Iterator[Any]:
+    from iai_mcp import app
+
+    backend = app.connect(args.store)
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _store_path(args: argparse.Namespace) -> Path:
+    from iai_mcp import app
+
+    return app.store_path(args.store)
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines() or [""])
+
+
+# ------------------------------------------------------------------ commands
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from iai_mcp.server import serve
+
+    serve(args.store)
+    return 0
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    text = args.text
+    if text is None or text == "-":
+        text = sys.stdin.read()
+        # The newline a shell pipe adds is not part of what was said.
+        text = text[:-1] if text.endswith("\n") else text
+    params = {
+        "text": text, "session_id": args.session_id, "role": args.role, "cue": args.cue,
+        "tier": args.tier, "tags": args.tag, "ts": args.ts, "pinned": args.pinned or None,
+        "language": args.language,
+    }
+    with _backend(args) as backend:
+        result = backend.call("memory_capture", {k: v for k, v in params.items() if v is not None})
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{result['status']} {result['record_id']}: {result['reason']}")
+    return 0
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    params = {
+        "cue": args.cue, "k": args.k, "budget_tokens": args.budget_tokens,
+        "session_id": args.session_id, "tier": args.tier, "tags": args.tag,
+        "since": args.since, "until": args.until,
+    }
+    with _backend(args) as backend:
+        result = backend.call("memory_recall", {k: v for k, v in params.items() if v is not None})
+    if args.json:
+        _print_json(result)
+        return 0
+    if not result["hits"]:
+        print("no memories found")
+    for hit in result["hits"]:
+        print(f"{hit['score']:.3f}  {hit['ts'][:19]}  {hit['record_id']}  ({hit['reason']})")
+        print(_indent(hit["literal_surface"]))
+    return 0
+
+
+def _provenance_line(entry: dict[str, Any]) -> str:
+    verb = "captured with cue" if entry.get("kind") == "capture" else "recalled by cue"
+    session = entry.get("session_id")
+    where = f" in session {session}" if session else ""
+    return f"  {entry.get('ts', '?')}  {verb} {json.dumps(entry.get('cue'), ensure_ascii=False)}{where}"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _backend(args) as backend:
+        record = backend.call("memory_get", {"id": args.id})
+    if args.json:
+        _print_json(record)
+        return 0
+    for key in ("record_id", "tier", "role", "session_id", "ts", "tags", "pinned",
+                "language", "created_at", "updated_at", "reinforcements"):
+        print(f"{key}: {record.get(key)}")
+    print("text:")
+    print(_indent(record["literal_surface"]))
+    provenance = record["provenance"]
+    print(f"provenance ({len(provenance)}):")
+    for entry in provenance:
+        print(_provenance_line(entry))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    with _backend(args) as backend:
+        stats = backend.call("memory_stats", {})
+    if args.json:
+        _print_json(stats)
+        return 0
+    spill = stats["spill"]
+    print(f"store: {stats['path']}")
+    print(f"memories: {stats['records']}")
+    print(f"provenance entries: {stats['provenance_entries']}")
+    print(f"disk: {stats['disk_bytes']:,} bytes")
+    print(f"lancedb: {stats['versions']} versions, {stats['fragments']} fragments")
+    print(f"embedder: {stats['embedder'] or 'none yet (first capture binds it)'}")
+    print(f"key: {stats['key_source']}")
+    print(f"spill: {spill['pending']} pending, {spill['quarantined']} quarantined in {spill['dir']}")
+    if stats["unreadable_records"]:
+        print(f"unreadable records: {stats['unreadable_records']}")
+    return 0
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    with _backend(args) as backend:
+        result = backend.call("memory_compact", {})
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"versions: {result['versions_before']} -> {result['versions_after']}; "
+              f"fragments: {result['fragments_before']} -> {result['fragments_after']}")
+    return 0
+
+
+def _open_private(path: str) -> Any:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if not args.plaintext:
+        raise InvalidInput(
+            "export writes every memory in plaintext (the store keeps them encrypted); "
+            "pass --plaintext to confirm, and keep the file somewhere safe"
+        )
+    out = _open_private(args.output) if args.output else sys.stdout
+    written = 0
+    try:
+        with _backend(args) as backend:
+            offset: int | None = 0
+            while offset is not None:
+                page = backend.call("memory_export", {"offset": offset, "limit": EXPORT_PAGE})
+                for record in page["records"]:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += len(page["records"])
+                offset = page["next_offset"]
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    _note(f"wrote {written} memories IN PLAINTEXT to {args.output or 'stdout'}")
+    return 0
+
+
+def _read_export(source: str) -> list[Any]:
+    if source == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        with open(source, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except ValueError as exc:
+            raise InvalidInput(f"{source}, line {number}: not JSON ({exc}); nothing was imported") from None
+    return records
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    records = _read_export(args.file)
+    batches = [records[i:i + args.batch_size] for i in range(0, len(records), args.batch_size)]
+    totals = {"inserted": 0, "reinforced": 0, "skipped": 0}
+    with _backend(args) as backend:
+        # Check every batch first, so a bad line anywhere imports nothing.
+        for i, batch in enumerate(batches):
+            try:
+                backend.call("memory_import", {"records": batch, "dry_run": True})
+            except InvalidInput as exc:
+                raise type(exc)(f"batch starting at record {i * args.batch_size + 1}: {exc}") from None
+        for batch in batches:
+            result = backend.call("memory_import", {"records": batch})
+            for status in totals:
+                totals[status] += result[status]
+    if args.json:
+        _print_json({"records": len(records), **totals})
+    else:
+        print(f"imported {len(records)} records: {totals['inserted']} inserted, "
+              f"{totals['reinforced']} reinforced, {totals['skipped']} skipped")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from iai_mcp.doctor import run_checks
+
+    checks = run_checks(args.store)
+    if args.json:
+        _print_json([{"status": c.status, "name": c.name, "detail": c.detail} for c in checks])
+    else:
+        for check in checks:
+            print(f"{check.status} {check.name}: {check.detail}")
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    from iai_mcp import hooks
+
+    path = Path(args.settings).expanduser() if args.settings else hooks.default_settings_path()
+    if args.action == "install":
+        store = args.store or os.environ.get("IAI_MCP_STORE")
+        change = hooks.install(path, hooks.hook_commands(hooks.executable(), store), dry_run=args.dry_run)
+    else:
+        change = hooks.uninstall(path, dry_run=args.dry_run)
+    if args.dry_run:
+        _print_json(change.settings)
+        _note(f"dry run: {path} was not changed")
+    for note in change.notes:
+        _note(note)
+    if not change.changed:
+        _note(f"nothing to change in {path}")
+    elif not args.dry_run:
+        backup = f" (backup: {change.backup})" if change.backup else ""
+        _note(f"{args.action}ed Claude Code hooks in {path}{backup}")
+    return 0
+
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from iai_mcp import hooks
+
+    payload = hooks.parse_payload(sys.stdin.read())
+    with _backend(args) as backend:
+        if args.event == "session-start":
+            pack = hooks.session_start(backend, payload, args.budget_tokens)
+            if args.json:
+                _print_json(pack)
+            elif pack["text"]:
+                sys.stdout.write(pack["text"])
+            return 0
+        counts = hooks.capture_transcript(backend, payload, _store_path(args) / hooks.STATE_DIR)
+    if args.json:
+        _print_json(counts)
+    return 0
+
+
+def cmd_daemon(args: argparse.Namespace) -> int:
+    try:
+        from iai_mcp import daemon
+    except ModuleNotFoundError as exc:
+        if exc.name != "iai_mcp.daemon":
+            raise
+        _fail("this build of iai-mcp has no daemon; adapters open the store in-process")
+        return 1
+    path = _store_path(args)
+    if args.action == "run":
+        return daemon.run(path)
+    if args.action == "stop":
+        stopped = daemon.stop(path)
+        print("stopped" if stopped else "no daemon was running")
+        return 0
+    status = daemon.status(path)
+    if args.json:
+        _print_json(status)
+    else:
+        print("not running" if status is None else
+              "running: " + ", ".join(f"{k}={v}" for k, v in status.items()))
+    return 0
+
+
+# -------------------------------------------------------------------- parser
+
+
+def _batch_size(value: str) -> int:
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 1 <= size <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return size
+
+
+def _json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--session-id", help="the conversation this belongs to")
+    parser.add_argument("--tier", choices=["working", "episodic", "semantic", "procedural"])
+    parser.add_argument("--tag", action="append", help="a tag (repeat for several)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Local, encrypted, verbatim long-term memory for MCP assistants.",
+        epilog="The store lives in $IAI_MCP_STORE (default ~/.iai-mcp).",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--store", metavar="PATH", help="store directory (overrides IAI_MCP_STORE)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    command("serve", cmd_serve, "run the MCP server on stdin/stdout")
+
+    p = command("capture", cmd_capture, "remember TEXT verbatim (reads stdin when TEXT is '-' or absent)")
+    p.add_argument("text", nargs="?", metavar="TEXT")
+    _filters(p)
+    p.add_argument("--role", choices=["user", "assistant", "system", "tool", "note"])
+    p.add_argument("--cue", help="what prompted keeping it")
+    p.add_argument("--ts", help="when it was said (ISO-8601); default now")
+    p.add_argument("--pinned", action="store_true", help="always include it in session packs")
+    p.add_argument("--language", help="language code (default en)")
+    _json_flag(p)
+
+    p = command("recall", cmd_recall, "find the memories that match CUE, best first")
+    p.add_argument("cue", metavar="CUE")
+    p.add_argument("--k", type=int, help="most memories to return (default 10)")
+    p.add_argument("--budget-tokens", type=int, help="token budget for the texts (default 1500)")
+    _filters(p)
+    p.add_argument("--since", help="only memories said at or after this ISO-8601 time")
+    p.add_argument("--until", help="only memories said at or before this ISO-8601 time")
+    _json_flag(p)
+
+    p = command("show", cmd_show, "show one memory and its provenance (when, by which cue, in which session)")
+    p.add_argument("id", metavar="ID")
+    _json_flag(p)
+
+    _json_flag(command("stats", cmd_stats, "counts, disk use, LanceDB versions and fragments, embedder"))
+
+    p = command("export", cmd_export, "write every memory as JSONL, in plaintext (needs --plaintext)")
+    p.add_argument("--plaintext", action="store_true", help="confirm that the output is unencrypted")
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (mode 0600) instead of stdout")
+
+    p = command("import", cmd_import, "import a JSONL export (re-embedded; repeats are skipped)")
+    p.add_argument("file", metavar="FILE", help="the export file, or '-' for stdin")
+    p.add_argument("--batch-size", type=_batch_size, default=IMPORT_BATCH, metavar="N",
+                   help=f"records per call, 1-1000 (default {IMPORT_BATCH})")
+    _json_flag(p)
+
+    _json_flag(command("doctor", cmd_doctor, "check the store, key, embedder, spill directory and daemon"))
+    _json_flag(command("compact", cmd_compact, "fold LanceDB fragments and prune old versions"))
+
+    p = command("hooks", cmd_hooks, "install or remove the Claude Code hooks")
+    p.add_argument("action", choices=["install", "uninstall"])
+    p.add_argument("--host", choices=["claude-code"], default="claude-code", help="the assistant (default claude-code)")
+    p.add_argument("--settings", metavar="FILE", help="settings file (default ~/.claude/settings.json)")
+    p.add_argument("--dry-run", action="store_true", help="print the resulting settings, change nothing")
+
+    p = command("hook", cmd_hook, "run a hook (Claude Code calls this with JSON on stdin)")
+    p.add_argument("event", choices=["session-start", "stop"])
+    p.add_argument("--budget-tokens", type=int, default=3000, help="session-start pack budget (default 3000)")
+    _json_flag(p)
+
+    p = command("daemon", cmd_daemon, "run, query or stop the per-store daemon")
+    p.add_argument("action", choices=["run", "status", "stop"])
+    _json_flag(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except IaiError as exc:
+        _fail(str(exc))
+        return 1
+    except OSError as exc:
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130

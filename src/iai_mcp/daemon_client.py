@@ -1,0 +1,318 @@
+"""DaemonClient: the backend adapters use, a thin client of the store's daemon.
+
+``call(method, params)`` sends one request over the daemon's socket and
+returns its result, or raises the same ``iai_mcp.errors`` class the daemon
+raised. When no daemon answers, the client starts one (``python -m
+iai_mcp.daemon run --store <root>``), detached, with stderr appended to
+``<store>/daemon.log``, and waits until it listens. ``daemon.spawn.lock``
+lets one client at a time do that, so racing clients start one daemon; the
+store's own lock would refuse a second owner anyway.
+
+If the daemon goes away between two calls (idle exit, ``daemon stop``, a
+crash), the next call reconnects, starting a new daemon, and is sent once
+more. A request whose connection broke after it was sent may or may not
+have run; it is sent again only for methods where running twice is
+harmless (see ``_RESENDABLE``).
+
+Pure stdlib: no model, no store, no numpy in a client process.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from iai_mcp import daemon_protocol as wire
+from iai_mcp.errors import IaiError, InvalidInput, StoreError
+
+#: A cold start opens the store (seconds at 100k records) before it listens.
+SPAWN_TIMEOUT_S = 60.0
+#: Longest a single call may take; a model load plus a large recall fit easily.
+REQUEST_TIMEOUT_S = 300.0
+#: daemon.log is rotated (to daemon.log.1) when a spawn finds it larger.
+LOG_ROTATE_BYTES = 8 * 1024 * 1024
+
+# Methods safe to send again when the connection broke after sending:
+# ping and memory_get read; memory_recall reads and appends provenance (a
+# recall that ran and whose answer was lost could leave its entries twice,
+# but the daemon only loses a connection mid-request when it dies, and a
+# killed daemon loses its unwritten queue with it); memory_capture is sent
+# with a ``ts``, so a capture that already ran comes back "skipped" with the
+# same record id (one caveat: a capture that reinforced an older identical
+# text would reinforce it a second time). Methods added later are not
+# resent until someone has thought about them.
+_RESENDABLE = frozenset({wire.PING, "memory_recall", "memory_get", "memory_capture"})
+
+_spawned: list[tuple[Path, subprocess.Popen[bytes]]] = []
+_spawned_lock = threading.Lock()
+
+
+class DaemonNotRunning(StoreError):
+    """No daemon answers for the store and this client may not start one."""
+
+    code = "daemon_not_running"
+
+
+class DaemonClient:
+    """A ``Backend`` whose calls run in the daemon that owns the store at ``root``.
+
+    One connection, one request at a time; safe to share between threads
+    (they take turns). ``close`` closes the connection, not the daemon.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        autostart: bool = True,
+        spawn_timeout: float = SPAWN_TIMEOUT_S,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+    ) -> None:
+        self.root = wire.canonical_root(root)
+        self.socket_path = wire.socket_path(self.root)
+        self.autostart = autostart
+        self.spawn_timeout = spawn_timeout
+        self.request_timeout = request_timeout
+        self._sock: socket.socket | None = None
+        self._reader: wire.LineReader | None = None
+        self._lock = threading.Lock()
+        self._next_id = 0
+
+    # ------------------------------------------------------------------ calls
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Run ``method`` in the daemon; raises the daemon's error class on failure."""
+        if not isinstance(method, str):
+            raise InvalidInput(f"method must be a string, got {type(method).__name__}")
+        if params is not None and not isinstance(params, Mapping):
+            raise InvalidInput(f"{method}: params must be an object, got {type(params).__name__}")
+        params = dict(params or {})
+        if method == "memory_capture" and params.get("ts") is None:
+            # Stamped here, when the words were handed over, not when a busy or
+            # just-starting daemon gets to them; it also makes a resend idempotent.
+            params["ts"] = datetime.now(timezone.utc).isoformat()
+        with self._lock:
+            self._next_id += 1
+            request_id = self._next_id
+            try:
+                payload = wire.encode({"id": request_id, "method": method, "params": params})
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"{method}: params must be plain JSON values ({exc})") from None
+            if len(payload) > wire.MAX_MESSAGE_BYTES:
+                raise wire.too_large(f"the {method} request", len(payload))
+            for attempt in (1, 2):
+                sock = self._connected()
+                try:
+                    sock.sendall(payload)
+                except OSError:
+                    self._disconnect()  # never reached a live daemon: safe to send again
+                    if attempt == 1:
+                        continue
+                    raise StoreError(f"cannot send {method} to the daemon of {self.root}; "
+                                     f"see {self.root / wire.LOG_FILE}") from None
+                reply = self._read_reply(method, request_id)
+                if reply is None:
+                    if attempt == 1 and method in _RESENDABLE:
+                        continue
+                    raise StoreError(
+                        f"the daemon of {self.root} went away while running {method}; it may or "
+                        f"may not have run. See {self.root / wire.LOG_FILE}"
+                    )
+                if "error" in reply:
+                    raise wire.error_from_payload(reply["error"])
+                result = reply.get("result")
+                if not isinstance(result, dict):
+                    self._disconnect()
+                    raise StoreError(f"the daemon sent a malformed answer to {method}")
+                return result
+        raise AssertionError("unreachable")
+
+    def _read_reply(self, method: str, request_id: int) -> dict[str, Any] | None:
+        """The reply to ``request_id``; None if the connection closed first."""
+        assert self._reader is not None
+        try:
+            line = self._reader.read_line()
+        except TimeoutError:
+            self._disconnect()
+            raise StoreError(
+                f"the daemon of {self.root} did not answer {method} within "
+                f"{self.request_timeout:.0f}s; see {self.root / wire.LOG_FILE}"
+            ) from None
+        except wire.MessageTooLarge as exc:
+            self._disconnect()
+            raise wire.too_large(f"the answer to {method}", int(str(exc))) from None
+        except OSError:
+            line = None
+        if line is None:
+            self._disconnect()
+            return None
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict) or reply.get("id") not in (request_id, None):
+            self._disconnect()
+            raise StoreError(f"the daemon sent an unreadable answer to {method}")
+        if reply.get("id") is None and "error" in reply:
+            self._disconnect()  # the daemon gave up on this connection (oversized request)
+        return reply
+
+    def ping(self) -> dict[str, Any]:
+        return self.call(wire.PING)
+
+    # ------------------------------------------------------------- connection
+
+    def connect(self) -> DaemonClient:
+        """Connect now (starting the daemon if needed) rather than on the first call."""
+        with self._lock:
+            self._connected()
+        return self
+
+    def _connected(self) -> socket.socket:
+        if self._sock is None:
+            sock = _try_connect(self.socket_path)
+            if sock is None:
+                if not self.autostart:
+                    raise DaemonNotRunning(f"no iai-mcp daemon is running for {self.root}")
+                sock = self._start_daemon_and_connect()
+            sock.settimeout(self.request_timeout)
+            self._sock, self._reader = sock, wire.LineReader(sock)
+        return self._sock
+
+    def _disconnect(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock, self._reader = None, None
+
+    def close(self) -> None:
+        with self._lock:
+            self._disconnect()
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ spawn
+
+    def _start_daemon_and_connect(self) -> socket.socket:
+        deadline = time.monotonic() + self.spawn_timeout
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lock_fd = os.open(self.root / wire.SPAWN_LOCK_FILE,
+                              os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot start a daemon for {self.root}: {exc}") from None
+        try:
+            while True:  # another client may be starting it right now
+                sock = _try_connect(self.socket_path)
+                if sock is not None:
+                    return sock
+                try:
+                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"another process has been starting the daemon of {self.root} for "
+                            f"{self.spawn_timeout:.0f}s; see {self.root / wire.LOG_FILE}"
+                        ) from None
+                    time.sleep(0.01)
+            sock = _try_connect(self.socket_path)
+            if sock is not None:
+                return sock
+            return self._spawn(deadline)
+        finally:
+            os.close(lock_fd)  # releases the spawn lock
+
+    def _spawn(self, deadline: float) -> socket.socket:
+        log_path = self.root / wire.LOG_FILE
+        try:
+            if log_path.stat().st_size > LOG_ROTATE_BYTES:
+                os.replace(log_path, log_path.with_name(wire.LOG_FILE + ".1"))
+        except FileNotFoundError:
+            pass
+        command = [sys.executable, "-m", "iai_mcp.daemon", "run", "--store", str(self.root)]
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                start_new_session=True, close_fds=True, cwd="/",
+            )
+        with _spawned_lock:
+            _spawned.append((self.root, proc))
+        try:
+            while True:
+                sock = _try_connect(self.socket_path)
+                if sock is not None:
+                    return sock
+                try:
+                    code = proc.wait(timeout=0.02)
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"the daemon of {self.root} (pid {proc.pid}) did not start listening "
+                            f"within {self.spawn_timeout:.0f}s; see {log_path}"
+                        ) from None
+                    continue
+                sock = _try_connect(self.socket_path)  # lost a start race to a daemon that is up
+                if sock is not None:
+                    return sock
+                raise _startup_failure(log_path, proc.pid, code)
+        finally:
+            # Reap it when it exits so a long-lived client does not collect a zombie.
+            threading.Thread(target=proc.wait, name="iai-mcp-reaper", daemon=True).start()
+
+
+def _try_connect(sock_path: Path) -> socket.socket | None:
+    """A connected socket, or None when nothing listens at ``sock_path``."""
+    wire.check_socket_location(sock_path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(5.0)
+    try:
+        sock.connect(str(sock_path))
+    except (FileNotFoundError, ConnectionRefusedError, TimeoutError):
+        # No file, or a file nobody listens on (a daemon that died or is
+        # stopping): the spawner replaces it.
+        sock.close()
+        return None
+    except OSError as exc:
+        sock.close()
+        raise StoreError(f"cannot connect to the daemon socket {sock_path}: {exc}") from None
+    return sock
+
+
+def _startup_failure(log_path: Path, pid: int, code: int) -> IaiError:
+    """The error the daemon logged as ``fatal`` before exiting, as its own class."""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 65536))
+            lines = fh.read().splitlines()
+    except OSError:
+        lines = []
+    for raw in reversed(lines):
+        try:
+            event = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and event.get("event") == "fatal" and event.get("pid") == pid:
+            return wire.error_from_payload(event.get("error"))
+    return StoreError(f"the daemon (pid {pid}) exited with code {code} before it was ready; "
+                      f"see {log_path}")
+
+
+def take_spawned_daemons() -> list[Path]:
+    """Stores this process started a daemon for since the last call (test clean-up)."""
+    with _spawned_lock:
+        roots = list(dict.fromkeys(root for root, _ in _spawned))
+        _spawned.clear()
+    return roots

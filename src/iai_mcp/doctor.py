@@ -1,0 +1,106 @@
+"""``iai-mcp doctor``: one line per check, ``PASS|WARN|FAIL name: detail``.
+
+Checks go through the backend like every other command (opening the store
+creates it on a first run), so they report what the server would see.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from iai_mcp.errors import IaiError
+
+Status = Literal["PASS", "WARN", "FAIL"]
+
+#: More LanceDB versions than this means compaction is overdue.
+VERSIONS_WARN = 100
+
+
+@dataclass(frozen=True)
+class Check:
+    status: Status
+    name: str
+    detail: str
+
+
+def _key_check(stats: dict[str, Any]) -> Check:
+    source = stats["key_source"]
+    if source == "file":
+        problem = stats["key_file_problem"]
+        if problem:
+            return Check("FAIL", "key", problem)
+        return Check("PASS", "key", f"key file {Path(stats['path']) / 'key'} (mode 0600)")
+    if source == "keyring":
+        return Check("PASS", "key", "in the OS keyring")
+    if source == "passphrase":
+        return Check("PASS", "key", "derived from IAI_MCP_CRYPTO_PASSPHRASE")
+    return Check("WARN", "key", f"unknown key source {source!r}")
+
+
+def _store_checks(backend: Any) -> list[Check]:
+    stats = backend.call("memory_stats", {})
+    checks = [Check("PASS", "store", f"{stats['path']} opens: {stats['records']} memories, "
+                                      f"{stats['provenance_entries']} provenance entries, "
+                                      f"{stats['disk_bytes']:,} bytes")]
+    if stats["unreadable_records"]:
+        checks.append(Check("FAIL", "records", f"{stats['unreadable_records']} records cannot be "
+                                               "decrypted or parsed (left untouched on disk); "
+                                               "restore the store from a backup"))
+    checks.append(_key_check(stats))
+    try:
+        warm = backend.call("warmup", {})
+        checks.append(Check("PASS", "embedder", f"{warm['embedder']} loaded from the installed "
+                                                f"package (no network) in {warm['seconds']:.2f} s"))
+    except IaiError as exc:
+        checks.append(Check("FAIL", "embedder", str(exc)))
+    spill = stats["spill"]
+    if spill["quarantined"]:
+        checks.append(Check("WARN", "spill", f"{spill['quarantined']} quarantined file(s) in "
+                                             f"{spill['dir']} could not be replayed; inspect and delete them"))
+    elif spill["pending"]:
+        checks.append(Check("WARN", "spill", f"{spill['pending']} provenance batch(es) pending in "
+                                             f"{spill['dir']}; replayed while the server runs"))
+    else:
+        checks.append(Check("PASS", "spill", f"nothing pending in {spill['dir']}"))
+    versions = f"{stats['versions']} LanceDB versions, {stats['fragments']} fragments"
+    if stats["versions"] > VERSIONS_WARN:
+        checks.append(Check("WARN", "versions", f"{versions}; run: iai-mcp compact"))
+    else:
+        checks.append(Check("PASS", "versions", versions))
+    return checks
+
+
+def _daemon_check(store_path: Path) -> Check:
+    try:
+        from iai_mcp import daemon
+    except ModuleNotFoundError as exc:
+        if exc.name != "iai_mcp.daemon":
+            raise
+        return Check("PASS", "daemon", "none in this build; adapters open the store in-process")
+    try:
+        status = daemon.status(store_path)
+    except Exception as exc:  # a broken daemon must not hide the other checks
+        return Check("WARN", "daemon", f"cannot query: {type(exc).__name__}: {exc}")
+    if status is None:
+        return Check("PASS", "daemon", "not running")
+    return Check("PASS", "daemon", "running: " + ", ".join(f"{k}={v}" for k, v in status.items()))
+
+
+def run_checks(store: str | Path | None = None) -> list[Check]:
+    from iai_mcp import app
+
+    checks: list[Check] = []
+    try:
+        backend = app.connect(store)
+    except IaiError as exc:
+        checks.append(Check("FAIL", "store", str(exc)))
+    else:
+        try:
+            checks += _store_checks(backend)
+        except IaiError as exc:
+            checks.append(Check("FAIL", "store", str(exc)))
+        finally:
+            backend.close()
+    checks.append(_daemon_check(app.store_path(store)))
+    return checks

@@ -1,0 +1,135 @@
+"""repair: fix what can be fixed in a store without losing data, and say so.
+
+Meant for ``iai-mcp doctor --repair``: show ``repair(root, apply=False)``
+(what would be done, nothing touched), ask, then run ``repair(root,
+apply=True)``. Each returned line is one action or one reason an action was
+skipped. The steps, in order:
+
+1. A key file other users can read is made 0600.
+2. Stray temp files (a write killed between writing and renaming) are moved
+   to ``<root>/recovered/<time>/``, never deleted: one may be the only copy of
+   something.
+3. Journal segments a dead process left, and this store's spill files, are
+   replayed into the provenance log (the queue's own start and drain; what
+   cannot be read is quarantined there, not deleted).
+4. The records table is compacted (fragments folded, old versions pruned).
+
+Steps 3 and 4 open the store, so they need its key and the store must not be
+open in another process; otherwise they are skipped with a line saying why.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from iai_mcp import config
+from iai_mcp.errors import StoreError
+from iai_mcp.journal import journal_state
+from iai_mcp.provenance_queue import spill_state
+from iai_mcp.store import JOURNAL_DIR, META_FILE, MemoryStore, fix_key_file_mode
+
+DRAIN_TIMEOUT_S = 120.0
+
+
+def _stray_temp_files(root: Path, store_id: str | None, spill_dir: Path) -> list[Path]:
+    found = [root / f"{META_FILE}.tmp"]
+    journal_dir = root / JOURNAL_DIR
+    if journal_dir.is_dir():
+        found += journal_dir.glob(".prov-*.journal.tmp")
+    if store_id and spill_dir.is_dir():
+        found += spill_dir.glob(f".prov-{store_id}-*.tmp")
+    return [path for path in found if path.is_file()]
+
+
+def _store_id(root: Path) -> str | None:
+    try:
+        return str(json.loads((root / META_FILE).read_text("utf-8"))["store_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _version_files(root: Path) -> int:
+    versions = root / "records.lance" / "_versions"
+    return len(list(versions.glob("*.manifest"))) if versions.is_dir() else 0
+
+
+def repair(
+    store_root: str | os.PathLike[str],
+    *,
+    apply: bool,
+    spill_dir: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """Repair the store at ``store_root`` (with ``apply``) or say what repairing
+    would do (without). Returns one line per action."""
+    root = Path(store_root).expanduser()
+    spill = Path(spill_dir) if spill_dir is not None else config.overflow_dir()
+    lines: list[str] = []
+    if not (root / META_FILE).is_file():
+        return [f"{root} is not an iai-mcp store (no {META_FILE}); nothing to repair"]
+    store_id = _store_id(root)
+
+    problem = fix_key_file_mode(root, apply=apply)
+    if problem:
+        lines.append(f"{'made' if apply else 'would make'} the key file mode 0600 ({problem.split(';')[0]})")
+
+    strays = _stray_temp_files(root, store_id, spill)
+    if strays:
+        target = root / "recovered" / time.strftime("%Y%m%dT%H%M%S")
+        for path in strays:
+            if apply:
+                target.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target / path.name)
+            lines.append(f"{'moved' if apply else 'would move'} stray temp file {path} to {target}/")
+
+    if store_id is None:
+        lines.append(f"{root / META_FILE} is unreadable: restore it from backup before anything else")
+        return lines
+    journal = journal_state(root / JOURNAL_DIR, store_id)
+    spilled = spill_state(store_id, spill)
+    versions = _version_files(root)
+    if not apply:
+        if journal["segments"]:
+            lines.append(f"would replay {journal['segments']} journal segment(s) in {journal['dir']}")
+        if spilled["pending"]:
+            lines.append(f"would replay {spilled['pending']} spill file(s) in {spilled['dir']}")
+        if versions > 1:
+            lines.append(f"would compact the records table ({versions} versions)")
+        return lines or ["nothing to repair"]
+    return lines + _replay_and_compact(root, spill, journal["segments"], spilled["pending"]) or [
+        "nothing to repair"
+    ]
+
+
+def _replay_and_compact(root: Path, spill: Path, segments: int, pending: int) -> list[str]:
+    try:
+        store = MemoryStore(path=root)
+    except StoreError as exc:
+        return [f"skipped replay and compaction: {exc}"]
+    lines = []
+    try:
+        before = store.stats()["provenance_entries"]
+        queue = store.enable_provenance_queue(spill_dir=spill)  # start replays the journal
+        if not queue.flush(timeout=DRAIN_TIMEOUT_S):
+            lines.append(
+                f"replay did not finish within {DRAIN_TIMEOUT_S:.0f} s; what is left stays on disk "
+                "and is replayed at the next start"
+            )
+        store.disable_provenance_queue()
+        added = store.stats()["provenance_entries"] - before
+        if segments or pending or added:
+            lines.append(
+                f"replayed {segments} journal segment(s) and {pending} spill file(s): "
+                f"{added} provenance entries were missing from the log and are now in it"
+            )
+        result = store.compact()
+        if result["versions_before"] > 1 or result["fragments_before"] > 1:
+            lines.append(
+                f"compacted the records table: {result['versions_before']} -> "
+                f"{result['versions_after']} versions, {result['fragments_before']} -> "
+                f"{result['fragments_after']} fragments"
+            )
+    finally:
+        store.close()
+    return lines

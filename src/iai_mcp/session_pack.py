@@ -1,0 +1,109 @@
+"""The memory pack a new session starts with.
+
+Pinned memories come first, then the ones touched most recently: recalled
+(the newest provenance entry), reinforced (said again) or captured. Texts
+are verbatim; whole memories are packed into a token budget and one that
+does not fit is left out rather than cut. The pack is rendered here, so the
+hook that prints it and the tool that returns it show the same text, and
+the budget counts exactly what is shown.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Literal
+from uuid import UUID
+
+from iai_mcp.recall import estimate_tokens
+from iai_mcp.store import MemoryStore
+from iai_mcp.types import MemoryRow
+
+Why = Literal["pinned", "recalled", "reinforced", "captured"]
+
+HEADER = (
+    "Memories from earlier sessions (iai-mcp, verbatim; pinned first, then most recently "
+    "used). Call memory_recall for anything else."
+)
+
+#: No rendered item costs less than this, so a fuller pack stops scanning.
+_MIN_ITEM_TOKENS = 6
+
+
+@dataclass(frozen=True)
+class PackItem:
+    row: MemoryRow
+    why: Why
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Pack:
+    items: list[PackItem]
+    text: str
+    tokens: int
+
+
+def _parse_ts(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def candidates(store: MemoryStore, exclude_session: str | None, recalled_limit: int) -> list[PackItem]:
+    """Every eligible memory in pack order: pinned (newest said first), then by last use."""
+    last_recall: dict[UUID, datetime] = {}
+    for record_id, entry in store.latest_provenance(recalled_limit):
+        # A capture's cue is logged as provenance too; that is not a use.
+        ts = _parse_ts(entry.get("ts")) if entry.get("kind") != "capture" else None
+        if ts is not None:
+            last_recall[record_id] = ts
+    pinned: list[PackItem] = []
+    others: list[PackItem] = []
+    for row in store.rows():
+        if exclude_session is not None and row.session_id == exclude_session:
+            continue  # already in the session's own context
+        if row.pinned:
+            pinned.append(PackItem(row, "pinned", row.said_at))
+            continue
+        why: Why = "reinforced" if row.reinforcements else "captured"
+        at = row.updated_at
+        recalled_at = last_recall.get(row.id)
+        if recalled_at is not None and recalled_at >= at:
+            why, at = "recalled", recalled_at
+        others.append(PackItem(row, why, at))
+    pinned.sort(key=lambda item: item.at, reverse=True)
+    others.sort(key=lambda item: item.at, reverse=True)
+    return pinned + others
+
+
+def render_item(item: PackItem) -> str:
+    role = f" {item.row.role}" if item.row.role else ""
+    said = item.row.said_at.strftime("%Y-%m-%d")
+    # Continuation lines are indented so a multi-line memory stays one bullet.
+    body = item.row.literal_surface.replace("\n", "\n  ")
+    return f"- [{item.why}, said {said}{role}] {body}"
+
+
+def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | None = None) -> Pack:
+    """Pack candidates in order into ``budget_tokens`` (estimated as in recall)."""
+    used = estimate_tokens(HEADER + "\n")
+    items: list[PackItem] = []
+    lines = [HEADER]
+    for item in candidates(store, exclude_session, recalled_limit=max(100, budget_tokens)):
+        if budget_tokens - used < _MIN_ITEM_TOKENS:
+            break
+        line = render_item(item)
+        cost = estimate_tokens(line + "\n")
+        if used + cost > budget_tokens:
+            continue  # too long for what is left; a shorter one may still fit
+        items.append(item)
+        lines.append(line)
+        used += cost
+    if not items:
+        return Pack([], "", 0)
+    # The sum of per-line estimates bounds the estimate of the joined text.
+    return Pack(items, "\n".join(lines) + "\n", used)

@@ -1,0 +1,72 @@
+"""Export and import: memories as plain JSON objects, and back.
+
+An exported record carries the verbatim text, its metadata and its
+provenance. Importing re-embeds the text with this store's embedder (so an
+export moves a store to another embedder) and goes through capture, so a
+record already present is skipped (same text, session and time) and the
+same export imported twice changes nothing. Provenance is restored for the
+records an import inserts; reinforcement counts and creation times start
+afresh.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from iai_mcp.capture import CaptureRequest, CaptureResult, capture_many
+from iai_mcp.embed import Embedder
+from iai_mcp.store import MemoryStore
+from iai_mcp.types import MemoryRow, ProvenanceEntry
+
+#: Keys an exported record has; import accepts exactly these.
+EXPORT_KEYS = frozenset({
+    "id", "text", "tier", "tags", "session_id", "role", "ts", "pinned", "language",
+    "created_at", "updated_at", "reinforcements", "provenance",
+})
+#: Exported for the reader's benefit; a new record gets fresh values.
+IGNORED_ON_IMPORT = frozenset({"id", "created_at", "updated_at", "reinforcements"})
+
+
+@dataclass(frozen=True)
+class ImportItem:
+    request: CaptureRequest
+    provenance: list[ProvenanceEntry] = field(default_factory=list)
+
+
+def export_record(store: MemoryStore, row: MemoryRow) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "text": row.literal_surface,
+        "tier": row.tier,
+        "tags": list(row.tags),
+        "session_id": row.session_id,
+        "role": row.role,
+        "ts": row.said_at.isoformat(),
+        "pinned": row.pinned,
+        "language": row.language,
+        "created_at": row.created_at.isoformat(),
+        "updated_at": row.updated_at.isoformat(),
+        "reinforcements": row.reinforcements,
+        "provenance": store.provenance_of(row.id),
+    }
+
+
+def export_page(store: MemoryStore, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
+    """Records ``offset`` to ``offset + limit`` in insertion order, and the total."""
+    rows = store.rows()
+    total = len(rows)
+    return [export_record(store, row) for row in rows[offset:offset + limit]], total
+
+
+def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]) -> list[CaptureResult]:
+    """Capture the batch (embedded together, one commit), then restore the
+    provenance of the records it inserted in one log transaction."""
+    results = capture_many(store, embedder, [item.request for item in items])
+    pairs = [
+        (result.record_id, entry)
+        for item, result in zip(items, results)
+        if result.status == "inserted"
+        for entry in item.provenance
+    ]
+    store.append_provenance_batch(pairs)
+    return results

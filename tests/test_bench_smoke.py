@@ -1,0 +1,118 @@
+"""Every benchmark's --quick mode runs end to end and writes its JSON.
+
+These never time anything against a target (timings belong to the benchmarks);
+they check that each ``python -m bench.<name> --quick`` still works against
+the current library and that what it writes has the shape the README and the
+report generator read, with values that are consistent with each other.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LOCOMO = REPO.parent / "shared" / "data" / "locomo"
+COMMON_KEYS = {"benchmark", "command", "quick", "started_at", "duration_s", "machine", "config",
+               "ratios", "targets"}
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    # Shared by the module's benchmarks so the texts are embedded once.
+    return tmp_path_factory.mktemp("bench-cache")
+
+
+def run_bench(name: str, out: Path, cache: Path, *extra: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out), "--cache-dir", str(cache), *extra],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"wrote {out / (name + '.json')}" in proc.stdout
+    data = json.loads((out / f"{name}.json").read_text())
+    assert COMMON_KEYS <= set(data), COMMON_KEYS - set(data)
+    assert data["benchmark"] == name and data["quick"] is True
+    assert data["command"].startswith(f"python -m bench.{name} --quick")
+    assert {"nproc", "cpu_model", "python"} <= set(data["machine"])
+    assert data["ratios"], "every benchmark reports figures relative to a same-run baseline"
+    for r in data["ratios"]:
+        assert {"figure", "value", "baseline", "baseline_value", "ratio"} <= set(r)
+    for t in data["targets"]:
+        assert t["status"] in ("PASS", "MISS")
+    return data
+
+
+def test_recall_latency_quick(tmp_path, cache_dir):
+    data = run_bench("recall_latency", tmp_path, cache_dir)
+    assert [s["records"] for s in data["sizes"]] == data["config"]["sizes"] == [200, 500]
+    for size in data["sizes"]:
+        assert size["cold_first_call_ms"] > 0 and size["open_store_ms"] > 0
+        e2e = size["end_to_end_ms"]
+        assert e2e["n"] == data["config"]["queries_per_size"]
+        assert 0 < e2e["p50"] <= e2e["p95"] <= e2e["p99"] <= e2e["max"]
+        assert {"embed", "candidate_search", "keyword_search", "fusion", "rank", "packing",
+                "recall_without_embed"} <= set(size["parts_ms"])
+        assert size["parts_ms"]["embed"]["n"] == e2e["n"]
+        assert size["baseline_numpy_bruteforce_top10_ms"]["n"] == e2e["n"]
+
+
+def test_capture_throughput_quick(tmp_path, cache_dir):
+    data = run_bench("capture_throughput", tmp_path, cache_dir)
+    cfg = data["config"]
+    for size in data["sizes"]:
+        # Every text is new, so every capture and every imported text is a new record.
+        assert size["single"]["inserted"] == cfg["singles"]
+        assert size["batched"]["inserted"] == cfg["total"]
+        assert size["records_after"] == size["records_before"] + cfg["singles"] + 2 * cfg["total"]
+        for key in ("single", "batched", "baseline_embed_single", "baseline_embed_batched",
+                    "baseline_insert_many"):
+            assert size[key]["records_per_s"] > 0
+
+
+def test_provenance_quick(tmp_path, cache_dir):
+    data = run_bench("provenance", tmp_path, cache_dir)
+    cfg = data["config"]
+    q = data["queue"]
+    assert q["enqueue_us"]["n"] == q["enqueue_burst_us"]["n"] == cfg["enqueues"]
+    assert q["drain"]["entries"] == cfg["drain_batches"] * 10 and q["drain"]["entries_per_s"] > 0
+    slow = data["slow_write"]
+    assert slow["slow_writes_made"] >= 1, "the slow write was never exercised"
+    # With the queue off, recall waits for the 500 ms write: the control proves the wrapper bites.
+    assert slow["control_slow_write_queue_off_ms"]["p50"] >= 500
+    g = data["growth"]
+    # Each recall of k=10 over a store of 200 records logs exactly 10 entries; none is lost.
+    assert g["after_recalls"]["provenance_entries"] == cfg["recalls"] * 10
+    assert g["data_own_size"]["provenance_rows"] == cfg["recalls"] * 10
+    assert g["after_compact"]["versions"] >= 1 and g["after_compact"]["bytes"] > 0
+    assert {t["target"].split(" (")[0] for t in data["targets"]} >= {"store bytes / data's own size after compact"}
+
+
+def test_memory_quick(tmp_path, cache_dir):
+    data = run_bench("memory", tmp_path, cache_dir)
+    assert data["empty_store"]["records"] == 0
+    for size in data["sizes"]:
+        assert size["records"] == data["config"]["sizes"][0]
+        for phase in ("after_open", "after_recalls", "steady"):
+            assert size[phase]["VmHWM"] >= size[phase]["VmRSS"] > 0
+
+
+@pytest.mark.skipif(not LOCOMO.is_dir(), reason=f"LoCoMo data not found at {LOCOMO}")
+def test_locomo_quick(tmp_path, cache_dir):
+    data = run_bench("locomo", tmp_path, cache_dir, "--data", str(LOCOMO))
+    assert len(data["config"]["conversations"]) == 1
+    conv = data["conversations"][0]
+    assert conv["records"] + conv["turns_folded_into_identical_records"] == conv["turns"]
+    assert data["config"]["questions"] == conv["questions"] > 0
+    for name in ("ours", "bm25", "dense"):
+        metrics = data["systems"][name]
+        curve = [metrics[f"turn_r@{k}"] for k in range(1, 11)]
+        assert all(0 <= v <= 1 for v in curve) and curve == sorted(curve)
+        assert 0 <= metrics["mrr"] <= 1
+        assert metrics["session_r@10"] >= metrics["session_r@1"]
+    assert len(data["targets"]) == 1

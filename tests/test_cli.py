@@ -1,0 +1,265 @@
+"""The iai-mcp command: every subcommand, --json, errors as one line and a
+non-zero exit, and light imports for --help."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from iai_mcp.cli import build_parser, main
+
+COMMANDS = ["serve", "capture", "recall", "show", "stats", "export", "import", "doctor",
+            "compact", "hooks", "hook", "daemon"]
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run main(argv) in-process against a fresh store opened in this process."""
+    monkeypatch.setenv("IAI_MCP_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+
+    def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run.store = tmp_path / "store"
+    return run
+
+
+def _subprocess_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IAI_MCP_")}
+    return {**env, **extra}
+
+
+def test_the_command_set_is_pinned():
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    assert sorted(sub.choices) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: iai-mcp {command}") and len(out.splitlines()) > 2
+
+
+def test_help_and_usage_errors_load_nothing_heavy():
+    script = textwrap.dedent("""
+        import json, sys
+        from iai_mcp.cli import main
+        codes = []
+        for argv in (["--help"], ["serve", "--help"], ["doctor", "--help"], ["frobnicate"]):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                codes.append(exc.code)
+        heavy = ("lancedb", "onnxruntime", "pyarrow", "tokenizers", "numpy", "mcp")
+        print(json.dumps({"codes": codes, "loaded": [m for m in heavy if m in sys.modules]}))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=_subprocess_env(), timeout=60)
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result == {"codes": [0, 0, 0, 2], "loaded": []}
+
+
+def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
+    env = _subprocess_env(IAI_MCP_STORE=str(tmp_path / "s"), IAI_MCP_LOCAL="1", IAI_MCP_TEST_EMBEDDER="hash")
+    done = subprocess.run([sys.executable, "-m", "iai_mcp", "show", "not-a-uuid"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    lines = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert lines == ["iai-mcp: error: memory_get: 'id' must be a record id (a UUID)"]
+    usage = subprocess.run([sys.executable, "-m", "iai_mcp", "recall"], capture_output=True,
+                           text=True, env=env, timeout=60)
+    assert usage.returncode == 2 and "the following arguments are required: CUE" in usage.stderr
+
+
+def test_capture_recall_show(cli):
+    code, out, _ = cli("capture", "Alice adopted a beagle named Max", "--session-id", "s1",
+                       "--role", "user", "--tag", "pets", "--tag", "alice")
+    assert code == 0 and out.startswith("inserted ")
+    rid = out.split()[1].rstrip(":")
+    code, out, _ = cli("capture", "Alice adopted a beagle named Max", "--session-id", "s2", "--json")
+    assert json.loads(out)["status"] == "reinforced" and json.loads(out)["record_id"] == rid
+    cli("capture", "The quarterly report is due Friday")
+    code, out, _ = cli("recall", "beagle named Max", "--k", "1", "--session-id", "r1")
+    assert code == 0 and rid in out and "    Alice adopted a beagle named Max" in out
+    code, out, _ = cli("recall", "beagle", "--json", "--tag", "pets")
+    hits = json.loads(out)["hits"]
+    assert [h["record_id"] for h in hits] == [rid]
+    code, out, _ = cli("show", rid)
+    assert code == 0
+    assert "tags: ['pets', 'alice']" in out and "reinforcements: 1" in out
+    assert 'recalled by cue "beagle named Max" in session r1' in out
+    assert "provenance (2):" in out
+    code, out, _ = cli("show", rid, "--json")
+    record = json.loads(out)
+    assert record["literal_surface"] == "Alice adopted a beagle named Max"
+    assert [p["cue"] for p in record["provenance"]] == ["beagle named Max", "beagle"]
+
+
+def test_capture_reads_stdin_for_dash_or_no_text(cli):
+    code, out, _ = cli("capture", "-", "--json", stdin="line one\n  line two\n")
+    assert code == 0
+    rid = json.loads(out)["record_id"]
+    cli("capture", stdin="from a pipe\n")
+    code, out, _ = cli("show", rid, "--json")
+    assert json.loads(out)["literal_surface"] == "line one\n  line two"
+    code, out, _ = cli("recall", "from a pipe", "--json")
+    assert json.loads(out)["hits"][0]["literal_surface"] == "from a pipe"
+
+
+def test_capture_rejects_empty_text_and_writes_nothing(cli):
+    code, out, err = cli("capture", "-", stdin="   \n")
+    assert code == 1 and out == "" and err == "iai-mcp: error: memory_capture: 'text' must not be empty\n"
+    code, out, _ = cli("stats", "--json")
+    assert json.loads(out)["records"] == 0
+
+
+def test_recall_on_an_empty_store(cli):
+    code, out, _ = cli("recall", "anything")
+    assert (code, out) == (0, "no memories found\n")
+
+
+def test_stats_and_compact(cli):
+    for text in ("one", "two", "three"):
+        cli("capture", text)
+    code, out, _ = cli("stats")
+    assert code == 0 and "memories: 3" in out and "lancedb: " in out and "embedder: hash-embedder-v1" in out
+    stats = json.loads(cli("stats", "--json")[1])
+    assert stats["records"] == 3 and stats["disk_bytes"] > 0 and stats["versions"] > 1
+    code, out, _ = cli("compact")
+    assert code == 0 and out.startswith(f"versions: {stats['versions']} -> 1;")
+    assert json.loads(cli("compact", "--json")[1])["versions_after"] == 1
+
+
+def test_export_needs_plaintext_and_says_so(cli, tmp_path):
+    cli("capture", "secret-ish diary entry")
+    target = tmp_path / "out.jsonl"
+    code, out, err = cli("export", "-o", str(target))
+    assert code == 1 and out == "" and "pass --plaintext" in err and len(err.splitlines()) == 1
+    assert not target.exists()
+    code, out, err = cli("export", "--plaintext", "-o", str(target))
+    assert code == 0 and out == ""
+    assert err == f"iai-mcp: wrote 1 memories IN PLAINTEXT to {target}\n"
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert json.loads(target.read_text())["text"] == "secret-ish diary entry"
+    code, out, err = cli("export", "--plaintext")
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["secret-ish diary entry"]
+    assert "IN PLAINTEXT to stdout" in err
+
+
+def test_export_import_round_trip_and_reimport_is_skipped(cli, tmp_path):
+    texts = [f"memory number {i}" for i in range(7)]
+    for i, text in enumerate(texts):
+        cli("capture", text, "--session-id", "s", "--ts", f"2024-02-0{i + 1}T00:00:00Z")
+    cli("recall", "memory number 3", "--k", "1")
+    dump = tmp_path / "dump.jsonl"
+    cli("export", "--plaintext", "-o", str(dump))
+    other = str(tmp_path / "other")
+    code, out, _ = cli("--store", other, "import", str(dump), "--batch-size", "3")
+    assert code == 0 and out == "imported 7 records: 7 inserted, 0 reinforced, 0 skipped\n"
+    code, out, _ = cli("--store", other, "import", str(dump), "--json")
+    assert json.loads(out) == {"records": 7, "inserted": 0, "reinforced": 0, "skipped": 7}
+    code, out, _ = cli("--store", other, "export", "--plaintext")
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in records] == texts
+    assert [p["cue"] for p in records[3]["provenance"]] == ["memory number 3"]
+
+
+def test_import_with_a_bad_line_imports_nothing(cli, tmp_path):
+    good = json.dumps({"text": "fine"})
+    for content, message in [
+        (f"{good}\nnot json\n", "line 2: not JSON"),
+        (f"{good}\n{good}\n{json.dumps({'text': 'x', 'tier': 'cosmic'})}\n", "records[0]"),
+    ]:
+        path = tmp_path / "bad.jsonl"
+        path.write_text(content)
+        code, out, err = cli("import", str(path), "--batch-size", "2")
+        assert code == 1 and message in err and len(err.splitlines()) == 1
+        assert json.loads(cli("stats", "--json")[1])["records"] == 0
+
+
+def test_import_reads_stdin(cli):
+    code, out, _ = cli("import", "-", stdin=json.dumps({"text": "via stdin"}) + "\n\n")
+    assert code == 0 and "1 inserted" in out
+
+
+def test_doctor_passes_on_a_fresh_store(cli):
+    code, out, _ = cli("doctor")
+    assert code == 0
+    names = [line.split(":")[0] for line in out.splitlines()]
+    assert names == ["PASS store", "PASS key", "PASS embedder", "PASS spill", "PASS versions", "PASS daemon"]
+    assert (cli.store / "meta.json").exists()  # the first run created the store
+    checks = json.loads(cli("doctor", "--json")[1])
+    assert {c["status"] for c in checks} == {"PASS"}
+
+
+def test_doctor_fails_on_a_readable_key_file(cli):
+    cli("capture", "x")
+    (cli.store / "key").chmod(0o644)
+    code, out, _ = cli("doctor")
+    assert code == 1
+    assert any(line.startswith("FAIL key:") and "chmod 600" in line for line in out.splitlines())
+
+
+def test_doctor_fails_when_the_key_is_gone(cli):
+    cli("capture", "x")
+    (cli.store / "key").unlink()
+    code, out, _ = cli("doctor")
+    assert code == 1 and out.splitlines()[0].startswith("FAIL store: key file")
+
+
+def test_daemon_run_status_stop_and_a_thin_client(tmp_path, capsys, monkeypatch):
+    """`daemon run` serves the store; a client process (doctor) reaches it
+    without loading LanceDB or the model; `daemon stop` ends it."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("IAI_MCP_STORE", str(store))
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    env = _subprocess_env(IAI_MCP_STORE=str(store), IAI_MCP_TEST_EMBEDDER="hash")
+    assert main(["daemon", "status"]) == 0 and capsys.readouterr().out == "not running\n"
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "daemon", "run"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        from iai_mcp import daemon
+
+        start = time.monotonic()
+        while daemon.status(store) is None:  # bounded wait for it to listen
+            assert proc.poll() is None and time.monotonic() - start < 60
+            time.sleep(0.05)
+        assert main(["daemon", "status", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["pid"] == proc.pid
+        script = textwrap.dedent("""
+            import json, sys
+            from iai_mcp.cli import main
+            code = main(["doctor"])
+            heavy = [m for m in ("lancedb", "onnxruntime", "numpy") if m in sys.modules]
+            print(json.dumps({"code": code, "heavy": heavy}))
+        """)
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                              text=True, timeout=60)
+        *lines, last = done.stdout.splitlines()
+        assert json.loads(last) == {"code": 0, "heavy": []}
+        assert f"PASS daemon: running: pid={proc.pid}" in "\n".join(lines)
+        assert main(["daemon", "stop"]) == 0 and capsys.readouterr().out == "stopped\n"
+        assert proc.wait(timeout=30) == 0
+        assert main(["daemon", "stop"]) == 0 and capsys.readouterr().out == "no daemon was running\n"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+

@@ -1,0 +1,154 @@
+"""The dispatch methods behind the CLI and hooks: stats, export/import,
+compact, session_start, warmup; typed errors and no writes on bad input."""
+from __future__ import annotations
+
+import pytest
+
+from iai_mcp.core import MAX_PAGE, METHODS, dispatch
+from iai_mcp.errors import InvalidInput, LimitExceeded
+from iai_mcp.recall import estimate_tokens
+from iai_mcp.store import MemoryStore
+
+
+def _capture(store, text, **extra):
+    return dispatch(store, "memory_capture", {"text": text, **extra})["record_id"]
+
+
+def _state(store: MemoryStore):
+    return (len(store), store.stats()["provenance_entries"], store.stats()["versions"])
+
+
+def test_method_names_are_pinned():
+    assert set(METHODS) >= {
+        "memory_capture", "memory_recall", "memory_get", "memory_stats", "memory_export",
+        "memory_import", "memory_compact", "session_start", "warmup",
+    }
+
+
+@pytest.mark.parametrize("method", ["memory_stats", "memory_compact", "warmup"])
+def test_parameterless_methods_reject_parameters(store, method):
+    with pytest.raises(InvalidInput, match="unknown parameter"):
+        dispatch(store, method, {"verbose": True})
+
+
+def test_stats_reports_counts_disk_versions_and_key(store):
+    _capture(store, "one")
+    stats = dispatch(store, "memory_stats", {})
+    assert stats["records"] == 1 and stats["provenance_entries"] == 0
+    assert stats["disk_bytes"] > 0 and stats["versions"] >= 1
+    assert stats["key_source"] == "file" and stats["key_file_problem"] is None
+    assert stats["embedder"] == "hash-embedder-v1" and stats["embedder_loaded"] is True
+    assert stats["spill"] == {"dir": stats["spill"]["dir"], "pending": 0, "quarantined": 0}
+
+
+def test_stats_flags_a_readable_key_file(store):
+    (store.root / "key").chmod(0o644)
+    assert "chmod 600" in dispatch(store, "memory_stats", {})["key_file_problem"]
+
+
+def test_warmup_names_the_embedder(store):
+    out = dispatch(store, "warmup", {})
+    assert out["embedder"] == "hash-embedder-v1" and out["seconds"] >= 0
+
+
+def test_compact_folds_versions(store):
+    for i in range(3):
+        _capture(store, f"memory {i}")
+    out = dispatch(store, "memory_compact", {})
+    assert out["versions_before"] > out["versions_after"] == 1
+
+
+def test_export_pages_through_everything_with_provenance(store):
+    ids = [_capture(store, f"fact number {i}", session_id="s", tags=["t"]) for i in range(5)]
+    dispatch(store, "memory_recall", {"cue": "fact number 3", "k": 1, "session_id": "r"})
+    first = dispatch(store, "memory_export", {"limit": 2})
+    assert first["total"] == 5 and first["next_offset"] == 2
+    assert [r["id"] for r in first["records"]] == ids[:2]
+    rest = dispatch(store, "memory_export", {"offset": 2, "limit": 10})
+    assert rest["next_offset"] is None and [r["id"] for r in rest["records"]] == ids[2:]
+    by_text = {r["text"]: r for r in first["records"] + rest["records"]}
+    assert by_text["fact number 3"]["provenance"][0]["cue"] == "fact number 3"
+    assert by_text["fact number 0"]["tags"] == ["t"] and by_text["fact number 0"]["session_id"] == "s"
+
+
+@pytest.mark.parametrize("params, error", [
+    ({"limit": 0}, InvalidInput),
+    ({"limit": MAX_PAGE + 1}, LimitExceeded),
+    ({"offset": -1}, InvalidInput),
+    ({"offset": "3"}, InvalidInput),
+])
+def test_export_rejects_bad_paging(store, params, error):
+    with pytest.raises(error):
+        dispatch(store, "memory_export", params)
+
+
+def test_import_round_trip_into_a_new_store(store, tmp_path, fake_embedder):
+    rid = _capture(store, "The launch moved to June 3", session_id="s1", role="user",
+                   tags=["launch"], ts="2024-04-01T10:00:00+00:00", pinned=True)
+    dispatch(store, "memory_recall", {"cue": "launch date", "k": 1, "session_id": "s2"})
+    exported = dispatch(store, "memory_export", {})["records"]
+    with MemoryStore(path=tmp_path / "other", embedder=fake_embedder) as other:
+        out = dispatch(other, "memory_import", {"records": exported})
+        assert (out["inserted"], out["reinforced"], out["skipped"]) == (1, 0, 0)
+        got = dispatch(other, "memory_get", {"id": out["record_ids"][0]})
+        assert out["record_ids"][0] != rid
+        assert got["literal_surface"] == "The launch moved to June 3"
+        assert (got["session_id"], got["role"], got["tags"], got["pinned"]) == ("s1", "user", ["launch"], True)
+        assert got["ts"].startswith("2024-04-01T10:00:00")
+        assert [p["cue"] for p in got["provenance"]] == ["launch date"]
+        again = dispatch(other, "memory_import", {"records": exported})
+        assert (again["inserted"], again["skipped"]) == (0, 1)
+        assert len(other) == 1
+        assert len(dispatch(other, "memory_get", {"id": out["record_ids"][0]})["provenance"]) == 1
+
+
+def test_import_checks_every_record_before_writing(store):
+    before = _state(store)
+    good = {"text": "fine"}
+    for bad, error in [
+        ({"text": ""}, InvalidInput),
+        ({"text": "x", "tier": "cosmic"}, InvalidInput),
+        ({"text": "x", "provenance": ["not an object"]}, InvalidInput),
+        ({"text": "x", "colour": "blue"}, InvalidInput),
+        ("just a string", InvalidInput),
+    ]:
+        with pytest.raises(error, match=r"records\[1\]"):
+            dispatch(store, "memory_import", {"records": [good, bad]})
+    with pytest.raises(LimitExceeded):
+        dispatch(store, "memory_import", {"records": [good] * (MAX_PAGE + 1)})
+    with pytest.raises(InvalidInput, match="'records' is required"):
+        dispatch(store, "memory_import", {})
+    assert _state(store) == before
+
+
+def test_import_dry_run_writes_nothing(store):
+    before = _state(store)
+    out = dispatch(store, "memory_import", {"records": [{"text": "a"}, {"text": "b"}], "dry_run": True})
+    assert out["checked"] == 2 and out["inserted"] == 0 and out["dry_run"] is True
+    assert _state(store) == before
+
+
+def test_session_start_packs_pinned_then_recent_use_within_budget(store):
+    old = _capture(store, "an old captured note", ts="2024-01-01T00:00:00+00:00")
+    _capture(store, "a fresher note")
+    pinned = _capture(store, "Always answer in British English", pinned=True)
+    _capture(store, "this session's own turn", session_id="current")
+    dispatch(store, "memory_recall", {"cue": "an old captured note", "k": 1})
+    out = dispatch(store, "session_start", {"session_id": "current"})
+    order = [m["record_id"] for m in out["memories"]]
+    assert order[0] == pinned and out["memories"][0]["why"] == "pinned"
+    assert order[1] == old and out["memories"][1]["why"] == "recalled"
+    assert "this session's own turn" not in out["text"]
+    assert out["text"].count("\n- [") == 3
+    assert estimate_tokens(out["text"]) <= out["budget_used"] <= 3000
+
+
+def test_session_start_skips_what_does_not_fit_and_keeps_the_budget(store):
+    _capture(store, "long " * 400)
+    short = _capture(store, "short and sweet")
+    out = dispatch(store, "session_start", {"budget_tokens": 120})
+    assert [m["record_id"] for m in out["memories"]] == [short]
+    assert estimate_tokens(out["text"]) <= 120
+    assert dispatch(store, "session_start", {"budget_tokens": 5}) == {"text": "", "budget_used": 0, "memories": []}
+    with pytest.raises(LimitExceeded):
+        dispatch(store, "session_start", {"budget_tokens": 10**9})

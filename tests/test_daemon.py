@@ -1,0 +1,386 @@
+"""The per-store daemon: spawn on demand, typed errors over the wire, the
+single-owner lock, stale sockets, draining on SIGTERM, idle exit.
+
+Tests about processes (spawning, signals, a killed daemon) start real
+daemon processes through ``app.connect``. Tests about the protocol run the
+same ``daemon.run`` in a thread of the test process, which starts in
+milliseconds instead of paying a fresh interpreter's imports.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import socket
+import stat
+import threading
+import uuid
+from collections import Counter
+
+import pytest
+
+from iai_mcp import app, daemon, daemon_client
+from iai_mcp import daemon_protocol as wire
+from iai_mcp.core import dispatch
+from iai_mcp.embed import HashEmbedder
+from iai_mcp.errors import (
+    InvalidInput,
+    LimitExceeded,
+    NotFound,
+    StoreError,
+    StoreLocked,
+    UnknownMethod,
+    WrongKey,
+)
+from iai_mcp.store import MemoryStore
+
+WAIT_S = 30.0
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    # Daemons inherit this environment: the deterministic embedder keeps
+    # these lifecycle tests free of the model (test_concurrency uses it).
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    monkeypatch.setenv("IAI_MCP_DAEMON_IDLE_TIMEOUT", "120")
+    monkeypatch.delenv("IAI_MCP_LOCAL", raising=False)
+    path = tmp_path / "store"
+    yield path
+    daemon.stop(path, timeout=WAIT_S)
+
+
+class InThread:
+    """``daemon.run`` on a thread of this process, stopped at the end."""
+
+    def __init__(self, root, idle_timeout: float = 120.0) -> None:
+        self.root = root
+        self._ready: queue.Queue = queue.Queue()
+        self.codes: list[int] = []
+        self.thread = threading.Thread(target=self._run, args=(idle_timeout,))
+
+    def _run(self, idle_timeout: float) -> None:
+        code = daemon.run(self.root, idle_timeout=idle_timeout, on_listening=self._ready.put)
+        self.codes.append(code)
+        self._ready.put(None)
+
+    def __enter__(self) -> daemon.Daemon:
+        self.thread.start()
+        served = self._ready.get(timeout=WAIT_S)
+        assert served is not None, "the daemon did not start"
+        self.daemon = served
+        return served
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.request_stop()
+        self.thread.join(WAIT_S)
+        assert self.codes == [0]
+
+
+def _client(root) -> daemon_client.DaemonClient:
+    return daemon_client.DaemonClient(root, autostart=False).connect()
+
+
+def _events(root, name):
+    lines = (root / wire.LOG_FILE).read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e.get("event") == name]
+
+
+def _capture(backend, text, **extra):
+    return backend.call("memory_capture", {"text": text, **extra})
+
+
+def _eventually(condition, timeout: float = WAIT_S) -> bool:
+    tick = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        tick.wait(0.02)
+    return condition()
+
+
+# ------------------------------------------------------- daemon processes
+
+
+def test_connect_spawns_one_daemon_that_owns_the_store(root):
+    assert daemon.status(root) is None
+    first = app.connect(root)
+    info = daemon.status(root)
+    assert info is not None and info["pid"] != os.getpid()
+    assert info["store"] == str(root.resolve())
+    state = json.loads((root / wire.STATE_FILE).read_text())
+    assert state["pid"] == info["pid"] and state["state"] == "running"
+    assert stat.S_IMODE(os.stat(wire.socket_path(root.resolve())).st_mode) == 0o600
+
+    rid = _capture(first, "the kettle is in the left cupboard", session_id="a")["record_id"]
+    second = app.connect(root)
+    hits = second.call("memory_recall", {"cue": "where is the kettle", "session_id": "b"})["hits"]
+    assert [h["record_id"] for h in hits] == [rid]
+    assert second.call("ping")["pid"] == info["pid"]
+    assert len(_events(root, "listening")) == 1
+
+    # While it runs, nobody else may open the store directly.
+    with pytest.raises(StoreLocked) as refused:
+        MemoryStore(path=root)
+    assert isinstance(refused.value, StoreError)
+    assert refused.value.holder_pid == info["pid"]
+    assert str(info["pid"]) in str(refused.value) and "daemon" in str(refused.value)
+    assert daemon.stop(root, timeout=WAIT_S) is True
+    with MemoryStore(path=root) as store:
+        assert [r.literal_surface for r in store.rows()] == ["the kettle is in the left cupboard"]
+    first.close()
+    second.close()
+
+
+def test_racing_clients_start_exactly_one_daemon(root):
+    pids: list[int] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def client() -> None:
+        try:
+            start.wait(WAIT_S)
+            with daemon_client.DaemonClient(root).connect() as backend:
+                pids.append(backend.call("ping")["pid"])
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT_S * 2)
+    assert failures == []
+    assert len(pids) == 6 and len(set(pids)) == 1
+    assert len(_events(root, "starting")) == 1
+
+
+def test_a_daemon_that_cannot_own_the_store_reports_why(root):
+    held = MemoryStore(path=root)
+    try:
+        with pytest.raises(StoreLocked, match=str(os.getpid())):
+            app.connect(root)
+    finally:
+        held.close()
+    assert len(_events(root, "fatal")) == 1
+    backend = app.connect(root)  # once the store is free, the next call starts a daemon
+    assert backend.call("ping")["records"] == 0
+    backend.close()
+
+
+def test_stale_socket_and_state_after_a_killed_daemon_are_replaced(root):
+    backend = app.connect(root)
+    _capture(backend, "said before the crash")
+    old = daemon.status(root)["pid"]
+    os.kill(old, signal.SIGKILL)
+    assert daemon.wait_for_exit(old, WAIT_S)
+    sock_path = wire.socket_path(root.resolve())
+    assert sock_path.exists() and json.loads((root / wire.STATE_FILE).read_text())["pid"] == old
+
+    # The same client notices at its next call, starts a new daemon and goes on.
+    hits = backend.call("memory_recall", {"cue": "crash"})["hits"]
+    assert [h["literal_surface"] for h in hits] == ["said before the crash"]
+    assert daemon.status(root)["pid"] != old
+    assert len(_events(root, "stale_socket_removed")) == 1
+    backend.close()
+
+
+def test_reconnects_after_the_daemon_was_stopped_between_calls(root):
+    backend = app.connect(root)
+    first = _capture(backend, "one", ts="2026-01-01T00:00:00Z")
+    assert daemon.stop(root, timeout=WAIT_S) is True
+    assert daemon.status(root) is None and not (root / wire.STATE_FILE).exists()
+    again = _capture(backend, "one", ts="2026-01-01T00:00:00Z")
+    assert again["status"] == "skipped" and again["record_id"] == first["record_id"]
+    assert len(_events(root, "listening")) == 2
+    backend.close()
+
+
+def test_a_client_arriving_while_the_daemon_drains_gets_the_next_one(root):
+    backend = app.connect(root)
+    _capture(backend, "before the restart")
+    old = daemon.status(root)["pid"]
+    os.kill(old, signal.SIGTERM)
+    # No waiting: this lands on the stopping daemon, on no daemon, or on a new
+    # one that waits for the old one to let go of the store.
+    result = _capture(backend, "during the restart")
+    assert result["status"] == "inserted"
+    assert daemon.wait_for_exit(old, WAIT_S)
+    assert backend.call("ping")["records"] == 2  # from whichever daemon serves now
+    backend.close()
+
+
+def test_sigterm_drains_the_provenance_queue(root):
+    backend = app.connect(root)
+    rids = [_capture(backend, f"note {i} about the garden shed")["record_id"] for i in range(20)]
+    pid = daemon.status(root)["pid"]
+    returned: Counter = Counter()
+    for i in range(30):
+        for hit in backend.call("memory_recall", {"cue": f"garden shed {i}", "session_id": "t"})["hits"]:
+            returned[(hit["record_id"], f"garden shed {i}")] += 1
+    os.kill(pid, signal.SIGTERM)  # straight after the last recall: its entries are still queued
+    assert daemon.wait_for_exit(pid, WAIT_S)
+    backend.close()
+    assert not wire.socket_path(root.resolve()).exists()
+    assert not (root / wire.STATE_FILE).exists()
+    assert [e["reason"] for e in _events(root, "stopped")] == ["signal"]
+    (proc,) = [p for r, p in daemon_client._spawned if r == root.resolve()]
+    proc.wait(WAIT_S)
+    assert proc.returncode == 0
+
+    logged: Counter = Counter()
+    with MemoryStore(path=root, embedder=HashEmbedder()) as store:
+        for rid in rids:
+            for entry in store.provenance_of(uuid.UUID(rid)):
+                assert entry["session_id"] == "t"
+                logged[(rid, entry["cue"])] += 1
+    assert sum(returned.values()) >= 30
+    assert logged == returned
+
+
+# ------------------------------------------------ protocol (daemon in a thread)
+
+
+def test_errors_come_back_as_the_same_class_with_the_same_message(root, tmp_path):
+    local = MemoryStore(path=tmp_path / "local", embedder=HashEmbedder())
+    with InThread(root), _client(root) as backend:
+        cases = [
+            ("memory_recall", {"cue": "   "}),
+            ("memory_capture", {"text": "x", "k": 3}),
+            ("memory_frobnicate", {}),
+            ("memory_get", {"id": str(uuid.uuid4())}),
+            ("memory_recall", {"cue": "x", "k": 10_000}),
+        ]
+        seen = set()
+        for method, params in cases:
+            with pytest.raises(Exception) as expected:
+                dispatch(local, method, params)
+            with pytest.raises(Exception) as got:
+                backend.call(method, params)
+            assert type(got.value) is type(expected.value), (method, params)
+            assert str(got.value) == str(expected.value)
+            seen.add(type(got.value))
+        assert seen == {InvalidInput, UnknownMethod, NotFound, LimitExceeded}
+        # Input the client cannot even encode changes nothing and says why.
+        with pytest.raises(InvalidInput, match="plain JSON"):
+            backend.call("memory_capture", {"text": object()})
+        assert backend.call("ping")["records"] == 0
+    local.close()
+
+
+def test_malformed_and_oversized_requests_get_typed_errors(root, monkeypatch):
+    with InThread(root), _client(root) as backend:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(WAIT_S)
+        sock.connect(str(wire.socket_path(root.resolve())))
+        reader = wire.LineReader(sock)
+        sock.sendall(b"this is not json\n")
+        error = json.loads(reader.read_line())["error"]
+        assert error["type"] == "InvalidInput" and "JSON" in error["message"]
+        sock.sendall(b'{"id": 1, "method": "ping", "params": []}\n')
+        assert json.loads(reader.read_line())["error"]["type"] == "InvalidInput"
+        sock.sendall(b'{"id": "two", "method": "ping"}\n')  # the connection is still usable
+        reply = json.loads(reader.read_line())
+        assert reply["id"] == "two" and reply["result"]["store"] == str(root.resolve())
+        sock.sendall(b"x" * (wire.MAX_MESSAGE_BYTES + 2))
+        reply = json.loads(reader.read_line())
+        assert reply["id"] is None and reply["error"]["type"] == "LimitExceeded"
+        assert reader.read_line() is None  # the daemon dropped that connection
+        sock.close()
+        # The client refuses an oversized request itself, before sending it.
+        monkeypatch.setattr(wire, "MAX_MESSAGE_BYTES", 1000)
+        with pytest.raises(LimitExceeded, match="at most 1000"):
+            _capture(backend, "y" * 2000)
+        monkeypatch.undo()
+        info = backend.call("ping")
+        assert info["requests"] == 0 and info["records"] == 0
+
+
+def test_idle_timeout_waits_for_connected_clients(root):
+    codes: list[int] = []
+    clients: list[daemon_client.DaemonClient] = []
+    connect_at_once = lambda _daemon: clients.append(_client(root))  # noqa: E731
+    thread = threading.Thread(target=lambda: codes.append(
+        daemon.run(root, idle_timeout=0.3, on_listening=connect_at_once)))
+    thread.start()
+    sock_path = wire.socket_path(root.resolve())
+    assert _eventually(lambda: bool(clients))
+    (backend,) = clients
+    thread.join(1.2)  # several idle periods, but a client is connected
+    assert thread.is_alive()
+    assert backend.call("ping")["connections"] == 1
+    backend.close()
+    thread.join(WAIT_S)
+    assert codes == [0] and not sock_path.exists()
+    assert not (root / wire.STATE_FILE).exists()
+
+
+def test_daemon_puts_back_a_socket_file_that_was_removed(root, monkeypatch, capfd):
+    monkeypatch.setattr(daemon, "SOCKET_CHECK_S", 0.05)
+    sock_path = wire.socket_path(root.resolve())
+    with InThread(root):
+        sock_path.unlink()  # as a /tmp cleaner would
+        assert _eventually(sock_path.exists)
+        with _client(root) as backend:
+            assert backend.call("ping")["pid"] == os.getpid()
+    assert '"event": "socket_rebound"' in capfd.readouterr().err
+
+
+def test_long_store_path_gets_a_private_socket_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 4, "store")
+    sock_path = wire.socket_path(deep.resolve())
+    assert len(os.fsencode(deep / wire.SOCKET_FILE)) > wire.MAX_SOCKET_PATH_BYTES
+    assert sock_path.parent == wire.private_socket_dir()
+    with InThread(deep), _client(deep) as backend:
+        assert backend.call("ping")["socket"] == str(sock_path)
+        assert stat.S_IMODE(os.stat(sock_path).st_mode) == 0o600
+    info = os.lstat(sock_path.parent)
+    assert stat.S_IMODE(info.st_mode) == 0o700 and info.st_uid == os.getuid()
+    assert not sock_path.exists()
+
+
+def test_a_socket_directory_others_can_enter_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(wire, "PRIVATE_SOCKET_BASE", tmp_path)
+    deep = tmp_path.joinpath(*["a-rather-long-directory-name"] * 4, "store")
+    wire.private_socket_dir().mkdir(mode=0o755)
+    os.chmod(wire.private_socket_dir(), 0o755)
+    with pytest.raises(StoreError, match="mode 0700"):
+        daemon_client.DaemonClient(deep).connect()
+    assert not deep.exists()  # refused before creating anything
+
+
+# --------------------------------------------------------- lock and switches
+
+
+def test_store_lock_in_one_process_and_after_a_failed_open(tmp_path, monkeypatch):
+    path = tmp_path / "s"
+    monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "right")
+    first = MemoryStore(path=path)
+    with pytest.raises(StoreLocked):
+        MemoryStore(path=path)  # two writers in one process would diverge just the same
+    first.close()
+    monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "wrong")
+    with pytest.raises(WrongKey):
+        MemoryStore(path=path)
+    monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "right")
+    MemoryStore(path=path).close()  # the failed open released the lock
+
+
+def test_local_switch_opens_the_store_in_process(tmp_path, monkeypatch):
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    backend = app.connect(tmp_path / "s", local=True)
+    assert isinstance(backend, app.LocalBackend)
+    _capture(backend, "in process")
+    backend.close()
+    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
+    backend = app.connect(tmp_path / "s")
+    assert isinstance(backend, app.LocalBackend) and len(backend.store) == 1
+    backend.close()
+    assert daemon.status(tmp_path / "s") is None
+
+
+def test_stop_and_status_when_no_daemon_runs(tmp_path):
+    assert daemon.status(tmp_path / "nothing") is None
+    assert daemon.stop(tmp_path / "nothing") is False
+    assert not (tmp_path / "nothing").exists()

@@ -1,0 +1,235 @@
+"""Claude Code hooks: settings merge round trip, the Stop hook against a
+sample transcript (each turn once), and the SessionStart pack."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from iai_mcp import hooks
+from iai_mcp.cli import main
+from iai_mcp.recall import estimate_tokens
+from iai_mcp.session_pack import HEADER
+from iai_mcp.store import MemoryStore
+
+SAMPLE = Path(__file__).parent / "data" / "sample_transcript.jsonl"
+SESSION = "5f0c6a9e-2b7d-4c1a-9f3e-8d2b1a7c4e60"
+TURNS = [
+    ("user", "I prefer tabs over spaces in Python files, please remember that.", "2025-05-08T13:56:00.000Z"),
+    ("assistant", "Noted: tabs over spaces for your Python files.", "2025-05-08T13:56:04.120Z"),
+    ("assistant", "app.py defines one function, main().\n\nShall I convert it to tabs?", "2025-05-08T13:56:09.000Z"),
+    ("user", "yes", "2025-05-08T13:56:20.000Z"),
+    ("assistant", "Done: app.py now uses tabs.\nRun the tests to be sure.", "2025-05-08T13:56:25.000Z"),
+    ("user", "yes", "2025-05-08T13:57:00.000Z"),
+    ("assistant", "All 12 tests pass.", "2025-05-08T13:57:30.000Z"),
+]
+USER_SETTINGS = {
+    "model": "opus",
+    "permissions": {"allow": ["Bash(ls:*)"]},
+    "hooks": {
+        "Stop": [{"matcher": "", "hooks": [{"type": "command", "command": "notify-send done"}]}],
+        "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit.sh"}]}],
+    },
+}
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("IAI_MCP_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+
+    def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run.store = tmp_path / "store"
+    return run
+
+
+def _rows(store_path: Path):
+    with MemoryStore(path=store_path) as store:
+        return [(r.role, r.literal_surface, r.session_id, r.reinforcements) for r in store.rows()]
+
+
+# ------------------------------------------------------------------ settings
+
+
+def _settings_file(home: Path, data=USER_SETTINGS) -> Path:
+    path = home / ".claude" / "settings.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def test_install_merges_and_uninstall_restores_exactly(cli, _isolate_home):
+    path = _settings_file(_isolate_home)
+    original = path.read_bytes()
+    code, _, err = cli("hooks", "install", "--host", "claude-code")
+    assert code == 0 and "installed Claude Code hooks" in err
+    settings = json.loads(path.read_text())
+    assert {k: v for k, v in settings.items() if k != "hooks"} == {"model": "opus", "permissions": {"allow": ["Bash(ls:*)"]}}
+    assert settings["hooks"]["PreToolUse"] == USER_SETTINGS["hooks"]["PreToolUse"]
+    assert settings["hooks"]["Stop"][0] == USER_SETTINGS["hooks"]["Stop"][0]
+    ours = {event: groups[-1] for event, groups in settings["hooks"].items() if event in hooks.EVENTS}
+    assert ours["SessionStart"]["matcher"] == "" and ours["Stop"]["matcher"] == ""
+    # IAI_MCP_STORE is set, so the hooks are pinned to that store.
+    expected = hooks.hook_commands(hooks.executable(), str(cli.store))
+    assert expected["Stop"].endswith(f"iai-mcp --store {cli.store} hook stop")
+    for event in hooks.EVENTS:
+        assert ours[event]["hooks"] == [{"type": "command", "command": expected[event]}]
+    backups = list(path.parent.glob("settings.json.iai-mcp-backup-*"))
+    assert len(backups) == 1 and backups[0].read_bytes() == original
+
+    installed = path.read_bytes()
+    code, _, err = cli("hooks", "install")
+    assert code == 0 and "nothing to change" in err
+    assert path.read_bytes() == installed
+    assert len(list(path.parent.glob("settings.json.iai-mcp-backup-*"))) == 1
+
+    code, _, err = cli("hooks", "uninstall")
+    assert code == 0 and "uninstalled" in err
+    assert path.read_bytes() == original
+    assert cli("hooks", "uninstall")[2].endswith(f"nothing to change in {path}\n")
+
+
+def test_install_creates_settings_and_uninstall_leaves_no_trace_of_ours(cli, _isolate_home):
+    path = _isolate_home / ".claude" / "settings.json"
+    assert cli("hooks", "install")[0] == 0
+    assert set(json.loads(path.read_text())["hooks"]) == {"SessionStart", "Stop"}
+    assert not list(path.parent.glob("*backup*"))  # nothing to back up
+    assert cli("hooks", "uninstall")[0] == 0
+    assert json.loads(path.read_text()) == {}
+
+
+def test_uninstall_keeps_other_hooks_in_a_shared_group(cli, _isolate_home):
+    command = hooks.hook_commands(hooks.executable())["Stop"]
+    shared = {"hooks": {"Stop": [{"matcher": "", "hooks": [
+        {"type": "command", "command": "notify-send done"},
+        {"type": "command", "command": command},
+    ]}]}}
+    path = _settings_file(_isolate_home, shared)
+    assert cli("hooks", "uninstall")[0] == 0
+    assert json.loads(path.read_text()) == {"hooks": {"Stop": [{"matcher": "", "hooks": [
+        {"type": "command", "command": "notify-send done"}]}]}}
+
+
+def test_dry_run_changes_nothing(cli, _isolate_home):
+    path = _settings_file(_isolate_home)
+    original = path.read_bytes()
+    code, out, err = cli("hooks", "install", "--dry-run")
+    assert code == 0 and "was not changed" in err
+    assert "SessionStart" in json.loads(out)["hooks"]
+    assert path.read_bytes() == original and not list(path.parent.glob("*backup*"))
+
+
+def test_broken_settings_are_refused_untouched(cli, _isolate_home):
+    path = _isolate_home / ".claude" / "settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{ not json")
+    code, _, err = cli("hooks", "install")
+    assert code == 1 and "is not valid JSON" in err and len(err.splitlines()) == 1
+    assert path.read_text() == "{ not json"
+
+
+def test_the_store_option_reaches_the_hook_commands(tmp_path):
+    commands = hooks.hook_commands("/opt/bin/iai-mcp", "/data/my store")
+    assert commands["Stop"] == "/opt/bin/iai-mcp --store '/data/my store' hook stop"
+    assert hooks.is_ours(commands["Stop"], "Stop") and not hooks.is_ours(commands["Stop"], "SessionStart")
+    assert not hooks.is_ours("my-iai-mcp-wrapper hook stop", "Stop")
+
+
+# ---------------------------------------------------------------- transcript
+
+
+def test_transcript_turns_are_the_text_of_user_and_assistant_messages():
+    turns, end = hooks.read_turns(SAMPLE)
+    assert [(t.role, t.text, t.ts) for t in turns] == TURNS
+    assert end == SAMPLE.stat().st_size
+
+
+def test_a_line_still_being_written_waits_for_the_next_run(tmp_path):
+    path = tmp_path / "t.jsonl"
+    line = json.dumps({"type": "user", "message": {"role": "user", "content": "hello"}, "timestamp": "2025-01-01T00:00:00Z"})
+    path.write_text(line[:20])
+    assert hooks.read_turns(path) == ([], 0)
+    path.write_text(line + "\n")
+    turns, end = hooks.read_turns(path)
+    assert [t.text for t in turns] == ["hello"] and end == len(line) + 1
+
+
+def _stop(cli, transcript: Path, session: str = SESSION):
+    payload = {"session_id": session, "transcript_path": str(transcript), "hook_event_name": "Stop",
+               "stop_hook_active": False, "cwd": "/home/dev/project"}
+    code, out, err = cli("hook", "stop", "--json", stdin=json.dumps(payload))
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_stop_hook_twice_captures_each_turn_once(cli, tmp_path):
+    transcript = tmp_path / "session.jsonl"
+    shutil.copy(SAMPLE, transcript)
+    first = _stop(cli, transcript)
+    assert first == {"turns": 7, "inserted": 6, "reinforced": 0, "skipped": 0}
+    rows = _rows(cli.store)
+    assert sorted((role, text) for role, text, *_ in rows) == sorted({(r, t) for r, t, _ in TURNS})
+    assert {(session, reinforced) for *_, session, reinforced in rows} == {(SESSION, 0)}
+
+    assert _stop(cli, transcript) == {"turns": 0, "inserted": 0, "reinforced": 0, "skipped": 0}
+    # Cursor lost: the whole transcript again is recognised turn by turn.
+    shutil.rmtree(cli.store / hooks.STATE_DIR)
+    assert _stop(cli, transcript) == {"turns": 7, "inserted": 0, "reinforced": 0, "skipped": 6}
+    assert _rows(cli.store) == rows
+
+
+def test_stop_hook_captures_only_new_turns(cli, tmp_path):
+    transcript = tmp_path / "session.jsonl"
+    shutil.copy(SAMPLE, transcript)
+    _stop(cli, transcript)
+    with transcript.open("a") as fh:
+        for uuid, text, ts in [("u-9", "Please also remember my cat is called Miso.", "2025-05-08T14:00:00Z"),
+                               ("u-10", "yes", "2025-05-08T14:00:30Z")]:
+            fh.write(json.dumps({"type": "user", "uuid": uuid, "timestamp": ts,
+                                 "message": {"role": "user", "content": text}}) + "\n")
+    assert _stop(cli, transcript) == {"turns": 2, "inserted": 1, "reinforced": 1, "skipped": 0}
+    rows = {text: reinforced for _, text, _, reinforced in _rows(cli.store)}
+    assert rows["yes"] == 1 and rows["Please also remember my cat is called Miso."] == 0
+
+
+def test_stop_hook_errors_are_one_line(cli, tmp_path):
+    code, _, err = cli("hook", "stop", stdin="not json")
+    assert code == 1 and err.startswith("iai-mcp: error: hook input is not JSON")
+    code, _, err = cli("hook", "stop", stdin=json.dumps({"session_id": "s", "transcript_path": str(tmp_path / "nope")}))
+    assert code == 1 and "does not exist" in err and len(err.splitlines()) == 1
+
+
+# ------------------------------------------------------------ session start
+
+
+def test_session_start_prints_a_pack_within_budget(cli):
+    for i in range(40):
+        cli("capture", f"project note {i}: " + "detail " * 30, "--ts", f"2024-03-{i % 28 + 1:02d}T00:00:00Z")
+    cli("capture", "Always answer in British English.", "--pinned")
+    cli("recall", "project note 7", "--k", "1")
+    payload = json.dumps({"session_id": "new-session", "source": "startup", "hook_event_name": "SessionStart"})
+    code, out, _ = cli("hook", "session-start", "--budget-tokens", "500", stdin=payload)
+    assert code == 0
+    assert 0 < estimate_tokens(out) <= 500
+    lines = out.splitlines()
+    assert lines[0] == HEADER
+    assert lines[1].startswith("- [pinned, said ") and lines[1].endswith("] Always answer in British English.")
+    assert lines[2].startswith("- [recalled") and "project note 7:" in lines[2]
+    assert len(lines) < 42  # the budget cut the pack short
+    code, out, _ = cli("hook", "session-start", stdin=payload)  # default budget: 3,000
+    assert estimate_tokens(out) <= 3000 and len(out.splitlines()) == 42
+
+
+def test_session_start_on_an_empty_store_prints_nothing(cli):
+    assert cli("hook", "session-start", stdin=json.dumps({"session_id": "x"})) == (0, "", "")
+

@@ -1,0 +1,300 @@
+"""The MCP server: tool surface, structured results, tool errors, lazy start,
+and `iai-mcp serve` driven over stdio by the SDK's own client."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import ClientSession, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from mcp.shared.memory import create_connected_server_and_client_session
+
+from iai_mcp import server
+from iai_mcp.core import CAPTURE_PARAMS, MAX_BUDGET_TOKENS, MAX_K, dispatch
+from iai_mcp.errors import InvalidInput
+from iai_mcp.types import ROLES, TIERS
+
+TOOLS = {"memory_capture", "memory_recall", "memory_get", "session_start"}
+
+
+class DirectBackend:
+    """dispatch against a test-owned store; the fixture closes the store."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.closed = threading.Event()
+
+    def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        return dispatch(self.store, method, params or {})
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+def _session(app):
+    return create_connected_server_and_client_session(app, read_timeout_seconds=timedelta(seconds=30))
+
+
+def _run(scenario) -> Any:
+    return anyio.run(scenario)
+
+
+def _accepted(store, method: str, required: dict[str, Any]) -> str:
+    with pytest.raises(InvalidInput) as info:
+        dispatch(store, method, {**required, "__probe__": 1})
+    return str(info.value)
+
+
+def test_tools_mirror_core_parameters(store):
+    app, _ = server.build_server(lambda: DirectBackend(store))
+
+    async def scenario():
+        async with _session(app) as client:
+            return {t.name: t for t in (await client.list_tools()).tools}
+
+    tools = _run(scenario)
+    assert set(tools) == TOOLS
+    schemas = {name: tool.inputSchema for name, tool in tools.items()}
+    assert set(schemas["memory_capture"]["properties"]) == set(CAPTURE_PARAMS)
+    for tool, method, required in [
+        ("memory_recall", "memory_recall", {"cue": "x"}),
+        ("memory_get", "memory_get", {"id": "x"}),
+        ("session_start", "session_start", {}),
+    ]:
+        assert f"accepted: {sorted(schemas[tool]['properties'])}" in _accepted(store, method, required)
+    assert schemas["memory_capture"]["required"] == ["text"]
+    assert schemas["memory_recall"]["required"] == ["cue"]
+    assert schemas["memory_get"]["required"] == ["id"]
+    capture = schemas["memory_capture"]["properties"]
+    assert capture["tier"]["default"] == "episodic" and sorted(capture["tier"]["enum"]) == sorted(TIERS)
+    assert sorted(capture["role"]["anyOf"][0]["enum"]) == sorted(ROLES)
+    recall = schemas["memory_recall"]["properties"]
+    assert (recall["k"]["default"], recall["k"]["maximum"]) == (10, MAX_K)
+    assert (recall["budget_tokens"]["default"], recall["budget_tokens"]["maximum"]) == (1500, MAX_BUDGET_TOKENS)
+    for tool in tools.values():
+        assert tool.description and len(tool.description) > 80  # written for the model
+        assert tool.outputSchema is not None
+
+
+def test_result_types_carry_every_field_core_returns(store):
+    rid = dispatch(store, "memory_capture", {"text": "a beagle named Max", "pinned": True})["record_id"]
+    recalled = dispatch(store, "memory_recall", {"cue": "beagle"})
+    pairs = [
+        (server.CaptureResult, dispatch(store, "memory_capture", {"text": "another"})),
+        (server.RecallResult, recalled),
+        (server.RecallHit, recalled["hits"][0]),
+        (server.Memory, dispatch(store, "memory_get", {"id": rid})),
+        (server.SessionPack, dispatch(store, "session_start", {})),
+        (server.PackedMemory, dispatch(store, "session_start", {})["memories"][0]),
+    ]
+    for result_type, result in pairs:
+        assert set(result_type.__annotations__) == set(result), result_type.__name__
+
+
+def test_tools_return_structured_results_and_errors_keep_serving(store):
+    backend = DirectBackend(store)
+    app, _ = server.build_server(lambda: backend)
+
+    async def scenario():
+        async with _session(app) as client:
+            await client.initialize()
+            captured = await client.call_tool("memory_capture", {"text": "Alice adopted a beagle named Max", "session_id": "s1"})
+            recalled = await client.call_tool("memory_recall", {"cue": "beagle Max", "session_id": "s2"})
+            got = await client.call_tool("memory_get", {"id": captured.structuredContent["record_id"]})
+            errors = [
+                await client.call_tool("memory_capture", {"text": "   "}),
+                await client.call_tool("memory_capture", {"text": "x", "tier": "cosmic"}),
+                await client.call_tool("memory_get", {"id": "not-a-uuid"}),
+                await client.call_tool("memory_get", {"id": "00000000-0000-0000-0000-000000000000"}),
+                await client.call_tool("memory_recall", {"cue": "x", "k": 0}),
+            ]
+            after = await client.call_tool("memory_recall", {"cue": "beagle"})
+            return captured, recalled, got, errors, after
+
+    captured, recalled, got, errors, after = _run(scenario)
+    assert not captured.isError and captured.structuredContent["status"] == "inserted"
+    hit = recalled.structuredContent["hits"][0]
+    assert hit["literal_surface"] == "Alice adopted a beagle named Max"
+    assert json.loads(recalled.content[0].text)["hits"][0]["record_id"] == hit["record_id"]
+    assert [(p["cue"], p["session_id"]) for p in got.structuredContent["provenance"]] == [("beagle Max", "s2")]
+    assert all(e.isError for e in errors)
+    texts = [e.content[0].text for e in errors]
+    assert "invalid_input" in texts[0] and "'text' must not be empty" in texts[0]
+    assert "tier" in texts[1] and "'episodic'" in texts[1]  # says what would be accepted
+    assert "must be a record id" in texts[2]
+    assert "not_found" in texts[3]
+    assert "\nk\n" in texts[4] and "greater than or equal to 1" in texts[4]
+    assert not after.isError and after.structuredContent["hits"]
+    assert backend.closed.is_set()  # the lifespan closed the backend
+
+
+def test_a_bug_is_a_tool_error_logged_on_stderr(capfd):
+    class Broken:
+        def call(self, method, params=None):
+            raise RuntimeError("boom")
+
+        def close(self):
+            pass
+
+    app, _ = server.build_server(Broken)
+
+    async def scenario():
+        async with _session(app) as client:
+            await client.initialize()
+            return await client.call_tool("memory_get", {"id": "x"})
+
+    result = _run(scenario)
+    assert result.isError and "internal error in memory_get" in result.content[0].text
+    logged = [json.loads(line) for line in capfd.readouterr().err.splitlines() if '"tool_failed"' in line]
+    assert logged and logged[0]["error"] == "RuntimeError: boom"
+
+
+def test_backend_opens_after_the_handshake_not_before(store):
+    entered, release = threading.Event(), threading.Event()
+    warmed = threading.Event()
+
+    class Slow(DirectBackend):
+        def call(self, method, params=None):
+            if method == "warmup":
+                warmed.set()
+            return super().call(method, params)
+
+    def connect():
+        entered.set()
+        assert release.wait(30)
+        return Slow(store)
+
+    app, _ = server.build_server(connect)
+
+    async def scenario():
+        async with _session(app) as client:
+            with anyio.fail_after(10):
+                # Answered while the backend is still (blockingly) opening.
+                result = await client.initialize()
+            assert await anyio.to_thread.run_sync(entered.wait, 10)
+            release.set()
+            assert await anyio.to_thread.run_sync(warmed.wait, 10)
+            return result
+
+    assert _run(scenario).serverInfo.name == "iai-mcp"
+
+
+# ------------------------------------------------------------- subprocesses
+
+
+def _server_env(store: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IAI_MCP_")}
+    return {**env, "IAI_MCP_STORE": str(store), **extra}
+
+
+def test_serve_over_stdio_with_the_sdk_client(tmp_path):
+    """Real embedder, default backend (the store's daemon)."""
+    store = tmp_path / "store"
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "iai_mcp", "serve"], env=_server_env(store)
+    )
+    errlog = open(tmp_path / "server.stderr", "w")
+
+    async def scenario():
+        started = time.perf_counter()
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write, read_timeout_seconds=timedelta(seconds=120)) as client:
+                init = await client.initialize()
+                init_s = time.perf_counter() - started
+                tools = {t.name: t.inputSchema for t in (await client.list_tools()).tools}
+                captured = await client.call_tool("memory_capture", {
+                    "text": "My sister Ana lives in Lisbon and teaches chemistry.", "session_id": "s1",
+                })
+                await client.call_tool("memory_capture", {"text": "The build server is called hopper."})
+                recalled = await client.call_tool("memory_recall", {"cue": "where does Ana live?", "session_id": "s2", "k": 1})
+                rid = recalled.structuredContent["hits"][0]["record_id"]
+                with anyio.fail_after(10):  # provenance is written off the recall path
+                    while not (got := await client.call_tool("memory_get", {"id": rid})).structuredContent["provenance"]:
+                        await anyio.sleep(0.05)
+                bad = await client.call_tool("memory_recall", {"cue": ""})
+                after = await client.call_tool("memory_get", {"id": rid})
+                return init, init_s, tools, captured, recalled, got, bad, after
+
+    try:
+        init, init_s, tools, captured, recalled, got, bad, after = _run(scenario)
+    finally:
+        errlog.close()
+        from iai_mcp import daemon
+
+        daemon.stop(store)
+    print(f"\ntime to initialize response (cold process): {init_s:.2f} s")
+    assert init.serverInfo.name == "iai-mcp"
+    assert init_s < 10
+    assert set(tools) == TOOLS
+    assert tools["memory_capture"]["required"] == ["text"] and "budget_tokens" in tools["memory_recall"]["properties"]
+    assert captured.structuredContent["status"] == "inserted"
+    hit = recalled.structuredContent["hits"][0]
+    assert hit["literal_surface"] == "My sister Ana lives in Lisbon and teaches chemistry."
+    assert hit["record_id"] == captured.structuredContent["record_id"]
+    provenance = got.structuredContent["provenance"]
+    assert len(provenance) == 1 and provenance[0]["cue"] == "where does Ana live?" and provenance[0]["session_id"] == "s2"
+    assert bad.isError and "'cue' must not be empty" in bad.content[0].text
+    assert not after.isError and after.structuredContent["literal_surface"] == hit["literal_surface"]
+    assert (store / "meta.json").exists() and (store / "key").stat().st_mode & 0o777 == 0o600
+
+
+def _rpc(proc: subprocess.Popen, message: dict[str, Any]) -> None:
+    proc.stdin.write((json.dumps(message) + "\n").encode())
+    proc.stdin.flush()
+
+
+def _reply(proc: subprocess.Popen) -> dict[str, Any]:
+    line = proc.stdout.readline()
+    assert line, "server closed stdout"
+    return json.loads(line)
+
+
+def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder):
+    """The server owns the store (local backend): SIGTERM with stdin still
+    open runs the lifespan's finally, so the queued provenance reaches disk."""
+    store = tmp_path / "store"
+    env = _server_env(store, IAI_MCP_LOCAL="1", IAI_MCP_TEST_EMBEDDER="hash")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iai_mcp", "serve"], env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        _rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+        assert _reply(proc)["result"]["serverInfo"]["name"] == "iai-mcp"
+        _rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        texts = [f"note {i} about the garden shed" for i in range(3)]
+        for i, text in enumerate(texts):
+            _rpc(proc, {"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call",
+                        "params": {"name": "memory_capture", "arguments": {"text": text}}})
+            assert _reply(proc)["result"]["structuredContent"]["status"] == "inserted"
+        _rpc(proc, {"jsonrpc": "2.0", "id": 20, "method": "tools/call",
+                    "params": {"name": "memory_recall", "arguments": {"cue": "garden shed", "session_id": "term"}}})
+        hits = _reply(proc)["result"]["structuredContent"]["hits"]
+        assert len(hits) == 3
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    rest = proc.stdout.read()
+    err = proc.stderr.read().decode()
+    assert rest == b""  # nothing but JSON-RPC replies ever reached stdout
+    assert '"event": "shutdown", "signal": "SIGTERM"' in err
+    from iai_mcp.store import MemoryStore
+
+    with MemoryStore(path=store, embedder=fake_embedder) as reopened:
+        for hit in hits:
+            entries = reopened.get(hit["record_id"]).provenance
+            assert [(e["cue"], e["session_id"]) for e in entries] == [("garden shed", "term")]
