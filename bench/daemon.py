@@ -6,12 +6,13 @@ and returns once it listens), then the first ``ping`` and the first recall
 (the daemon loads the model in the background after it starts listening, so
 an early recall may wait for it).
 
-Round trip: the same cues recalled with ``memory_recall`` (k=10, cue
-embedded by MiniLM in whichever process owns the store) through a
-``DaemonClient``, then in process with ``core.dispatch`` on a store opened
-by ``app.open_store`` after the daemon stopped. ``ping`` through the daemon
-is the protocol alone: socket, JSON both ways, a thread switch. The
-overhead of the daemon is the difference of the recall medians.
+Round trip: each cue recalled with ``memory_recall`` (k=10, cue embedded by
+MiniLM in whichever process owns the store) through a ``DaemonClient``, and
+right after in process with ``core.dispatch`` on a second copy of the store
+opened by ``app.open_store``; alternating keeps both sides under the same
+machine load. ``ping`` through the daemon is the protocol alone: socket,
+JSON both ways, a thread switch. The overhead of the daemon is the
+difference of the recall medians.
 """
 from __future__ import annotations
 
@@ -31,36 +32,37 @@ NAME = "daemon"
 K = 10
 
 
-def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
+def measure(daemon_copy: Path, local_copy: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
     from iai_mcp import app, daemon
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
-    connect_ms, client = time_once(lambda: app.connect(path))
+    connect_ms, client = time_once(lambda: app.connect(daemon_copy))
+    store = None
     try:
         ping_first_ms, info = time_once(lambda: client.call("ping"))
-        recall = lambda cue: client.call("memory_recall", {"cue": cue, "k": K})  # noqa: E731
-        first_recall_ms, first = time_once(lambda: recall(cues[0]))
+        remote = lambda cue: client.call("memory_recall", {"cue": cue, "k": K})  # noqa: E731
+        first_recall_ms, first = time_once(lambda: remote(cues[0]))
         assert first["hits"], "recall returned nothing on a non-empty store"
-        for cue in cues[1:1 + warmup]:
-            recall(cue)
-        gc.collect()
-        via_daemon = time_calls(recall, cues)
-        pings = time_calls(lambda _: client.call("ping"), range(len(cues)))
-    finally:
-        client.close()
-        daemon.stop(path, timeout=60)
-
-    store = app.open_store(path)
-    try:
+        # The in-process side gets its own copy of the store (one owner per
+        # store); calls alternate, so both sides see the same machine load.
+        store = app.open_store(local_copy)
         store.bind_embedder(MiniLMEmbedder())
         local = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": K})  # noqa: E731
         for cue in cues[:1 + warmup]:
+            remote(cue)
             local(cue)
         gc.collect()
-        in_process = time_calls(local, cues)
+        via_daemon, in_process = [], []
+        for cue in cues:
+            via_daemon += time_calls(remote, [cue])
+            in_process += time_calls(local, [cue])
+        pings = time_calls(lambda _: client.call("ping"), range(len(cues)))
     finally:
-        store.close()
+        client.close()
+        daemon.stop(daemon_copy, timeout=60)
+        if store is not None:
+            store.close()
     return {
         "records": info["records"],
         "queries": len(cues),
@@ -92,8 +94,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"[{n:,} records]")
         root = build_store(corpus, n, args.cache_dir, pool)
         cues = corpus.cues(queries, among=n, salt=f"daemon-{n}")
-        with working_copy(root) as path:
-            results.append(measure(path, cues))
+        with working_copy(root) as daemon_copy, working_copy(root) as local_copy:
+            results.append(measure(daemon_copy, local_copy, cues))
     run.data["config"] = {"k": K, "sizes": sizes, "queries_per_size": queries, "corpus": corpus.tag,
                           "embed_pool": pool}
     run.data["sizes"] = results

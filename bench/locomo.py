@@ -120,6 +120,14 @@ def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
     }
 
 
+def truncate(conv: Conversation, sessions: int) -> Conversation:
+    return Conversation(
+        conv.name,
+        [t for t in conv.turns if t.session <= sessions],
+        [q for q in conv.questions if max(q.sessions) <= sessions],
+    )
+
+
 def average(rows: list[dict[str, Any]], system: str) -> dict[str, float]:
     keys = rows[0][system].keys()
     return {key: round(float(np.mean([r[system][key] for r in rows])), 4) for key in keys}
@@ -131,6 +139,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         help="directory of LoCoMo conversation json files (default: %(default)s)")
     parser.add_argument("--conversations", default=None,
                         help="comma-separated names (e.g. conv-30); default all, or the smallest with --quick")
+    parser.add_argument("--max-sessions", type=int, default=None,
+                        help="keep only the first N sessions of each conversation, and the questions "
+                             "whose evidence lies in them (default all; 6 with --quick)")
     args = parser.parse_args(argv)
     isolate_key_material()
     from iai_mcp.embed import MiniLMEmbedder
@@ -141,6 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         convs = [c for c in convs if c.name in wanted]
     elif args.quick:
         convs = [min(convs, key=lambda c: len(c.turns))]
+    max_sessions = args.max_sessions or (6 if args.quick else None)
+    if max_sessions:
+        convs = [truncate(c, max_sessions) for c in convs]
     embedder = MiniLMEmbedder()
     embedder.warmup()
     run = Run(NAME, args)
@@ -156,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for cat in sorted(CATEGORIES) if (sub := [r for r in rows if r["category"] == cat])
     }
     run.data["config"] = {"k": K, "data": str(args.data), "conversations": [c.name for c in convs],
+                          "max_sessions": max_sessions,
                           "embedder": embedder.name, "bm25": "ranking.KeywordIndex() defaults",
                           "questions": len(rows)}
     run.data["conversations"] = results

@@ -36,8 +36,11 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 def _head(data: dict[str, Any]) -> str:
     m = data["machine"]
     modified = " (src/ modified since that commit)" if m.get("src_modified_since_commit") else ""
+    load = data.get("loadavg_1_5_15")
+    busy = (f", load average {load['start'][0]} at start, {load['end'][0]} at end (2 cores)"
+            if load else "")
     return (f"`{data['command']}` — {data['started_at']}, {data['duration_s']} s, "
-            f"commit {m.get('git_commit')}{modified}")
+            f"commit {m.get('git_commit')}{modified}{busy}")
 
 
 def section_recall(d: dict[str, Any]) -> str:

@@ -212,7 +212,8 @@ def test_store_killed_during_compaction_opens_with_every_reported_record(
     seed, rng = _seeded()
     reported: list[str] = []
     killed_mid_compaction = 0
-    for round_no in range(6):
+    rounds = 6
+    for round_no in range(rounds):
         child = Round(forks, _compaction_child, root, _isolate_home, round_no)
         child.wait_ready()
         deadline = time.monotonic() + 30
@@ -231,7 +232,71 @@ def test_store_killed_during_compaction_opens_with_every_reported_record(
         missing = [rid for rid in reported if store.get(rid) is None]
         assert missing == [], f"seed {seed}: {len(missing)} of {len(reported)} records lost"
         assert store.load_problems == [], f"seed {seed}"
-        assert len(store) == len(reported), f"seed {seed}"
+        # A kill that came after compact() returned may catch one capture unreported.
+        assert len(reported) <= len(store) <= len(reported) + rounds, f"seed {seed}"
         # And the store keeps working: the next compaction folds what the kills left.
         store.compact()
         assert store.stats()["versions"] == 1, f"seed {seed}"
+
+
+# ------------------------------------------------------ clean shutdowns
+
+
+def _rpc(proc: Any, message: dict[str, Any]) -> dict[str, Any] | None:
+    import json
+
+    proc.stdin.write((json.dumps(message) + "\n").encode())
+    proc.stdin.flush()
+    if "id" not in message:
+        return None
+    line = proc.stdout.readline()
+    assert line, "the server closed stdout"
+    return json.loads(line)
+
+
+@pytest.mark.parametrize("how", ["stdin closed", "SIGTERM"])
+def test_server_drains_the_queue_and_exits_cleanly(tmp_path, how, fake_embedder):
+    """The MCP server owning the store (local backend) drains the provenance
+    queue when the client closes stdin or sends SIGTERM right after a recall
+    returned, exits 0, and leaves no journal behind: nothing needs replaying."""
+    import subprocess
+    import sys
+
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IAI_MCP_")}
+    env.update(IAI_MCP_STORE=str(store), IAI_MCP_LOCAL="1", IAI_MCP_TEST_EMBEDDER="hash")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "iai_mcp", "serve"], env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        reply = _rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+        assert reply["result"]["serverInfo"]["name"] == "iai-mcp"
+        _rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        for i in range(5):
+            reply = _rpc(proc, {"jsonrpc": "2.0", "id": 10 + i, "method": "tools/call", "params": {
+                "name": "memory_capture", "arguments": {"text": f"note {i}: the shed key is under the pot"}}})
+            assert reply["result"]["structuredContent"]["status"] == "inserted"
+        returned = []
+        for i in range(10):
+            reply = _rpc(proc, {"jsonrpc": "2.0", "id": 20 + i, "method": "tools/call", "params": {
+                "name": "memory_recall", "arguments": {"cue": f"shed key {i}", "session_id": "bye", "k": 3}}})
+            returned += [(hit["record_id"], f"shed key {i}") for hit in reply["result"]["structuredContent"]["hits"]]
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stdout.read() == b""  # nothing but JSON-RPC replies reached stdout
+    err = proc.stderr.read().decode()
+    assert "Traceback" not in err, err
+    assert len(returned) == 30
+    assert list((store / "journal").iterdir()) == []
+    with MemoryStore(path=store, embedder=fake_embedder) as reopened:  # no queue: no replay
+        for rid, cue in returned:
+            assert [e["cue"] for e in reopened.provenance_of(rid)].count(cue) == 1, (rid, cue)

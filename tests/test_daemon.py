@@ -20,7 +20,7 @@ from collections import Counter
 
 import pytest
 
-from iai_mcp import app, daemon, daemon_client
+from iai_mcp import app, daemon, daemon_client, daemon_server
 from iai_mcp import daemon_protocol as wire
 from iai_mcp.core import dispatch
 from iai_mcp.embed import HashEmbedder
@@ -64,7 +64,7 @@ class InThread:
         self.codes.append(code)
         self._ready.put(None)
 
-    def __enter__(self) -> daemon.Daemon:
+    def __enter__(self) -> daemon_server.Daemon:
         self.thread.start()
         served = self._ready.get(timeout=WAIT_S)
         assert served is not None, "the daemon did not start"
@@ -316,7 +316,7 @@ def test_idle_timeout_waits_for_connected_clients(root):
 
 
 def test_daemon_puts_back_a_socket_file_that_was_removed(root, monkeypatch, capfd):
-    monkeypatch.setattr(daemon, "SOCKET_CHECK_S", 0.05)
+    monkeypatch.setattr(daemon_server, "SOCKET_CHECK_S", 0.05)
     sock_path = wire.socket_path(root.resolve())
     with InThread(root):
         sock_path.unlink()  # as a /tmp cleaner would

@@ -203,9 +203,8 @@ def test_serve_over_stdio_with_the_sdk_client(tmp_path):
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "iai_mcp", "serve"], env=_server_env(store)
     )
-    errlog = open(tmp_path / "server.stderr", "w")
 
-    async def scenario():
+    async def scenario(errlog):
         started = time.perf_counter()
         async with stdio_client(params, errlog=errlog) as (read, write):
             async with ClientSession(read, write, read_timeout_seconds=timedelta(seconds=120)) as client:
@@ -226,9 +225,9 @@ def test_serve_over_stdio_with_the_sdk_client(tmp_path):
                 return init, init_s, tools, captured, recalled, got, bad, after
 
     try:
-        init, init_s, tools, captured, recalled, got, bad, after = _run(scenario)
+        with open(tmp_path / "server.stderr", "w") as errlog:
+            init, init_s, tools, captured, recalled, got, bad, after = anyio.run(scenario, errlog)
     finally:
-        errlog.close()
         from iai_mcp import daemon
 
         daemon.stop(store)

@@ -149,7 +149,7 @@ class DaemonClient:
             ) from None
         except wire.MessageTooLarge as exc:
             self._disconnect()
-            raise wire.too_large(f"the answer to {method}", int(str(exc))) from None
+            raise wire.too_large(f"the answer to {method}", exc.size) from None
         except OSError:
             line = None
         if line is None:
@@ -243,7 +243,9 @@ class DaemonClient:
         except FileNotFoundError:
             pass
         command = [sys.executable, "-m", "iai_mcp.daemon", "run", "--store", str(self.root)]
-        with open(log_path, "ab") as log:
+        # The log may name the store's files and errors: owner-only, like the key.
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with open(log_fd, "ab") as log:
             proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 start_new_session=True, close_fds=True, cwd="/",

@@ -58,6 +58,10 @@ _ERROR_TYPES: dict[str, type[IaiError]] = {
 class MessageTooLarge(Exception):
     """A peer sent a line longer than ``MAX_MESSAGE_BYTES`` (internal to the wire)."""
 
+    def __init__(self, size: int) -> None:
+        super().__init__(f"message of at least {size} bytes")
+        self.size = size
+
 
 def canonical_root(path: str | os.PathLike[str]) -> Path:
     """The store root as both sides name it: absolute, symlinks resolved, so

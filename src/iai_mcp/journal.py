@@ -2,11 +2,11 @@
 
 ``ProvenanceWriteQueue.enqueue`` keeps batches in memory until its worker
 writes them to the log. To lose none of them when the process is killed,
-enqueue first appends the batch, sealed, as one line to a journal segment
-(``os.write`` on an ``O_APPEND`` fd: a few microseconds, no fsync). Data
-written that way is in the page cache and survives the death of the
-process; an OS crash or power loss can still take the tail of the journal,
-just as it can the last SQLite commits (``synchronous=NORMAL``).
+enqueue also appends each batch, sealed, as one line to a journal segment
+before it returns (``os.write`` on an ``O_APPEND`` fd: microseconds, no
+fsync). Data written that way is in the page cache and survives the death
+of the process; an OS crash or power loss can still take the tail of the
+journal, just as it can the last SQLite commits (``synchronous=NORMAL``).
 
 Files live in ``<store root>/journal/``, one directory per store::
 
@@ -197,7 +197,8 @@ class Journal:
                 return exc  # a failed write(2) wrote nothing
             if written == len(line):
                 seg.size += written
-                seg.last_seq = seq
+                # max: a batch the journal refused earlier is re-appended after newer ones.
+                seg.last_seq = max(seg.last_seq, seq)
                 return None
             try:
                 os.ftruncate(seg.fd, seg.size)
@@ -379,13 +380,13 @@ class Journal:
         return claimed
 
     def _parse(self, left: _Leftover, data: bytes) -> None:
-        header, _, rest = data.partition(b"\n")
+        header, newline, rest = data.partition(b"\n")
         try:
             meta = json.loads(header)
             ok = isinstance(meta, dict) and meta.get("iai_mcp_journal") == JOURNAL_FORMAT
         except ValueError:
             ok = False
-        if not ok or not _:
+        if not ok or not newline:
             left.problem = "no journal header"
             return
         if meta.get("store_id") != self.store_id:

@@ -6,21 +6,16 @@ coalesces what arrives within ``coalesce_ms`` (up to ``max_batch_pairs``
 pairs) and writes it with ``store.append_provenance_batch``.
 
 When the deque holds ``max_queue_size`` batches, new batches spill to disk
-instead of being dropped or blocking the caller: one sealed JSONL file per
-batch under ``~/.iai-mcp/.provenance-overflow/``, named after the owning
-store. While any spilled batch is pending, every new batch spills too, and
-the worker empties the deque before it replays spill files oldest first, so
-each record's entries reach the log in the order they were enqueued. The
-drain starts as soon as the worker is idle; the 5 s poll only picks up files
-left by an earlier process.
+instead of being dropped or blocking the caller: one sealed file per batch
+under ``~/.iai-mcp/.provenance-overflow/`` (see ``iai_mcp.spill``). While
+any spilled batch is pending, every new batch spills too, and the worker
+empties the deque before it replays spill files oldest first, so each
+record's entries reach the log in the order they were enqueued. The drain
+starts as soon as the worker is idle; the 5 s poll only picks up files left
+by an earlier process. Every pair carries an entry id, and the log ignores
+an id it already holds, so a batch replayed twice is applied once.
 
-Spill files belong to one store. A file named for another store is left
-alone; a file that cannot be parsed, or claims our name but not our store,
-is quarantined as ``*.failed-<ns>.jsonl`` and never read again. Every pair
-carries an entry id, and the log ignores an id it already holds, so a batch
-replayed after a crash between "written" and "file removed" is applied once.
-
-Before a batch goes into memory, enqueue appends it, sealed, to the
+Under the lock that queues a batch, enqueue also appends it, sealed, to the
 store's journal (see ``iai_mcp.journal``): one ``os.write``, no fsync. A
 batch that ``enqueue`` accepted therefore survives ``kill -9``: ``start``
 replays what dead queues of the store left in the journal before anything
@@ -33,20 +28,19 @@ What can still be lost: the journal's last writes when the OS crashes or
 the power fails (they were never fsynced, like the log's last commits), and
 batches enqueued while the journal could not be written (disk full, journal
 directory unwritable: a ``journal_write_failed`` line says so) if the
-process dies before the worker has written them.
+process dies before the worker has written them or the journal has taken
+them on its next successful write.
 
 Pure stdlib. The store it writes to provides ``store_id``,
-``append_provenance_batch(pairs)``, ``seal_spill(bytes)`` and
-``open_spill(bytes)``.
+``append_provenance_batch(pairs)``, ``seal_spill(bytes)``,
+``open_spill(bytes)`` and, for the journal, ``journal_dir``.
 """
 from __future__ import annotations
 
 import atexit
-import base64
 import collections
 import json
 import os
-import re
 import sys
 import threading
 import time
@@ -56,12 +50,13 @@ from typing import Any, Protocol, Sequence
 from iai_mcp import config
 from iai_mcp.errors import InvalidInput
 from iai_mcp.journal import Journal
+from iai_mcp.spill import SpillDir, spill_state
 from iai_mcp.types import ProvenancePair
 
+__all__ = ["ProvenanceSink", "ProvenanceWriteQueue", "spill_state"]
+
 WORKER_IDLE_POLL_S = 5.0
-SPILL_FORMAT = 1
 _RETRY_BACKOFF_S = (0.05, 0.2, 1.0, 5.0)
-_SPILL_NAME = re.compile(r"^prov-(?P<store>[0-9a-f]{32})-(?P<order>\d{20}-\d{8})\.jsonl$")
 
 
 class ProvenanceSink(Protocol):
@@ -93,21 +88,6 @@ def _with_ids(pairs: Sequence[Any]) -> list[ProvenancePair]:
     return out
 
 
-def spill_state(store_id: str, spill_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """What the spill directory holds: ``pending`` batches of ``store_id``
-    still to replay, and ``quarantined`` files (of any store: a stray's
-    owner cannot be known)."""
-    directory = Path(spill_dir) if spill_dir is not None else config.overflow_dir()
-    pending = quarantined = 0
-    if directory.is_dir():
-        for path in directory.glob("*.jsonl"):
-            if ".failed-" in path.name:
-                quarantined += 1
-            elif (match := _SPILL_NAME.match(path.name)) and match["store"] == store_id:
-                pending += 1
-    return {"dir": str(directory), "pending": pending, "quarantined": quarantined}
-
-
 class ProvenanceWriteQueue:
     def __init__(
         self,
@@ -127,7 +107,10 @@ class ProvenanceWriteQueue:
         self._coalesce_s = coalesce_ms / 1000.0
         self._max_queue = max_queue_size
         self._max_batch = max_batch_pairs
-        self._spill_dir = Path(spill_dir) if spill_dir is not None else config.overflow_dir()
+        self._spills = SpillDir(
+            Path(spill_dir) if spill_dir is not None else config.overflow_dir(),
+            store.store_id, store.seal_spill, store.open_spill, _log,
+        )
         self._cv = threading.Condition()
         # (seq of its first enqueue call, pairs); seqs grow left to right.
         self._items: collections.deque[tuple[int, list[ProvenancePair]]] = collections.deque()
@@ -138,10 +121,10 @@ class ProvenanceWriteQueue:
         self._journal_dir = Path(chosen) if journal and chosen is not None else None
         self._journal: Journal | None = None
         self._journal_down = False  # the last journal write failed
-        self._unjournaled = 0  # batches accepted while it was down
+        # (seq, payload) of batches the journal refused, to append once it can.
+        self._unjournaled: collections.deque[tuple[int, bytes]] = collections.deque()
         self._replay_pending = False  # a start-time replay failed: retry when idle
         self._spill_backlog = False  # some batch of ours is on disk, not yet replayed
-        self._spill_counter = 0
         self._busy = False  # the worker holds a batch it has not finished
         self._urgent = False  # flush/stop asked: skip the coalescing wait
         self._scan_requested = True  # look at the spill dir on the first idle moment
@@ -178,9 +161,16 @@ class ProvenanceWriteQueue:
         journal = Journal(
             self._journal_dir, self._store.store_id, self._store.seal_spill, self._store.open_spill, _log
         )
-        self._replay_pending = not journal.replay(self._apply_replayed)
+        self._replay_journal(journal)
         journal.open()
         self._journal = journal
+
+    def _replay_journal(self, journal: Journal) -> None:
+        try:
+            self._replay_pending = not journal.replay(self._apply_replayed)
+        except Exception as exc:  # e.g. the directory cannot be listed: never fail start()
+            _log("journal_replay_failed", error=f"{type(exc).__name__}: {exc}", action="retried when idle")
+            self._replay_pending = True
 
     def _apply_replayed(self, pairs: list[ProvenancePair]) -> None:
         for start in range(0, len(pairs), self._max_batch):
@@ -249,40 +239,49 @@ class ProvenanceWriteQueue:
         with self._cv:
             self._seq += 1
             seq = self._seq
-            if journal is not None:
-                self._journal_append(journal, seq, payload)
             if not self._spill_backlog and len(self._items) < self._max_queue:
                 self._items.append((seq, batch))
-                self._cv.notify()
-                return
             # Spill under the lock so that the order of spill files is the
             # order of enqueue calls.
-            if self._spill(batch):
-                self._cv.notify()
-                return
-            # The disk refused too: keep it in memory past the bound rather than lose it.
-            self._items.append((seq, batch))
+            elif not self._spill(batch):
+                # The disk refused too: keep it in memory past the bound rather than lose it.
+                self._items.append((seq, batch))
+            # Still under the lock, so the worker cannot have written it yet.
+            if journal is not None:
+                self._journal_append(journal, seq, payload)
             self._cv.notify()
 
     def _journal_append(self, journal: Journal, seq: int, payload: bytes | None) -> None:
-        """Journal one batch (lock held); report only when the journal goes
-        down or comes back, never once per batch."""
-        error = journal.append(seq, payload) if payload is not None else OSError("not encoded")
+        """Journal one batch (lock held). A batch the journal refuses (disk
+        full, directory gone) is appended once a later write succeeds, unless
+        the log has it by then. Only the journal going down or coming back is
+        reported, never each batch."""
+        error = journal.append(seq, payload) if payload is not None else OSError("batch not encoded")
         if error is None:
+            upto = self._durable_upto()
+            while self._unjournaled:
+                old_seq, old_payload = self._unjournaled[0]
+                if old_seq > upto and journal.append(old_seq, old_payload) is not None:
+                    return  # refused again: the rest waits for the next try
+                self._unjournaled.popleft()
             if self._journal_down:
                 self._journal_down = False
-                _log("journal_write_recovered", unjournaled_batches=self._unjournaled)
-                self._unjournaled = 0
+                _log("journal_write_recovered")
             return
-        self._unjournaled += 1
+        if payload is not None:
+            self._unjournaled.append((seq, payload))
+        upto = self._durable_upto()
+        while self._unjournaled and self._unjournaled[0][0] <= upto:
+            self._unjournaled.popleft()  # in the log already: no longer needs the journal
         if not self._journal_down:
             self._journal_down = True
             _log(
                 "journal_write_failed",
                 error=f"{type(error).__name__}: {error}",
                 dir=str(journal.directory),
-                consequence="batches stay in memory and reach the log as usual, but are lost "
-                "if the process dies before that",
+                consequence="batches stay in memory and reach the log as usual; they are "
+                "journaled once a journal write succeeds again, and lost only if the process "
+                "dies before either",
             )
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -318,8 +317,6 @@ class ProvenanceWriteQueue:
                         self._scan_requested = True
                 if self._items:
                     seq, batch = self._take_batch()
-                    self._busy = True
-                    self._inflight = seq
                     job: Any = ("write", seq, batch)
                 elif self._spill_backlog or self._scan_requested:
                     self._scan_requested = False
@@ -333,7 +330,7 @@ class ProvenanceWriteQueue:
                     self._write(job[1], job[2])
                 else:
                     if self._replay_pending and self._journal is not None:
-                        self._replay_pending = not self._journal.replay(self._apply_replayed)
+                        self._replay_journal(self._journal)
                     self._drain_spill_dir()
             finally:
                 with self._cv:
@@ -352,6 +349,10 @@ class ProvenanceWriteQueue:
         """Pop one batch, then coalesce what arrives within coalesce_ms (lock
         held). Returns the first seq it covers, and the pairs."""
         seq, first = self._items.popleft()
+        # Set before the coalescing wait releases the lock: flush() and
+        # enqueue() must not see the batch as neither queued nor in flight.
+        self._busy = True
+        self._inflight = seq
         batch = list(first)
         deadline = time.monotonic() + self._coalesce_s
         while len(batch) < self._max_batch:
@@ -397,67 +398,12 @@ class ProvenanceWriteQueue:
     def _spill(self, batch: list[ProvenancePair]) -> bool:
         """Write one batch to its own sealed spill file; False if the disk refused."""
         try:
-            self._spill_dir.mkdir(parents=True, exist_ok=True)
-            body = json.dumps(
-                [[str(p.record_id), p.entry, p.entry_id] for p in batch], ensure_ascii=False
-            ).encode("utf-8")
-            sealed = base64.b64encode(self._store.seal_spill(body)).decode("ascii")
-            header = {"iai_mcp_spill": SPILL_FORMAT, "store_id": self._store.store_id}
-            self._spill_counter += 1
-            name = f"prov-{self._store.store_id}-{time.time_ns():020d}-{self._spill_counter:08d}"
-            tmp = self._spill_dir / f".{name}.tmp"
-            with open(tmp, "w", encoding="ascii") as fh:
-                fh.write(json.dumps(header) + "\n" + json.dumps({"sealed": sealed}) + "\n")
-            # Rename last: a reader never sees half a file under a *.jsonl name.
-            os.replace(tmp, self._spill_dir / f"{name}.jsonl")
+            self._spills.write(batch)
         except Exception as exc:
             _log("provenance_spill_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(batch))
             return False
         self._spill_backlog = True
         return True
-
-    def _read_spill(self, path: Path) -> list[ProvenancePair]:
-        """Pairs of one of our spill files; ValueError if it is not one."""
-        lines = path.read_text("ascii").splitlines()
-        header = json.loads(lines[0])
-        if not isinstance(header, dict) or header.get("iai_mcp_spill") != SPILL_FORMAT:
-            raise ValueError("not an iai-mcp spill file")
-        if header.get("store_id") != self._store.store_id:
-            # Named for us (or for nobody) but written for another store.
-            raise ValueError("spill file name and header disagree about its store")
-        pairs: list[ProvenancePair] = []
-        for line in lines[1:]:
-            blob = base64.b64decode(json.loads(line)["sealed"], validate=True)
-            for record_id, entry, entry_id in json.loads(self._store.open_spill(blob)):
-                if not isinstance(entry, dict):
-                    raise ValueError("spilled entry is not an object")
-                pairs.append(ProvenancePair(record_id, entry, str(entry_id)))
-        return pairs
-
-    def _quarantine(self, path: Path, reason: str) -> None:
-        target = path.with_name(f"{path.stem}.failed-{time.time_ns()}.jsonl")
-        try:
-            os.replace(path, target)
-            _log("spill_file_quarantined", file=path.name, moved_to=target.name, reason=reason)
-        except FileNotFoundError:
-            pass  # another queue got there first
-        except OSError as exc:
-            _log("spill_file_unreadable", file=path.name, reason=reason, error=str(exc))
-
-    def _our_spill_files(self) -> list[Path]:
-        """Spill files this queue may read, oldest first (unknown names first,
-        so that malformed strays are quarantined early)."""
-        if not self._spill_dir.is_dir():
-            return []
-        found = []
-        for path in self._spill_dir.glob("*.jsonl"):
-            if ".failed-" in path.name:
-                continue  # quarantined: never read again
-            match = _SPILL_NAME.match(path.name)
-            if match and match["store"] != self._store.store_id:
-                continue  # another store's: not ours to read or remove
-            found.append((match["order"] if match else "", path.name, path))
-        return [path for *_, path in sorted(found)]
 
     def _drain_spill_dir(self) -> None:
         """Replay our spill files oldest first; quarantine what cannot be read.
@@ -467,10 +413,10 @@ class ProvenanceWriteQueue:
         """
         handled: set[Path] = set()  # guards against a file we could neither read nor move
         while True:
-            files = [p for p in self._our_spill_files() if p not in handled]
+            files = [p for p in self._spills.ours() if p not in handled]
             if not files:
                 with self._cv:
-                    if not [p for p in self._our_spill_files() if p not in handled]:
+                    if not [p for p in self._spills.ours() if p not in handled]:
                         self._spill_backlog = False
                         return
                 continue
@@ -487,11 +433,11 @@ class ProvenanceWriteQueue:
     def _replay(self, path: Path) -> bool:
         """Apply one spill file and remove it; False if the store failed (kept for retry)."""
         try:
-            pairs = self._read_spill(path)
+            pairs = self._spills.read(path)
         except FileNotFoundError:
             return True
         except Exception as exc:
-            self._quarantine(path, f"{type(exc).__name__}: {exc}")
+            self._spills.quarantine(path, f"{type(exc).__name__}: {exc}")
             return True
         try:
             for start in range(0, len(pairs), self._max_batch):

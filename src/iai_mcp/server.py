@@ -17,6 +17,7 @@ provenance queue, so no recall that returned loses its provenance.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -208,8 +209,8 @@ def build_server(connect: Callable[[], Any]) -> tuple[FastMCP, BackendSlot]:
             slot.close()
 
     app = FastMCP(SERVER_NAME, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
-    # No hook for "after the handshake" exists in FastMCP; the low-level server's
-    # notification table is the documented place for one.
+    # FastMCP has no "after the handshake" hook; the low-level server's
+    # notification handlers see the client's `initialized`.
     lowlevel = app._mcp_server
     lowlevel.version = __version__
 
@@ -335,10 +336,8 @@ class _StdinLines:
         except Exception:
             pass  # the loop has finished or the stream was closed: nobody is reading
         finally:
-            try:
+            with contextlib.suppress(Exception):
                 anyio.from_thread.run_sync(self._send.close, token=token)
-            except Exception:
-                pass
 
     def __aiter__(self) -> _StdinLines:
         return self

@@ -64,7 +64,7 @@ def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]
     results = capture_many(store, embedder, [item.request for item in items])
     pairs = [
         (result.record_id, entry)
-        for item, result in zip(items, results)
+        for item, result in zip(items, results, strict=True)
         if result.status == "inserted"
         for entry in item.provenance
     ]

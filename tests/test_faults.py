@@ -1,0 +1,346 @@
+"""Faults: a full disk, unreadable or foreign journal files, a loose key file,
+and the repair that fixes what it can."""
+from __future__ import annotations
+
+import base64
+import errno
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from iai_mcp.capture import CaptureRequest, capture_many
+from iai_mcp.core import dispatch
+from iai_mcp.journal import Journal, decode_pairs
+from iai_mcp.provenance_queue import ProvenanceWriteQueue, _with_ids
+from iai_mcp.repair import repair
+from iai_mcp.store import MemoryStore
+from tests.test_provenance_queue import Gate
+from tests.test_store import _all_bytes_under, _make
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+
+
+def _events(err: str) -> list[dict]:
+    return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+
+
+def _named(err: str, event: str) -> list[dict]:
+    return [e for e in _events(err) if e["event"] == event]
+
+
+def _fill(store: MemoryStore, n: int = 12) -> None:
+    capture_many(store, store.embedder, [CaptureRequest(text=f"note {i} about the release plan") for i in range(n)])
+
+
+def _recall(store: MemoryStore, cue: str) -> list[str]:
+    result = dispatch(store, "memory_recall", {"cue": cue, "session_id": "s", "k": 3})
+    assert result["hits"], "recall must keep working"
+    return [hit["record_id"] for hit in result["hits"]]
+
+
+def _assert_each_once(store: MemoryStore, returned: dict[str, list[str]]) -> None:
+    for cue, record_ids in returned.items():
+        for rid in record_ids:
+            cues = [e["cue"] for e in store.provenance_of(rid)]
+            assert cues.count(cue) == 1, (cue, rid, cues)
+
+
+def _wait_for(condition, timeout: float) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes (for state with no event)."""
+    tick = threading.Event()
+    for _ in range(int(timeout / 0.02)):
+        if condition():
+            return True
+        tick.wait(0.02)
+    return bool(condition())
+
+
+def _journal_lines(store: MemoryStore) -> list[tuple[int, list]]:
+    """Every line in the store's journal files, decoded; fails on any bad byte."""
+    out = []
+    for path in sorted(store.journal_dir.glob("*.journal")):
+        header, *lines = path.read_bytes().split(b"\n")
+        assert json.loads(header)["store_id"] == store.store_id
+        assert lines[-1] == b"", f"{path.name} ends in a torn line"
+        for line in lines[:-1]:
+            seq, payload = line.split(b" ", 1)
+            out.append((int(seq), decode_pairs(store.open_spill(base64.b64decode(payload, validate=True)))))
+    return sorted(out, key=lambda line: line[0])
+
+
+class FullDisk:
+    """os.write fails with ENOSPC on journal files while ``full`` is set."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, short: bool = False) -> None:
+        self.full = threading.Event()
+        self.full.set()
+        self.short = short  # write half the line and report that, as a filling disk does
+        real = os.write
+
+        def write(fd: int, data: bytes) -> int:
+            if self.full.is_set() and self._is_journal(fd):
+                if self.short:
+                    self.full.clear()
+                    return real(fd, bytes(data[: len(data) // 2]))
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real(fd, data)
+
+        monkeypatch.setattr(os, "write", write)
+
+    @staticmethod
+    def _is_journal(fd: int) -> bool:
+        try:
+            return f"{os.sep}journal{os.sep}" in os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return False
+
+
+# ------------------------------------------------------------- disk full
+
+
+@needs_proc
+def test_full_disk_while_journaling_keeps_recall_working_and_loses_nothing(store, monkeypatch, capsys):
+    _fill(store)
+    store.enable_provenance_queue(coalesce_ms=1)
+    disk = FullDisk(monkeypatch)
+    gate = Gate(store)  # hold the log so the refused batches are still pending when space returns
+    returned = {f"full {i}": _recall(store, f"full {i}") for i in range(5)}
+    failed = _named(capsys.readouterr().err, "journal_write_failed")
+    assert len(failed) == 1 and "No space left" in failed[0]["error"]  # one line, not one per batch
+    disk.full.clear()
+    returned["after"] = _recall(store, "after")
+    assert _named(capsys.readouterr().err, "journal_write_recovered")
+    # Space is back: the batches the journal refused are in it now, so a kill
+    # from here on would lose none of them.
+    journaled = {pair.entry["cue"] for _seq, pairs in _journal_lines(store) for pair in pairs}
+    assert set(returned) <= journaled
+    gate.open.set()
+    assert store._provenance_queue.flush(timeout=10)
+    _assert_each_once(store, returned)
+
+
+@needs_proc
+def test_short_journal_write_is_cut_back_not_left_torn(store, monkeypatch, capsys):
+    _fill(store)
+    gate = Gate(store)
+    store.enable_provenance_queue(coalesce_ms=1)
+    FullDisk(monkeypatch, short=True)
+    returned = {f"cue {i}": _recall(store, f"cue {i}") for i in range(3)}
+    assert "short write" in _named(capsys.readouterr().err, "journal_write_failed")[0]["error"]
+    # The half line was cut off and the refused batch appended again later.
+    lines = _journal_lines(store)
+    assert [seq for seq, _ in lines] == [1, 2, 3]
+    gate.open.set()
+    assert store._provenance_queue.flush(timeout=10)
+    _assert_each_once(store, returned)
+
+
+def test_journal_directory_blocked_then_freed(store, capsys):
+    _fill(store)
+    blocker = store.journal_dir
+    blocker.write_text("not a directory")
+    store.enable_provenance_queue(coalesce_ms=1)
+    assert _named(capsys.readouterr().err, "journal_unavailable")
+    returned = {"blocked": _recall(store, "blocked")}
+    assert store._provenance_queue.flush(timeout=10)
+    _assert_each_once(store, returned)
+    blocker.unlink()
+    # The worker retries after each write; one more recall gives it a turn.
+    returned["freed"] = _recall(store, "freed")
+    assert store._provenance_queue.flush(timeout=10)
+    gate = Gate(store)
+    assert _wait_for(lambda: list(store.journal_dir.glob("*.journal")), timeout=5)
+    returned["journaled"] = _recall(store, "journaled")
+    assert "journaled" in {p.entry["cue"] for _seq, pairs in _journal_lines(store) for p in pairs}
+    assert _named(capsys.readouterr().err, "journal_available_again")
+    gate.open.set()
+    assert store._provenance_queue.flush(timeout=10)
+    _assert_each_once(store, returned)
+
+
+def test_spill_and_journal_both_refused_keeps_everything_in_memory(tmp_path, fake_embedder, capsys):
+    store = MemoryStore(path=tmp_path / "s", embedder=fake_embedder)
+    r = _make()
+    store.insert(r)
+    store.journal_dir.write_text("not a directory")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    gate = Gate(store)
+    q = ProvenanceWriteQueue(store, coalesce_ms=1, max_queue_size=1, max_batch_pairs=1, spill_dir=blocker / "x")
+    q.start()
+    for i in range(6):
+        q.enqueue([(r.id, {"cue": f"c{i}"})])
+    err = capsys.readouterr().err
+    assert _named(err, "provenance_spill_failed") and _named(err, "journal_unavailable")
+    gate.open.set()
+    assert q.flush(timeout=10)
+    q.stop()
+    assert [e["cue"] for e in store.provenance_of(r.id)] == [f"c{i}" for i in range(6)]
+    store.close()
+
+
+# ------------------------------------------------ unreadable or foreign files
+
+
+def _dead_queue_journal(store: MemoryStore, batches: list[list[tuple]]) -> Path:
+    """Journal ``batches`` as a queue would, then die: file left, lock released."""
+    journal = Journal(store.journal_dir, store.store_id, store.seal_spill, store.open_spill, lambda *a, **k: None)
+    journal.open()
+    for seq, pairs in enumerate(batches, start=1):
+        assert journal.append(seq, journal.encode(_with_ids(pairs))) is None
+    assert journal.close(durable_upto=0)
+    (path,) = [p for p in store.journal_dir.glob("*.journal") if journal.queue_id in p.name]
+    return path
+
+
+def _start_and_stop(store: MemoryStore) -> None:
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q.start()
+    assert q.flush(timeout=5)
+    q.stop()
+
+
+def test_torn_last_line_ignored_rest_applied(tmp_path, capsys):
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    path = _dead_queue_journal(store, [[(r.id, {"cue": "a"})], [(r.id, {"cue": "b"})]])
+    with open(path, "ab") as fh:
+        fh.write(b"3 c2VhbGVkIGJ1dCBjdXQgb2Zm")  # the kill came mid-write: no newline
+    _start_and_stop(store)
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["a", "b"]
+    assert _named(capsys.readouterr().err, "journal_torn_tail")
+    assert list(store.journal_dir.iterdir()) == []
+
+
+def test_unreadable_line_applies_the_rest_then_quarantines(tmp_path, capsys):
+    store = MemoryStore(path=tmp_path / "s")
+    other = MemoryStore(path=tmp_path / "other")
+    r = _make()
+    store.insert(r)
+    good = _dead_queue_journal(store, [[(r.id, {"cue": "a"})], [(r.id, {"cue": "b"})]])
+    header, first, second, _ = good.read_bytes().split(b"\n")
+    # A line sealed by another store's key, and plain garbage, between good ones.
+    foreign = _dead_queue_journal(other, [[(r.id, {"cue": "theirs"})]]).read_bytes().split(b"\n")[1]
+    good.write_bytes(b"\n".join([header, first, foreign.replace(b"1 ", b"2 ", 1), b"not a line", second, b""]))
+    clean = _dead_queue_journal(store, [[(r.id, {"cue": "c"})]])
+    _start_and_stop(store)
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["a", "b", "c"]
+    assert len(_named(capsys.readouterr().err, "journal_line_unreadable")) == 2
+    assert not clean.exists()
+    (quarantined,) = store.journal_dir.glob("*.failed-*")
+    kept = quarantined.read_bytes()
+    _start_and_stop(store)  # never read again, never applied again
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["a", "b", "c"]
+    assert quarantined.read_bytes() == kept
+    other.close()
+
+
+def test_other_stores_journal_never_applied_or_removed(tmp_path, capsys):
+    store = MemoryStore(path=tmp_path / "s")
+    other = MemoryStore(path=tmp_path / "other")
+    r = _make()
+    store.insert(r)
+    other.insert(r)  # same record id in both: applying theirs here would show
+    theirs = _dead_queue_journal(other, [[(r.id, {"cue": "theirs"})]])
+    store.journal_dir.mkdir()
+    copied = store.journal_dir / theirs.name
+    copied.write_bytes(theirs.read_bytes())
+    # The same bytes renamed as if they were ours: the header gives them away.
+    disguised = store.journal_dir / theirs.name.replace(other.store_id, store.store_id)
+    disguised.write_bytes(theirs.read_bytes())
+    stray = store.journal_dir / "notes.txt"
+    stray.write_text("not a journal")
+    temp = store.journal_dir / f".prov-{store.store_id}-{0:020d}-1-000001.journal.tmp"
+    temp.write_bytes(b"")
+    _start_and_stop(store)
+    assert store.provenance_of(r.id) == []
+    assert copied.read_bytes() == theirs.read_bytes()
+    assert stray.read_text() == "not a journal"
+    assert not disguised.exists() and not temp.exists()
+    assert "another" in _named(capsys.readouterr().err, "journal_quarantined")[0]["reason"]
+    other.close()
+
+
+def test_live_queues_journal_is_not_touched(tmp_path):
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    gate = Gate(store)
+    live = ProvenanceWriteQueue(store, coalesce_ms=1)
+    live.start()
+    live.enqueue([(r.id, {"cue": "pending"})])
+    assert gate.entered.wait(5)
+    files = {p: p.read_bytes() for p in store.journal_dir.glob("*.journal")}
+    assert any(b"\n1 " in data for data in files.values())
+    other = ProvenanceWriteQueue(store, coalesce_ms=1)
+    other.start()  # must neither apply nor remove what the live queue holds
+    assert {p: p.read_bytes() for p in files} == files
+    other.stop()
+    gate.open.set()
+    live.stop()
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["pending"]
+    assert list(store.journal_dir.iterdir()) == []
+
+
+# ----------------------------------------------------------- key and repair
+
+
+def test_loose_key_file_warns_and_repair_fixes_it(tmp_path, capsys):
+    root = tmp_path / "s"
+    MemoryStore(path=root).close()
+    key = root / "key"
+    key.chmod(0o644)
+    with MemoryStore(path=root):
+        pass
+    (warning,) = _named(capsys.readouterr().err, "key_file_mode_loose")
+    assert "chmod 600" in warning["problem"]
+    assert stat.S_IMODE(key.stat().st_mode) == 0o644  # opening never changes it behind your back
+    planned = repair(root, apply=False)
+    assert any("would make the key file mode 0600" in line for line in planned)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o644
+    done = repair(root, apply=True)
+    assert any("made the key file mode 0600" in line for line in done)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    with MemoryStore(path=root):
+        pass
+    assert not _named(capsys.readouterr().err, "key_file_mode_loose")
+
+
+def test_repair_dry_run_changes_nothing_then_apply_recovers(tmp_path, _isolate_home):
+    root = tmp_path / "s"
+    store = MemoryStore(path=root)
+    r = _make()
+    store.insert(r)
+    for i in range(3):
+        store.update(r.id, tags=[f"t{i}"])  # versions for compaction to fold
+    _dead_queue_journal(store, [[(r.id, {"cue": "from the journal"})]])
+    store.close()
+    (root / "meta.json.tmp").write_text("{half a meta")
+    before = sorted(str(p) for p in root.rglob("*")), _all_bytes_under(root)
+    planned = repair(root, apply=False)
+    assert (sorted(str(p) for p in root.rglob("*")), _all_bytes_under(root)) == before
+    assert any("would move stray temp file" in line for line in planned)
+    assert any("would replay 1 journal segment" in line for line in planned)
+    assert any("would compact" in line for line in planned)
+    done = repair(root, apply=True)
+    assert any("1 provenance entries were missing" in line for line in done), done
+    assert any(line.startswith("compacted the records table") for line in done), done
+    (moved,) = (root / "recovered").rglob("meta.json.tmp")
+    assert moved.read_text() == "{half a meta"
+    assert repair(root, apply=True) == ["nothing to repair"]
+    with MemoryStore(path=root) as reopened:
+        assert [e["cue"] for e in reopened.provenance_of(r.id)] == ["from the journal"]
+        assert reopened.stats()["versions"] == 1
+
+
+def test_repair_skips_store_steps_while_another_process_has_it(tmp_path):
+    root = tmp_path / "s"
+    with MemoryStore(path=root) as store:
+        _dead_queue_journal(store, [[(_make().id, {"cue": "x"})]])
+        lines = repair(root, apply=True)
+    assert any(line.startswith("skipped replay and compaction") for line in lines), lines
