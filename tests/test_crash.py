@@ -1,10 +1,11 @@
-"""Crash safety: what returned to its caller survives ``kill -9``.
+"""Crash safety: what returned to its caller survives ``kill -9``, and a
+clean shutdown (stdin closed, SIGTERM) drains and leaves nothing to replay.
 
-Each test runs a child process that works on a store and reports, after each
-call returned, what that call produced; the parent SIGKILLs it at a random
-moment, many times, then reopens the store and counts. Children come from a
-multiprocessing fork server that has imported iai_mcp and LanceDB once, so a
-round costs tens of milliseconds instead of seconds of imports.
+Each kill test runs a child process that works on a store and reports, after
+each call returned, what that call produced; the parent SIGKILLs it at a
+random moment, many times, then reopens the store and counts. Children come
+from a multiprocessing fork server that has imported iai_mcp and LanceDB
+once, so a round costs tens of milliseconds instead of seconds of imports.
 
 Rounds are random on purpose; the seed is in every failure message.
 """

@@ -11,10 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iai_mcp.capture import CaptureRequest, capture_many
 from iai_mcp.core import dispatch
-from iai_mcp.journal import Journal, decode_pairs
+from iai_mcp.journal import Journal, decode_pairs, encode_pairs
 from iai_mcp.provenance_queue import ProvenanceWriteQueue, _with_ids
 from iai_mcp.repair import repair
 from iai_mcp.store import MemoryStore
@@ -186,6 +188,45 @@ def test_spill_and_journal_both_refused_keeps_everything_in_memory(tmp_path, fak
 # ------------------------------------------------ unreadable or foreign files
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.lists(
+    st.tuples(st.uuids(), st.dictionaries(st.text(max_size=12), json_values, max_size=4), st.booleans()),
+    max_size=12,
+))
+def test_journal_line_round_trip_property(batch):
+    """Whatever a line holds comes back exactly: ids, entries, order (runs of
+    equal entries included)."""
+    pairs, previous = [], {"cue": "first"}
+    for record_id, entry, same_as_previous in batch:
+        entry = dict(previous) if same_as_previous else entry
+        pairs.append((record_id, entry))
+        previous = entry
+    sent = _with_ids(pairs)
+    back = decode_pairs(encode_pairs(sent))
+    assert [(p.record_id, p.entry, p.entry_id) for p in back] == [
+        (p.record_id.hex, p.entry, p.entry_id) for p in sent
+    ]
+
+
+def test_journal_holds_no_plaintext(store):
+    _fill(store)
+    gate = Gate(store)
+    store.enable_provenance_queue(coalesce_ms=1)
+    _recall(store, "PELICAN-HARBOUR-4417 launch code")
+    assert gate.entered.wait(5)
+    data = b"".join(p.read_bytes() for p in store.journal_dir.iterdir())
+    assert len(_journal_lines(store)) == 1
+    assert b"PELICAN" not in data and b"session" not in data
+    gate.open.set()
+
+
 def _dead_queue_journal(store: MemoryStore, batches: list[list[tuple]]) -> Path:
     """Journal ``batches`` as a queue would, then die: file left, lock released."""
     journal = Journal(store.journal_dir, store.store_id, store.seal_spill, store.open_spill, lambda *a, **k: None)
@@ -344,3 +385,42 @@ def test_repair_skips_store_steps_while_another_process_has_it(tmp_path):
         _dead_queue_journal(store, [[(_make().id, {"cue": "x"})]])
         lines = repair(root, apply=True)
     assert any(line.startswith("skipped replay and compaction") for line in lines), lines
+
+
+def test_entry_that_cannot_be_journaled_does_not_take_the_journal_down(store, capsys):
+    """A lone surrogate cannot be UTF-8: the log skips that entry (and says
+    so), the journal leaves it out, and the rest of the batch is journaled."""
+    r = _make()
+    store.insert(r)
+    q = store.enable_provenance_queue(coalesce_ms=1)
+    gate = Gate(store)
+    q.enqueue([(r.id, {"cue": "bad \ud800"}), (r.id, {"cue": "good"})])
+    assert gate.entered.wait(5)
+    assert [p.entry["cue"] for _seq, pairs in _journal_lines(store) for p in pairs] == ["good"]
+    gate.open.set()
+    assert q.flush(timeout=5)
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["good"]
+    err = capsys.readouterr().err
+    assert not _named(err, "journal_write_failed") and not _named(err, "journal_encode_failed")
+
+
+def test_wrong_key_leaves_the_journal_for_the_right_one(tmp_path):
+    root = tmp_path / "s"
+    store = MemoryStore(path=root)
+    r = _make()
+    store.insert(r)
+    _dead_queue_journal(store, [[(r.id, {"cue": "kept for the right key"})]])
+    store.close()
+    key = root / "key"
+    right = key.read_bytes()
+    key.write_text(base64.b64encode(os.urandom(32)).decode())
+    snapshot = _all_bytes_under(root)
+    from iai_mcp.errors import WrongKey
+
+    with pytest.raises(WrongKey, match="Restore the right key"):
+        MemoryStore(path=root).enable_provenance_queue()
+    assert _all_bytes_under(root) == snapshot
+    key.write_bytes(right)
+    with MemoryStore(path=root) as reopened:
+        reopened.enable_provenance_queue()
+        assert [e["cue"] for e in reopened.provenance_of(r.id)] == ["kept for the right key"]

@@ -83,11 +83,11 @@ def encode_pairs(pairs: Sequence[ProvenancePair]) -> bytes:
         ids.append(p.entry_id)
     try:
         return _encode_json(runs).encode("utf-8")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
         good = []
         for run in runs:
             try:
-                _encode_json(run)
+                _encode_json(run).encode("utf-8")
             except (TypeError, ValueError):
                 continue
             good.append(run)

@@ -131,6 +131,7 @@ class ProvenanceWriteQueue:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._atexit_registered = False
+        self._owner_pid = os.getpid()
         self._failures = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -143,6 +144,7 @@ class ProvenanceWriteQueue:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = False
+            self._owner_pid = os.getpid()
             self._open_journal()
             self._thread = threading.Thread(
                 target=self._run, name="iai-mcp-provenance", daemon=True
@@ -153,7 +155,10 @@ class ProvenanceWriteQueue:
                 self._atexit_registered = True
 
     def _drain_at_exit(self) -> None:
-        self.stop()
+        # A child forked without exec inherits this handler, not the worker:
+        # draining there would close (and remove) the parent's journal.
+        if os.getpid() == self._owner_pid:
+            self.stop()
 
     def _open_journal(self) -> None:
         if self._journal_dir is None or self._journal is not None:
@@ -234,8 +239,13 @@ class ProvenanceWriteQueue:
         if journal is not None:
             try:
                 payload = journal.encode(batch)  # sealing stays outside the lock
-            except Exception as exc:
-                _log("journal_encode_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(batch))
+            except Exception as exc:  # never fail a recall over its journal line
+                _log(
+                    "journal_encode_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    pairs=len(batch),
+                    consequence="this batch is in memory only until written",
+                )
         with self._cv:
             self._seq += 1
             seq = self._seq
@@ -247,16 +257,16 @@ class ProvenanceWriteQueue:
                 # The disk refused too: keep it in memory past the bound rather than lose it.
                 self._items.append((seq, batch))
             # Still under the lock, so the worker cannot have written it yet.
-            if journal is not None:
+            if journal is not None and payload is not None:
                 self._journal_append(journal, seq, payload)
             self._cv.notify()
 
-    def _journal_append(self, journal: Journal, seq: int, payload: bytes | None) -> None:
+    def _journal_append(self, journal: Journal, seq: int, payload: bytes) -> None:
         """Journal one batch (lock held). A batch the journal refuses (disk
         full, directory gone) is appended once a later write succeeds, unless
         the log has it by then. Only the journal going down or coming back is
         reported, never each batch."""
-        error = journal.append(seq, payload) if payload is not None else OSError("batch not encoded")
+        error = journal.append(seq, payload)
         if error is None:
             upto = self._durable_upto()
             while self._unjournaled:
@@ -268,8 +278,7 @@ class ProvenanceWriteQueue:
                 self._journal_down = False
                 _log("journal_write_recovered")
             return
-        if payload is not None:
-            self._unjournaled.append((seq, payload))
+        self._unjournaled.append((seq, payload))
         upto = self._durable_upto()
         while self._unjournaled and self._unjournaled[0][0] <= upto:
             self._unjournaled.popleft()  # in the log already: no longer needs the journal
