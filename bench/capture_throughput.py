@@ -19,8 +19,7 @@ from bench.common import (
     Run, base_parser, clock_ms, isolate_key_material, parse_sizes, print_table, summarize,
     time_calls,
 )
-from bench.corpus import Corpus, build_store, make_records, working_copy
-from bench.recall_latency import add_corpus_args, embed_pool
+from bench.corpus import Corpus, add_corpus_args, build_store, embed_pool, make_records, working_copy
 
 NAME = "capture_throughput"
 

@@ -89,6 +89,20 @@ def time_calls(fn: Callable[[Any], Any], args: Iterable[Any]) -> list[float]:
     return samples
 
 
+class Laps:
+    """Times named steps and keeps their samples (ms): ``laps("embed", fn, *args)``
+    runs ``fn(*args)``, records how long it took under "embed", and returns its value."""
+
+    def __init__(self) -> None:
+        self.samples: dict[str, list[float]] = {}
+
+    def __call__(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        start = time.perf_counter_ns()
+        value = fn(*args)
+        self.samples.setdefault(name, []).append((time.perf_counter_ns() - start) / 1e6)
+        return value
+
+
 def time_once(fn: Callable[[], Any]) -> tuple[float, Any]:
     start = time.perf_counter_ns()
     value = fn()

@@ -104,6 +104,19 @@ def locomo_sentences(data_dir: Path) -> list[str]:
     return sorted(set(sentences))
 
 
+def add_corpus_args(parser) -> None:
+    parser.add_argument("--source", choices=("synthetic", "locomo"), default="synthetic",
+                        help="texts from built-in templates, or remixed from LoCoMo turns (needs --data)")
+    parser.add_argument("--data", type=Path, default=None, help="LoCoMo data dir for --source locomo")
+    parser.add_argument("--embed-pool", type=int, default=None,
+                        help="how many texts are embedded for real (default 10000; "
+                             "300 with --quick); records past it reuse pooled vectors")
+
+
+def embed_pool(args) -> int:
+    return args.embed_pool or (300 if args.quick else 10_000)
+
+
 class Corpus:
     """The i-th text and the j-th cue are fixed by (source, seed) forever."""
 

@@ -28,8 +28,7 @@ from typing import Any
 from bench.common import (
     REPO_ROOT, Run, base_parser, clock_ms, isolate_key_material, parse_sizes, print_table,
 )
-from bench.corpus import Corpus, build_store, working_copy
-from bench.recall_latency import add_corpus_args, embed_pool
+from bench.corpus import Corpus, add_corpus_args, build_store, embed_pool, working_copy
 
 NAME = "memory"
 

@@ -32,8 +32,7 @@ from bench.common import (
     Run, base_parser, clock_ms, dir_stats, fmt, isolate_key_material, print_table, summarize,
     time_calls,
 )
-from bench.corpus import Corpus, build_store, working_copy
-from bench.recall_latency import add_corpus_args, embed_pool
+from bench.corpus import Corpus, add_corpus_args, build_store, embed_pool, working_copy
 
 NAME = "provenance"
 SLOW_WRITE_S = 0.5

@@ -6,7 +6,9 @@ it), with the real MiniLM embedder embedding each cue (no ``cue_embedding``).
 The cold first call is timed apart: a freshly opened store and a fresh
 embedder, so it pays the model load and the keyword index build.
 
-Each part is timed by calling the library function itself on the same cues:
+Each part is timed by calling the library function itself on the same cue,
+all parts in turn for each cue (so a busy moment on a shared machine lands
+on every part alike):
 ``embedder.embed``, the candidate search over ``store.vectors()`` (matvec and
 norm division), ``recall.keyword_index(store).scores``, ``ranking.fuse`` (on rows grouped by
 session, with session codes, as recall calls it), ``recall.fused_scores``,
@@ -25,26 +27,12 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    Run, base_parser, isolate_key_material, parse_sizes, print_table, summarize, time_calls,
-    time_once,
+    Laps, Run, base_parser, isolate_key_material, parse_sizes, print_table, summarize, time_once,
 )
-from bench.corpus import Corpus, build_store, working_copy
+from bench.corpus import Corpus, add_corpus_args, build_store, embed_pool, working_copy
 
 NAME = "recall_latency"
 K = 10
-
-
-def add_corpus_args(parser, quick_pool: int = 300) -> None:
-    parser.add_argument("--source", choices=("synthetic", "locomo"), default="synthetic",
-                        help="texts from built-in templates, or remixed from LoCoMo turns (needs --data)")
-    parser.add_argument("--data", type=Path, default=None, help="LoCoMo data dir for --source locomo")
-    parser.add_argument("--embed-pool", type=int, default=None,
-                        help="how many texts are embedded for real (default 10000; "
-                             f"{quick_pool} with --quick); records past it reuse pooled vectors")
-
-
-def embed_pool(args) -> int:
-    return args.embed_pool or (300 if args.quick else 10_000)
 
 
 def _fusion(store, ranking):
@@ -89,43 +77,39 @@ def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
         assert first["hits"], "recall returned nothing on a non-empty store"
         for cue in cues[1:1 + warmup]:
             call(cue)
-        gc.collect()
-        end_to_end = time_calls(call, cues)
-
-        parts: dict[str, list[float]] = {}
-        parts["embed"] = time_calls(lambda c: embedder.embed([c]), cues)
-        vecs = [embedder.embed([c])[0] for c in cues]
         matrix, norms = store.vectors()
         safe_norms = np.maximum(norms, 1e-12)
-        parts["candidate_search"] = time_calls(lambda v: (matrix @ v) / safe_norms, vecs)
-        parts["keyword_search"] = time_calls(lambda c: recall_module.keyword_index(store).scores(c), cues)
-        dense = [(matrix @ v) / safe_norms for v in vecs]
-        keyword = [recall_module.keyword_index(store).scores(c) for c in cues]
         fuse = _fusion(store, ranking)
-        parts["fusion"] = time_calls(lambda i: fuse(dense[i], keyword[i]), range(len(cues)))
-        if hasattr(recall_module, "fused_scores"):  # keyword scoring + fusion, as rank calls them
-            parts["keyword_and_fusion"] = time_calls(
-                lambda i: recall_module.fused_scores(store, dense[i], cues[i], n), range(len(cues)))
-        queries = [recall_module.RecallQuery(cue=c, cue_embedding=v, k=K) for c, v in zip(cues, vecs)]
-        parts["rank"] = time_calls(lambda q: recall_module.rank(store, None, q), queries)
-        ranked = [recall_module.rank(store, None, q) for q in queries]
-
-        def pack(i: int) -> None:
-            with _rank_replaced(recall_module, ranked[i]):
-                recall_module.recall(store, None, queries[i])
-
-        parts["packing"] = time_calls(pack, range(len(cues)))
-        parts["recall_without_embed"] = time_calls(lambda q: recall_module.recall(store, None, q), queries)
-        baseline = time_calls(lambda v: np.argpartition(-(matrix @ v), K)[:K], vecs)
+        lap = Laps()
+        gc.collect()
+        # Every part is timed once per cue, in turn, so a busy moment on a shared
+        # machine lands on all of them alike instead of on whichever ran then.
+        for cue in cues:
+            lap("end_to_end", call, cue)
+            vec = lap("embed", embedder.embed, [cue])[0]
+            dense = lap("candidate_search", lambda v: (matrix @ v) / safe_norms, vec)
+            keyword = lap("keyword_search", lambda c: recall_module.keyword_index(store).scores(c), cue)
+            lap("fusion", fuse, dense, keyword)
+            if hasattr(recall_module, "fused_scores"):  # keyword scoring + fusion, as rank calls them
+                lap("keyword_and_fusion", recall_module.fused_scores, store, dense, cue, n)
+            query = recall_module.RecallQuery(cue=cue, cue_embedding=vec, k=K)
+            hits = lap("rank", recall_module.rank, store, None, query)
+            with _rank_replaced(recall_module, hits):
+                lap("packing", recall_module.recall, store, None, query)
+            lap("recall_without_embed", recall_module.recall, store, None, query)
+            lap("baseline", lambda v: np.argpartition(-(matrix @ v), K)[:K], vec)
     finally:
         store.close()
+    samples = dict(lap.samples)
+    end_to_end = samples.pop("end_to_end")
+    baseline = samples.pop("baseline")
     return {
         "records": n,
         "queries": len(cues),
         "open_store_ms": round(open_ms, 2),
         "cold_first_call_ms": round(cold_ms, 2),
         "end_to_end_ms": summarize(end_to_end),
-        "parts_ms": {name: summarize(samples) for name, samples in parts.items()},
+        "parts_ms": {name: summarize(s) for name, s in samples.items() if s},
         "baseline_numpy_bruteforce_top10_ms": summarize(baseline),
     }
 

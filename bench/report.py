@@ -19,11 +19,13 @@ ORDER = ("recall_latency", "capture_throughput", "provenance", "memory", "locomo
 
 
 def load(results: Path) -> dict[str, dict[str, Any]]:
+    """Every result file: the known ones in ORDER, then any other benchmark's
+    (its targets and ratios join the summary tables; it gets no section)."""
     found = {}
-    for name in ORDER:
-        path = results / f"{name}.json"
-        if path.exists():
-            found[name] = json.loads(path.read_text())
+    paths = {p.stem: p for p in sorted(results.glob("*.json"))}
+    for name in [*ORDER, *sorted(set(paths) - set(ORDER))]:
+        if name in paths:
+            found[name] = json.loads(paths[name].read_text())
     return found
 
 
@@ -161,7 +163,7 @@ def render(found: dict[str, dict[str, Any]]) -> str:
                fmt(r["ratio"], "x")] for d in found.values() for r in d["ratios"]]
     out.append("### Ratios to a baseline measured in the same run\n\n"
                + table(["figure", "value", "baseline", "baseline value", "ratio"], ratios))
-    out += [SECTIONS[name](d) for name, d in found.items()]
+    out += [SECTIONS[name](d) for name, d in found.items() if name in SECTIONS]
     return "\n\n".join(out)
 
 

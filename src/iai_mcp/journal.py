@@ -213,9 +213,6 @@ class Journal:
         self._create_spare()
         self._create_spare()
 
-    def is_open(self) -> bool:
-        return self._active is not None
-
     def _create(self) -> _Segment:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._slot += 1
