@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from iai_mcp.core import MAX_K, MAX_TEXT_CHARS, dispatch
+from iai_mcp.core import dispatch
+from iai_mcp.params import MAX_K, MAX_TEXT_CHARS
 from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound, UnknownMethod
 from iai_mcp.store import MemoryStore
 
@@ -222,3 +223,17 @@ def test_context_from_same_session_survives_interleaving(store):
     texts = [h["literal_surface"] for h in out["hits"]]
     assert texts[0] == "What breed is your new puppy?"
     assert "She is a golden retriever." in texts
+
+
+def test_recall_cue_secret_redacted_in_provenance(store):
+    rid = _capture(store, "deploy notes for the staging box")["record_id"]
+    dispatch(store, "memory_recall", {"cue": "staging deploy password=hunter2hunter2"})
+    cues = [p["cue"] for p in dispatch(store, "memory_get", {"id": rid})["provenance"]]
+    assert cues and "hunter2" not in cues[0] and "[REDACTED:" in cues[0]
+
+
+def test_get_sees_provenance_of_a_recall_that_returned(store):
+    store.enable_provenance_queue(coalesce_ms=200)
+    rid = _capture(store, "queued provenance is visible to get")["record_id"]
+    dispatch(store, "memory_recall", {"cue": "queued provenance", "k": 1})
+    assert len(dispatch(store, "memory_get", {"id": rid})["provenance"]) == 1

@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, assume, currently_in_test_context, event, gi
 from hypothesis import strategies as st
 
 from iai_mcp import core
-from iai_mcp.core import (
+from iai_mcp.core import dispatch
+from iai_mcp.params import (
     MAX_BUDGET_TOKENS,
     MAX_CUE_CHARS,
     MAX_ID_CHARS,
@@ -27,7 +28,6 @@ from iai_mcp.core import (
     MAX_TAG_CHARS,
     MAX_TAGS,
     MAX_TEXT_CHARS,
-    dispatch,
 )
 from iai_mcp.errors import IaiError, InvalidInput, LimitExceeded, NotFound, UnknownMethod
 from iai_mcp.redact import redact

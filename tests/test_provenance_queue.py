@@ -13,7 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from iai_mcp.journal import decode_pairs
 from iai_mcp.provenance_queue import ProvenanceWriteQueue

@@ -20,7 +20,8 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from iai_mcp import server
-from iai_mcp.core import CAPTURE_PARAMS, MAX_BUDGET_TOKENS, MAX_K, dispatch
+from iai_mcp.core import dispatch
+from iai_mcp.params import CAPTURE_PARAMS, MAX_BUDGET_TOKENS, MAX_K
 from iai_mcp.errors import InvalidInput
 from iai_mcp.types import ROLES, TIERS
 

@@ -273,7 +273,7 @@ class Daemon:
         }
 
     def _warm_embedder(self) -> None:
-        from iai_mcp.core import embedder_for
+        from iai_mcp.embed import embedder_for
 
         started = time.monotonic()
         try:

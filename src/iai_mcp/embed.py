@@ -257,3 +257,11 @@ def default_embedder() -> Embedder:
         if _default is None:
             _default = MiniLMEmbedder()
         return _default
+
+
+def embedder_for(store: Any) -> Embedder:
+    """The embedder bound to ``store``, binding the default model on first need
+    (the store checks its name against the one its vectors were made with)."""
+    if store.embedder is None:
+        store.bind_embedder(default_embedder())
+    return store.embedder

@@ -50,7 +50,7 @@ SERVER_NAME = "iai-mcp"
 Tier = Literal["working", "episodic", "semantic", "procedural"]
 Role = Literal["user", "assistant", "system", "tool", "note"]
 
-#: Mirrors ``core.MAX_K`` and ``core.MAX_BUDGET_TOKENS`` (a test keeps them equal).
+#: Mirrors ``params.MAX_K`` and ``params.MAX_BUDGET_TOKENS`` (a test keeps them equal).
 MAX_K = 200
 MAX_BUDGET_TOKENS = 100_000
 

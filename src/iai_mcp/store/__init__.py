@@ -21,20 +21,15 @@ daemon that owns the store (``iai_mcp.daemon``, reached via ``app.connect``).
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
-import sys
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import numpy as np
 
@@ -44,10 +39,16 @@ from iai_mcp.errors import (
     EmbedderMismatch,
     InvalidInput,
     NotFound,
-    StoreError,
-    StoreLocked,
 )
-from iai_mcp.store import crypto
+from iai_mcp.store.codec import decode_row, encode_row, text_key
+from iai_mcp.store.files import (
+    META_FILE,
+    fix_key_file_mode,
+    log_event,
+    open_meta,
+    take_owner_lock,
+    write_json_atomic,
+)
 from iai_mcp.store.provenance_log import ProvenanceLog
 from iai_mcp.store.records_table import RecordsTable, SealedRow
 from iai_mcp.types import (
@@ -63,95 +64,14 @@ from iai_mcp.types import (
 if TYPE_CHECKING:
     from iai_mcp.provenance_queue import ProvenanceWriteQueue
 
-META_FILE = "meta.json"
-LOCK_FILE = "store.lock"
+__all__ = ["JOURNAL_DIR", "META_FILE", "MemoryStore", "fix_key_file_mode", "log_event"]
+
 JOURNAL_DIR = "journal"
-FORMAT_VERSION = 1
-_DATETIME_FIELDS = frozenset({"last_reviewed", "created_at", "updated_at", "event_time"})
 
 
 class NamedEmbedder(Protocol):
     name: str
     dim: int
-
-
-def log_event(event: str, **fields: Any) -> None:
-    """One structured line on stderr (stdout may belong to JSON-RPC)."""
-    line = {"ts": time.time(), "component": "iai_mcp.store", "event": event, **fields}
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
-
-
-def _encode_row(row: MemoryRow) -> bytes:
-    values: dict[str, Any] = {}
-    for name in ROW_FIELDS:
-        value = getattr(row, name)
-        values[name] = value.isoformat() if isinstance(value, datetime) else value
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _decode_row(record_id: str, payload: bytes) -> MemoryRow:
-    values = json.loads(payload)
-    for name in _DATETIME_FIELDS:
-        if values.get(name) is not None:
-            values[name] = datetime.fromisoformat(values[name])
-    known = {name: values.get(name) for name in ROW_FIELDS}
-    known["tags"] = list(known["tags"] or [])
-    known["reinforcements"] = known["reinforcements"] or 0
-    return MemoryRow(id=UUID(record_id), **known)
-
-
-def _text_key(text: str) -> bytes:
-    # Only ever held in memory; on disk the text exists sealed and nowhere else.
-    return hashlib.sha256(text.encode("utf-8")).digest()
-
-
-def _take_owner_lock(root: Path) -> int:
-    """Exclusive, non-blocking flock on ``root/store.lock``; returns its fd.
-
-    flock belongs to the open file description, so it is released when the
-    fd is closed or the process dies (even by SIGKILL): no stale locks.
-    """
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            holder: int | None = int(os.pread(fd, 32, 0).split()[0])
-        except (ValueError, IndexError, OSError):
-            holder = None  # the holder has not written its pid yet
-        os.close(fd)
-        who = f"process {holder}" if holder else "another process"
-        raise StoreLocked(
-            f"store {root} is already open in {who}. Only one process may open a store "
-            "directly: go through the daemon (iai_mcp.app.connect, or the iai-mcp CLI), "
-            "or stop that process (iai-mcp daemon stop)",
-            holder_pid=holder,
-        ) from None
-    except BaseException:
-        os.close(fd)
-        raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
-
-
-def fix_key_file_mode(root: str | os.PathLike[str], *, apply: bool) -> str | None:
-    """What is wrong with the permissions of the store's key file, if
-    anything; with ``apply``, make it 0600 (owner only). Never reads the key."""
-    root = Path(root)
-    problem = crypto.key_file_mode_problem(root)
-    if problem and apply:
-        os.chmod(root / crypto.KEY_FILE_NAME, 0o600)
-    return problem
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class MemoryStore:
@@ -174,7 +94,7 @@ class MemoryStore:
         # A store dropped without close() still frees its lock when collected:
         # nothing can write through an unreachable store (a running provenance
         # queue holds a reference, so a store with pending writes is never collected).
-        self._owner_lock = weakref.finalize(self, os.close, _take_owner_lock(self.root))
+        self._owner_lock = weakref.finalize(self, os.close, take_owner_lock(self.root))
         try:
             self._open(embedder, compact_every)
         except BaseException:
@@ -184,7 +104,7 @@ class MemoryStore:
     def _open(self, embedder: NamedEmbedder | None, compact_every: int) -> None:
         self._env = config.environment()
         self._lock = threading.RLock()
-        self._meta = self._open_meta()
+        self._meta, self._cipher = open_meta(self.root, self._env)
         self.store_id: str = self._meta["store_id"]
         self._records = RecordsTable(self.root)
         self._log = ProvenanceLog(self.root)
@@ -206,46 +126,6 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ open
 
-    def _open_meta(self) -> dict[str, Any]:
-        meta_path = self.root / META_FILE
-        if meta_path.exists():
-            try:
-                meta = json.loads(meta_path.read_text("utf-8"))
-                source = crypto.KeySource(meta["key_source"]["kind"], meta["key_source"]["params"])
-                store_id, check = meta["store_id"], meta["key_check"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise StoreError(
-                    f"{meta_path} is unreadable ({exc}); restore it from backup. "
-                    "Nothing was changed"
-                ) from None
-            key = crypto.load_key(self.root, source, self._env)
-            self._cipher = crypto.Cipher(key)
-            crypto.verify_key_check(self._cipher, store_id, check, self.root)
-            if source.kind == "file" and (problem := crypto.key_file_mode_problem(self.root)):
-                # Warn rather than refuse as ssh does: a memory server that will not
-                # start loses the user's memory for the session. doctor FAILs it and
-                # repair (iai_mcp.repair) fixes it.
-                log_event("key_file_mode_loose", problem=problem)
-            return meta
-        if any(self.root.glob("*.lance")) or (self.root / "provenance.sqlite3").exists():
-            raise StoreError(
-                f"{self.root} holds store data but no {META_FILE}; refusing to create a "
-                "new key over it. Restore meta.json from backup"
-            )
-        store_id = uuid4().hex
-        key, source = crypto.create_key(self.root, store_id, self._env)
-        self._cipher = crypto.Cipher(key)
-        meta = {
-            "format": FORMAT_VERSION,
-            "store_id": store_id,
-            "created_at": time.time(),
-            "key_source": {"kind": source.kind, "params": source.params},
-            "key_check": crypto.make_key_check(self._cipher, store_id),
-            "embedder": None,
-        }
-        _write_json_atomic(meta_path, meta)
-        return meta
-
     def _load(self) -> None:
         rows: list[tuple[MemoryRow, int]] = []
         vectors: list[np.ndarray] = []
@@ -253,7 +133,7 @@ class MemoryStore:
             self._next_seq = max(self._next_seq, sealed.seq + 1)
             aad = sealed.id.encode()
             try:
-                row = _decode_row(sealed.id, self._cipher.open(sealed.payload, b"row:" + aad))
+                row = decode_row(sealed.id, self._cipher.open(sealed.payload, b"row:" + aad))
                 vec = np.frombuffer(self._cipher.open(sealed.vector, b"vec:" + aad), np.float32)
                 if vec.shape != (EMBED_DIM,):
                     raise CorruptData(f"vector has {vec.shape[0]} dimensions")
@@ -279,7 +159,7 @@ class MemoryStore:
         self._seqs.append(seq)
         self._rows.append(row)
         self._index_of[row.id] = index
-        self._by_text.setdefault(_text_key(row.literal_surface), index)
+        self._by_text.setdefault(text_key(row.literal_surface), index)
 
     # ------------------------------------------------------------- embedder
 
@@ -298,7 +178,7 @@ class MemoryStore:
         if not recorded:
             with self._lock:
                 self._meta["embedder"] = {"name": embedder.name, "dim": embedder.dim}
-                _write_json_atomic(self.root / META_FILE, self._meta)
+                write_json_atomic(self.root / META_FILE, self._meta)
         self.embedder = embedder
 
     @property
@@ -315,7 +195,7 @@ class MemoryStore:
             id=rid,
             seq=seq,
             created_us=int(row.created_at.timestamp() * 1_000_000),
-            payload=self._cipher.seal(_encode_row(row), b"row:" + aad),
+            payload=self._cipher.seal(encode_row(row), b"row:" + aad),
             vector=self._cipher.seal(vector.astype(np.float32).tobytes(), b"vec:" + aad),
         )
 
@@ -423,7 +303,7 @@ class MemoryStore:
         return None if index is None else self._rows[index]
 
     def find_identical(self, text: str) -> MemoryRow | None:
-        index = self._by_text.get(_text_key(text))
+        index = self._by_text.get(text_key(text))
         return None if index is None else self._rows[index]
 
     def get(self, record_id: UUID | str) -> MemoryRecord | None:
@@ -553,6 +433,11 @@ class MemoryStore:
                 queue.start()
                 self._provenance_queue = queue
             return self._provenance_queue
+
+    def flush_provenance(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for queued provenance to reach the log."""
+        queue = self._provenance_queue
+        return queue.flush(timeout) if queue is not None else True
 
     def disable_provenance_queue(self, timeout: float = 30.0) -> None:
         """Drain the queue, then stop it; later batches are written synchronously."""

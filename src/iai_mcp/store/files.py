@@ -1,0 +1,118 @@
+"""The small files of a store root: meta.json (store id, key source, key
+check, embedder identity) and store.lock (the single-owner flock)."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+from iai_mcp.errors import StoreError, StoreLocked
+from iai_mcp.store import crypto
+
+META_FILE = "meta.json"
+LOCK_FILE = "store.lock"
+FORMAT_VERSION = 1
+
+
+def log_event(event: str, **fields: Any) -> None:
+    """One structured line on stderr (stdout may belong to JSON-RPC)."""
+    line = {"ts": time.time(), "component": "iai_mcp.store", "event": event, **fields}
+    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+
+
+def take_owner_lock(root: Path) -> int:
+    """Exclusive, non-blocking flock on ``root/store.lock``; returns its fd.
+
+    flock belongs to the open file description, so it is released when the
+    fd is closed or the process dies (even by SIGKILL): no stale locks.
+    """
+    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder: int | None = int(os.pread(fd, 32, 0).split()[0])
+        except (ValueError, IndexError, OSError):
+            holder = None  # the holder has not written its pid yet
+        os.close(fd)
+        who = f"process {holder}" if holder else "another process"
+        raise StoreLocked(
+            f"store {root} is already open in {who}. Only one process may open a store "
+            "directly: go through the daemon (iai_mcp.app.connect, or the iai-mcp CLI), "
+            "or stop that process (iai-mcp daemon stop)",
+            holder_pid=holder,
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def fix_key_file_mode(root: str | os.PathLike[str], *, apply: bool) -> str | None:
+    """What is wrong with the permissions of the store's key file, if
+    anything; with ``apply``, make it 0600 (owner only). Never reads the key."""
+    root = Path(root)
+    problem = crypto.key_file_mode_problem(root)
+    if problem and apply:
+        os.chmod(root / crypto.KEY_FILE_NAME, 0o600)
+    return problem
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+
+def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.Cipher]:
+    """Read (or, for a new store, create) ``meta.json`` and the key, and check
+    the key against it. Never writes over anything that is already there."""
+    meta_path = root / META_FILE
+    if meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text("utf-8"))
+            source = crypto.KeySource(meta["key_source"]["kind"], meta["key_source"]["params"])
+            store_id, check = meta["store_id"], meta["key_check"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"{meta_path} is unreadable ({exc}); restore it from backup. "
+                "Nothing was changed"
+            ) from None
+        key = crypto.load_key(root, source, env)
+        cipher = crypto.Cipher(key)
+        crypto.verify_key_check(cipher, store_id, check, root)
+        if source.kind == "file" and (problem := crypto.key_file_mode_problem(root)):
+            # Warn rather than refuse as ssh does: a memory server that will not
+            # start loses the user's memory for the session. doctor FAILs it and
+            # repair (iai_mcp.repair) fixes it.
+            log_event("key_file_mode_loose", problem=problem)
+        return meta, cipher
+    if any(root.glob("*.lance")) or (root / "provenance.sqlite3").exists():
+        raise StoreError(
+            f"{root} holds store data but no {META_FILE}; refusing to create a "
+            "new key over it. Restore meta.json from backup"
+        )
+    store_id = uuid4().hex
+    key, source = crypto.create_key(root, store_id, env)
+    cipher = crypto.Cipher(key)
+    meta = {
+        "format": FORMAT_VERSION,
+        "store_id": store_id,
+        "created_at": time.time(),
+        "key_source": {"kind": source.kind, "params": source.params},
+        "key_check": crypto.make_key_check(cipher, store_id),
+        "embedder": None,
+    }
+    write_json_atomic(meta_path, meta)
+    return meta, cipher
