@@ -201,7 +201,8 @@ def test_doctor_passes_on_a_fresh_store(cli):
     code, out, _ = cli("doctor")
     assert code == 0
     names = [line.split(":")[0] for line in out.splitlines()]
-    assert names == ["PASS store", "PASS key", "PASS embedder", "PASS spill", "PASS versions", "PASS daemon"]
+    assert names == ["PASS store", "PASS key", "PASS embedder", "PASS spill", "PASS journal",
+                     "PASS versions", "PASS daemon"]
     assert (cli.store / "meta.json").exists()  # the first run created the store
     checks = json.loads(cli("doctor", "--json")[1])
     assert {c["status"] for c in checks} == {"PASS"}
@@ -213,6 +214,19 @@ def test_doctor_fails_on_a_readable_key_file(cli):
     code, out, _ = cli("doctor")
     assert code == 1
     assert any(line.startswith("FAIL key:") and "chmod 600" in line for line in out.splitlines())
+
+
+def test_doctor_repair_asks_then_fixes_the_key_mode(cli, monkeypatch):
+    cli("capture", "x")
+    (cli.store / "key").chmod(0o644)
+    code, out, err = cli("doctor", "--repair", stdin="")
+    assert code == 2 and "--yes" in err
+    assert (cli.store / "key").stat().st_mode & 0o777 == 0o644  # nothing changed without consent
+    code, out, _ = cli("doctor", "--repair", "--yes")
+    assert code == 0 and "made the key file mode 0600" in out
+    assert (cli.store / "key").stat().st_mode & 0o777 == 0o600
+    assert cli("doctor")[0] == 0
+    assert cli("doctor", "--repair")[1].strip().splitlines()[-1] == "nothing to repair"
 
 
 def test_doctor_fails_when_the_key_is_gone(cli):

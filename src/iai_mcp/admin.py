@@ -22,6 +22,7 @@ from iai_mcp.params import (
     row_summary,
 )
 from iai_mcp.session_pack import build_pack
+from iai_mcp.journal import journal_state
 from iai_mcp.spill import spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
@@ -80,7 +81,8 @@ def _memory_stats(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, An
     No params. Besides ``MemoryStore.stats()`` returns ``disk_bytes`` (the
     store directory), ``key_file_problem`` (why the key file's permissions
     are unsafe, or null), ``spill`` (provenance spill directory: pending
-    batches of this store, quarantined files) and ``embedder_loaded``.
+    batches of this store, quarantined files), ``journal`` (provenance journal
+    segments and quarantined files) and ``embedder_loaded``.
     """
     Params("memory_stats", params, set())
     return {
@@ -88,6 +90,7 @@ def _memory_stats(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, An
         "disk_bytes": _disk_bytes(store.root),
         "key_file_problem": key_file_mode_problem(store.root),
         "spill": spill_state(store.store_id),
+        "journal": journal_state(store.journal_dir, store.store_id),
         "embedder_loaded": store.embedder is not None,
     }
 

@@ -236,6 +236,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from iai_mcp.doctor import run_checks
 
+    if args.repair:
+        return _repair(args)
     checks = run_checks(args.store)
     if args.json:
         _print_json([{"status": c.status, "name": c.name, "detail": c.detail} for c in checks])
@@ -243,6 +245,32 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         for check in checks:
             print(f"{check.status} {check.name}: {check.detail}")
     return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    """Show what repair would do, ask, then do it. The daemon is stopped
+    first: repair replays journals and compacts, which needs the store alone."""
+    from iai_mcp import app, daemon
+    from iai_mcp.repair import repair
+
+    root = app.store_path(args.store)
+    planned = repair(root, apply=False)
+    if not planned:
+        print("nothing to repair")
+        return 0
+    for line in planned:
+        print(line)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            _fail("doctor --repair asks before changing anything; run it in a terminal or add --yes")
+            return 2
+        if input("Apply these repairs? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing changed")
+            return 1
+    daemon.stop(root)
+    for line in repair(root, apply=True):
+        print(line)
+    return 0
 
 
 def cmd_hooks(args: argparse.Namespace) -> int:
@@ -384,7 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"records per call, 1-1000 (default {IMPORT_BATCH})")
     _json_flag(p)
 
-    _json_flag(command("doctor", cmd_doctor, "check the store, key, embedder, spill directory and daemon"))
+    p = command("doctor", cmd_doctor, "check the store, key, embedder, spill/journal and daemon")
+    p.add_argument("--repair", action="store_true",
+                   help="fix what can be fixed without losing data (asks first)")
+    p.add_argument("--yes", action="store_true", help="with --repair: do not ask")
+    _json_flag(p)
     _json_flag(command("compact", cmd_compact, "fold LanceDB fragments and prune old versions"))
 
     p = command("hooks", cmd_hooks, "install or remove the Claude Code hooks")

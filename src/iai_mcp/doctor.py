@@ -63,6 +63,12 @@ def _store_checks(backend: Any) -> list[Check]:
                                              f"{spill['dir']}; replayed while the server runs"))
     else:
         checks.append(Check("PASS", "spill", f"nothing pending in {spill['dir']}"))
+    journal = stats["journal"]
+    if journal["quarantined"]:
+        checks.append(Check("WARN", "journal", f"{journal['quarantined']} quarantined journal file(s) in "
+                                               f"{journal['dir']} could not be replayed; inspect and delete them"))
+    else:
+        checks.append(Check("PASS", "journal", f"{journal['segments']} live segment(s) in {journal['dir']}"))
     versions = f"{stats['versions']} LanceDB versions, {stats['fragments']} fragments"
     if stats["versions"] > VERSIONS_WARN:
         checks.append(Check("WARN", "versions", f"{versions}; run: iai-mcp compact"))
