@@ -174,8 +174,7 @@ def machine_info() -> dict[str, Any]:
     return {
         "nproc": os.cpu_count(),
         # OpenBLAS threads decide the matvec's tail latency on a busy 2-core box.
-        "blas_thread_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-                            if os.environ.get(k)},
+        "blas_thread_env": {k: os.environ[k] for k in THREAD_ENV if os.environ.get(k)},
         "cpu_model": cpu_model(),
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -187,8 +186,13 @@ def machine_info() -> dict[str, Any]:
 
 # ----------------------------------------------------------------- results
 
+THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+
+
 def command_line(name: str) -> str:
-    return " ".join(["python", "-m", f"bench.{name}", *map(shlex.quote, sys.argv[1:])])
+    """The command as typed, with the thread settings that change what it measures."""
+    env = [f"{k}={shlex.quote(os.environ[k])}" for k in THREAD_ENV if os.environ.get(k)]
+    return " ".join([*env, "python", "-m", f"bench.{name}", *map(shlex.quote, sys.argv[1:])])
 
 
 class Run:
