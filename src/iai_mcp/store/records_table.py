@@ -77,11 +77,18 @@ class RecordsTable:
                 .execute(self._batch(rows))
             )
 
-    def scan(self, batch_rows: int = 8192) -> Iterator[SealedRow]:
-        """Every row, oldest first by ``seq``."""
-        table = self._table.to_arrow().sort_by("seq")
-        for batch in table.to_batches(max_chunksize=batch_rows):
-            cols = batch.to_pydict()
+    def scan(self, batch_rows: int = 4096) -> Iterator[SealedRow]:
+        """Every row, in storage order (not necessarily ``seq`` order: a
+        rewritten row moves to a newer fragment).
+
+        Streamed batch by batch: materialising the table (``to_arrow``) and
+        sorting it held two copies of every sealed row at once and, through
+        Arrow's allocator, kept that memory after the open (1.3 GB resident
+        for 100k records, against ~0.5 GB streamed).
+        """
+        reader = self._table.search().limit(None).to_batches(batch_rows)
+        for batch in reader:
+            cols = {name: batch.column(name).to_pylist() for name in SCHEMA.names}
             for i in range(batch.num_rows):
                 yield SealedRow(
                     cols["id"][i],
@@ -90,6 +97,7 @@ class RecordsTable:
                     cols["payload"][i],
                     cols["vector"][i],
                 )
+        pa.default_memory_pool().release_unused()
 
     def count(self) -> int:
         return self._table.count_rows()
