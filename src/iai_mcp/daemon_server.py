@@ -274,11 +274,14 @@ class Daemon:
 
     def _warm_embedder(self) -> None:
         from iai_mcp.embed import embedder_for
+        from iai_mcp.recall import keyword_index
 
         started = time.monotonic()
         try:
             embedder = embedder_for(self.store)
             embedder.embed(["warm up"])
+            with self._store_lock:  # the keyword index is shared with recalls
+                keyword_index(self.store)
         except Exception as exc:  # requests that need the model will report it
             log("embedder_warmup_failed", error=f"{type(exc).__name__}: {exc}")
             return
