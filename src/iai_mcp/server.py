@@ -76,7 +76,9 @@ class CaptureResult(TypedDict):
     redacted: list[str]
 
 
-class RecallHit(TypedDict):
+class MemorySummary(TypedDict):
+    """What every result says about a memory (``params.row_summary``)."""
+
     record_id: str
     literal_surface: str
     tier: str
@@ -84,6 +86,9 @@ class RecallHit(TypedDict):
     session_id: str | None
     role: str | None
     ts: str
+
+
+class RecallHit(MemorySummary):
     score: float
     reason: str
 
@@ -94,14 +99,7 @@ class RecallResult(TypedDict):
     budget_used: int
 
 
-class Memory(TypedDict):
-    record_id: str
-    literal_surface: str
-    tier: str
-    tags: list[str]
-    session_id: str | None
-    role: str | None
-    ts: str
+class Memory(MemorySummary):
     pinned: bool
     language: str
     created_at: str
@@ -110,14 +108,7 @@ class Memory(TypedDict):
     provenance: list[dict[str, Any]]
 
 
-class PackedMemory(TypedDict):
-    record_id: str
-    literal_surface: str
-    tier: str
-    tags: list[str]
-    session_id: str | None
-    role: str | None
-    ts: str
+class PackedMemory(MemorySummary):
     pinned: bool
     why: Literal["pinned", "recalled", "reinforced", "captured"]
     at: str
