@@ -71,6 +71,7 @@ class _RecallIndex:
         self._codes: dict[str, int] = {}
         self._session = np.zeros(0, dtype=np.int64)
         self._order: np.ndarray | None = None
+        self._grouped = np.zeros(0, dtype=np.int64)
         self._solo = itertools.count(1 << 40)  # codes for rows without a session
 
     def _code(self, session_id: str | None) -> int:
@@ -79,8 +80,11 @@ class _RecallIndex:
             return next(self._solo)
         return self._codes.setdefault(session_id, len(self._codes))
 
-    def sync(self, rows: list[MemoryRow]) -> tuple[ranking.KeywordIndex, np.ndarray, np.ndarray]:
-        """``(keyword index, session code per row, grouping order)`` for ``rows``."""
+    def sync(
+        self, rows: list[MemoryRow]
+    ) -> tuple[ranking.KeywordIndex, np.ndarray, np.ndarray, np.ndarray]:
+        """``(keyword index, session code per row, grouping order, session
+        codes in that order)`` for ``rows``."""
         with self.lock:
             start = len(self.keywords)
             if start < len(rows):
@@ -92,7 +96,8 @@ class _RecallIndex:
                 self._order = None
             if self._order is None:
                 self._order = np.argsort(self._session, kind="stable")
-            return self.keywords, self._session, self._order
+                self._grouped = self._session[self._order]
+            return self.keywords, self._session, self._order, self._grouped
 
 
 _indexes: weakref.WeakKeyDictionary[MemoryStore, _RecallIndex] = weakref.WeakKeyDictionary()
@@ -116,11 +121,12 @@ def fused_scores(
     store: MemoryStore, dense: np.ndarray, cue: str, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(fused, keyword)`` scores of the first ``n`` rows for ``cue``."""
-    keywords, session, order = _recall_index(store).sync(store.rows())
+    keywords, session, order, grouped_session = _recall_index(store).sync(store.rows())
     keyword = keywords.scores(cue)[:n]
     if len(order) != n:  # rows arrived between the two reads: group the first n only
         order = np.argsort(session[:n], kind="stable")
-    grouped = ranking.fuse(dense[order], keyword[order], session[:n][order])
+        grouped_session = session[:n][order]
+    grouped = ranking.fuse(dense[order], keyword[order], grouped_session)
     fused = np.empty_like(grouped)
     fused[order] = grouped
     return fused, keyword
@@ -167,8 +173,8 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> l
     n = min(len(rows), matrix.shape[0])
     if n == 0 or query.k <= 0:
         return []
-    rows = rows[:n]
-    dense = (matrix[:n] @ _cue_vector(query, embedder)) / np.maximum(norms[:n], 1e-12)
+    dense = matrix[:n] @ _cue_vector(query, embedder)
+    np.divide(dense, norms[:n], out=dense)  # the store keeps norms clamped above 0
     fused, keyword = fused_scores(store, dense, query.cue, n)
     filtering = query.tier is not None or query.tags or query.since or query.until
     # Filters are checked on a generous head of the ranking; only when they

@@ -84,6 +84,9 @@ def _return_freed_heap() -> None:
         pass
 
 
+_MIN_NORM = 1e-12
+
+
 def _headroom(rows: int) -> int:
     """Spare matrix rows: an eighth, so growth copies rarely without holding
     twice the vectors (the matrix is most of a large store's memory)."""
@@ -176,7 +179,8 @@ class MemoryStore:
             seqs = [seqs[i] for i in order]
         self._matrix = matrix
         self._norms = np.zeros(len(matrix), dtype=np.float32)
-        self._norms[:n] = np.linalg.norm(matrix[:n], axis=1)
+        # Clamped: recall divides by these, and a zero vector must score 0, not NaN.
+        self._norms[:n] = np.maximum(np.linalg.norm(matrix[:n], axis=1), _MIN_NORM)
         for row, seq in zip(rows, seqs):
             self._remember(row, seq)
         _return_freed_heap()
@@ -264,7 +268,7 @@ class MemoryStore:
             for offset, (row, vector) in enumerate(prepared):
                 i = len(self._rows)
                 self._matrix[i] = vector
-                self._norms[i] = float(np.linalg.norm(vector))
+                self._norms[i] = max(float(np.linalg.norm(vector)), _MIN_NORM)
                 self._remember(row, seq0 + offset)
             self._after_write()
 
@@ -321,7 +325,8 @@ class MemoryStore:
         return self._rows
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(matrix, norms)`` views over the first ``len(self)`` rows."""
+        """``(matrix, norms)`` views over the first ``len(self)`` rows; norms
+        are clamped above 0 so callers can divide by them."""
         n = len(self._rows)
         return self._matrix[:n], self._norms[:n]
 
