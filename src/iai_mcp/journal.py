@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from iai_mcp.spill import SealedFiles
 from iai_mcp.types import ProvenancePair
 
 try:
@@ -143,7 +144,7 @@ class _Leftover:
     problem: str | None = None  # set: quarantine after applying the good lines
 
 
-class Journal:
+class Journal(SealedFiles):
     """The journal segments of one queue, and the replay of dead queues' ones.
 
     ``append`` runs on the enqueue path under the queue's lock; the rest runs
@@ -151,19 +152,8 @@ class Journal:
     (always taken after the queue's).
     """
 
-    def __init__(
-        self,
-        directory: Path,
-        store_id: str,
-        seal: Callable[[bytes], bytes],
-        open_blob: Callable[[bytes], bytes],
-        log: Log,
-    ) -> None:
-        self.directory = directory
-        self.store_id = store_id
-        self._seal = seal
-        self._open_blob = open_blob
-        self._log = log
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.queue_id = f"{time.time_ns():020d}-{os.getpid()}"
         self._slot = 0
         self._state = threading.Lock()

@@ -31,8 +31,9 @@ SPILL_FORMAT = 1
 SPILL_NAME = re.compile(r"^prov-(?P<store>[0-9a-f]{32})-(?P<order>\d{20}-\d{8})\.jsonl$")
 
 
-class SpillDir:
-    """The spill files of one store in one directory."""
+class SealedFiles:
+    """Files of one store in one directory whose lines the store seals
+    (spill files here, journal segments in ``journal``)."""
 
     def __init__(
         self,
@@ -47,6 +48,13 @@ class SpillDir:
         self._seal = seal
         self._open_blob = open_blob
         self._log = log
+
+
+class SpillDir(SealedFiles):
+    """The spill files of one store in one directory."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._counter = 0
 
     def write(self, batch: Sequence[ProvenancePair]) -> None:
