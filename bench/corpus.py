@@ -113,6 +113,24 @@ def add_corpus_args(parser) -> None:
                              "300 with --quick); records past it reuse pooled vectors")
 
 
+def add_sized_args(parser, quick_sizes: str) -> None:
+    """--sizes and --queries (store sizes, timed recalls per size) plus the corpus options."""
+    parser.add_argument("--sizes", default=None,
+                        help=f"store sizes (default 1k,10k,100k; {quick_sizes} with --quick)")
+    parser.add_argument("--queries", type=int, default=None,
+                        help="timed recalls per size (default 200; 20 quick)")
+    add_corpus_args(parser)
+
+
+def sized_setup(args, quick_sizes: str):
+    """``(sizes, queries, embed pool, corpus)`` from the options of add_sized_args."""
+    from bench.common import parse_sizes
+
+    sizes = parse_sizes(args.sizes or (quick_sizes if args.quick else "1k,10k,100k"))
+    queries = args.queries or (20 if args.quick else 200)
+    return sizes, queries, embed_pool(args), Corpus(args.seed, args.source, args.data)
+
+
 def embed_pool(args) -> int:
     return args.embed_pool or (300 if args.quick else 10_000)
 

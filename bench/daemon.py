@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    Run, base_parser, isolate_key_material, parse_sizes, print_table, summarize, time_calls,
+    Run, base_parser, isolate_key_material, print_table, summarize, time_calls,
     time_once,
 )
-from bench.corpus import Corpus, build_store, working_copy
-from bench.recall_latency import add_corpus_args, embed_pool
+from bench.corpus import add_sized_args, build_store, sized_setup, working_copy
 
 NAME = "daemon"
 K = 10
@@ -77,17 +76,12 @@ def measure(daemon_copy: Path, local_copy: Path, cues: list[str], warmup: int = 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--sizes", default=None, help="store sizes (default 1k,10k,100k; 200 with --quick)")
-    parser.add_argument("--queries", type=int, default=None, help="timed recalls per size (default 200; 20 quick)")
-    add_corpus_args(parser)
+    add_sized_args(parser, "200")
     args = parser.parse_args(argv)
     isolate_key_material()
     os.environ.pop("IAI_MCP_TEST_EMBEDDER", None)  # the daemon inherits this environment
     os.environ.pop("IAI_MCP_LOCAL", None)
-    sizes = parse_sizes(args.sizes or ("200" if args.quick else "1k,10k,100k"))
-    queries = args.queries or (20 if args.quick else 200)
-    pool = embed_pool(args)
-    corpus = Corpus(args.seed, args.source, args.data)
+    sizes, queries, pool, corpus = sized_setup(args, "200")
     run = Run(NAME, args)
     results = []
     for n in sizes:

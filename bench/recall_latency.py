@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    Laps, Run, base_parser, isolate_key_material, parse_sizes, print_table, summarize, time_once,
+    Laps, Run, base_parser, isolate_key_material, print_table, summarize, time_once,
 )
-from bench.corpus import Corpus, add_corpus_args, build_store, embed_pool, working_copy
+from bench.corpus import add_sized_args, build_store, sized_setup, working_copy
 
 NAME = "recall_latency"
 K = 10
@@ -116,15 +116,10 @@ def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(NAME, __doc__.splitlines()[0])
-    parser.add_argument("--sizes", default=None, help="store sizes (default 1k,10k,100k; 200,500 with --quick)")
-    parser.add_argument("--queries", type=int, default=None, help="timed recalls per size (default 200; 20 quick)")
-    add_corpus_args(parser)
+    add_sized_args(parser, "200,500")
     args = parser.parse_args(argv)
     isolate_key_material()
-    sizes = parse_sizes(args.sizes or ("200,500" if args.quick else "1k,10k,100k"))
-    queries = args.queries or (20 if args.quick else 200)
-    pool = embed_pool(args)
-    corpus = Corpus(args.seed, args.source, args.data)
+    sizes, queries, pool, corpus = sized_setup(args, "200,500")
     run = Run(NAME, args)
     results = []
     for n in sizes:
