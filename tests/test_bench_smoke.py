@@ -116,3 +116,10 @@ def test_locomo_quick(tmp_path, cache_dir):
         assert 0 <= metrics["mrr"] <= 1
         assert metrics["session_r@10"] >= metrics["session_r@1"]
     assert len(data["targets"]) == 1
+
+
+def test_daemon_quick(tmp_path, cache_dir):
+    data = run_bench("daemon", tmp_path, cache_dir)
+    for size in data["sizes"]:
+        assert size["recall_via_daemon_ms"]["n"] == size["recall_in_process_ms"]["n"] == data["config"]["queries_per_size"]
+        assert size["cold_connect_ms"] > 0 and size["ping_via_daemon_ms"]["p50"] > 0
