@@ -276,3 +276,23 @@ def test_daemon_run_status_stop_and_a_thin_client(tmp_path, capsys, monkeypatch)
             proc.wait()
         proc.stderr.close()
 
+
+
+def test_export_to_a_file_never_truncates_on_failure_and_is_owner_only(cli, tmp_path):
+    backup = tmp_path / "backup.jsonl"
+    backup.write_text("yesterday's backup\n")
+    backup.chmod(0o644)
+    cli("capture", "a memory worth keeping")
+    key = cli.store / "key"
+    saved = key.read_bytes()
+    key.unlink()
+    code, _, err = cli("export", "--plaintext", "-o", str(backup))
+    assert code == 1 and "key" in err
+    assert backup.read_text() == "yesterday's backup\n"
+    key.write_bytes(saved)
+    key.chmod(0o600)
+    code, _, _ = cli("export", "--plaintext", "-o", str(backup))
+    assert code == 0
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert json.loads(backup.read_text().splitlines()[0])["text"] == "a memory worth keeping"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -164,33 +164,43 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_private(path: str) -> Any:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "w", encoding="utf-8")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     if not args.plaintext:
         raise InvalidInput(
             "export writes every memory in plaintext (the store keeps them encrypted); "
             "pass --plaintext to confirm, and keep the file somewhere safe"
         )
-    out = _open_private(args.output) if args.output else sys.stdout
-    written = 0
-    try:
-        with _backend(args) as backend:
-            offset: int | None = 0
-            while offset is not None:
-                page = backend.call("memory_export", {"offset": offset, "limit": EXPORT_PAGE})
-                for record in page["records"]:
-                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += len(page["records"])
-                offset = page["next_offset"]
-    finally:
-        if out is not sys.stdout:
-            out.close()
+    if not args.output:
+        written = _export_to(sys.stdout, args)
+    else:
+        # A temp file beside the target, owner-only from creation, renamed over
+        # it only when every page is written: a failed export never truncates
+        # yesterday's backup, and an existing file never keeps a looser mode.
+        target = Path(args.output)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                written = _export_to(out, args)
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     _note(f"wrote {written} memories IN PLAINTEXT to {args.output or 'stdout'}")
     return 0
+
+
+def _export_to(out: Any, args: argparse.Namespace) -> int:
+    written = 0
+    with _backend(args) as backend:
+        offset: int | None = 0
+        while offset is not None:
+            page = backend.call("memory_export", {"offset": offset, "limit": EXPORT_PAGE})
+            for record in page["records"]:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            written += len(page["records"])
+            offset = page["next_offset"]
+    return written
 
 
 def _read_export(source: str) -> list[Any]:
@@ -279,6 +289,10 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     path = Path(args.settings).expanduser() if args.settings else hooks.default_settings_path()
     if args.action == "install":
         store = args.store or os.environ.get("IAI_MCP_STORE")
+        if store:
+            # Hooks run from each project's directory: a relative path would
+            # give every project a store (and a key) of its own.
+            store = str(Path(store).expanduser().resolve())
         change = hooks.install(path, hooks.hook_commands(hooks.executable(), store), dry_run=args.dry_run)
     else:
         change = hooks.uninstall(path, dry_run=args.dry_run)

@@ -74,13 +74,27 @@ class Daemon:
     # --------------------------------------------------------------- main loop
 
     def serve(self, on_listening: Callable[[Daemon], None] | None = None) -> int:
-        self._write_state("running")
-        log("listening", socket=str(self._sock_path), store=str(self.root),
-            records=len(self.store), idle_timeout_s=self._idle_timeout)
-        if on_listening is not None:
-            on_listening(self)
-        threading.Thread(target=self._warm_embedder, name="iai-mcp-warmup", daemon=True).start()
         reason = "signal"
+        try:
+            self._write_state("running")
+            log("listening", socket=str(self._sock_path), store=str(self.root),
+                records=len(self.store), idle_timeout_s=self._idle_timeout)
+            if on_listening is not None:
+                on_listening(self)
+            threading.Thread(target=self._warm_embedder, name="iai-mcp-warmup", daemon=True).start()
+            reason = self._loop()
+        except BaseException as exc:
+            # Whatever broke the loop, the store is still closed (queue drained)
+            # and the socket and state file removed below.
+            reason = "error"
+            log("serve_failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self._shutdown(reason)
+        return 0
+
+    def _loop(self) -> str:
+        """Accept until asked to stop ("signal") or idle for the timeout ("idle")."""
         with selectors.DefaultSelector() as sel:
             sel.register(self._listener, selectors.EVENT_READ, "accept")
             sel.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -93,14 +107,12 @@ class Daemon:
                     elif not self._stop_requested.is_set():
                         self._accept()
                 if not events and self._idle_remaining() == 0 and not self._accept_pending():
-                    reason = "idle"
-                    break
+                    return "idle"
                 if not self._socket_in_place():
                     sel.unregister(self._listener)
                     self._rebind()
                     sel.register(self._listener, selectors.EVENT_READ, "accept")
-        self._shutdown(reason)
-        return 0
+        return "signal"
 
     def request_stop(self) -> None:
         """Stop as SIGTERM would (for a daemon run in a thread of a larger process)."""

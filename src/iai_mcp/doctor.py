@@ -96,6 +96,8 @@ def _daemon_check(store_path: Path) -> Check:
 def run_checks(store: str | Path | None = None) -> list[Check]:
     from iai_mcp import app
 
+    # Before connecting: connect() starts the daemon on demand.
+    daemon_check = _daemon_check(app.store_path(store))
     checks: list[Check] = []
     try:
         backend = app.connect(store)
@@ -108,5 +110,5 @@ def run_checks(store: str | Path | None = None) -> list[Check]:
             checks.append(Check("FAIL", "store", str(exc)))
         finally:
             backend.close()
-    checks.append(_daemon_check(app.store_path(store)))
+    checks.append(daemon_check)
     return checks
