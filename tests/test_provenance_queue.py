@@ -277,3 +277,78 @@ def test_spill_files_replayed_after_kill(tmp_path, _isolate_home):
     assert _cues(store, r.id) == [f"c{i}" for i in range(30)]
     assert list(_overflow(_isolate_home).glob("*.jsonl")) == []
     assert list(store.journal_dir.iterdir()) == []
+
+
+def test_failed_write_keeps_per_record_order(tmp_path):
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    real = store.append_provenance_batch
+    first_call = threading.Event()
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def fail_first(pairs, records_cache=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            first_call.set()
+            release.wait(5.0)
+            raise OSError("transient")
+        return real(pairs, records_cache=records_cache)
+
+    store.append_provenance_batch = fail_first  # type: ignore[method-assign]
+    q = ProvenanceWriteQueue(store, coalesce_ms=1, max_batch_pairs=1)
+    q.start()
+    q.enqueue([(r.id, {"cue": "c0"})])
+    assert first_call.wait(5.0)
+    q.enqueue([(r.id, {"cue": "c1"})])  # newer, waiting in memory while c0 fails
+    release.set()
+    assert q.flush(timeout=8.0)
+    q.stop()
+    assert _cues(store, r.id) == ["c0", "c1"]
+
+
+def test_stop_with_a_failing_store_returns_and_the_worker_exits(tmp_path, capsys):
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    calls = {"n": 0}
+
+    def always_fails(pairs, records_cache=None):
+        calls["n"] += 1
+        raise OSError("disk gone")
+
+    store.append_provenance_batch = always_fails  # type: ignore[method-assign]
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q.start()
+    thread = q._thread
+    q.enqueue([(r.id, {"cue": "kept"})])
+    q.stop(timeout=20.0)
+    thread.join(5.0)
+    assert not thread.is_alive()
+    settled = calls["n"]
+    time.sleep(0.3)
+    assert calls["n"] == settled < 50  # no busy retry loop after stop
+    # Nothing lost: the batch waits on disk for the next start.
+    del store.append_provenance_batch
+    q2 = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q2.start()
+    assert q2.flush(timeout=5.0)
+    q2.stop()
+    assert _cues(store, r.id) == ["kept"]
+
+
+def test_enqueue_after_stop_is_replayed_by_the_next_queue(tmp_path, _isolate_home):
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q.start()
+    q.stop()
+    q.enqueue([(r.id, {"cue": "late"})])  # a recall that raced the shutdown
+    assert list(_overflow(_isolate_home).glob("prov-*.jsonl"))
+    q2 = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q2.start()
+    assert q2.flush(timeout=5.0)
+    q2.stop()
+    assert _cues(store, r.id) == ["late"]

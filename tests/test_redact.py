@@ -297,3 +297,9 @@ def test_capture_many_redacts_each_request(store):
     assert [r.status for r in results] == ["inserted", "inserted", "reinforced"]
     assert [r.redacted for r in results] == [("aws-access-key",), (), ("aws-access-key",)]
     assert sorted(r.literal_surface for r in store.rows()) == ["key [REDACTED:aws-access-key]", "plain words"]
+
+
+def test_json_escaped_quote_does_not_end_the_secret_early():
+    out = redact(r'{"password": "ab\"cd-secret-tail", "user": "bob"}')
+    assert "secret-tail" not in out.text and "cd-" not in out.text
+    assert out.text == '{"password": "[REDACTED:password]", "user": "bob"}'

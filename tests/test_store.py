@@ -389,3 +389,31 @@ def test_update_changes_fields_and_survives_reopen(tmp_path):
     store.close()
     got = MemoryStore(path=tmp_path).get(r.id)
     assert got.pinned is True and got.tags == ["x"]
+
+
+def test_key_without_meta_is_a_clear_error_not_a_second_key(tmp_path):
+    MemoryStore(path=tmp_path).close()
+    (tmp_path / "meta.json").unlink()
+    key = (tmp_path / "key").read_bytes()
+    with pytest.raises(StoreError, match="key file but no meta.json"):
+        MemoryStore(path=tmp_path)
+    assert (tmp_path / "key").read_bytes() == key
+
+
+def test_log_failure_after_records_commit_never_duplicates_ids(tmp_path, monkeypatch):
+    store = MemoryStore(path=tmp_path)
+    r = _make()
+    r.provenance = [{"cue": "at capture"}]
+
+    def broken(rows):
+        raise OSError("log disk full")
+
+    monkeypatch.setattr(store._log, "append", broken)
+    with pytest.raises(OSError):
+        store.insert(r)
+    monkeypatch.undo()
+    assert store.get(r.id) is not None  # memory shows what was committed
+    with pytest.raises(InvalidInput, match="already in the store"):
+        store.insert(r)
+    store.close()
+    assert [row.id for row in MemoryStore(path=tmp_path).rows()] == [r.id]

@@ -127,6 +127,8 @@ class ProvenanceWriteQueue:
         self._spill_backlog = False  # some batch of ours is on disk, not yet replayed
         self._busy = False  # the worker holds a batch it has not finished
         self._idle = False  # the worker waits for work (not coalescing, not writing)
+        self._worker_gone = False  # stopped: set by the worker, under the lock, as it exits
+        self._gave_up = False  # stopping, and the store keeps failing: leave the rest on disk
         self._urgent = False  # flush/stop asked: skip the coalescing wait
         self._scan_requested = True  # look at the spill dir on the first idle moment
         self._stopping = False
@@ -145,6 +147,8 @@ class ProvenanceWriteQueue:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = False
+            self._worker_gone = False
+            self._gave_up = False
             self._owner_pid = os.getpid()
             self._open_journal()
             self._thread = threading.Thread(
@@ -208,20 +212,23 @@ class ProvenanceWriteQueue:
             self._cv.notify_all()
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-            if thread.is_alive():
-                with self._cv:
-                    leftovers = list(self._items)
-                    self._items.clear()
-                for _seq, batch in leftovers:
-                    if not self._spill(batch):
-                        _log("provenance_lost_on_stop", pairs=len(batch))
         with self._cv:
-            self._thread = None
+            # The worker is hung (timeout) or gave up on a failing store: spill
+            # what memory still holds. The journal keeps every line not yet in
+            # the log, so that is computed before memory is emptied.
+            upto = self._durable_upto()
+            leftovers = list(self._items)
+            self._items.clear()
+            kept = [(seq, batch) for seq, batch in leftovers if not self._spill(batch)]
+            if kept:
+                _log("provenance_left_in_journal", batches=len(kept),
+                     reason="the spill refused too; the journal replays them at next start")
+            if thread is None or not thread.is_alive():
+                self._thread = None  # a hung worker stays referenced: start() will not add a second
             if self._atexit_registered:
                 atexit.unregister(self._drain_at_exit)
                 self._atexit_registered = False
             journal, self._journal = self._journal, None
-            upto = self._durable_upto()
         if journal is not None:
             kept = journal.close(upto)
             if kept:
@@ -250,7 +257,12 @@ class ProvenanceWriteQueue:
         with self._cv:
             self._seq += 1
             seq = self._seq
-            if not self._spill_backlog and len(self._items) < self._max_queue:
+            if self._worker_gone:
+                # Stopped: no worker will write it. A spill file is replayed by
+                # the next queue of this store; memory would die with us.
+                if not self._spill(batch):
+                    _log("provenance_lost", pairs=len(batch), reason="queue stopped and spill refused")
+            elif not self._spill_backlog and len(self._items) < self._max_queue:
                 self._items.append((seq, batch))
             # Spill under the lock so that the order of spill files is the
             # order of enqueue calls.
@@ -303,7 +315,7 @@ class ProvenanceWriteQueue:
             self._urgent = True
             self._scan_requested = True
             self._cv.notify_all()
-            while self._items or self._busy or self._spill_backlog:
+            while self._items or self._busy or self._spill_backlog or self._scan_requested:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._thread is None:
                     return False
@@ -328,6 +340,10 @@ class ProvenanceWriteQueue:
                     if not self._cv.wait(WORKER_IDLE_POLL_S):
                         self._scan_requested = True
                 self._idle = False
+                if self._gave_up:
+                    self._worker_gone = True
+                    self._cv.notify_all()
+                    return
                 if self._items:
                     seq, batch = self._take_batch()
                     job: Any = ("write", seq, batch)
@@ -336,6 +352,7 @@ class ProvenanceWriteQueue:
                     self._busy = True
                     job = ("spill", 0, None)
                 else:  # stopping, nothing left in memory, nothing spilled
+                    self._worker_gone = True
                     self._cv.notify_all()
                     return
             try:
@@ -389,23 +406,32 @@ class ProvenanceWriteQueue:
             self._failures = 0
         except Exception as exc:  # background work: report, keep the data
             self._failures += 1
-            spilled = self._spill(batch) if not isinstance(exc, InvalidInput) else False
+            with self._cv:
+                # Spill only when nothing newer waits in memory: a spill file is
+                # replayed after memory, so spilling ahead of newer batches would
+                # reorder a record's entries.
+                spilled = (
+                    not self._items and not isinstance(exc, InvalidInput) and self._spill(batch)
+                )
+                if not spilled:
+                    self._items.appendleft((seq, batch))
             _log(
                 "provenance_write_failed",
                 error=f"{type(exc).__name__}: {exc}",
                 pairs=len(batch),
                 action="spilled for retry" if spilled else "kept in memory for retry",
             )
-            if not spilled:
-                with self._cv:
-                    self._items.appendleft((seq, batch))
             self._backoff()
 
     def _backoff(self) -> None:
+        """Wait before retrying a failed write; while stopping, give up after
+        the last step (what is left stays on disk: journal and spill files)."""
         delay = _RETRY_BACKOFF_S[min(self._failures, len(_RETRY_BACKOFF_S)) - 1]
         with self._cv:
-            if not self._stopping or self._failures < len(_RETRY_BACKOFF_S):
-                self._cv.wait(delay)
+            if self._stopping and self._failures >= len(_RETRY_BACKOFF_S):
+                self._gave_up = True
+                return
+            self._cv.wait(delay)
 
     # ---------------------------------------------------------------- spill
 

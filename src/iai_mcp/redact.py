@@ -172,7 +172,8 @@ _ASSIGNMENT_KEY = re.compile(
     r"(?P<sep>=>|==|:=|=|:)[ \t]*+"
 )
 _ASSIGNMENT_VALUE = re.compile(
-    r"\"(?P<dq>[^\"\r\n]{1,512}+)\"|'(?P<sq>[^'\r\n]{1,512}+)'"
+    # Backslash escapes inside quotes belong to the value: JSON's \" must not end it early.
+    r"\"(?P<dq>(?:[^\"\\\r\n]|\\.){1,512}+)\"|'(?P<sq>(?:[^'\\\r\n]|\\.){1,512}+)'"
     r"|[\"']?(?P<bare>[^\s\"'`,;&|<>()}\]]++)"
 )
 

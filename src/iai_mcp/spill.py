@@ -68,10 +68,14 @@ class SpillDir(SealedFiles):
         self._counter += 1
         name = f"prov-{self.store_id}-{time.time_ns():020d}-{self._counter:08d}"
         tmp = self.directory / f".{name}.tmp"
-        with open(tmp, "w", encoding="ascii") as fh:
-            fh.write(json.dumps(header) + "\n" + json.dumps({"sealed": sealed}) + "\n")
-        # Rename last: a reader never sees half a file under a *.jsonl name.
-        os.replace(tmp, self.directory / f"{name}.jsonl")
+        try:
+            with open(tmp, "w", encoding="ascii") as fh:
+                fh.write(json.dumps(header) + "\n" + json.dumps({"sealed": sealed}) + "\n")
+            # Rename last: a reader never sees half a file under a *.jsonl name.
+            os.replace(tmp, self.directory / f"{name}.jsonl")
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not collect half-written temps
+            raise
 
     def read(self, path: Path) -> list[ProvenancePair]:
         """Pairs of one of our spill files; ValueError if it is not one."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from iai_mcp.capture import CaptureRequest, CaptureResult, capture_many
 from iai_mcp.embed import Embedder
+from iai_mcp.redact import redact
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow, ProvenanceEntry
 
@@ -58,12 +59,18 @@ def export_page(store: MemoryStore, offset: int, limit: int) -> tuple[list[dict[
     return [export_record(store, row) for row in rows[offset:offset + limit]], total
 
 
+def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:
+    """An imported cue is redacted like a recall's (the log keeps no secrets)."""
+    cue = entry.get("cue")
+    return {**entry, "cue": redact(cue).text} if isinstance(cue, str) else entry
+
+
 def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]) -> list[CaptureResult]:
     """Capture the batch (embedded together, one commit), then restore the
     provenance of the records it inserted in one log transaction."""
     results = capture_many(store, embedder, [item.request for item in items])
     pairs = [
-        (result.record_id, entry)
+        (result.record_id, _redacted_cue(entry))
         for item, result in zip(items, results, strict=True)
         if result.status == "inserted"
         for entry in item.provenance

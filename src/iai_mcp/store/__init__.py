@@ -263,13 +263,15 @@ class MemoryStore:
                 [self._seal(row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
             )
             self._next_seq = seq0 + len(prepared)
-            self._log.append(sealed_entries)
+            # The rows are committed: memory must show them before anything
+            # else can fail, or a retry would write the same ids twice.
             self._grow(len(prepared))
             for offset, (row, vector) in enumerate(prepared):
                 i = len(self._rows)
                 self._matrix[i] = vector
                 self._norms[i] = max(float(np.linalg.norm(vector)), _MIN_NORM)
                 self._remember(row, seq0 + offset)
+            self._log.append(sealed_entries)
             self._after_write()
 
     def _grow(self, extra: int) -> None:

@@ -98,6 +98,15 @@ def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.C
             # repair (iai_mcp.repair) fixes it.
             log_event("key_file_mode_loose", problem=problem)
         return meta, cipher
+    if (root / crypto.KEY_FILE_NAME).exists():
+        # A key with no meta: a first open killed between the two writes, or a
+        # lost meta.json. Never create a second key over the first.
+        raise StoreError(
+            f"{root} has a key file but no {META_FILE}; refusing to create a second key. "
+            f"If this store never held "
+            f"memories, move {root / crypto.KEY_FILE_NAME} aside and open it again; "
+            f"otherwise restore {META_FILE} from backup"
+        )
     if any(root.glob("*.lance")) or (root / "provenance.sqlite3").exists():
         raise StoreError(
             f"{root} holds store data but no {META_FILE}; refusing to create a "
