@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import stat
+import time
 import threading
 from pathlib import Path
 
@@ -424,3 +425,36 @@ def test_wrong_key_leaves_the_journal_for_the_right_one(tmp_path):
     with MemoryStore(path=root) as reopened:
         reopened.enable_provenance_queue()
         assert [e["cue"] for e in reopened.provenance_of(r.id)] == ["kept for the right key"]
+
+
+def test_journal_segment_rotates_under_steady_traffic(tmp_path, monkeypatch):
+    """With something always in flight the active segment is never fully
+    durable; it must still rotate, so the journal stays bounded."""
+    import iai_mcp.journal as journal_mod
+    from iai_mcp.provenance_queue import ProvenanceWriteQueue
+    from iai_mcp.store import MemoryStore
+    from tests.test_store import _make
+
+    monkeypatch.setattr(journal_mod, "SEGMENT_ROTATE_BYTES", 4096)
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    real = store.append_provenance_batch
+
+    def slowish(pairs, records_cache=None):
+        time.sleep(0.003)
+        return real(pairs, records_cache=records_cache)
+
+    store.append_provenance_batch = slowish  # type: ignore[method-assign]
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q.start()
+    largest = 0
+    for i in range(600):
+        q.enqueue([(r.id, {"cue": f"steady {i}", "session_id": "s"})])
+        time.sleep(0.001)
+        if i % 50 == 0:
+            largest = max([largest, *(p.stat().st_size for p in store.journal_dir.iterdir() if p.is_file())])
+    assert q.flush(timeout=10.0)
+    q.stop()
+    assert largest < 4096 * 4
+    assert len(store.get(r.id).provenance) == 600

@@ -144,6 +144,11 @@ class _Leftover:
     problem: str | None = None  # set: quarantine after applying the good lines
 
 
+#: An active segment this large is retired even while some of it is not yet
+#: durable; retired segments are truncated once the log has all their lines.
+SEGMENT_ROTATE_BYTES = 1 << 20
+
+
 class Journal(SealedFiles):
     """The journal segments of one queue, and the replay of dead queues' ones.
 
@@ -233,7 +238,16 @@ class Journal(SealedFiles):
             if self._closed:
                 return
             seg = self._active
-            if seg is not None and seg.last_seq and seg.last_seq <= durable_upto and self._spare:
+            # Retire when all of it is durable, or when it has grown past the
+            # cap: under steady traffic something newer is always in flight,
+            # and the segment would otherwise grow for as long as traffic lasts.
+            full = seg is not None and seg.size >= SEGMENT_ROTATE_BYTES
+            if (
+                seg is not None
+                and seg.last_seq
+                and (seg.last_seq <= durable_upto or full)
+                and self._spare
+            ):
                 self._retired.append(seg)
                 self._active, self._spare = self._spare, None
             covered = [s for s in self._retired if s.last_seq <= durable_upto]
