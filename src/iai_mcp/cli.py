@@ -328,13 +328,8 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    try:
-        from iai_mcp import daemon
-    except ModuleNotFoundError as exc:
-        if exc.name != "iai_mcp.daemon":
-            raise
-        _fail("this build of iai-mcp has no daemon; adapters open the store in-process")
-        return 1
+    from iai_mcp import daemon
+
     path = _store_path(args)
     if args.action == "run":
         return daemon.run(path)

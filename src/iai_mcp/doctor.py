@@ -78,12 +78,8 @@ def _store_checks(backend: Any) -> list[Check]:
 
 
 def _daemon_check(store_path: Path) -> Check:
-    try:
-        from iai_mcp import daemon
-    except ModuleNotFoundError as exc:
-        if exc.name != "iai_mcp.daemon":
-            raise
-        return Check("PASS", "daemon", "none in this build; adapters open the store in-process")
+    from iai_mcp import daemon
+
     try:
         status = daemon.status(store_path)
     except Exception as exc:  # a broken daemon must not hide the other checks

@@ -33,7 +33,6 @@ from iai_mcp.errors import InvalidInput
 
 #: Hook event -> the ``iai-mcp hook`` subcommand that serves it.
 EVENTS = {"SessionStart": "session-start", "Stop": "stop"}
-HOSTS = ("claude-code",)
 CAPTURE_TAG = "claude-code"
 STATE_DIR = "hook-state"
 #: Import batch size; the method takes at most 1000 records per call.

@@ -19,13 +19,13 @@ from iai_mcp.redact import redact
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow, ProvenanceEntry
 
-#: Keys an exported record has; import accepts exactly these.
+#: Keys an exported record has; import accepts these and the capture parameters.
 EXPORT_KEYS = frozenset({
     "id", "text", "tier", "tags", "session_id", "role", "ts", "pinned", "language",
     "created_at", "updated_at", "reinforcements", "provenance",
 })
-#: Exported for the reader's benefit; a new record gets fresh values.
-IGNORED_ON_IMPORT = frozenset({"id", "created_at", "updated_at", "reinforcements"})
+# Of these, import ignores id, created_at, updated_at and reinforcements:
+# they are exported for the reader; a new record gets fresh values.
 
 
 @dataclass(frozen=True)
