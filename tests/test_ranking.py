@@ -238,6 +238,38 @@ def test_dead_rows_never_rank_and_lend_no_context() -> None:
     assert np.delete(s, 2) == pytest.approx(gone, rel=1e-5)
 
 
+def test_label_match_finds_rows_whose_speaker_the_query_names() -> None:
+    idx = _index([
+        "Caroline: I went to a support group.",
+        "Melanie: Caroline told me about it.",
+        "Dr. Lee: take the pills at 12:30",
+        "12:30: standup",
+        "so we made a plan: ship it",
+        "I: nothing",
+    ])
+    assert idx.label_match("What did Caroline research?").tolist() == [True, False, False, False, False, False]
+    assert idx.label_match("when did lee prescribe pills").tolist() == [False, False, False, False, False, False]
+    assert idx.label_match("what did dr say").tolist() == [False, False, True, False, False, False]
+    # A colon deep in a sentence is not a speaker label; neither is a stopword.
+    assert not idx.label_match("plan").any() and not idx.label_match("I").any()
+    assert idx.label_match("unknown words").tolist() == [False] * 6
+    idx.remove(0)
+    assert not idx.label_match("Caroline").any()
+    assert KeywordIndex().label_match("Caroline").shape == (0,)
+
+
+def test_label_bonus_lifts_the_named_speaker_and_is_checked() -> None:
+    dense, keyword = _rows(4)
+    label = np.array([False, False, True, False])
+    plain = fuse(dense, keyword)
+    named = fuse(dense, keyword, label=label)
+    assert named[2] == pytest.approx(plain[2] + DEFAULT_WEIGHTS.label)
+    assert named[[0, 1, 3]] == pytest.approx(plain[[0, 1, 3]])
+    assert fuse(dense, keyword, label=label, weights=FusionWeights(label=0.0)) == pytest.approx(plain)
+    with pytest.raises(ValueError, match="must align"):
+        fuse(dense, keyword, label=np.zeros(3, dtype=bool))
+
+
 def test_fuse_rejects_misaligned_inputs() -> None:
     with pytest.raises(ValueError, match="must align"):
         fuse(np.zeros(3), np.zeros(4))

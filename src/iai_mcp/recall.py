@@ -123,10 +123,11 @@ def fused_scores(
     """``(fused, keyword)`` scores of the first ``n`` rows for ``cue``."""
     keywords, session, order, grouped_session = _recall_index(store).sync(store.rows())
     keyword = keywords.scores(cue)[:n]
+    label = keywords.label_match(cue)[:n]
     if len(order) != n:  # rows arrived between the two reads: group the first n only
         order = np.argsort(session[:n], kind="stable")
         grouped_session = session[:n][order]
-    grouped = ranking.fuse(dense[order], keyword[order], grouped_session)
+    grouped = ranking.fuse(dense[order], keyword[order], grouped_session, label=label[order])
     fused = np.empty_like(grouped)
     fused[order] = grouped
     return fused, keyword
