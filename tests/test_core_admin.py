@@ -153,3 +153,30 @@ def test_session_start_skips_what_does_not_fit_and_keeps_the_budget(store):
     assert dispatch(store, "session_start", {"budget_tokens": 5}) == {"text": "", "budget_used": 0, "memories": []}
     with pytest.raises(LimitExceeded):
         dispatch(store, "session_start", {"budget_tokens": 10**9})
+
+
+def test_reimport_restores_provenance_an_interrupted_import_lost(store, tmp_path, fake_embedder, monkeypatch):
+    from iai_mcp.errors import StoreError
+
+    _capture(store, "The launch moved to June 3", session_id="s1", ts="2024-04-01T10:00:00+00:00")
+    dispatch(store, "memory_recall", {"cue": "launch date sk-ant-api03-" + "a" * 40, "k": 1})
+    exported = dispatch(store, "memory_export", {})["records"]
+    with MemoryStore(path=tmp_path / "other", embedder=fake_embedder) as other:
+        real_append = other.append_provenance_batch
+
+        def failing(pairs, *args, **kwargs):
+            raise StoreError("disk full")
+
+        monkeypatch.setattr(other, "append_provenance_batch", failing)
+        with pytest.raises(StoreError):
+            dispatch(other, "memory_import", {"records": exported})
+        assert len(other) == 1 and other.stats()["provenance_entries"] == 0
+        monkeypatch.setattr(other, "append_provenance_batch", real_append)
+
+        again = dispatch(other, "memory_import", {"records": exported})
+        assert (again["inserted"], again["skipped"]) == (0, 1)
+        cues = [p["cue"] for p in dispatch(other, "memory_get", {"id": again["record_ids"][0]})["provenance"]]
+        assert len(cues) == 1 and cues[0].startswith("launch date") and "a" * 40 not in cues[0]
+        # Once restored, a further import adds nothing.
+        dispatch(other, "memory_import", {"records": exported})
+        assert other.stats()["provenance_entries"] == 1

@@ -384,3 +384,110 @@ def test_stop_and_status_when_no_daemon_runs(tmp_path):
     assert daemon.status(tmp_path / "nothing") is None
     assert daemon.stop(tmp_path / "nothing") is False
     assert not (tmp_path / "nothing").exists()
+
+
+_SLOW_OPEN = '''
+import os, signal, threading
+from pathlib import Path
+import iai_mcp.app as app
+
+_open = app.open_store
+
+def open_store(*args, **kwargs):
+    # Emulates a large store: owned (store.lock taken) but not listening yet,
+    # until SIGTERM arrives or the bounded wait runs out.
+    store = _open(*args, **kwargs)
+    got_term = threading.Event()
+    previous = signal.getsignal(signal.SIGTERM)
+    def on_term(signum, frame):
+        got_term.set()
+        previous(signum, frame)
+    signal.signal(signal.SIGTERM, on_term)
+    Path(os.environ["SLOW_OPEN_MARK"]).write_text(str(os.getpid()))
+    for _ in range(1500):
+        if got_term.wait(0.02):
+            break
+    signal.signal(signal.SIGTERM, previous)
+    return store
+
+app.open_store = open_store
+'''
+
+
+def test_stop_reaches_a_daemon_that_is_still_opening_the_store(root, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(_SLOW_OPEN)
+    mark = tmp_path / "opened"
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("SLOW_OPEN_MARK", str(mark))
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp.daemon", "run", "--store", str(root)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _eventually(mark.exists), "the daemon did not open the store"
+        assert daemon.status(root) is None
+        assert daemon.stop(root, timeout=WAIT_S) is True
+        assert proc.wait(timeout=WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(WAIT_S)
+
+
+def test_stop_leaves_alone_a_live_process_that_is_not_this_stores_daemon(tmp_path):
+    store = tmp_path / "s"
+    store.mkdir()
+    # store.lock naming a live process that is no daemon (this test runner).
+    (store / "store.lock").write_text(f"{os.getppid()}\n")
+    assert daemon.stop(store) is False
+
+
+def test_a_request_left_in_the_backlog_at_shutdown_is_refused_unrun(root, monkeypatch):
+    records = [{"text": "imported while the daemon stops", "ts": "2025-01-01T00:00:00Z"}]
+    with InThread(root) as served:
+        # The accept loop stops taking connections, as when it has just decided
+        # to exit idle: the next client waits in the listen backlog.
+        monkeypatch.setattr(served, "_accept", lambda: None)
+        monkeypatch.setattr(served, "_accept_pending", lambda: False)
+        late = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        late.settimeout(WAIT_S)
+        late.connect(str(wire.socket_path(root.resolve())))
+        late.sendall(wire.encode({"id": 9, "method": "memory_import", "params": {"records": records}}))
+    with late:
+        reply = json.loads(wire.LineReader(late).read_line())
+    assert reply["id"] == 9 and reply["error"]["code"] == wire.STOPPING
+    with MemoryStore(path=root, embedder=HashEmbedder()) as store:
+        assert len(store) == 0
+
+
+def test_the_client_resends_any_method_the_stopping_daemon_did_not_run(tmp_path):
+    root = tmp_path / "fake"
+    root.mkdir()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(wire.socket_path(root.resolve())))
+    listener.listen()
+    listener.settimeout(WAIT_S)
+    seen: list[str] = []
+
+    def serve() -> None:
+        for answer in ("stopping", "ok"):
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(WAIT_S)
+                request = json.loads(wire.LineReader(conn).read_line())
+                seen.append(request["method"])
+                conn.sendall(wire.stopping_error(request["id"]) if answer == "stopping" else
+                             wire.encode({"id": request["id"], "result": {"inserted": 1}}))
+
+    server = threading.Thread(target=serve)
+    server.start()
+    try:
+        with daemon_client.DaemonClient(root, autostart=False) as backend:
+            assert backend.call("memory_import", {"records": [{"text": "x"}]}) == {"inserted": 1}
+    finally:
+        server.join(WAIT_S)
+        listener.close()
+    assert seen == ["memory_import", "memory_import"]

@@ -233,3 +233,32 @@ def test_session_start_prints_a_pack_within_budget(cli):
 def test_session_start_on_an_empty_store_prints_nothing(cli):
     assert cli("hook", "session-start", stdin=json.dumps({"session_id": "x"})) == (0, "", "")
 
+
+
+def test_stop_hook_batches_by_size_so_no_request_exceeds_the_wire_limit(tmp_path, monkeypatch):
+    from iai_mcp import daemon_protocol as wire
+
+    # 200 long turns in one batch would exceed this limit; the hook must split by bytes.
+    monkeypatch.setattr(wire, "MAX_MESSAGE_BYTES", 1024 * 1024)
+    transcript = tmp_path / "long.jsonl"
+    with transcript.open("w") as fh:
+        for i in range(150):
+            fh.write(json.dumps({"type": "user", "timestamp": f"2025-01-01T00:{i // 60:02d}:{i % 60:02d}Z",
+                                 "message": {"role": "user", "content": f"{i} " + "é" * 20_000}}) + "\n")
+
+    class Backend:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def call(self, method, params):
+            payload = wire.encode({"id": 1, "method": method, "params": params})
+            if len(payload) > wire.MAX_MESSAGE_BYTES:
+                raise wire.too_large(f"the {method} request", len(payload))
+            self.sent += [r["text"] for r in params["records"]]
+            return {"inserted": len(params["records"]), "reinforced": 0, "skipped": 0}
+
+    backend = Backend()
+    counts = hooks.capture_transcript(backend, {"session_id": SESSION, "transcript_path": str(transcript)},
+                                      tmp_path / "state")
+    assert counts == {"turns": 150, "inserted": 150, "reinforced": 0, "skipped": 0}
+    assert [t.split(" ")[0] for t in backend.sent] == [str(i) for i in range(150)]

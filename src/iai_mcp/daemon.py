@@ -158,10 +158,18 @@ def stop(store_path: str | os.PathLike[str] | None = None, timeout: float = 30.0
 
     True when a daemon was running and has exited, False when none was
     running; StoreError if it is still running after ``timeout`` seconds.
+    A daemon still opening the store (not listening yet) is found by its pid.
     """
+    from iai_mcp import app
+
     info = status(store_path)
     if info is None:
-        return False
+        # Not listening yet (still opening a large store) is not "not running".
+        root = wire.canonical_root(app.store_path(store_path))
+        pid = _starting_daemon_pid(root)
+        if pid is None:
+            return False
+        info = {"pid": pid, "store": str(root)}
     pid = int(info["pid"])
     try:
         os.kill(pid, signal.SIGTERM)
@@ -171,6 +179,38 @@ def stop(store_path: str | os.PathLike[str] | None = None, timeout: float = 30.0
         raise StoreError(f"the daemon (pid {pid}) is still running {timeout}s after SIGTERM; "
                          f"see {info['store']}/{wire.LOG_FILE}")
     return True
+
+
+def _starting_daemon_pid(root: Path) -> int | None:
+    """The pid of a live daemon of ``root`` that does not answer yet, from
+    ``daemon.json`` or ``store.lock``; None unless its command line says it
+    is ``iai_mcp.daemon run`` for this very store (pids get reused)."""
+    from iai_mcp.store.files import LOCK_FILE
+
+    candidates = [(wire.read_state(root) or {}).get("pid")]
+    try:
+        candidates.append(int((root / LOCK_FILE).read_bytes().split()[0]))
+    except (OSError, ValueError, IndexError):
+        pass
+    for pid in candidates:
+        if isinstance(pid, int) and pid > 0 and pid != os.getpid() and wire.pid_alive(pid) \
+                and _is_daemon_of(pid, root):
+            return pid
+    return None
+
+
+def _is_daemon_of(pid: int, root: Path) -> bool:
+    try:
+        argv = [a.decode(errors="replace") for a in
+                Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    except OSError:
+        return False  # no /proc (macOS): never signal a process we cannot identify
+    try:
+        at = argv.index("iai_mcp.daemon")
+        store = argv[argv.index("--store", at) + 1]
+    except (ValueError, IndexError):
+        return False
+    return argv[at + 1:at + 2] == ["run"] and wire.canonical_root(store) == root
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:

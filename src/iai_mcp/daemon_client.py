@@ -12,7 +12,9 @@ If the daemon goes away between two calls (idle exit, ``daemon stop``, a
 crash), the next call reconnects, starting a new daemon, and is sent once
 more. A request whose connection broke after it was sent may or may not
 have run; it is sent again only for methods where running twice is
-harmless (see ``_RESENDABLE``).
+harmless (see ``_RESENDABLE``). A daemon that is stopping answers the
+requests it will not run with ``daemon_stopping``; those are sent again
+whatever the method.
 
 Pure stdlib: no model, no store, no numpy in a client process.
 """
@@ -128,6 +130,9 @@ class DaemonClient:
                         f"may not have run. See {self.root / wire.LOG_FILE}"
                     )
                 if "error" in reply:
+                    if attempt == 1 and _not_run(reply["error"]):
+                        self._disconnect()  # that daemon is stopping: the next one runs it
+                        continue
                     raise wire.error_from_payload(reply["error"])
                 result = reply.get("result")
                 if not isinstance(result, dict):
@@ -273,6 +278,10 @@ class DaemonClient:
         finally:
             # Reap it when it exits so a long-lived client does not collect a zombie.
             threading.Thread(target=proc.wait, name="iai-mcp-reaper", daemon=True).start()
+
+
+def _not_run(error: Any) -> bool:
+    return isinstance(error, dict) and error.get("code") == wire.STOPPING
 
 
 def _try_connect(sock_path: Path) -> socket.socket | None:

@@ -47,6 +47,9 @@ PRIVATE_SOCKET_BASE = Path("/tmp")
 
 #: Methods the daemon answers itself, without touching the store.
 PING = "ping"
+#: Error code of a request the daemon refused, unrun, because it is stopping;
+#: the client may send it again to the next daemon whatever the method.
+STOPPING = "daemon_stopping"
 
 _ERROR_TYPES: dict[str, type[IaiError]] = {
     name: obj
@@ -124,6 +127,14 @@ def error_from_payload(payload: Any) -> IaiError:
         return StoreError(f"the daemon sent a malformed error: {payload!r:.200}")
     cls = _ERROR_TYPES.get(str(payload.get("type")), IaiError)
     return cls(str(payload.get("message", "")))
+
+
+def stopping_error(request_id: Any = None) -> bytes:
+    """The reply to a request the daemon did not run because it is stopping."""
+    return encode({"id": request_id, "error": {
+        "code": STOPPING, "type": "StoreError",
+        "message": "the daemon is stopping; the request was not run",
+    }})
 
 
 def too_large(what: str, size: int) -> LimitExceeded:

@@ -29,6 +29,9 @@ DRAIN_REQUESTS_S = 30.0
 #: How often the daemon checks that its socket file is still there: /tmp
 #: cleaners delete old files, and a daemon nobody can reach blocks the store.
 SOCKET_CHECK_S = 60.0
+#: How long a stopping daemon waits for the request of a client still in its
+#: listen backlog (a client sends right after connecting).
+BACKLOG_READ_S = 2.0
 
 
 def log(event: str, **fields: Any) -> None:
@@ -201,7 +204,9 @@ class Daemon:
                     break
                 with conn.lock:
                     if self._stopping:
-                        break  # not run: the client sees the connection close and retries
+                        # Not run; saying so lets the client resend any method.
+                        conn.sock.sendall(wire.stopping_error(_request_id(line)))
+                        break
                     conn.busy = True
                 self._touch()
                 try:
@@ -305,9 +310,13 @@ class Daemon:
     def _shutdown(self, reason: str) -> None:
         log("stopping", reason=reason)
         self._write_state("stopping")
-        self._listener.close()
+        # Unlink first, so new clients find no daemon and start the next one;
+        # then clients already in the listen backlog are told their request
+        # did not run (closing the listener would just drop them).
         self._unlink_socket()
         self._stopping = True  # read by each connection under its lock, below
+        self._refuse_backlog()
+        self._listener.close()
         with self._state_lock:
             connections = list(self._connections)
         for conn in connections:
@@ -329,6 +338,24 @@ class Daemon:
             log("store_close_failed", error=f"{type(exc).__name__}: {exc}")
         self._remove_state()
         log("stopped", reason=reason, requests=self._requests)
+
+    def _refuse_backlog(self) -> None:
+        self._listener.setblocking(False)
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                sock.settimeout(BACKLOG_READ_S)
+                if _peer_is_owner(sock):
+                    line = wire.LineReader(sock).read_line()
+                    if line is not None:
+                        sock.sendall(wire.stopping_error(_request_id(line)))
+            except (OSError, wire.MessageTooLarge):
+                pass  # gone, silent or oversized: closing is all that is left
+            finally:
+                sock.close()
 
     def _unlink_socket(self) -> None:
         try:
@@ -356,6 +383,14 @@ class Daemon:
                 (self.root / wire.STATE_FILE).unlink()
             except OSError:
                 pass
+
+
+def _request_id(line: bytes) -> Any:
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return None
+    return request.get("id") if isinstance(request, dict) else None
 
 
 def _peer_is_owner(sock: socket.socket) -> bool:

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from iai_mcp import daemon_protocol as wire
 from iai_mcp.errors import InvalidInput
 
 #: Hook event -> the ``iai-mcp hook`` subcommand that serves it.
@@ -37,6 +38,10 @@ CAPTURE_TAG = "claude-code"
 STATE_DIR = "hook-state"
 #: Import batch size; the method takes at most 1000 records per call.
 BATCH = 200
+#: A batch is also closed at half the wire's message limit (read at call
+#: time), leaving room for the envelope: 200 parts of 100k characters could
+#: otherwise exceed it, be refused before sending, and stall the cursor forever.
+BATCH_BYTES_FRACTION = 2
 #: Turns longer than core's text limit are stored as consecutive parts.
 PART_CHARS = 100_000
 
@@ -265,6 +270,23 @@ def _records(turns: list[Turn], session_id: str | None) -> Iterator[dict[str, An
                        "tags": [CAPTURE_TAG]}
 
 
+def _batches(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Records in order, at most ``BATCH`` per batch and each batch's JSON
+    under half of ``MAX_MESSAGE_BYTES`` (one part is at most ~600 kB)."""
+    limit = wire.MAX_MESSAGE_BYTES // BATCH_BYTES_FRACTION
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for record in records:
+        record_size = len(wire.encode(record))
+        if batch and (len(batch) >= BATCH or size + record_size > limit):
+            yield batch
+            batch, size = [], 0
+        batch.append(record)
+        size += record_size
+    if batch:
+        yield batch
+
+
 # -------------------------------------------------------------------- runners
 
 
@@ -326,8 +348,8 @@ def capture_transcript(backend: Any, payload: Mapping[str, Any], state_dir: Path
     turns, end = read_turns(transcript, _read_cursor(cursor, transcript))
     records = list(_records(turns, session_id))
     counts = {"turns": len(turns), "inserted": 0, "reinforced": 0, "skipped": 0}
-    for start in range(0, len(records), BATCH):
-        result = backend.call("memory_import", {"records": records[start:start + BATCH]})
+    for batch in _batches(records):
+        result = backend.call("memory_import", {"records": batch})
         for status in ("inserted", "reinforced", "skipped"):
             counts[status] += result[status]
     # Only after every batch is stored: a failed run is simply run again.

@@ -5,8 +5,9 @@ provenance. Importing re-embeds the text with this store's embedder (so an
 export moves a store to another embedder) and goes through capture, so a
 record already present is skipped (same text, session and time) and the
 same export imported twice changes nothing. Provenance is restored for the
-records an import inserts; reinforcement counts and creation times start
-afresh.
+records an import inserts, and for skipped ones that have none yet (an
+earlier import stored them but failed before their provenance); reinforcement
+counts and creation times start afresh.
 """
 from __future__ import annotations
 
@@ -69,11 +70,17 @@ def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]
     """Capture the batch (embedded together, one commit), then restore the
     provenance of the records it inserted in one log transaction."""
     results = capture_many(store, embedder, [item.request for item in items])
-    pairs = [
-        (result.record_id, _redacted_cue(entry))
-        for item, result in zip(items, results, strict=True)
-        if result.status == "inserted"
-        for entry in item.provenance
-    ]
+    pairs = []
+    restored: set[Any] = set()
+    for item, result in zip(items, results, strict=True):
+        if not item.provenance or result.record_id in restored:
+            continue
+        # A "skipped" record with no provenance was inserted by an earlier
+        # import whose provenance append failed: this re-import restores it.
+        if result.status == "inserted" or (
+            result.status == "skipped" and not store.provenance_of(result.record_id)
+        ):
+            restored.add(result.record_id)
+            pairs.extend((result.record_id, _redacted_cue(entry)) for entry in item.provenance)
     store.append_provenance_batch(pairs)
     return results
