@@ -42,3 +42,26 @@ def store(tmp_path, fake_embedder):
     s = MemoryStore(path=tmp_path / "store", embedder=fake_embedder)
     yield s
     s.close()
+
+
+@pytest.fixture
+def cli(tmp_path, monkeypatch, capsys):
+    """Run ``iai-mcp`` (``cli.main``) in-process against a fresh store that this
+    process opens itself, with the hash embedder; returns (code, stdout, stderr)."""
+    import io
+    import sys
+
+    from iai_mcp.cli import main
+
+    monkeypatch.setenv("IAI_MCP_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+
+    def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    run.store = tmp_path / "store"
+    return run

@@ -2,7 +2,6 @@
 non-zero exit, and light imports for --help."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -16,24 +15,6 @@ from iai_mcp.cli import build_parser, main
 
 COMMANDS = ["serve", "capture", "recall", "show", "stats", "export", "import", "doctor",
             "compact", "hooks", "hook", "daemon"]
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    """Run main(argv) in-process against a fresh store opened in this process."""
-    monkeypatch.setenv("IAI_MCP_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
-    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
-
-    def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    run.store = tmp_path / "store"
-    return run
 
 
 def _subprocess_env(**extra: str) -> dict[str, str]:

@@ -2,16 +2,12 @@
 sample transcript (each turn once), and the SessionStart pack."""
 from __future__ import annotations
 
-import io
 import json
 import shutil
-import sys
 from pathlib import Path
 
-import pytest
 
 from iai_mcp import hooks
-from iai_mcp.cli import main
 from iai_mcp.recall import estimate_tokens
 from iai_mcp.session_pack import HEADER
 from iai_mcp.store import MemoryStore
@@ -35,22 +31,6 @@ USER_SETTINGS = {
         "PreToolUse": [{"matcher": "Bash", "hooks": [{"type": "command", "command": "audit.sh"}]}],
     },
 }
-
-
-@pytest.fixture
-def cli(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("IAI_MCP_STORE", str(tmp_path / "store"))
-    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
-    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
-
-    def run(*argv: str, stdin: str | None = None) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "stdin", io.StringIO(stdin or ""))
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    run.store = tmp_path / "store"
-    return run
 
 
 def _rows(store_path: Path):
