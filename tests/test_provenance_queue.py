@@ -42,6 +42,13 @@ class Gate:
         store.append_provenance_batch = gated  # type: ignore[method-assign]
 
 
+def _store_with_one_record(tmp_path: Path) -> tuple[MemoryStore, object]:
+    store = MemoryStore(path=tmp_path / "s")
+    record = _make()
+    store.insert(record)
+    return store, record
+
+
 def _cues(store: MemoryStore, record_id) -> list[str]:
     return [e["cue"] for e in store.get(record_id).provenance]
 
@@ -73,9 +80,7 @@ def test_spill_keeps_per_record_order_and_drains_without_poll(tmp_path, _isolate
 
 
 def test_spill_files_are_sealed(tmp_path, _isolate_home):
-    store = MemoryStore(path=tmp_path / "s")
-    r = _make()
-    store.insert(r)
+    store, r = _store_with_one_record(tmp_path)
     gate = Gate(store)
     q = ProvenanceWriteQueue(store, coalesce_ms=1, max_queue_size=1, max_batch_pairs=1)
     q.start()
@@ -139,9 +144,7 @@ def test_quarantined_files_never_read_again(tmp_path, _isolate_home):
 
 
 def test_stop_on_full_queue_drops_nothing(tmp_path):
-    store = MemoryStore(path=tmp_path / "s")
-    r = _make()
-    store.insert(r)
+    store, r = _store_with_one_record(tmp_path)
     gate = Gate(store)
     q = ProvenanceWriteQueue(store, coalesce_ms=1, max_queue_size=3, max_batch_pairs=2)
     q.start()
@@ -172,9 +175,7 @@ def test_one_atexit_registration_however_often_started(tmp_path, monkeypatch):
 
 
 def test_failed_write_reported_on_stderr_and_retried(tmp_path, capsys):
-    store = MemoryStore(path=tmp_path / "s")
-    r = _make()
-    store.insert(r)
+    store, r = _store_with_one_record(tmp_path)
     real = store.append_provenance_batch
     failures = {"left": 2}
 
@@ -205,9 +206,7 @@ def test_unwritable_spill_dir_keeps_batches_in_memory(tmp_path, capsys):
     else:
         spill_dir = tmp_path / "ro"
         spill_dir.mkdir(mode=0o500)
-    store = MemoryStore(path=tmp_path / "s")
-    r = _make()
-    store.insert(r)
+    store, r = _store_with_one_record(tmp_path)
     gate = Gate(store)
     q = ProvenanceWriteQueue(store, coalesce_ms=1, max_queue_size=1, max_batch_pairs=1, spill_dir=spill_dir)
     q.start()
@@ -280,9 +279,7 @@ def test_spill_files_replayed_after_kill(tmp_path, _isolate_home):
 
 
 def test_failed_write_keeps_per_record_order(tmp_path):
-    store = MemoryStore(path=tmp_path / "s")
-    r = _make()
-    store.insert(r)
+    store, r = _store_with_one_record(tmp_path)
     real = store.append_provenance_batch
     first_call = threading.Event()
     release = threading.Event()
@@ -309,9 +306,7 @@ def test_failed_write_keeps_per_record_order(tmp_path):
 
 
 def test_stop_with_a_failing_store_returns_and_the_worker_exits(tmp_path, capsys):
-    store = MemoryStore(path=tmp_path / "s")
-    r = _make()
-    store.insert(r)
+    store, r = _store_with_one_record(tmp_path)
     calls = {"n": 0}
 
     def always_fails(pairs, records_cache=None):
@@ -339,9 +334,7 @@ def test_stop_with_a_failing_store_returns_and_the_worker_exits(tmp_path, capsys
 
 
 def test_enqueue_after_stop_is_replayed_by_the_next_queue(tmp_path, _isolate_home):
-    store = MemoryStore(path=tmp_path / "s")
-    r = _make()
-    store.insert(r)
+    store, r = _store_with_one_record(tmp_path)
     q = ProvenanceWriteQueue(store, coalesce_ms=1)
     q.start()
     q.stop()
