@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "iai_mcp"
 
 #: Layer of each module (a package counts as one module). Lower = more inward.
 LAYERS: dict[str, int] = {
-    "errors": 0, "types": 0, "config": 0, "ranking": 0, "redact": 0,
+    "errors": 0, "eventlog": 0, "types": 0, "config": 0, "ranking": 0, "redact": 0,
     "store": 1, "embed": 1,
     "recall": 2, "capture": 2, "provenance_queue": 2, "journal": 2, "spill": 2,
     "params": 3, "core": 3, "session_pack": 3, "transfer": 3, "admin": 3, "repair": 3,

@@ -8,9 +8,6 @@ written.
 """
 from __future__ import annotations
 
-import json
-import sys
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +15,7 @@ from iai_mcp.admin import ADMIN_METHODS
 from iai_mcp.capture import capture
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import NotFound, UnknownMethod
+from iai_mcp.eventlog import logger
 from iai_mcp.params import (
     CAPTURE_PARAMS,
     MAX_BUDGET_TOKENS,
@@ -37,9 +35,7 @@ from iai_mcp.types import TIERS, utcnow
 GET_FLUSH_TIMEOUT_S = 2.0
 
 
-def _log(event: str, **fields: Any) -> None:
-    line = {"ts": time.time(), "component": "iai_mcp.core", "event": event, **fields}
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+_log = logger("iai_mcp.core")
 
 
 def _memory_capture(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]:

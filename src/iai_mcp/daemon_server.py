@@ -11,7 +11,6 @@ import os
 import selectors
 import socket
 import struct
-import sys
 import threading
 import time
 import traceback
@@ -23,6 +22,7 @@ from typing import Any
 from iai_mcp import __version__
 from iai_mcp import daemon_protocol as wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
+from iai_mcp.eventlog import emit
 
 #: How long shutdown waits for in-flight requests before closing the store.
 DRAIN_REQUESTS_S = 30.0
@@ -35,8 +35,7 @@ BACKLOG_READ_S = 2.0
 
 
 def log(event: str, **fields: Any) -> None:
-    line = {"ts": time.time(), "component": "iai_mcp.daemon", "pid": os.getpid(), "event": event}
-    print(json.dumps({**line, **fields}, default=str), file=sys.stderr, flush=True)
+    emit("iai_mcp.daemon", event, pid=os.getpid(), **fields)
 
 
 @dataclass(eq=False)

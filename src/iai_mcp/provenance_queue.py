@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import atexit
 import collections
-import json
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -49,6 +47,7 @@ from typing import Any, Protocol, Sequence
 
 from iai_mcp import config
 from iai_mcp.errors import InvalidInput
+from iai_mcp.eventlog import logger
 from iai_mcp.journal import Journal
 from iai_mcp.spill import SpillDir, spill_state
 from iai_mcp.types import ProvenancePair
@@ -69,9 +68,7 @@ class ProvenanceSink(Protocol):
     def open_spill(self, blob: bytes) -> bytes: ...
 
 
-def _log(event: str, **fields: Any) -> None:
-    line = {"ts": time.time(), "component": "iai_mcp.provenance_queue", "event": event, **fields}
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+_log = logger("iai_mcp.provenance_queue")
 
 
 def _with_ids(pairs: Sequence[Any]) -> list[ProvenancePair]:

@@ -18,12 +18,10 @@ provenance queue, so no recall that returned loses its provenance.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
 import threading
-import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -43,6 +41,7 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 
 from iai_mcp import __version__
 from iai_mcp.errors import IaiError, StoreError
+from iai_mcp.eventlog import logger
 
 SERVER_NAME = "iai-mcp"
 
@@ -123,9 +122,7 @@ class SessionPack(TypedDict):
 # ----------------------------------------------------------------- backend
 
 
-def _log(event: str, **fields: Any) -> None:
-    line = {"ts": time.time(), "component": "iai_mcp.server", "event": event, **fields}
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+_log = logger("iai_mcp.server")
 
 
 class BackendSlot:

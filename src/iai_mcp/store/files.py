@@ -5,13 +5,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 from iai_mcp.errors import StoreError, StoreLocked
+from iai_mcp.eventlog import logger
 from iai_mcp.store import crypto
 
 META_FILE = "meta.json"
@@ -19,10 +19,7 @@ LOCK_FILE = "store.lock"
 FORMAT_VERSION = 1
 
 
-def log_event(event: str, **fields: Any) -> None:
-    """One structured line on stderr (stdout may belong to JSON-RPC)."""
-    line = {"ts": time.time(), "component": "iai_mcp.store", "event": event, **fields}
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+log_event = logger("iai_mcp.store")
 
 
 def take_owner_lock(root: Path) -> int:
