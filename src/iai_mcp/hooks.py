@@ -31,6 +31,7 @@ from typing import Any
 
 from iai_mcp import daemon_protocol as wire
 from iai_mcp.errors import InvalidInput
+from iai_mcp.types import parse_time
 
 #: Hook event -> the ``iai-mcp hook`` subcommand that serves it.
 EVENTS = {"SessionStart": "session-start", "Stop": "stop"}
@@ -209,13 +210,7 @@ def _text_of(content: Any) -> str:
 
 
 def _valid_ts(value: Any) -> str | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return value
+    return value if parse_time(value) is not None else None
 
 
 def turn_of(entry: Any) -> Turn | None:

@@ -8,7 +8,7 @@ written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from iai_mcp.capture import CaptureRequest
 from iai_mcp.errors import InvalidInput, LimitExceeded
-from iai_mcp.types import EMBED_DIM, ROLES, TIERS, MemoryRow
+from iai_mcp.types import EMBED_DIM, ROLES, TIERS, MemoryRow, parse_time
 
 MAX_TEXT_CHARS = 100_000
 MAX_CUE_CHARS = 10_000
@@ -120,13 +120,12 @@ class Params:
         value = self.text(name, max_chars=64)
         if value is None:
             return None
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
+        parsed = parse_time(value)
+        if parsed is None:
             raise InvalidInput(
                 f"{self.method}: {name!r} must be an ISO-8601 time such as 2026-05-08T13:56:00Z"
-            ) from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+            )
+        return parsed
 
     def record_id(self, name: str) -> UUID:
         value = self.text(name, required=True, max_chars=64)

@@ -10,13 +10,13 @@ the budget counts exactly what is shown.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from iai_mcp.recall import estimate_tokens
 from iai_mcp.store import MemoryStore
-from iai_mcp.types import MemoryRow
+from iai_mcp.types import MemoryRow, parse_time
 
 Why = Literal["pinned", "recalled", "reinforced", "captured"]
 
@@ -43,22 +43,12 @@ class Pack:
     tokens: int
 
 
-def _parse_ts(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
 def candidates(store: MemoryStore, exclude_session: str | None, recalled_limit: int) -> list[PackItem]:
     """Every eligible memory in pack order: pinned (newest said first), then by last use."""
     last_recall: dict[UUID, datetime] = {}
     for record_id, entry in store.latest_provenance(recalled_limit):
         # A capture's cue is logged as provenance too; that is not a use.
-        ts = _parse_ts(entry.get("ts")) if entry.get("kind") != "capture" else None
+        ts = parse_time(entry.get("ts")) if entry.get("kind") != "capture" else None
         if ts is not None:
             last_recall[record_id] = ts
     pinned: list[PackItem] = []

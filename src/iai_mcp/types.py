@@ -46,6 +46,17 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def parse_time(value: object) -> datetime | None:
+    """An ISO-8601 time, UTC when it names no zone; None if ``value`` is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 @dataclass(slots=True, kw_only=True)
 class MemoryRow:
     """A memory as the store keeps it in memory: everything but the vector
