@@ -92,10 +92,8 @@ def _memory_get(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]
     record = store.get(record_id)
     if record is None:
         raise NotFound(f"memory_get: no memory with id {record_id}")
-    row = store.row(record_id)
-    assert row is not None
     return {
-        **row_summary(row),
+        **row_summary(record),  # a MemoryRecord is a MemoryRow
         "pinned": record.pinned,
         "language": record.language,
         "created_at": record.created_at.isoformat(),
