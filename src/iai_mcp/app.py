@@ -92,7 +92,7 @@ class LocalBackend:
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         from iai_mcp.core import dispatch
 
-        return dispatch(self.store, method, dict(params or {}))
+        return dispatch(self.store, method, params)  # dispatch checks the params itself
 
     def close(self) -> None:
         self.store.close()
