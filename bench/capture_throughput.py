@@ -29,8 +29,8 @@ def _rate(count: int, ms: float) -> float:
 
 
 def measure(path, corpus: Corpus, n: int, singles: int, batch: int, total: int) -> dict[str, Any]:
-    from iai_mcp import app
-    from iai_mcp.capture import CaptureRequest, capture_many
+    from iai_mcp import backend as app
+    from iai_mcp.core.capture import CaptureRequest, capture_many
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 

@@ -1,7 +1,7 @@
 """Daemon cost: cold spawn, and a recall's round trip through the daemon vs in process.
 
 Cold spawn: on a copy of the cached store of N records with no daemon
-running, ``app.connect(path)`` (which starts ``python -m iai_mcp.daemon``
+running, ``app.connect(path)`` (which starts ``python -m iai_mcp daemon run``
 and returns once it listens), then the first ``ping`` and the first recall
 (the daemon loads the model in the background after it starts listening, so
 an early recall may wait for it).
@@ -32,7 +32,8 @@ K = 10
 
 
 def measure(daemon_copy: Path, local_copy: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
-    from iai_mcp import app, daemon
+    from iai_mcp import backend as app
+    from iai_mcp.daemon import lifecycle as daemon
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 

@@ -66,7 +66,8 @@ def score(ranked_turns: list[list[str]], question: Question) -> dict[str, float]
 
 
 def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
-    from iai_mcp import app, ranking
+    from iai_mcp import backend as app
+    from iai_mcp.retrieval import ranking
     from iai_mcp.core import MAX_BUDGET_TOKENS, dispatch
 
     store = app.open_store(scratch / conv.name)

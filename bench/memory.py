@@ -1,7 +1,7 @@
 """Memory: peak and steady RSS of a server process holding 10k and 100k records.
 
 The process measured is the store's daemon when ``iai_mcp.daemon`` exists:
-``python -m iai_mcp.daemon run --store <copy>`` started per size, recalls sent
+``python -m iai_mcp --store <copy> daemon run`` started per size, recalls sent
 through ``DaemonClient``, and its ``VmHWM`` (peak) and ``VmRSS`` read from
 ``/proc/<pid>/status`` once it listens, once the model is warm, after the
 recalls, and one second later (steady). Without the daemon (``--process
@@ -44,7 +44,7 @@ def proc_status(pid: int | str = "self") -> dict[str, int]:
 
 
 def child(path: Path, seed: int, recalls: int) -> dict[str, Any]:
-    from iai_mcp import app
+    from iai_mcp import backend as app
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
@@ -78,13 +78,13 @@ def daemon_available() -> bool:
 
 
 def run_daemon(path: Path, seed: int, recalls: int, ready_timeout: float = 600.0) -> dict[str, Any]:
-    """Start ``python -m iai_mcp.daemon run`` on the store, recall through its
+    """Start ``python -m iai_mcp daemon run`` on the store, recall through its
     client, and read the daemon's own /proc status."""
     import signal
     import time
 
-    from iai_mcp import daemon_protocol as wire
-    from iai_mcp.daemon_client import DaemonClient
+    from iai_mcp.daemon import wire
+    from iai_mcp.daemon.client import DaemonClient
     from iai_mcp.errors import IaiError
 
     path.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,7 @@ def run_daemon(path: Path, seed: int, recalls: int, ready_timeout: float = 600.0
     start = clock_ms()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "iai_mcp.daemon", "run", "--store", str(root), "--idle-timeout", "3600"],
+            [sys.executable, "-m", "iai_mcp", "--store", str(root), "daemon", "run", "--idle-timeout", "3600"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO_ROOT,
         )
     client = DaemonClient(root, autostart=False, request_timeout=300.0)
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         report["raw_data_bytes"] = n * 384 * 4 + sum(len(t.encode("utf-8")) for t in texts)
         results.append(report)
     run.data["config"] = {"sizes": sizes, "recalls": recalls, "corpus": corpus.tag,
-                          "process": ("python -m iai_mcp.daemon run (recalls through DaemonClient)" if use_daemon
+                          "process": ("python -m iai_mcp daemon run (recalls through DaemonClient)" if use_daemon
                                       else "bench.memory child (app.open_store + core.dispatch)"),
                           "daemon_module_present": daemon}
     run.data["empty_store"] = floor

@@ -46,7 +46,7 @@ def _pairs(ids, i: int) -> list[tuple[Any, dict[str, Any]]]:
 
 
 def enqueue_and_drain(path: Path, enqueues: int, drain_batches: int, gap_ms: float) -> dict[str, Any]:
-    from iai_mcp import app
+    from iai_mcp import backend as app
     from iai_mcp.provenance_queue import ProvenanceWriteQueue
 
     store = app.open_store(path)
@@ -102,7 +102,7 @@ def enqueue_and_drain(path: Path, enqueues: int, drain_batches: int, gap_ms: flo
 
 
 def slow_write(path: Path, cues: list[str], control_calls: int, blocks: int) -> dict[str, Any]:
-    from iai_mcp import app
+    from iai_mcp import backend as app
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
@@ -169,7 +169,7 @@ def data_size(path: Path) -> dict[str, int]:
 
 
 def growth(path: Path, cues: list[str], recalls: int) -> dict[str, Any]:
-    from iai_mcp import app
+    from iai_mcp import backend as app
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 

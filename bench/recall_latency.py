@@ -62,8 +62,9 @@ def _rank_replaced(recall_module, hits):
 
 
 def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
-    from iai_mcp import app, ranking
-    from iai_mcp import recall as recall_module
+    from iai_mcp import backend as app
+    from iai_mcp.retrieval import ranking
+    from iai_mcp.core import recall as recall_module
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 

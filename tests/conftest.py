@@ -22,7 +22,8 @@ def _isolate_home(tmp_path_factory, monkeypatch):
 def _stop_spawned_daemons():
     """A test that reached the daemon through app.connect() leaves no daemon behind."""
     yield
-    from iai_mcp import daemon, daemon_client
+    from iai_mcp.daemon import lifecycle as daemon
+    from iai_mcp.daemon import client as daemon_client
 
     for root in daemon_client.take_spawned_daemons():
         daemon.stop(root, timeout=30)

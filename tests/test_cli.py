@@ -228,7 +228,7 @@ def test_daemon_run_status_stop_and_a_thin_client(tmp_path, capsys, monkeypatch)
     proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "daemon", "run"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        from iai_mcp import daemon
+        from iai_mcp.daemon import lifecycle as daemon
 
         start = time.monotonic()
         while daemon.status(store) is None:  # bounded wait for it to listen

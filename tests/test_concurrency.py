@@ -19,8 +19,8 @@ from collections import Counter
 from pathlib import Path
 from uuid import UUID
 
-from iai_mcp import daemon
-from iai_mcp import daemon_protocol as wire
+from iai_mcp.daemon import lifecycle as daemon
+from iai_mcp.daemon import wire
 from iai_mcp.store import MemoryStore
 
 WORKERS = 3
@@ -31,7 +31,7 @@ TIMEOUT_S = 240
 _CLIENT = textwrap.dedent(
     """
     import json, sys
-    from iai_mcp import app
+    from iai_mcp import backend as app
 
     root, name, calls, mode, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     colours = ["red", "green", "blue", "amber", "violet"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from iai_mcp.core import dispatch
-from iai_mcp.params import MAX_K, MAX_TEXT_CHARS
+from iai_mcp.core.params import MAX_K, MAX_TEXT_CHARS
 from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound, UnknownMethod
 from iai_mcp.store import MemoryStore
 
@@ -195,7 +195,7 @@ def test_real_embedder_end_to_end(tmp_path):
 
 
 def test_capture_many_dedups_within_batch_and_against_store(store):
-    from iai_mcp.capture import CaptureRequest, capture_many
+    from iai_mcp.core.capture import CaptureRequest, capture_many
 
     _capture(store, "already here", session_id="old")
     results = capture_many(store, store.embedder, [

@@ -176,7 +176,7 @@ def test_returned_recalls_keep_their_provenance_through_sigkill(
     what the previous round left (a kill may land in that replay too)."""
     root = tmp_path / "store"
     with MemoryStore(path=root, embedder=fake_embedder) as store:
-        from iai_mcp.capture import CaptureRequest, capture_many
+        from iai_mcp.core.capture import CaptureRequest, capture_many
 
         capture_many(store, fake_embedder, [
             CaptureRequest(text=f"note {i}: the deploy key for service {i} rotates weekly")

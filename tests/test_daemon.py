@@ -20,8 +20,11 @@ from collections import Counter
 
 import pytest
 
-from iai_mcp import app, daemon, daemon_client, daemon_server
-from iai_mcp import daemon_protocol as wire
+from iai_mcp import backend as app
+from iai_mcp.daemon import lifecycle as daemon
+from iai_mcp.daemon import client as daemon_client
+from iai_mcp.daemon import service as daemon_server
+from iai_mcp.daemon import wire
 from iai_mcp.core import dispatch
 from iai_mcp.embed import HashEmbedder
 from iai_mcp.errors import (
@@ -389,7 +392,7 @@ def test_stop_and_status_when_no_daemon_runs(tmp_path):
 _SLOW_OPEN = '''
 import os, signal, threading
 from pathlib import Path
-import iai_mcp.app as app
+import iai_mcp.backend as app
 
 _open = app.open_store
 
@@ -424,7 +427,7 @@ def test_stop_reaches_a_daemon_that_is_still_opening_the_store(root, tmp_path, m
     mark = tmp_path / "opened"
     monkeypatch.setenv("PYTHONPATH", str(site))
     monkeypatch.setenv("SLOW_OPEN_MARK", str(mark))
-    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp.daemon", "run", "--store", str(root)],
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "--store", str(root), "daemon", "run"],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert _eventually(mark.exists), "the daemon did not open the store"

@@ -15,11 +15,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iai_mcp.capture import CaptureRequest, capture_many
+from iai_mcp.core.capture import CaptureRequest, capture_many
 from iai_mcp.core import dispatch
-from iai_mcp.journal import Journal, decode_pairs, encode_pairs
-from iai_mcp.provenance_queue import ProvenanceWriteQueue, _with_ids
-from iai_mcp.repair import repair
+from iai_mcp.provenance_queue.journal import Journal, decode_pairs, encode_pairs
+from iai_mcp.provenance_queue import ProvenanceWriteQueue
+from iai_mcp.provenance_queue.queue import _with_ids
+from iai_mcp.core.repair import repair
 from iai_mcp.store import MemoryStore
 from tests.test_provenance_queue import Gate
 from tests.test_store import _all_bytes_under, _make
@@ -430,7 +431,7 @@ def test_wrong_key_leaves_the_journal_for_the_right_one(tmp_path):
 def test_journal_segment_rotates_under_steady_traffic(tmp_path, monkeypatch):
     """With something always in flight the active segment is never fully
     durable; it must still rotate, so the journal stays bounded."""
-    import iai_mcp.journal as journal_mod
+    import iai_mcp.provenance_queue.journal as journal_mod
     from iai_mcp.provenance_queue import ProvenanceWriteQueue
     from iai_mcp.store import MemoryStore
     from tests.test_store import _make

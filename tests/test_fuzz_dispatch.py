@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from iai_mcp import core
 from iai_mcp.core import dispatch
-from iai_mcp.params import (
+from iai_mcp.core.params import (
     MAX_BUDGET_TOKENS,
     MAX_CUE_CHARS,
     MAX_ID_CHARS,
@@ -30,7 +30,7 @@ from iai_mcp.params import (
     MAX_TEXT_CHARS,
 )
 from iai_mcp.errors import IaiError, InvalidInput, LimitExceeded, NotFound, UnknownMethod
-from iai_mcp.redact import redact
+from iai_mcp.core.redact import redact
 from iai_mcp.types import EMBED_DIM, ROLES, TIERS
 
 FUZZ = settings(
@@ -598,7 +598,7 @@ def test_fuzz_mcp_tools_in_process(seeded, data):
     import anyio
     from mcp.shared.memory import create_connected_server_and_client_session
 
-    from iai_mcp import server
+    from iai_mcp import mcp_server as server
 
     store, ids = seeded
     app, _ = server.build_server(lambda: _StoreBackend(store))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 
 from iai_mcp import hooks
-from iai_mcp.recall import estimate_tokens
-from iai_mcp.session_pack import HEADER
+from iai_mcp.core.recall import estimate_tokens
+from iai_mcp.core.session_pack import HEADER
 from iai_mcp.store import MemoryStore
 
 SAMPLE = Path(__file__).parent / "data" / "sample_transcript.jsonl"
@@ -216,7 +216,7 @@ def test_session_start_on_an_empty_store_prints_nothing(cli):
 
 
 def test_stop_hook_batches_by_size_so_no_request_exceeds_the_wire_limit(tmp_path, monkeypatch):
-    from iai_mcp import daemon_protocol as wire
+    from iai_mcp.daemon import wire
 
     # 200 long turns in one batch would exceed this limit; the hook must split by bytes.
     monkeypatch.setattr(wire, "MAX_MESSAGE_BYTES", 1024 * 1024)

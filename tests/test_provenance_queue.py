@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 
-from iai_mcp.journal import decode_pairs
+from iai_mcp.provenance_queue.journal import decode_pairs
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.store import MemoryStore
 from tests.test_store import _make

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from iai_mcp.ranking import (
+from iai_mcp.retrieval.ranking import (
     DEFAULT_WEIGHTS,
     FusionWeights,
     KeywordIndex,

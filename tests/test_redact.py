@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from iai_mcp.core import dispatch
-from iai_mcp.redact import MARKER_RE, redact
+from iai_mcp.core.redact import MARKER_RE, redact
 
 # (text, expected redacted text, kinds). Fake credentials shaped like real ones.
 AWS_ID = "AKIAIOSFODNN7EXAMPLE"
@@ -286,7 +286,7 @@ def test_capture_without_secrets_reports_none(store):
 
 
 def test_capture_many_redacts_each_request(store):
-    from iai_mcp.capture import CaptureRequest, capture_many
+    from iai_mcp.core.capture import CaptureRequest, capture_many
 
     results = capture_many(store, store.embedder, [
         CaptureRequest(f"key {AWS_ID}", session_id="a"),

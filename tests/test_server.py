@@ -19,9 +19,9 @@ from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
-from iai_mcp import server
+from iai_mcp import mcp_server as server
 from iai_mcp.core import dispatch
-from iai_mcp.params import CAPTURE_PARAMS, MAX_BUDGET_TOKENS, MAX_K
+from iai_mcp.core.params import CAPTURE_PARAMS, MAX_BUDGET_TOKENS, MAX_K
 from iai_mcp.errors import InvalidInput
 from iai_mcp.types import ROLES, TIERS
 
@@ -229,7 +229,7 @@ def test_serve_over_stdio_with_the_sdk_client(tmp_path):
         with open(tmp_path / "server.stderr", "w") as errlog:
             init, init_s, tools, captured, recalled, got, bad, after = anyio.run(scenario, errlog)
     finally:
-        from iai_mcp import daemon
+        from iai_mcp.daemon import lifecycle as daemon
 
         daemon.stop(store)
     print(f"\ntime to initialize response (cold process): {init_s:.2f} s")

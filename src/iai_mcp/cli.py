@@ -40,7 +40,7 @@ def _print_json(data: Any) -> None:
 
 @contextmanager
 def _backend(args: argparse.Namespace) -> Iterator[Any]:
-    from iai_mcp import app
+    from iai_mcp import backend as app
 
     backend = app.connect(args.store)
     try:
@@ -50,7 +50,7 @@ def _backend(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _store_path(args: argparse.Namespace) -> Path:
-    from iai_mcp import app
+    from iai_mcp import backend as app
 
     return app.store_path(args.store)
 
@@ -63,7 +63,7 @@ def _indent(text: str, prefix: str = "    ") -> str:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from iai_mcp.server import serve
+    from iai_mcp.mcp_server import serve
 
     serve(args.store)
     return 0
@@ -260,8 +260,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _repair(args: argparse.Namespace) -> int:
     """Show what repair would do, ask, then do it. The daemon is stopped
     first: repair replays journals and compacts, which needs the store alone."""
-    from iai_mcp import app, daemon
-    from iai_mcp.repair import repair
+    from iai_mcp import backend as app
+    from iai_mcp.daemon import lifecycle as daemon
+    from iai_mcp.core.repair import repair
 
     root = app.store_path(args.store)
     planned = repair(root, apply=False)
@@ -328,13 +329,13 @@ def cmd_hook(args: argparse.Namespace) -> int:
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:
-    from iai_mcp import daemon
+    from iai_mcp.daemon import lifecycle as daemon
 
     path = _store_path(args)
     if args.action == "run":
-        return daemon.run(path)
+        return daemon.run(path, idle_timeout=args.idle_timeout)
     if args.action == "stop":
-        stopped = daemon.stop(path)
+        stopped = daemon.stop(path, args.timeout)
         print("stopped" if stopped else "no daemon was running")
         return 0
     status = daemon.status(path)
@@ -441,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("daemon", cmd_daemon, "run, query or stop the per-store daemon")
     p.add_argument("action", choices=["run", "status", "stop"])
+    p.add_argument("--idle-timeout", type=float, metavar="S",
+                   help="with run: seconds idle before exiting (default $IAI_MCP_DAEMON_IDLE_TIMEOUT or 600)")
+    p.add_argument("--timeout", type=float, default=30.0, metavar="S",
+                   help="with stop: seconds to wait for the daemon to drain (default 30)")
     _json_flag(p)
     return parser
 

@@ -78,7 +78,7 @@ def _store_checks(backend: Any) -> list[Check]:
 
 
 def _daemon_check(store_path: Path) -> Check:
-    from iai_mcp import daemon
+    from iai_mcp.daemon import lifecycle as daemon
 
     try:
         status = daemon.status(store_path)
@@ -90,7 +90,7 @@ def _daemon_check(store_path: Path) -> Check:
 
 
 def run_checks(store: str | Path | None = None) -> list[Check]:
-    from iai_mcp import app
+    from iai_mcp import backend as app
 
     # Before connecting: connect() starts the daemon on demand.
     daemon_check = _daemon_check(app.store_path(store))

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from iai_mcp import daemon_protocol as wire
+from iai_mcp.daemon import wire
 from iai_mcp.errors import InvalidInput
 from iai_mcp.types import parse_time
 

@@ -7,7 +7,7 @@ Layout of a store root::
     key                   the AES key (mode 0600) when no keyring is used
     records.lance/        LanceDB table of sealed records (see records_table)
     provenance.sqlite3    append-only provenance log (see provenance_log)
-    journal/              provenance queue journal segments (see iai_mcp.journal)
+    journal/              provenance queue journal segments (see iai_mcp.provenance_queue.journal)
 
 At open the store checks the key, decrypts every record once and keeps them
 in memory: rows as slotted objects, vectors in one float32 matrix. Reads and
@@ -42,7 +42,7 @@ from iai_mcp.errors import (
     NotFound,
 )
 from iai_mcp.store.codec import decode_row, encode_row, text_key
-from iai_mcp.store.files import (
+from iai_mcp.store.meta import (
     META_FILE,
     fix_key_file_mode,
     log_event,
@@ -486,7 +486,7 @@ class MemoryStore:
         return self.root / JOURNAL_DIR
 
     # Spill files hold provenance cues, so they are sealed like everything else.
-    # So are journal lines (iai_mcp.journal), with the same associated data.
+    # So are journal lines (iai_mcp.provenance_queue.journal), with the same associated data.
 
     def seal_spill(self, data: bytes) -> bytes:
         return self._cipher.seal(data, f"spill:{self.store_id}".encode())

@@ -3,7 +3,7 @@
 ``call(method, params)`` sends one request over the daemon's socket and
 returns its result, or raises the same ``iai_mcp.errors`` class the daemon
 raised. When no daemon answers, the client starts one (``python -m
-iai_mcp.daemon run --store <root>``), detached, with stderr appended to
+iai_mcp --store <root> daemon run``), detached, with stderr appended to
 ``<store>/daemon.log``, and waits until it listens. ``daemon.spawn.lock``
 lets one client at a time do that, so racing clients start one daemon; the
 store's own lock would refuse a second owner anyway.
@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from iai_mcp import daemon_protocol as wire
+from iai_mcp.daemon import wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
 
 #: A cold start opens the store (seconds at 100k records) before it listens.
@@ -247,7 +247,7 @@ class DaemonClient:
                 os.replace(log_path, log_path.with_name(wire.LOG_FILE + ".1"))
         except FileNotFoundError:
             pass
-        command = [sys.executable, "-m", "iai_mcp.daemon", "run", "--store", str(self.root)]
+        command = [sys.executable, "-m", "iai_mcp", "--store", str(self.root), "daemon", "run"]
         # The log may name the store's files and errors: owner-only, like the key.
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with open(log_fd, "ab") as log:

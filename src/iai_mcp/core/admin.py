@@ -11,7 +11,7 @@ from typing import Any
 
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import InvalidInput, LimitExceeded
-from iai_mcp.params import (
+from iai_mcp.core.params import (
     CAPTURE_PARAMS,
     MAX_BUDGET_TOKENS,
     MAX_PAGE,
@@ -21,13 +21,13 @@ from iai_mcp.params import (
     capture_request,
     row_summary,
 )
-from iai_mcp.session_pack import build_pack
-from iai_mcp.journal import journal_state
-from iai_mcp.recall import keyword_index
-from iai_mcp.spill import spill_state
+from iai_mcp.core.session_pack import build_pack
+from iai_mcp.provenance_queue.journal import journal_state
+from iai_mcp.core.recall import keyword_index
+from iai_mcp.provenance_queue.spill import spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
-from iai_mcp.transfer import EXPORT_KEYS, ImportItem, export_page, import_items
+from iai_mcp.core.transfer import EXPORT_KEYS, ImportItem, export_page, import_items
 
 
 def _session_start(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from iai_mcp.recall import estimate_tokens
+from iai_mcp.core.recall import estimate_tokens
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow, parse_time
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from iai_mcp import config
 from iai_mcp.errors import StoreError
-from iai_mcp.journal import journal_state
-from iai_mcp.spill import spill_state
+from iai_mcp.provenance_queue.journal import journal_state
+from iai_mcp.provenance_queue.spill import spill_state
 from iai_mcp.store import JOURNAL_DIR, META_FILE, MemoryStore, fix_key_file_mode
 
 DRAIN_TIMEOUT_S = 120.0

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import numpy as np
 
-from iai_mcp.capture import CaptureRequest
+from iai_mcp.core.capture import CaptureRequest
 from iai_mcp.errors import InvalidInput, LimitExceeded
 from iai_mcp.types import EMBED_DIM, ROLES, TIERS, MemoryRow, parse_time
 

@@ -17,7 +17,7 @@ from datetime import datetime
 
 import numpy as np
 
-from iai_mcp import ranking
+from iai_mcp.retrieval import ranking
 from iai_mcp.embed import Embedder
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow

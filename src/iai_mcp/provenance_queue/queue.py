@@ -7,7 +7,7 @@ pairs) and writes it with ``store.append_provenance_batch``.
 
 When the deque holds ``max_queue_size`` batches, new batches spill to disk
 instead of being dropped or blocking the caller: one sealed file per batch
-under ``~/.iai-mcp/.provenance-overflow/`` (see ``iai_mcp.spill``). While
+under ``~/.iai-mcp/.provenance-overflow/`` (see ``iai_mcp.provenance_queue.spill``). While
 any spilled batch is pending, every new batch spills too, and the worker
 empties the deque before it replays spill files oldest first, so each
 record's entries reach the log in the order they were enqueued. The drain
@@ -16,7 +16,7 @@ by an earlier process. Every pair carries an entry id, and the log ignores
 an id it already holds, so a batch replayed twice is applied once.
 
 Under the lock that queues a batch, enqueue also appends it, sealed, to the
-store's journal (see ``iai_mcp.journal``): one ``os.write``, no fsync. A
+store's journal (see ``iai_mcp.provenance_queue.journal``): one ``os.write``, no fsync. A
 batch that ``enqueue`` accepted therefore survives ``kill -9``: ``start``
 replays what dead queues of the store left in the journal before anything
 else, and the worker trims the journal once the log holds its batches.
@@ -47,9 +47,9 @@ from typing import Any, Protocol, Sequence
 
 from iai_mcp import config
 from iai_mcp.errors import InvalidInput
-from iai_mcp.eventlog import logger
-from iai_mcp.journal import Journal
-from iai_mcp.spill import SpillDir, spill_state
+from iai_mcp.log import logger
+from iai_mcp.provenance_queue.journal import Journal
+from iai_mcp.provenance_queue.spill import SpillDir, spill_state
 from iai_mcp.types import ProvenancePair
 
 __all__ = ["ProvenanceSink", "ProvenanceWriteQueue", "spill_state"]

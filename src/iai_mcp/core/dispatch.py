@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from iai_mcp.admin import ADMIN_METHODS
-from iai_mcp.capture import capture
+from iai_mcp.core.admin import ADMIN_METHODS
+from iai_mcp.core.capture import capture
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import NotFound, UnknownMethod
-from iai_mcp.eventlog import logger
-from iai_mcp.params import (
+from iai_mcp.log import logger
+from iai_mcp.core.params import (
     CAPTURE_PARAMS,
     MAX_BUDGET_TOKENS,
     MAX_CUE_CHARS,
@@ -25,8 +25,8 @@ from iai_mcp.params import (
     capture_request,
     row_summary,
 )
-from iai_mcp.recall import RecallQuery, recall
-from iai_mcp.redact import redact
+from iai_mcp.core.recall import RecallQuery, recall
+from iai_mcp.core.redact import redact
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import TIERS, utcnow
 

@@ -41,7 +41,7 @@ from typing_extensions import TypedDict  # pydantic needs this one before Python
 
 from iai_mcp import __version__
 from iai_mcp.errors import IaiError, StoreError
-from iai_mcp.eventlog import logger
+from iai_mcp.log import logger
 
 SERVER_NAME = "iai-mcp"
 
@@ -122,7 +122,7 @@ class SessionPack(TypedDict):
 # ----------------------------------------------------------------- backend
 
 
-_log = logger("iai_mcp.server")
+_log = logger("iai_mcp.mcp_server")
 
 
 class BackendSlot:
@@ -371,7 +371,7 @@ def serve(store: str | Path | None = None) -> None:
     """Serve MCP on stdin/stdout until stdin closes, SIGTERM or SIGINT."""
 
     def connect() -> Any:
-        from iai_mcp import app as composition
+        from iai_mcp import backend as composition
 
         return composition.connect(store)
 

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 from iai_mcp.errors import StoreError, StoreLocked
-from iai_mcp.eventlog import logger
+from iai_mcp.log import logger
 from iai_mcp.store import crypto
 
 META_FILE = "meta.json"
@@ -40,7 +40,7 @@ def take_owner_lock(root: Path) -> int:
         who = f"process {holder}" if holder else "another process"
         raise StoreLocked(
             f"store {root} is already open in {who}. Only one process may open a store "
-            "directly: go through the daemon (iai_mcp.app.connect, or the iai-mcp CLI), "
+            "directly: go through the daemon (iai_mcp.backend.connect, or the iai-mcp CLI), "
             "or stop that process (iai-mcp daemon stop)",
             holder_pid=holder,
         ) from None
@@ -92,7 +92,7 @@ def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.C
         if source.kind == "file" and (problem := crypto.key_file_mode_problem(root)):
             # Warn rather than refuse as ssh does: a memory server that will not
             # start loses the user's memory for the session. doctor FAILs it and
-            # repair (iai_mcp.repair) fixes it.
+            # repair (iai_mcp.core.repair) fixes it.
             log_event("key_file_mode_loose", problem=problem)
         return meta, cipher
     if (root / crypto.KEY_FILE_NAME).exists():

@@ -1,51 +1,16 @@
-"""One daemon per store: the only process that opens it; everything else is a client.
+"""Start, query and stop the daemon of one store.
 
-Why a daemon, and not every process opening the store
------------------------------------------------------
-``MemoryStore`` loads the whole store at open and then works from memory:
-rows, one vector matrix, the keyword index, the dedup map from text to
-record, the LanceDB sequence counter. Two processes that each open the
-store would each hold their own copy and drift apart: one process's captures
-are invisible to the other's recall and dedup (the same text stored twice),
-their sequence numbers collide, and the provenance log gets two writers.
-That is exactly how peer memory servers lose writes (a JSONL rewritten by
-two processes, a single-client SQLite, a vector index with two writers).
-
-The alternatives cost more: re-reading the store on every call makes each
-hook pay a full decrypt and load (seconds at 100k records) and still needs a
-lock around every write; keeping per-process replicas in step needs a change
-feed. One owner process keeps the in-memory design as it is, loads the
-embedding model once instead of once per hook, and gives the provenance
-queue one writer. The store's ``store.lock`` (an exclusive flock) makes the
-rule hard: a second owner is refused with ``StoreLocked``, so even two
-daemons racing to start cannot both open it.
-
-Lifecycle
----------
-The first client that finds no daemon starts one (``daemon_client``). The
-daemon opens the store with its provenance queue, binds the socket (owner
-only: mode 0600 and a peer-uid check), writes ``daemon.json``, starts
-listening and only then warms the embedding model, so clients connect
-while the model loads. Each connection gets a thread; calls into the store
-run one at a time (see ``Daemon._call``). With no connection and no request
-for ``idle_timeout`` seconds it exits. On SIGTERM or SIGINT it stops
-accepting, lets in-flight requests finish, drains the provenance queue
-(``store.close()``), removes its socket and ``daemon.json`` and exits 0.
-Logs are one JSON object per line on stderr, which the spawner appends to
-``<store>/daemon.log``.
-
-Public API (the CLI's ``iai-mcp daemon run|status|stop`` wraps these):
-``run(store_path)``, ``status(store_path) -> dict | None``,
-``stop(store_path, timeout) -> bool``; also ``python -m iai_mcp.daemon``.
+``run(store_path)`` serves the store in this process until it is idle or
+signalled; ``status`` asks a running daemon about itself; ``stop`` sends it
+SIGTERM and waits for it to drain. The CLI's ``iai-mcp daemon run|status|stop``
+wraps these, and ``daemon.client`` spawns ``python -m iai_mcp --store ROOT
+daemon run`` when no daemon answers.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import select
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -54,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from iai_mcp import __version__
-from iai_mcp import daemon_protocol as wire
-from iai_mcp.daemon_server import Daemon, bind_listener, log, wake
+from iai_mcp.daemon import wire
+from iai_mcp.daemon.service import Daemon, bind_listener, log, wake
 from iai_mcp.errors import IaiError, StoreError, StoreLocked
 
 #: How long a new daemon waits for the store while the previous one drains.
@@ -65,7 +30,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def _open_store(root: Path, stop_requested: threading.Event) -> Any:
     """Open the store; while the previous daemon is still draining it, wait."""
-    from iai_mcp import app
+    from iai_mcp import backend as app
 
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
@@ -93,7 +58,7 @@ def run(
     thread other than the main one (no signal handlers then), stop it with
     ``daemon.request_stop()``.
     """
-    from iai_mcp import app
+    from iai_mcp import backend as app
 
     stop_requested = threading.Event()
     wake_r, wake_w = os.pipe()
@@ -140,8 +105,8 @@ def run(
 
 def status(store_path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """What the running daemon says about itself (``ping``), or None if none answers."""
-    from iai_mcp import app
-    from iai_mcp.daemon_client import DaemonClient, DaemonNotRunning
+    from iai_mcp import backend as app
+    from iai_mcp.daemon.client import DaemonClient, DaemonNotRunning
 
     client = DaemonClient(wire.canonical_root(app.store_path(store_path)), autostart=False,
                           request_timeout=10.0)
@@ -160,7 +125,7 @@ def stop(store_path: str | os.PathLike[str] | None = None, timeout: float = 30.0
     running; StoreError if it is still running after ``timeout`` seconds.
     A daemon still opening the store (not listening yet) is found by its pid.
     """
-    from iai_mcp import app
+    from iai_mcp import backend as app
 
     info = status(store_path)
     if info is None:
@@ -184,8 +149,8 @@ def stop(store_path: str | os.PathLike[str] | None = None, timeout: float = 30.0
 def _starting_daemon_pid(root: Path) -> int | None:
     """The pid of a live daemon of ``root`` that does not answer yet, from
     ``daemon.json`` or ``store.lock``; None unless its command line says it
-    is ``iai_mcp.daemon run`` for this very store (pids get reused)."""
-    from iai_mcp.store.files import LOCK_FILE
+    is ``iai_mcp ... daemon run`` for this very store (pids get reused)."""
+    from iai_mcp.store.meta import LOCK_FILE
 
     candidates = [(wire.read_state(root) or {}).get("pid")]
     try:
@@ -206,11 +171,12 @@ def _is_daemon_of(pid: int, root: Path) -> bool:
     except OSError:
         return False  # no /proc (macOS): never signal a process we cannot identify
     try:
-        at = argv.index("iai_mcp.daemon")
+        at = argv.index("iai_mcp")
         store = argv[argv.index("--store", at) + 1]
+        command = argv.index("daemon", at)
     except (ValueError, IndexError):
         return False
-    return argv[at + 1:at + 2] == ["run"] and wire.canonical_root(store) == root
+    return argv[command + 1:command + 2] == ["run"] and wire.canonical_root(store) == root
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:
@@ -233,38 +199,3 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
             return False
         time.sleep(0.02)
     return True
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iai_mcp.daemon",
-                                     description="The iai-mcp daemon that owns one store.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    for name, text in (("run", "serve the store in the foreground"),
-                       ("status", "print the running daemon's status as JSON"),
-                       ("stop", "stop the running daemon, draining its queue")):
-        sub = commands.add_parser(name, help=text)
-        sub.add_argument("--store", help="store root (default: $IAI_MCP_STORE or ~/.iai-mcp)")
-        if name == "run":
-            sub.add_argument("--idle-timeout", type=float, help="seconds idle before exiting")
-        if name == "stop":
-            sub.add_argument("--timeout", type=float, default=30.0)
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "run":
-            return run(args.store, idle_timeout=args.idle_timeout)
-        if args.command == "status":
-            info = status(args.store)
-            print(json.dumps(info if info is not None else {"running": False}))
-            return EXIT_OK if info is not None else 3
-        print(json.dumps({"stopped": stop(args.store, args.timeout)}))
-        return EXIT_OK
-    except IaiError as exc:
-        print(f"iai-mcp daemon: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    # Run through the package module, so there is one copy of this module's state.
-    from iai_mcp import daemon as _daemon
-
-    raise SystemExit(_daemon.main())

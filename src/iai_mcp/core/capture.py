@@ -18,7 +18,7 @@ from typing import Literal
 from uuid import UUID, uuid4
 
 from iai_mcp.embed import Embedder
-from iai_mcp.redact import redact
+from iai_mcp.core.redact import redact
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRecord, utcnow
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from iai_mcp.capture import CaptureRequest, CaptureResult, capture_many
+from iai_mcp.core.capture import CaptureRequest, CaptureResult, capture_many
 from iai_mcp.embed import Embedder
-from iai_mcp.redact import redact
+from iai_mcp.core.redact import redact
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow, ProvenanceEntry
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from iai_mcp import __version__
-from iai_mcp import daemon_protocol as wire
+from iai_mcp.daemon import wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
-from iai_mcp.eventlog import emit
+from iai_mcp.log import emit
 
 #: How long shutdown waits for in-flight requests before closing the store.
 DRAIN_REQUESTS_S = 30.0
@@ -290,7 +290,7 @@ class Daemon:
 
     def _warm_embedder(self) -> None:
         from iai_mcp.embed import embedder_for
-        from iai_mcp.recall import keyword_index
+        from iai_mcp.core.recall import keyword_index
 
         started = time.monotonic()
         try:

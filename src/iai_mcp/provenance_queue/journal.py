@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from iai_mcp.spill import SealedFiles
+from iai_mcp.provenance_queue.spill import SealedFiles
 from iai_mcp.types import ProvenancePair
 
 try:

@@ -109,6 +109,6 @@ def connect(path: str | Path | None = None, *, local: bool | None = None) -> Bac
         local = os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     if local:
         return LocalBackend(open_store(path))
-    from iai_mcp.daemon_client import DaemonClient
+    from iai_mcp.daemon.client import DaemonClient
 
     return DaemonClient(store_path(path)).connect()
