@@ -1,26 +1,95 @@
-"""One structured line on stderr per event: how background work reports.
+"""Structured logging: one JSON object per line on stderr, through ``logging``.
 
 stdout may belong to JSON-RPC (stdio mode), so every component reports to
-stderr, one JSON object per line: ``{"ts", "component", "event", ...}``.
+stderr, one line per event::
+
+    {"ts": 1733389200.1, "level": "info", "component": "iai_mcp.store", "event": "record_unreadable", ...}
+
+Components call ``log = logger("iai_mcp.store")`` once and then
+``log("event_name", field=value, ...)`` (``log.warning(...)`` for trouble).
+Underneath it is the standard library: one ``logging.Logger`` per component
+under ``iai_mcp``, records carrying the fields, and a handler with a JSON-lines
+formatter, so anyone embedding iai-mcp can route, filter or silence it the
+usual way.
+
+Reporting must never kill the work it reports on: the handler writes to
+whatever ``sys.stderr`` is at the time and drops a line it cannot write (a
+full disk under ``daemon.log``, a closed pipe), counting it in
+``dropped_lines()`` instead of raising or printing a traceback.
 """
 from __future__ import annotations
 
 import json
+import logging
 import sys
-import time
-from collections.abc import Callable
-from typing import Any
+import threading
+from typing import Any, TextIO
+
+ROOT = "iai_mcp"
 
 
-def emit(component: str, event: str, **fields: Any) -> None:
-    line = {"ts": time.time(), "component": component, "event": event, **fields}
-    print(json.dumps(line, default=str), file=sys.stderr, flush=True)
+class JsonLinesFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "component": record.name,
+            "event": record.getMessage(),
+            **getattr(record, "fields", {}),
+        }
+        return json.dumps(line, default=str)
 
 
-def logger(component: str) -> Callable[..., None]:
-    """``log(event, **fields)`` for one component."""
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler bound to the current ``sys.stderr`` that never raises."""
 
-    def log(event: str, **fields: Any) -> None:
-        emit(component, event, **fields)
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._dropped_lock = threading.Lock()
 
-    return log
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # the base class assigns it once
+        pass
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        with self._dropped_lock:
+            self.dropped += 1
+
+
+_handler = _StderrHandler()
+_handler.setFormatter(JsonLinesFormatter())
+_root = logging.getLogger(ROOT)
+_root.addHandler(_handler)
+_root.setLevel(logging.INFO)
+_root.propagate = False  # stdout stays clean even if the host configured the root logger
+
+
+class StructuredLogger:
+    """``log(event, **fields)``: one line at INFO; ``.warning`` / ``.error`` for trouble."""
+
+    def __init__(self, component: str) -> None:
+        self._logger = logging.getLogger(component)
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        self._logger.info(event, extra={"fields": fields})
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._logger.warning(event, extra={"fields": fields})
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._logger.error(event, extra={"fields": fields})
+
+
+def logger(component: str) -> StructuredLogger:
+    """The logger of one component (a dotted name under ``iai_mcp``)."""
+    return StructuredLogger(component)
+
+
+def dropped_lines() -> int:
+    """Lines the stderr handler could not write since start."""
+    return _handler.dropped

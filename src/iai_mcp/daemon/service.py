@@ -22,7 +22,7 @@ from typing import Any
 from iai_mcp import __version__
 from iai_mcp.daemon import wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
-from iai_mcp.log import emit
+from iai_mcp.log import logger
 
 #: How long shutdown waits for in-flight requests before closing the store.
 DRAIN_REQUESTS_S = 30.0
@@ -34,8 +34,11 @@ SOCKET_CHECK_S = 60.0
 BACKLOG_READ_S = 2.0
 
 
+_log = logger("iai_mcp.daemon")
+
+
 def log(event: str, **fields: Any) -> None:
-    emit("iai_mcp.daemon", event, pid=os.getpid(), **fields)
+    _log(event, pid=os.getpid(), **fields)
 
 
 @dataclass(eq=False)

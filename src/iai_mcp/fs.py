@@ -1,0 +1,76 @@
+"""Two file habits every part of iai-mcp shares: atomic replacement and flock.
+
+``write_atomic`` is the one way a file is replaced: the bytes go to a temp
+file beside the target (named by ``temp_path``, so ``stray_temps`` can find
+what a killed writer left), which is flushed, optionally fsynced, and renamed
+over the target. A reader sees the old file or the new one, never half of
+either, and a failed write removes its temp file, so a full disk does not
+collect them.
+
+``try_lock`` / ``open_locked`` take an exclusive, non-blocking ``flock``.
+flock belongs to the open file description, so it is released when the fd
+is closed or the process dies, even by SIGKILL: no stale locks to clean up.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMP_SUFFIX = ".tmp"
+
+
+def temp_path(target: Path) -> Path:
+    """Where ``write_atomic`` stages ``target``: hidden, per process, beside it."""
+    return target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
+def stray_temps(directory: Path) -> Iterator[Path]:
+    """Temp files a killed ``write_atomic`` left in ``directory``."""
+    if directory.is_dir():
+        yield from sorted(directory.glob(f".*{TEMP_SUFFIX}"))
+
+
+def write_atomic(target: Path, data: bytes | str, *, mode: int = 0o600, fsync: bool = True) -> None:
+    """Replace ``target`` with ``data`` in one rename; the file gets ``mode``."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    tmp = temp_path(target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            os.fchmod(fd, mode)  # O_CREAT's mode is masked by the umask
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def try_lock(fd: int) -> bool:
+    """Exclusive non-blocking flock on ``fd``; False if another open file holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def open_locked(path: Path, *, mode: int = 0o600) -> int | None:
+    """Open (creating) ``path`` and lock it exclusively; the fd, or None if
+    another process holds the lock. Closing the fd releases it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        if try_lock(fd):
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    return None
