@@ -1,0 +1,244 @@
+"""The MCP server's runtime: the backend slot, the FastMCP app, the stdio transport.
+
+Every tool is a thin adapter: it passes its typed parameters to the backend
+(``app.connect()``, which ends in ``core.dispatch``), returns the result as
+structured content, and turns an ``IaiError`` into a tool error whose
+message says what to fix. The server keeps serving after any tool error.
+
+Start-up is lazy on purpose. The backend (LanceDB, the store, the embedding
+model) takes seconds to load, so nothing of it is imported before the
+``initialize`` handshake is answered; once the client says ``initialized``
+a background thread opens the store and warms the embedder, and a tool call
+that comes first simply opens it itself.
+
+Shutdown (stdin closed, SIGTERM, SIGINT) runs the lifespan's ``finally``,
+which closes the backend: for an in-process store that drains the
+provenance queue, so no recall that returned loses its provenance.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from io import TextIOWrapper
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import mcp.types as mcp_types
+from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.stdio import stdio_server
+
+from iai_mcp import __version__
+from iai_mcp.errors import IaiError, StoreError
+from iai_mcp.log import logger
+from iai_mcp.mcp_server.tools import register_tools
+
+SERVER_NAME = "iai-mcp"
+
+INSTRUCTIONS = """\
+iai-mcp is your long-term memory across conversations. It keeps what was said \
+verbatim, encrypted on this machine.
+- Before answering anything that may depend on earlier conversations (the user's \
+preferences, people, projects, decisions, facts they told you), call memory_recall \
+with a short cue describing what you need.
+- When the user tells you something worth keeping, or asks you to remember it, call \
+memory_capture with the exact words.
+- memory_get shows one memory in full, with when and by which cue it was recalled.
+"""
+
+
+# ----------------------------------------------------------------- backend
+
+
+_log = logger("iai_mcp.mcp_server")
+
+
+class BackendSlot:
+    """The backend, opened once on first need and closed once at shutdown.
+
+    Calls are serialised: one conversation at a time needs nothing more, and
+    capture's check-then-insert must not interleave with itself.
+    """
+
+    def __init__(self, connect: Callable[[], Any]) -> None:
+        self._connect = connect
+        self._backend: Any = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._warming = threading.Lock()
+        self._warm_started = False
+
+    def call(self, method: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            if self._closed:
+                raise StoreError("the server is shutting down; try again after it restarts")
+            if self._backend is None:
+                self._backend = self._connect()
+            return self._backend.call(method, dict(params))
+
+    def warm_in_background(self) -> None:
+        """Start ``warm`` on a daemon thread, once per server."""
+        with self._warming:
+            if self._warm_started:
+                return
+            self._warm_started = True
+        threading.Thread(target=self.warm, name="iai-mcp-warmup", daemon=True).start()
+
+    def warm(self) -> None:
+        """Open the store and load the embedder now."""
+        try:
+            result = self.call("warmup", {})
+            _log("warm", embedder=result.get("embedder"), seconds=result.get("seconds"))
+        except Exception as exc:  # the first tool call will report it to the client
+            _log("warm_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+
+def _tool_error(method: str, exc: Exception) -> ToolError:
+    if isinstance(exc, IaiError):
+        return ToolError(f"{exc.code}: {exc}")
+    # A bug, not the caller's fault: keep the details on stderr, serve on.
+    _log("tool_failed", method=method, error=f"{type(exc).__name__}: {exc}",
+         trace=traceback.format_exc(limit=5))
+    return ToolError(f"internal error in {method} ({type(exc).__name__}); the server log has details")
+
+
+# ------------------------------------------------------------------- tools
+
+
+def build_server(connect: Callable[[], Any]) -> tuple[FastMCP, BackendSlot]:
+    """The FastMCP app with the memory tools, over a backend ``connect()`` opens lazily."""
+    slot = BackendSlot(connect)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastMCP) -> AsyncIterator[BackendSlot]:
+        try:
+            yield slot
+        finally:
+            # Blocking on purpose: shutdown must wait for the queue to drain.
+            slot.close()
+
+    app = FastMCP(SERVER_NAME, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
+    # FastMCP has no "after the handshake" hook; the low-level server's
+    # notification handlers see the client's `initialized`.
+    lowlevel = app._mcp_server
+    lowlevel.version = __version__
+
+    async def on_initialized(_notification: mcp_types.InitializedNotification) -> None:
+        slot.warm_in_background()
+
+    lowlevel.notification_handlers[mcp_types.InitializedNotification] = on_initialized
+
+    async def call(method: str, params: dict[str, Any]) -> Any:
+        given = {name: value for name, value in params.items() if value is not None}
+        try:
+            return await anyio.to_thread.run_sync(slot.call, method, given)
+        except Exception as exc:
+            raise _tool_error(method, exc) from exc
+
+    register_tools(app, call)
+    return app, slot
+
+
+# ---------------------------------------------------------------- transport
+
+
+class _StdinLines:
+    """Lines of stdin, read on a daemon thread.
+
+    The SDK reads stdin on a worker thread that cannot be cancelled, so a
+    signal would wait until the client writes or closes. This reader hands
+    lines over a memory stream, which shutdown cancels at once.
+    """
+
+    def __init__(self, fd: int = 0) -> None:
+        self._fd = fd
+        self._send, self._receive = anyio.create_memory_object_stream[str](16)
+
+    def start(self) -> None:
+        token = anyio.lowlevel.current_token()
+        threading.Thread(target=self._pump, args=(token,), name="iai-mcp-stdin", daemon=True).start()
+
+    def _pump(self, token: Any) -> None:
+        pending = b""
+        try:
+            while chunk := os.read(self._fd, 65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    anyio.from_thread.run(self._send.send, line.decode("utf-8", "replace"), token=token)
+            if pending.strip():
+                anyio.from_thread.run(self._send.send, pending.decode("utf-8", "replace"), token=token)
+        except Exception:
+            pass  # the loop has finished or the stream was closed: nobody is reading
+        finally:
+            with contextlib.suppress(Exception):
+                anyio.from_thread.run_sync(self._send.close, token=token)
+
+    def __aiter__(self) -> _StdinLines:
+        return self
+
+    async def __anext__(self) -> str:
+        try:
+            return await self._receive.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+
+def _claim_stdout() -> BinaryIO:
+    """Keep the real stdout for JSON-RPC and point fd 1 at stderr, so a stray
+    print (ours or a native library's) can never corrupt the protocol."""
+    rpc = os.fdopen(os.dup(1), "wb")
+    sys.stdout.flush()
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return rpc
+
+
+async def _serve(app: FastMCP, rpc_out: BinaryIO) -> None:
+    stdin = _StdinLines()
+    stdin.start()
+    stdout = anyio.wrap_file(TextIOWrapper(rpc_out, encoding="utf-8"))
+    lowlevel = app._mcp_server
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    _log("shutdown", signal=signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+        tg.cancel_scope.cancel()
+
+
+def serve(store: str | Path | None = None) -> None:
+    """Serve MCP on stdin/stdout until stdin closes, SIGTERM or SIGINT."""
+
+    def connect() -> Any:
+        from iai_mcp import backend as composition
+
+        return composition.connect(store)
+
+    app, _ = build_server(connect)
+    rpc_out = _claim_stdout()
+    _log("serving", version=__version__, pid=os.getpid())
+    anyio.run(_serve, app, rpc_out)
+    _log("stopped")
