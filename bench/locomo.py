@@ -9,7 +9,7 @@ Three systems rank the same records in the same run:
 
 * ours: ``dispatch("memory_recall", {"cue", "k": 10, "budget_tokens": 100000})``
   (the budget never truncates ten turns);
-* bm25: ``ranking.KeywordIndex()`` (default parameters) over the records' text;
+* bm25: ``retrieval.KeywordIndex()`` (default parameters) over the records' text;
 * dense: cosine between the question's MiniLM vector and ``store.vectors()``.
 
 Turn-level recall@k: share of a question's evidence turns among the turns of
@@ -67,7 +67,7 @@ def score(ranked_turns: list[list[str]], question: Question) -> dict[str, float]
 
 def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
     from iai_mcp import backend as app
-    from iai_mcp.retrieval import ranking
+    from iai_mcp import retrieval
     from iai_mcp.core import MAX_BUDGET_TOKENS, dispatch
 
     store = app.open_store(scratch / conv.name)
@@ -86,7 +86,7 @@ def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
         rows = store.rows()
         row_turns = [turns_of[str(row.id)] for row in rows]
         matrix, norms = store.vectors()
-        keyword = ranking.KeywordIndex()
+        keyword = retrieval.KeywordIndex()
         for i, row in enumerate(rows):
             keyword.add(i, row.literal_surface)
 
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     run.data["config"] = {"k": K, "data": str(args.data), "conversations": [c.name for c in convs],
                           "max_sessions": max_sessions,
-                          "embedder": embedder.name, "bm25": "ranking.KeywordIndex() defaults",
+                          "embedder": embedder.name, "bm25": "retrieval.KeywordIndex() defaults",
                           "questions": len(rows)}
     run.data["conversations"] = results
     run.data["systems"] = systems

@@ -10,7 +10,7 @@ Each part is timed by calling the library function itself on the same cue,
 all parts in turn for each cue (so a busy moment on a shared machine lands
 on every part alike):
 ``embedder.embed``, the candidate search over ``store.vectors()`` (matvec and
-norm division), ``recall.keyword_index(store).scores``, ``ranking.fuse`` (on rows grouped by
+norm division), ``recall.keyword_index(store).scores``, ``retrieval.fuse`` (on rows grouped by
 session, with session codes, as recall calls it), ``recall.fused_scores``,
 ``recall.rank`` (everything between the cue vector and the ordered hits),
 and the packing loop of ``recall.recall`` (with ``rank`` replaced by one
@@ -35,8 +35,8 @@ NAME = "recall_latency"
 K = 10
 
 
-def _fusion(store, ranking):
-    """``ranking.fuse`` as recall calls it: rows grouped by session, one integer
+def _fusion(store, retrieval):
+    """``retrieval.fuse`` as recall calls it: rows grouped by session, one integer
     code per session (computed here from the rows, the way recall keeps them)."""
     codes: dict[str | None, int] = {}
     session = np.array([codes.setdefault(r.session_id, len(codes)) for r in store.rows()], dtype=np.int64)
@@ -45,7 +45,7 @@ def _fusion(store, ranking):
 
     def fuse(dense: np.ndarray, keyword: np.ndarray) -> np.ndarray:
         out = np.empty_like(dense)
-        out[order] = ranking.fuse(dense[order], keyword[order], grouped)
+        out[order] = retrieval.fuse(dense[order], keyword[order], grouped)
         return out
 
     return fuse
@@ -63,7 +63,7 @@ def _rank_replaced(recall_module, hits):
 
 def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
     from iai_mcp import backend as app
-    from iai_mcp.retrieval import ranking
+    from iai_mcp import retrieval
     from iai_mcp.core import recall as recall_module
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
@@ -80,7 +80,7 @@ def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
             call(cue)
         matrix, norms = store.vectors()
         safe_norms = np.maximum(norms, 1e-12)
-        fuse = _fusion(store, ranking)
+        fuse = _fusion(store, retrieval)
         lap = Laps()
         gc.collect()
         # Every part is timed once per cue, in turn, so a busy moment on a shared

@@ -6,20 +6,19 @@ import math
 import numpy as np
 import pytest
 
-from iai_mcp.retrieval.ranking import (
+from iai_mcp.retrieval.fusion import (
     DEFAULT_WEIGHTS,
     FusionWeights,
-    KeywordIndex,
     fuse,
     normalise_dense,
     normalise_keyword,
     recency_prior,
     rrf,
-    stem,
-    tokenize,
     top_k,
     window_max,
 )
+from iai_mcp.retrieval.keyword_index import KeywordIndex
+from iai_mcp.retrieval.text import stem, tokenize
 
 NO_CONTEXT = FusionWeights(neighbour=0.0, window_weight=0.0)
 

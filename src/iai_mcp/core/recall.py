@@ -2,7 +2,7 @@
 
 Hybrid ranking over what the store holds in memory: cosine similarity of
 the cue's embedding against every vector (one matvec), BM25 over the
-decrypted text, fused by ``ranking``; filters (tier, tags, time window) are
+decrypted text, fused by ``iai_mcp.retrieval``; filters (tier, tags, time window) are
 applied to the best candidates, then hits are packed into the caller's
 token budget in score order. Provenance is not written here: the caller
 hands the hits to ``store.queue_provenance_batch``.
@@ -17,7 +17,7 @@ from datetime import datetime
 
 import numpy as np
 
-from iai_mcp.retrieval import ranking
+from iai_mcp.retrieval import KeywordIndex, fuse, top_k
 from iai_mcp.embed import Embedder
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow
@@ -66,7 +66,7 @@ class _RecallIndex:
     """
 
     def __init__(self) -> None:
-        self.keywords = ranking.KeywordIndex()
+        self.keywords = KeywordIndex()
         self.lock = threading.Lock()
         self._codes: dict[str, int] = {}
         self._session = np.zeros(0, dtype=np.int64)
@@ -82,7 +82,7 @@ class _RecallIndex:
 
     def sync(
         self, rows: list[MemoryRow]
-    ) -> tuple[ranking.KeywordIndex, np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[KeywordIndex, np.ndarray, np.ndarray, np.ndarray]:
         """``(keyword index, session code per row, grouping order, session
         codes in that order)`` for ``rows``."""
         with self.lock:
@@ -112,7 +112,7 @@ def _recall_index(store: MemoryStore) -> _RecallIndex:
     return index
 
 
-def keyword_index(store: MemoryStore) -> ranking.KeywordIndex:
+def keyword_index(store: MemoryStore) -> KeywordIndex:
     """The store's BM25 index, brought up to date."""
     return _recall_index(store).sync(store.rows())[0]
 
@@ -127,7 +127,7 @@ def fused_scores(
     if len(order) != n:  # rows arrived between the two reads: group the first n only
         order = np.argsort(session[:n], kind="stable")
         grouped_session = session[:n][order]
-    grouped = ranking.fuse(dense[order], keyword[order], grouped_session, label=label[order])
+    grouped = fuse(dense[order], keyword[order], grouped_session, label=label[order])
     fused = np.empty_like(grouped)
     fused[order] = grouped
     return fused, keyword
@@ -181,7 +181,7 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> l
     # Filters are checked on a generous head of the ranking; only when they
     # reject most of it do we walk the whole order.
     head = min(n, max(query.k * (20 if filtering else 1), 64))
-    picked = _filtered(ranking.top_k(fused, head), rows, query, query.k)
+    picked = _filtered(top_k(fused, head), rows, query, query.k)
     if len(picked) < query.k and filtering and head < n:
         picked = _filtered(np.argsort(-fused, kind="stable"), rows, query, query.k)
     return [
