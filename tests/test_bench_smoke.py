@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each runs a benchmark in a fresh interpreter, seconds apiece
+
 REPO = Path(__file__).resolve().parents[1]
 LOCOMO = REPO.parent / "shared" / "data" / "locomo"
 COMMON_KEYS = {"benchmark", "command", "quick", "started_at", "duration_s", "machine", "config",
@@ -28,7 +30,10 @@ def cache_dir(tmp_path_factory):
 
 
 def run_bench(name: str, out: Path, cache: Path, *extra: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # This checkout's src/ first: an installed iai_mcp from another tree (a
+    # second worktree's editable install) must not stand in for the code under test.
+    path = [str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     proc = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", "--quick", "--out", str(out), "--cache-dir", str(cache), *extra],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,

@@ -217,6 +217,7 @@ def test_doctor_fails_when_the_key_is_gone(cli):
     assert code == 1 and out.splitlines()[0].startswith("FAIL store: key file")
 
 
+@pytest.mark.slow
 def test_daemon_run_status_stop_and_a_thin_client(tmp_path, capsys, monkeypatch):
     """`daemon run` serves the store; a client process (doctor) reaches it
     without loading LanceDB or the model; `daemon stop` ends it."""
@@ -254,7 +255,7 @@ def test_daemon_run_status_stop_and_a_thin_client(tmp_path, capsys, monkeypatch)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=30)
         proc.stderr.close()
 
 

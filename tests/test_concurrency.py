@@ -19,9 +19,13 @@ from collections import Counter
 from pathlib import Path
 from uuid import UUID
 
+import pytest
+
 from iai_mcp.daemon import lifecycle as daemon
 from iai_mcp.daemon import wire
 from iai_mcp.store import MemoryStore
+
+pytestmark = pytest.mark.slow  # four processes, the real model, about 12 s
 
 WORKERS = 3
 CALLS = 200  # captures and recalls per worker
@@ -84,7 +88,7 @@ def test_concurrent_clients_lose_no_capture_and_no_provenance(tmp_path, monkeypa
         for proc in procs.values():
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+                proc.wait(timeout=30)
         assert daemon.stop(root, timeout=60) is True
 
     log = (root / wire.LOG_FILE).read_text()

@@ -174,6 +174,7 @@ def test_unknown_method_and_missing_id(store):
         dispatch(store, "memory_get", {"id": "00000000-0000-0000-0000-000000000000"})
 
 
+@pytest.mark.slow
 def test_real_embedder_end_to_end(tmp_path):
     """Integration: the real MiniLM model through dispatch (no fake)."""
     from iai_mcp.embed import MiniLMEmbedder

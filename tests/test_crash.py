@@ -25,6 +25,8 @@ import pytest
 
 from iai_mcp.store import MemoryStore
 
+pytestmark = pytest.mark.slow  # SIGKILL loops and real server processes
+
 READY_TIMEOUT_S = 60.0  # the first child waits for the fork server to import LanceDB
 
 

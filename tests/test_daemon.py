@@ -135,6 +135,7 @@ def test_connect_spawns_one_daemon_that_owns_the_store(root):
     second.close()
 
 
+@pytest.mark.slow
 def test_racing_clients_start_exactly_one_daemon(root):
     pids: list[int] = []
     failures: list[BaseException] = []
@@ -158,6 +159,7 @@ def test_racing_clients_start_exactly_one_daemon(root):
     assert len(_events(root, "starting")) == 1
 
 
+@pytest.mark.slow
 def test_a_daemon_that_cannot_own_the_store_reports_why(root):
     held = MemoryStore(path=root)
     try:
@@ -171,6 +173,7 @@ def test_a_daemon_that_cannot_own_the_store_reports_why(root):
     backend.close()
 
 
+@pytest.mark.slow
 def test_stale_socket_and_state_after_a_killed_daemon_are_replaced(root):
     backend = app.connect(root)
     _capture(backend, "said before the crash")
@@ -188,6 +191,7 @@ def test_stale_socket_and_state_after_a_killed_daemon_are_replaced(root):
     backend.close()
 
 
+@pytest.mark.slow
 def test_reconnects_after_the_daemon_was_stopped_between_calls(root):
     backend = app.connect(root)
     first = _capture(backend, "one", ts="2026-01-01T00:00:00Z")
@@ -199,6 +203,7 @@ def test_reconnects_after_the_daemon_was_stopped_between_calls(root):
     backend.close()
 
 
+@pytest.mark.slow
 def test_a_client_arriving_while_the_daemon_drains_gets_the_next_one(root):
     backend = app.connect(root)
     _capture(backend, "before the restart")
@@ -213,6 +218,7 @@ def test_a_client_arriving_while_the_daemon_drains_gets_the_next_one(root):
     backend.close()
 
 
+@pytest.mark.slow
 def test_sigterm_drains_the_provenance_queue(root):
     backend = app.connect(root)
     rids = [_capture(backend, f"note {i} about the garden shed")["record_id"] for i in range(20)]
@@ -417,6 +423,7 @@ app.open_store = open_store
 '''
 
 
+@pytest.mark.slow
 def test_stop_reaches_a_daemon_that_is_still_opening_the_store(root, tmp_path, monkeypatch):
     import subprocess
     import sys

@@ -84,6 +84,7 @@ def test_import_does_not_load_the_runtime() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_minilm_identity_and_shape(minilm: MiniLMEmbedder) -> None:
     assert minilm.name == "all-MiniLM-L6-v2-onnx-int8-8199be6f699a"
     assert isinstance(minilm, Embedder)
@@ -91,6 +92,7 @@ def test_minilm_identity_and_shape(minilm: MiniLMEmbedder) -> None:
     assert minilm.embed([]).shape == (0, EMBED_DIM)
 
 
+@pytest.mark.slow
 def test_minilm_deterministic_and_batch_equals_single(minilm: MiniLMEmbedder) -> None:
     texts = ["short", "", "a somewhat longer sentence about memory servers and recall"] + [
         f"note {i}: " + "word " * (i * 5) for i in range(34)
@@ -102,6 +104,7 @@ def test_minilm_deterministic_and_batch_equals_single(minilm: MiniLMEmbedder) ->
         assert _cos(minilm.embed([text])[0], row) > 0.999
 
 
+@pytest.mark.slow
 def test_minilm_semantic_ordering(minilm: MiniLMEmbedder) -> None:
     cat, kitten, tax = minilm.embed(
         ["The cat sat on the mat", "A kitten is sitting on a rug", "Quarterly tax filing deadline"]
@@ -109,6 +112,7 @@ def test_minilm_semantic_ordering(minilm: MiniLMEmbedder) -> None:
     assert _cos(cat, kitten) > _cos(cat, tax) + 0.2
 
 
+@pytest.mark.slow
 def test_minilm_unicode_and_long_text(minilm: MiniLMEmbedder) -> None:
     head = " ".join(f"token{i}" for i in range(300))  # far past 128 tokens
     texts = ["Grüße 🎉 日本語のテキスト ✓", "🙂" * 50, head + " tail one", head + " other"]
@@ -118,6 +122,7 @@ def test_minilm_unicode_and_long_text(minilm: MiniLMEmbedder) -> None:
     assert _cos(vecs[2], vecs[3]) > 0.9999
 
 
+@pytest.mark.slow
 def test_minilm_concurrent_first_use() -> None:
     emb = MiniLMEmbedder()
     results: list[np.ndarray] = []

@@ -198,6 +198,7 @@ def _server_env(store: Path, **extra: str) -> dict[str, str]:
     return {**env, "IAI_MCP_STORE": str(store), **extra}
 
 
+@pytest.mark.slow
 def test_serve_over_stdio_with_the_sdk_client(tmp_path):
     """Real embedder, default backend (the store's daemon)."""
     store = tmp_path / "store"
@@ -259,6 +260,7 @@ def _reply(proc: subprocess.Popen) -> dict[str, Any]:
     return json.loads(line)
 
 
+@pytest.mark.slow
 def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder):
     """The server owns the store (local backend): SIGTERM with stdin still
     open runs the lifespan's finally, so the queued provenance reaches disk."""
@@ -268,6 +270,8 @@ def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder):
         [sys.executable, "-m", "iai_mcp", "serve"], env=env,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
+    watchdog = threading.Timer(120, proc.kill)  # bounds every readline: a hung server is killed, stdout closes
+    watchdog.start()
     try:
         _rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
@@ -285,9 +289,10 @@ def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=30)
     rest = proc.stdout.read()
     err = proc.stderr.read().decode()
     assert rest == b""  # nothing but JSON-RPC replies ever reached stdout
