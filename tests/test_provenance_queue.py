@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 
-from iai_mcp.provenance_queue.journal import decode_pairs
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
+from iai_mcp.provenance_queue.pending import SEAL_PURPOSE, decode_pairs
 from iai_mcp.store import MemoryStore
 from tests.test_store import _make
 
@@ -261,8 +261,9 @@ def test_spill_files_replayed_after_kill(tmp_path, _isolate_home):
     # journal has them. Make the start look like a second try after a restart
     # that died mid-replay: the first five batches already in the log.
     store = MemoryStore(path=root)
+    sealer = store.sealer(SEAL_PURPOSE)
     journaled = sorted(
-        (int(line.split(b" ", 1)[0]), decode_pairs(store.open_spill(base64.b64decode(line.split(b" ", 1)[1]))))
+        (int(line.split(b" ", 1)[0]), decode_pairs(sealer.open(base64.b64decode(line.split(b" ", 1)[1]))))
         for path in store.journal_dir.glob("*.journal")
         for line in path.read_bytes().splitlines()[1:]
     )
@@ -321,9 +322,7 @@ def test_stop_with_a_failing_store_returns_and_the_worker_exits(tmp_path, capsys
     q.stop(timeout=20.0)
     thread.join(5.0)
     assert not thread.is_alive()
-    settled = calls["n"]
-    time.sleep(0.3)
-    assert calls["n"] == settled < 50  # no busy retry loop after stop
+    assert calls["n"] < 50  # no busy retry loop before it gave up, and none after: the worker is gone
     # Nothing lost: the batch waits on disk for the next start.
     del store.append_provenance_batch
     q2 = ProvenanceWriteQueue(store, coalesce_ms=1)
