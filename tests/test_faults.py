@@ -465,3 +465,57 @@ def test_journal_segment_rotates_under_steady_traffic(tmp_path, monkeypatch):
     q.stop()
     assert largest < 4096 * 4
     assert len(store.get(r.id).provenance) == 600
+
+
+def test_journal_written_before_the_one_format_still_replays(tmp_path):
+    """Journals used to carry their own header name; the lines were already
+    this format, so a journal a killed older version left is not lost."""
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    path = _dead_queue_journal(store, [[(r.id, {"cue": "from an older version"})]])
+    header, rest = path.read_bytes().split(b"\n", 1)
+    old = json.dumps({"iai_mcp_journal": 1, "store_id": store.store_id}).encode()
+    path.write_bytes(old + b"\n" + rest)
+    _start_and_stop(store)
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["from an older version"]
+    assert list(store.journal_dir.iterdir()) == []
+
+
+def test_repair_moves_every_stray_temp_of_this_store_only(tmp_path, _isolate_home):
+    """One temp naming scheme (fs.temp_path) for meta, journal segments and
+    spill files; another store's temp in the shared spill directory stays."""
+    root = tmp_path / "s"
+    with MemoryStore(path=root) as store:
+        store_id = store.store_id
+        journal_dir = store.journal_dir
+    journal_dir.mkdir()
+    spill = _isolate_home / ".iai-mcp" / ".provenance-overflow"
+    spill.mkdir(parents=True)
+    ours = [
+        fs.temp_path(journal_dir / f"prov-{store_id}-{1:020d}-7-000001.journal"),
+        fs.temp_path(spill / f"prov-{store_id}-{1:020d}-00000001.jsonl"),
+    ]
+    theirs = fs.temp_path(spill / f"prov-{'0' * 32}-{1:020d}-00000001.jsonl")
+    for path in [*ours, theirs]:
+        path.write_bytes(b"half a file")
+    planned = repair(root, apply=False)
+    assert sum("would move stray temp file" in line for line in planned) == 2, planned
+    repair(root, apply=True)
+    assert not any(p.exists() for p in ours) and theirs.exists()
+    assert len(list((root / "recovered").rglob("*.tmp"))) == 2
+
+
+def test_repair_dry_run_counts_versions_while_the_store_is_open_elsewhere(tmp_path):
+    """The version count comes from LanceDB's public list_versions, without
+    the key or the owner lock, so a dry run works next to a running daemon."""
+    root = tmp_path / "s"
+    with MemoryStore(path=root) as store:
+        r = _make()
+        store.insert(r)
+        for i in range(3):
+            store.update(r.id, tags=[f"t{i}"])
+        versions = store.stats()["versions"]
+        assert versions > 1
+        assert any(f"would compact the records table ({versions} versions)" in line
+                   for line in repair(root, apply=False))
