@@ -2,13 +2,15 @@
 
 Why a queue at all, when the log appends in well under a millisecond? Measured
 with ``python -m bench.provenance --paths-only`` (one recall's 10 pairs, one
-call per 2 ms, a log of ~10k and ~100k entries, 2 shared cores): the
-synchronous ``store.append_provenance_batch`` on the request thread costs
-p50 ~300 us, p95 0.9-2.3 ms and p99 12-14 ms (WAL commits and checkpoints);
-``enqueue`` with its journal line costs p50 ~60 us, p95 0.1-0.35 ms, p99
-0.9-1.6 ms. And a slow or failing log (a 500 ms write in the spec) must never
-slow or fail a recall, which only a hand-off can promise. So the queue stays,
-and the journal is what makes the hand-off safe.
+call per 2 ms, a log of ~10k and ~100k entries, 2 shared cores, two runs):
+the synchronous ``store.append_provenance_batch`` on the request thread costs
+p50 280-310 us, p95 0.9-3.3 ms and p99 12-20 ms (WAL commits and
+checkpoints), whatever the log's size; ``enqueue`` with its journal line costs
+p50 56-63 us, p95 0.11-0.35 ms, p99 0.6-3.3 ms. Recall p95 end to end moved
+with the machine's load more than with the path. And a slow or failing log
+(a 500 ms write in the spec) must never slow or fail a recall, which only a
+hand-off can promise. So the queue stays, and the journal is what makes the
+hand-off safe.
 
 Recall hands its ``(record_id, entry)`` pairs to ``enqueue``, which seals the
 batch once (``pending.seal_batch``), appends that line to the store's journal
