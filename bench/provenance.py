@@ -19,6 +19,16 @@
    the store cannot do without: every record's sealed payload and sealed
    vector, plus every provenance row's sealed entry, entry id and record id
    (and 8 bytes for its sequence number).
+5. Paths: the two ways a recall's entries can reach the log, on a log that
+   already holds ~10k and then ~100k entries. Synchronous: one
+   ``store.append_provenance_batch`` of the recall's 10 pairs (every hit
+   shares one entry, as recall gives them) on the request thread. Queued:
+   ``queue.enqueue`` of the same pairs (which seals the batch once and
+   appends it to the journal) with the worker writing behind it. Both paced
+   at one call per ``--enqueue-gap-ms``; p50/p95/p99 in us. Then recall p95
+   end to end through dispatch (real embedder, k=10) with the queue on and
+   off (off: the synchronous append on the request thread), in alternating
+   blocks over the same cues.
 """
 from __future__ import annotations
 
@@ -29,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import (
-    Run, base_parser, clock_ms, dir_stats, fmt, isolate_key_material, print_table, summarize,
-    time_calls,
+    Run, base_parser, clock_ms, dir_stats, fmt, isolate_key_material, parse_sizes, print_table,
+    summarize, time_calls,
 )
 from bench.corpus import Corpus, add_corpus_args, build_store, embed_pool, working_copy
 
@@ -215,6 +225,74 @@ def growth(path: Path, cues: list[str], recalls: int) -> dict[str, Any]:
     }
 
 
+def _paced(fn, args, gap_s: float) -> list[float]:
+    """Microseconds of each ``fn(arg)``, one call every ``gap_s`` (a recall rate)."""
+    samples = []
+    for arg in args:
+        start = time.perf_counter_ns()
+        fn(arg)
+        samples.append((time.perf_counter_ns() - start) / 1e3)
+        time.sleep(gap_s)
+    return samples
+
+
+def paths(path: Path, cues: list[str], log_sizes: list[int], calls: int, gap_ms: float,
+          blocks: int) -> list[dict[str, Any]]:
+    """Section 5: synchronous append vs enqueue (+ journal), and recall with each."""
+    from iai_mcp import backend as app
+    from iai_mcp.core import dispatch
+    from iai_mcp.embed import MiniLMEmbedder
+
+    store = app.open_store(path, provenance_queue=False)
+    out = []
+    try:
+        embedder = MiniLMEmbedder()
+        embedder.warmup()
+        store.bind_embedder(embedder)
+        ids = [row.id for row in store.rows()]
+        recall = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": PAIRS_PER_RECALL})  # noqa: E731
+        for cue in cues[:5]:
+            recall(cue)
+        gap = gap_ms / 1000
+
+        def one_recall(i: int) -> list[tuple[Any, dict[str, Any]]]:
+            entry = {"ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "cue": f"paths cue {i}", "session_id": "bench"}
+            return [(ids[(i * PAIRS_PER_RECALL + j) % len(ids)], entry) for j in range(PAIRS_PER_RECALL)]
+
+        made = 0
+        for size in log_sizes:
+            missing = size - store.stats()["provenance_entries"]
+            filler = [pair for i in range(max(0, missing) // PAIRS_PER_RECALL) for pair in one_recall(i)]
+            for k in range(0, len(filler), 512):
+                store.append_provenance_batch(filler[k:k + 512])
+            entries_before = store.stats()["provenance_entries"]
+            batches = [one_recall(made + i) for i in range(calls)]
+            made += calls
+            sync_us = _paced(store.append_provenance_batch, batches[: calls // 2], gap)
+            queue = store.enable_provenance_queue()
+            enqueue_us = _paced(queue.enqueue, batches[calls // 2:], gap)
+            assert queue.flush(timeout=120), "the queue did not drain within 120 s"
+            queued_ms: list[float] = []
+            sync_ms: list[float] = []
+            for block in range(blocks):
+                chunk = cues[block * len(cues) // blocks:(block + 1) * len(cues) // blocks]
+                queue = store.enable_provenance_queue()
+                queued_ms += time_calls(recall, chunk)
+                store.disable_provenance_queue()  # drains; later recalls append on this thread
+                sync_ms += time_calls(recall, chunk)
+            out.append({
+                "log_entries": entries_before,
+                "sync_append_us": summarize(sync_us),
+                "enqueue_us": summarize(enqueue_us),
+                "recall_queue_on_ms": summarize(queued_ms),
+                "recall_sync_append_ms": summarize(sync_ms),
+            })
+    finally:
+        store.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(NAME, __doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=None, help="store size (default 1000; 200 quick)")
@@ -224,6 +302,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--drain-batches", type=int, default=None, help="batches drained (default 2000; 200 quick)")
     parser.add_argument("--recalls", type=int, default=None, help="recalls before the growth check (default 10000; 300 quick)")
     parser.add_argument("--slow-recalls", type=int, default=None, help="recalls per phase of the slow-write test (default 200; 10 quick)")
+    parser.add_argument("--log-sizes", default=None,
+                        help="log sizes for the paths section (default 10k,100k; 1k,3k quick)")
+    parser.add_argument("--path-calls", type=int, default=None,
+                        help="timed calls per path and log size (default 2000; 200 quick)")
+    parser.add_argument("--path-recalls", type=int, default=None,
+                        help="recalls per path and log size (default 200; 10 quick)")
+    parser.add_argument("--paths-only", action="store_true",
+                        help="run only section 5 (sync append vs enqueue, recall with each)")
     add_corpus_args(parser)
     args = parser.parse_args(argv)
     isolate_key_material()
@@ -236,8 +322,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     corpus = Corpus(args.seed, args.source, args.data)
     root = build_store(corpus, n, args.cache_dir, embed_pool(args))
     run = Run(NAME, args)
+    log_sizes = parse_sizes(args.log_sizes or ("1k,3k" if q else "10k,100k"))
+    path_calls = args.path_calls or (200 if q else 2000)
+    path_recalls = args.path_recalls or (10 if q else 200)
     run.data["config"] = {"records": n, "enqueues": enqueues, "drain_batches": drain_batches,
-                          "recalls": recalls, "slow_recalls": slow_recalls, "corpus": corpus.tag}
+                          "recalls": recalls, "slow_recalls": slow_recalls, "corpus": corpus.tag,
+                          "log_sizes": log_sizes, "path_calls": path_calls, "path_recalls": path_recalls}
+    with working_copy(root) as path:
+        run.data["paths"] = pa = paths(path, corpus.cues(path_recalls, among=n, salt="paths"), log_sizes,
+                                       path_calls, args.enqueue_gap_ms, blocks=1 if q else 2)
+    print_table(f"One recall's entries into the log, one call per {args.enqueue_gap_ms} ms (us)",
+                ["log entries", "path", "p50", "p95", "p99"],
+                [row for p in pa for row in (
+                    [p["log_entries"], "sync append_provenance_batch", *(p["sync_append_us"][k] for k in ("p50", "p95", "p99"))],
+                    [p["log_entries"], "enqueue (+ journal)", *(p["enqueue_us"][k] for k in ("p50", "p95", "p99"))])])
+    print_table("Recall end to end (ms)", ["log entries", "path", "p50", "p95", "p99"],
+                [row for p in pa for row in (
+                    [p["log_entries"], "queue on", *(p["recall_queue_on_ms"][k] for k in ("p50", "p95", "p99"))],
+                    [p["log_entries"], "sync append", *(p["recall_sync_append_ms"][k] for k in ("p50", "p95", "p99"))])])
+    for p in pa:
+        run.add_ratio(f"sync append p99 @ {p['log_entries']:,} entries", p["sync_append_us"]["p99"],
+                      "enqueue p99", p["enqueue_us"]["p99"], "us")
+        run.add_ratio(f"recall p95, sync append @ {p['log_entries']:,} entries",
+                      p["recall_sync_append_ms"]["p95"], "recall p95, queue on",
+                      p["recall_queue_on_ms"]["p95"], "ms")
+    if args.paths_only:
+        run.finish()
+        return run.data
     with working_copy(root) as path:
         run.data["queue"] = qd = enqueue_and_drain(path, enqueues, drain_batches, args.enqueue_gap_ms)
     with working_copy(root) as path:

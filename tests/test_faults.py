@@ -17,8 +17,10 @@ from hypothesis import strategies as st
 
 from iai_mcp.core.capture import CaptureRequest, capture_many
 from iai_mcp.core import dispatch
-from iai_mcp.provenance_queue.journal import Journal, decode_pairs, encode_pairs
-from iai_mcp.provenance_queue import ProvenanceWriteQueue
+from iai_mcp import fs
+from iai_mcp.provenance_queue import ProvenanceWriteQueue, pending
+from iai_mcp.provenance_queue.journal import Journal
+from iai_mcp.provenance_queue.pending import SEAL_PURPOSE, decode_pairs, encode_pairs
 from iai_mcp.provenance_queue.queue import _with_ids
 from iai_mcp.core.repair import repair
 from iai_mcp.store import MemoryStore
@@ -72,7 +74,8 @@ def _journal_lines(store: MemoryStore) -> list[tuple[int, list]]:
         assert lines[-1] == b"", f"{path.name} ends in a torn line"
         for line in lines[:-1]:
             seq, payload = line.split(b" ", 1)
-            out.append((int(seq), decode_pairs(store.open_spill(base64.b64decode(payload, validate=True)))))
+            blob = base64.b64decode(payload, validate=True)
+            out.append((int(seq), decode_pairs(store.sealer(SEAL_PURPOSE).open(blob))))
     return sorted(out, key=lambda line: line[0])
 
 
@@ -231,12 +234,14 @@ def test_journal_holds_no_plaintext(store):
 
 def _dead_queue_journal(store: MemoryStore, batches: list[list[tuple]]) -> Path:
     """Journal ``batches`` as a queue would, then die: file left, lock released."""
-    journal = Journal(store.journal_dir, store.store_id, store.seal_spill, store.open_spill, lambda *a, **k: None)
+    sealer = store.sealer(SEAL_PURPOSE)
+    journal = Journal(store.journal_dir, store.store_id, sealer, lambda *a, **k: None)
     journal.open()
     for seq, pairs in enumerate(batches, start=1):
-        assert journal.append(seq, journal.encode(_with_ids(pairs))) is None
+        journal.append(seq, pending.seal_batch(sealer, _with_ids(pairs)), durable_upto=0)
     assert journal.close(durable_upto=0)
     (path,) = [p for p in store.journal_dir.glob("*.journal") if journal.queue_id in p.name]
+    assert len(path.read_bytes().splitlines()) == 1 + len(batches)  # header, then every batch
     return path
 
 
@@ -256,7 +261,7 @@ def test_torn_last_line_ignored_rest_applied(tmp_path, capsys):
         fh.write(b"3 c2VhbGVkIGJ1dCBjdXQgb2Zm")  # the kill came mid-write: no newline
     _start_and_stop(store)
     assert [e["cue"] for e in store.provenance_of(r.id)] == ["a", "b"]
-    assert _named(capsys.readouterr().err, "journal_torn_tail")
+    assert _named(capsys.readouterr().err, "pending_torn_tail")
     assert list(store.journal_dir.iterdir()) == []
 
 
@@ -273,7 +278,7 @@ def test_unreadable_line_applies_the_rest_then_quarantines(tmp_path, capsys):
     clean = _dead_queue_journal(store, [[(r.id, {"cue": "c"})]])
     _start_and_stop(store)
     assert [e["cue"] for e in store.provenance_of(r.id)] == ["a", "b", "c"]
-    assert len(_named(capsys.readouterr().err, "journal_line_unreadable")) == 2
+    assert len(_named(capsys.readouterr().err, "pending_line_unreadable")) == 2
     assert not clean.exists()
     (quarantined,) = store.journal_dir.glob("*.failed-*")
     kept = quarantined.read_bytes()
@@ -305,7 +310,7 @@ def test_other_stores_journal_never_applied_or_removed(tmp_path, capsys):
     assert copied.read_bytes() == theirs.read_bytes()
     assert stray.read_text() == "not a journal"
     assert not disguised.exists() and not temp.exists()
-    assert "another" in _named(capsys.readouterr().err, "journal_quarantined")[0]["reason"]
+    assert "another" in _named(capsys.readouterr().err, "pending_quarantined")[0]["reason"]
     other.close()
 
 
@@ -363,7 +368,8 @@ def test_repair_dry_run_changes_nothing_then_apply_recovers(tmp_path, _isolate_h
         store.update(r.id, tags=[f"t{i}"])  # versions for compaction to fold
     _dead_queue_journal(store, [[(r.id, {"cue": "from the journal"})]])
     store.close()
-    (root / "meta.json.tmp").write_text("{half a meta")
+    stray = fs.temp_path(root / "meta.json")  # what a write_atomic killed before its rename leaves
+    stray.write_text("{half a meta")
     before = sorted(str(p) for p in root.rglob("*")), _all_bytes_under(root)
     planned = repair(root, apply=False)
     assert (sorted(str(p) for p in root.rglob("*")), _all_bytes_under(root)) == before
@@ -373,7 +379,7 @@ def test_repair_dry_run_changes_nothing_then_apply_recovers(tmp_path, _isolate_h
     done = repair(root, apply=True)
     assert any("1 provenance entries were missing" in line for line in done), done
     assert any(line.startswith("compacted the records table") for line in done), done
-    (moved,) = (root / "recovered").rglob("meta.json.tmp")
+    (moved,) = (root / "recovered").rglob(stray.name)
     assert moved.read_text() == "{half a meta"
     assert repair(root, apply=True) == ["nothing to repair"]
     with MemoryStore(path=root) as reopened:
@@ -459,3 +465,57 @@ def test_journal_segment_rotates_under_steady_traffic(tmp_path, monkeypatch):
     q.stop()
     assert largest < 4096 * 4
     assert len(store.get(r.id).provenance) == 600
+
+
+def test_journal_written_before_the_one_format_still_replays(tmp_path):
+    """Journals used to carry their own header name; the lines were already
+    this format, so a journal a killed older version left is not lost."""
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    path = _dead_queue_journal(store, [[(r.id, {"cue": "from an older version"})]])
+    header, rest = path.read_bytes().split(b"\n", 1)
+    old = json.dumps({"iai_mcp_journal": 1, "store_id": store.store_id}).encode()
+    path.write_bytes(old + b"\n" + rest)
+    _start_and_stop(store)
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["from an older version"]
+    assert list(store.journal_dir.iterdir()) == []
+
+
+def test_repair_moves_every_stray_temp_of_this_store_only(tmp_path, _isolate_home):
+    """One temp naming scheme (fs.temp_path) for meta, journal segments and
+    spill files; another store's temp in the shared spill directory stays."""
+    root = tmp_path / "s"
+    with MemoryStore(path=root) as store:
+        store_id = store.store_id
+        journal_dir = store.journal_dir
+    journal_dir.mkdir()
+    spill = _isolate_home / ".iai-mcp" / ".provenance-overflow"
+    spill.mkdir(parents=True)
+    ours = [
+        fs.temp_path(journal_dir / f"prov-{store_id}-{1:020d}-7-000001.journal"),
+        fs.temp_path(spill / f"prov-{store_id}-{1:020d}-00000001.jsonl"),
+    ]
+    theirs = fs.temp_path(spill / f"prov-{'0' * 32}-{1:020d}-00000001.jsonl")
+    for path in [*ours, theirs]:
+        path.write_bytes(b"half a file")
+    planned = repair(root, apply=False)
+    assert sum("would move stray temp file" in line for line in planned) == 2, planned
+    repair(root, apply=True)
+    assert not any(p.exists() for p in ours) and theirs.exists()
+    assert len(list((root / "recovered").rglob("*.tmp"))) == 2
+
+
+def test_repair_dry_run_counts_versions_while_the_store_is_open_elsewhere(tmp_path):
+    """The version count comes from LanceDB's public list_versions, without
+    the key or the owner lock, so a dry run works next to a running daemon."""
+    root = tmp_path / "s"
+    with MemoryStore(path=root) as store:
+        r = _make()
+        store.insert(r)
+        for i in range(3):
+            store.update(r.id, tags=[f"t{i}"])
+        versions = store.stats()["versions"]
+        assert versions > 1
+        assert any(f"would compact the records table ({versions} versions)" in line
+                   for line in repair(root, apply=False))

@@ -22,9 +22,8 @@ from iai_mcp.core.params import (
     row_summary,
 )
 from iai_mcp.core.session_pack import build_pack
-from iai_mcp.provenance_queue.journal import journal_state
 from iai_mcp.core.recall import keyword_index
-from iai_mcp.provenance_queue.spill import spill_state
+from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
 from iai_mcp.core.transfer import EXPORT_KEYS, ImportItem, export_page, import_items

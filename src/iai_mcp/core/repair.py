@@ -6,8 +6,10 @@ apply=True)``. Each returned line is one action or one reason an action was
 skipped. The steps, in order:
 
 1. A key file other users can read is made 0600.
-2. Stray temp files (a write killed between writing and renaming) are moved
-   to ``<root>/recovered/<time>/``, never deleted: one may be the only copy of
+2. Stray temp files (a write killed between writing and renaming; every
+   atomic write names its temp file through ``iai_mcp.fs``, so
+   ``fs.stray_temps`` finds them all) are moved to
+   ``<root>/recovered/<time>/``, never deleted: one may be the only copy of
    something.
 3. Journal segments a dead process left, and this store's spill files, are
    replayed into the provenance log (the queue's own start and drain; what
@@ -24,22 +26,19 @@ import os
 import time
 from pathlib import Path
 
-from iai_mcp import config
+from iai_mcp import config, fs
 from iai_mcp.errors import StoreError
-from iai_mcp.provenance_queue.journal import journal_state
-from iai_mcp.provenance_queue.spill import spill_state
+from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import JOURNAL_DIR, META_FILE, MemoryStore, fix_key_file_mode
+from iai_mcp.store.records_table import version_count
 
 DRAIN_TIMEOUT_S = 120.0
 
 
 def _stray_temp_files(root: Path, store_id: str | None, spill_dir: Path) -> list[Path]:
-    found = [root / f"{META_FILE}.tmp"]
-    journal_dir = root / JOURNAL_DIR
-    if journal_dir.is_dir():
-        found += journal_dir.glob(".prov-*.journal.tmp")
-    if store_id and spill_dir.is_dir():
-        found += spill_dir.glob(f".prov-{store_id}-*.tmp")
+    found = [*fs.stray_temps(root), *fs.stray_temps(root / JOURNAL_DIR)]
+    if store_id:  # the spill directory is shared: only this store's temps are ours to move
+        found += [path for path in fs.stray_temps(spill_dir) if store_id in path.name]
     return [path for path in found if path.is_file()]
 
 
@@ -48,11 +47,6 @@ def _store_id(root: Path) -> str | None:
         return str(json.loads((root / META_FILE).read_text("utf-8"))["store_id"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _version_files(root: Path) -> int:
-    versions = root / "records.lance" / "_versions"
-    return len(list(versions.glob("*.manifest"))) if versions.is_dir() else 0
 
 
 def repair(
@@ -88,12 +82,12 @@ def repair(
         return lines
     journal = journal_state(root / JOURNAL_DIR, store_id)
     spilled = spill_state(store_id, spill)
-    versions = _version_files(root)
     if not apply:
         if journal["segments"]:
             lines.append(f"would replay {journal['segments']} journal segment(s) in {journal['dir']}")
         if spilled["pending"]:
             lines.append(f"would replay {spilled['pending']} spill file(s) in {spilled['dir']}")
+        versions = version_count(root)
         if versions > 1:
             lines.append(f"would compact the records table ({versions} versions)")
         return lines or ["nothing to repair"]

@@ -7,7 +7,7 @@ Layout of a store root::
     key                   the AES key (mode 0600) when no keyring is used
     records.lance/        LanceDB table of sealed records (see records_table)
     provenance.sqlite3    append-only provenance log (see provenance_log)
-    journal/              provenance queue journal segments (see iai_mcp.provenance_queue.journal)
+    journal/              provenance queue journal segments (see iai_mcp.provenance_queue)
 
 At open the store checks the key, decrypts every record once and keeps them
 in memory: rows as slotted objects, vectors in one float32 matrix. Reads and
@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import numpy as np
@@ -41,6 +41,7 @@ from iai_mcp.errors import (
     InvalidInput,
     NotFound,
 )
+from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.store.codec import decode_row, encode_row, text_key
 from iai_mcp.store.meta import (
     META_FILE,
@@ -62,12 +63,22 @@ from iai_mcp.types import (
     new_entry_id,
 )
 
-if TYPE_CHECKING:
-    from iai_mcp.provenance_queue import ProvenanceWriteQueue
-
 __all__ = ["JOURNAL_DIR", "META_FILE", "MemoryStore", "fix_key_file_mode", "log_event"]
 
 JOURNAL_DIR = "journal"
+
+
+class _Sealer:
+    __slots__ = ("_cipher", "_aad")
+
+    def __init__(self, cipher: Any, aad: bytes) -> None:
+        self._cipher, self._aad = cipher, aad
+
+    def seal(self, data: bytes) -> bytes:
+        return self._cipher.seal(data, self._aad)
+
+    def open(self, blob: bytes) -> bytes:
+        return self._cipher.open(blob, self._aad)
 
 
 class NamedEmbedder(Protocol):
@@ -457,10 +468,9 @@ class MemoryStore:
             self.append_provenance_batch(pairs)
 
     def enable_provenance_queue(self, coalesce_ms: int = 50, **options: Any) -> ProvenanceWriteQueue:
-        # Imported here: the queue sits above the store in the layering and
-        # the spec places this switch on the store.
-        from iai_mcp.provenance_queue import ProvenanceWriteQueue
-
+        """Start a queue writing behind recall (see ``iai_mcp.provenance_queue``):
+        it replays what a killed process left, then takes every batch recall
+        hands over. The store is its ``ProvenanceSink``."""
         with self._lock:
             if self._provenance_queue is None:
                 queue = ProvenanceWriteQueue(self, coalesce_ms=coalesce_ms, **options)
@@ -485,14 +495,11 @@ class MemoryStore:
         """Where this store's provenance queue journals what it was handed."""
         return self.root / JOURNAL_DIR
 
-    # Spill files hold provenance cues, so they are sealed like everything else.
-    # So are journal lines (iai_mcp.provenance_queue.journal), with the same associated data.
-
-    def seal_spill(self, data: bytes) -> bytes:
-        return self._cipher.seal(data, f"spill:{self.store_id}".encode())
-
-    def open_spill(self, blob: bytes) -> bytes:
-        return self._cipher.open(blob, f"spill:{self.store_id}".encode())
+    def sealer(self, purpose: str) -> _Sealer:
+        """Seal and open bytes with this store's key, bound to ``purpose`` and
+        this store (a blob sealed for one does not open for another). The
+        provenance queue seals its pending batches with it."""
+        return _Sealer(self._cipher, f"{purpose}:{self.store_id}".encode())
 
     # -------------------------------------------------------------- admin
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from iai_mcp import fs
 from iai_mcp.errors import StoreError, StoreLocked
 from iai_mcp.log import logger
 from iai_mcp.store import crypto
@@ -63,12 +64,8 @@ def fix_key_file_mode(root: str | os.PathLike[str], *, apply: bool) -> str | Non
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    # fs.write_atomic names its temp file so that repair's fs.stray_temps finds it.
+    fs.write_atomic(path, json.dumps(data, indent=2), mode=0o644)
 
 
 

@@ -45,6 +45,15 @@ class SealedRow:
     vector: bytes
 
 
+def version_count(root: Path) -> int:
+    """Versions of the records table under ``root``, read without opening the
+    store (no key, no owner lock): what ``doctor --repair`` reports before it
+    compacts. 0 when there is no table yet."""
+    if not (root / f"{TABLE}.lance").is_dir():
+        return 0
+    return len(lancedb.connect(str(root)).open_table(TABLE).list_versions())
+
+
 class RecordsTable:
     def __init__(self, root: Path) -> None:
         self._db = lancedb.connect(str(root))
