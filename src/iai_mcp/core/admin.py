@@ -21,13 +21,13 @@ from iai_mcp.core.transfer import ImportItem, export_page, import_items
 
 
 def _session_start(store: MemoryStore, args: SessionStartParams) -> dict[str, Any]:
-    """The memory pack a new session starts with.
+    """The memory pack a new session starts with (``contract.SessionStartParams``).
 
-    params: ``session_id`` (its own memories are left out: they are already
-    in its context), ``budget_tokens`` (default 3000). Returns ``text`` (the
-    rendered pack, empty when there is nothing to show), ``budget_used``
-    (estimated tokens of ``text``) and ``memories`` (what was packed, in
-    order: pinned first, then most recently recalled, reinforced or captured).
+    The session's own memories are left out: they are already in its
+    context. Returns ``results.SessionPack``: ``text`` (the rendered pack,
+    empty when there is nothing to show), ``budget_used`` (estimated tokens
+    of ``text``) and ``memories`` (what was packed, in order: pinned first,
+    then most recently recalled, reinforced or captured).
     """
     pack = build_pack(store, args.budget_tokens, exclude_session=args.session_id)
     memories = [memory_dict(item.row, PackedMemory, why=item.why, at=item.at.isoformat()) for item in pack.items]
@@ -90,10 +90,10 @@ def _memory_compact(store: MemoryStore, args: NoParams) -> dict[str, Any]:
 
 
 def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
-    """One page of memories, in insertion order, with text and provenance.
+    """One page of memories, in insertion order, with text and provenance
+    (``contract.ExportParams``).
 
-    params: ``offset`` (default 0), ``limit`` (default 200, at most 1000).
-    Returns ``records`` (see ``transfer.export_record``), ``total`` and
+    Returns ``records`` (``results.ExportedRecord``), ``total`` and
     ``next_offset`` (null after the last page). The text is plaintext.
     """
     offset = args.offset
@@ -103,14 +103,12 @@ def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
 
 
 def _memory_import(store: MemoryStore, args: ImportParams) -> dict[str, Any]:
-    """Capture a batch of exported records; every record is checked first.
+    """Capture a batch of exported records; every record is checked first
+    (``contract.ImportParams``, each record a ``contract.ImportRecord``).
 
-    params: ``records`` (objects as ``memory_export`` writes them, at most
-    1000; ``text`` is required, ``id``, ``created_at``, ``updated_at`` and
-    ``reinforcements`` are ignored), ``dry_run`` (check only). Texts are
-    re-embedded with this store's embedder; a record already present is
-    skipped (same text, session and time) or reinforced, as in capture.
-    Returns counts per status and the ``record_ids`` in input order.
+    Texts are re-embedded with this store's embedder; a record already
+    present is skipped (same text, session and time) or reinforced, as in
+    capture. Returns counts per status and the ``record_ids`` in input order.
     """
     dry_run = args.dry_run
     items = [ImportItem(record.request(), record.provenance or [])

@@ -207,7 +207,10 @@ def error_for(method: str, error: Mapping[str, Any]) -> InvalidInput:
         context = {**error.get("ctx", {}), "input": _short(value), "kind": type(value).__name__}
         if isinstance(value, (str, list)):
             context["length"] = len(value)
-        text = template.format(**context)
+        try:
+            text = template.format(**context)
+        except (KeyError, IndexError):  # a pydantic release that words its context differently
+            text = f"is not valid: {error['msg']}"
     else:
         limit, text = False, f"is not valid: {error['msg']}"
     return (LimitExceeded if limit else InvalidInput)(f"{method}: {where!r} {text}")
