@@ -36,6 +36,34 @@ def test_every_command_has_help(command, capsys):
     assert out.startswith(f"usage: iai-mcp {command}") and len(out.splitlines()) > 2
 
 
+@pytest.mark.parametrize("command,method,positional,left_out", [
+    ("capture", "memory_capture", "text", {"text"}),
+    ("recall", "memory_recall", "cue", {"cue", "cue_embedding"}),
+])
+def test_method_options_come_from_the_contract(command, method, positional, left_out):
+    from typing import get_args
+
+    from iai_mcp.core import contract
+    from iai_mcp.types import Role, Tier
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    options = {a.dest: a for a in sub.choices[command]._actions if a.option_strings}
+    fields = contract.method(method).params.model_fields
+    assert set(fields) - left_out <= set(options)
+    assert options["tier"].choices == list(get_args(Tier))
+    assert options["tags"].option_strings == ["--tag"] and options["tags"].metavar == "TAG"
+    for name in set(fields) - left_out:
+        action, field = options[name], fields[name]
+        assert action.default is None or action.default is False  # unset: the contract's default applies
+        assert action.help.startswith(field.description.rstrip(".").split(";")[0])
+        if field.default not in (None, False):
+            assert f"(default {field.default})" in action.help
+    if command == "capture":
+        assert options["role"].choices == list(get_args(Role))
+    else:
+        assert options["k"].type is int and options["budget_tokens"].type is int
+
+
 def test_help_and_usage_errors_load_nothing_heavy():
     script = textwrap.dedent("""
         import json, sys

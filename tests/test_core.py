@@ -238,3 +238,54 @@ def test_get_sees_provenance_of_a_recall_that_returned(store):
     rid = _capture(store, "queued provenance is visible to get")["record_id"]
     dispatch(store, "memory_recall", {"cue": "queued provenance", "k": 1})
     assert len(dispatch(store, "memory_get", {"id": rid})["provenance"]) == 1
+
+
+# ------------------------------------------------------------ the contract
+
+
+def test_every_method_has_a_contract_and_a_function():
+    from iai_mcp.core import METHODS, contract
+
+    assert set(METHODS) == set(contract.METHODS)
+    for name, method in contract.METHODS.items():
+        config = method.params.model_config
+        assert config["strict"] and config["extra"] == "forbid", name
+
+
+def test_resendable_methods_are_declared_in_the_contract():
+    from iai_mcp.core import contract
+    from iai_mcp.daemon import client, wire
+
+    declared = {name for name, method in contract.METHODS.items() if method.resendable}
+    assert declared == {"memory_capture", "memory_recall", "memory_get"}
+    assert all(client._resendable(name) for name in declared | {wire.PING})
+    assert not any(client._resendable(name) for name in set(contract.METHODS) - declared)
+    assert not client._resendable("a_method_added_later")
+
+
+def test_the_contract_and_the_client_load_nothing_heavy():
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "import iai_mcp.daemon.client, iai_mcp.core.contract\n"
+        "heavy = ('numpy', 'lancedb', 'pyarrow', 'onnxruntime', 'mcp', 'iai_mcp.store', 'iai_mcp.embed')\n"
+        "print(json.dumps([m for m in heavy if m in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert json.loads(done.stdout) == [], done.stderr
+
+
+def test_none_means_not_given_and_the_contract_default_applies(store):
+    out = dispatch(store, "memory_capture", {"text": "defaults", "tier": None, "pinned": None,
+                                             "language": None, "tags": None})
+    got = dispatch(store, "memory_get", {"id": out["record_id"]})
+    assert (got["tier"], got["pinned"], got["language"], got["tags"]) == ("episodic", False, "en", [])
+
+
+def test_a_precomputed_cue_embedding_may_be_a_tuple(store):
+    rid = _capture(store, "tuple vector")["record_id"]
+    vec = tuple(store.get(rid).embedding)
+    assert dispatch(store, "memory_recall", {"cue": "x", "cue_embedding": vec, "k": 1})["hits"][0]["record_id"] == rid

@@ -180,3 +180,22 @@ def test_reimport_restores_provenance_an_interrupted_import_lost(store, tmp_path
         # Once restored, a further import adds nothing.
         dispatch(other, "memory_import", {"records": exported})
         assert other.stats()["provenance_entries"] == 1
+
+
+def test_an_export_line_is_always_importable(store):
+    from iai_mcp.core.contract import ImportRecord
+
+    _capture(store, "exported", tags=["x"], pinned=True)
+    record = dispatch(store, "memory_export", {})["records"][0]
+    assert list(record) == ["id", "text", "tier", "tags", "session_id", "role", "ts", "pinned",
+                            "language", "created_at", "updated_at", "reinforcements", "provenance"]
+    assert set(record) <= set(ImportRecord.model_fields)
+
+
+@pytest.mark.parametrize("provenance", ["", 0, {}, False, [{1: "not a string key"}]])
+def test_import_rejects_provenance_that_is_not_a_list_of_objects(store, provenance):
+    # These used to pass as "no provenance" (a falsy value) or be stored as given.
+    before = _state(store)
+    with pytest.raises(InvalidInput, match=r"records\[0\]: 'provenance"):
+        dispatch(store, "memory_import", {"records": [{"text": "x", "provenance": provenance}]})
+    assert _state(store) == before

@@ -21,7 +21,8 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from iai_mcp import mcp_server as server
 from iai_mcp.core import dispatch
-from iai_mcp.core.params import CAPTURE_PARAMS, MAX_BUDGET_TOKENS, MAX_K
+from iai_mcp.core import contract
+from iai_mcp.core.params import MAX_BUDGET_TOKENS, MAX_K
 from iai_mcp.errors import InvalidInput
 from iai_mcp.types import ROLES, TIERS
 
@@ -56,7 +57,7 @@ def _accepted(store, method: str, required: dict[str, Any]) -> str:
     return str(info.value)
 
 
-def test_tools_mirror_core_parameters(store):
+def test_tool_schemas_come_from_the_contract(store):
     app, _ = server.build_server(lambda: DirectBackend(store))
 
     async def scenario():
@@ -64,15 +65,18 @@ def test_tools_mirror_core_parameters(store):
             return {t.name: t for t in (await client.list_tools()).tools}
 
     tools = _run(scenario)
-    assert set(tools) == TOOLS
+    assert set(tools) == TOOLS == {name for name, m in contract.METHODS.items() if m.tool}
     schemas = {name: tool.inputSchema for name, tool in tools.items()}
-    assert set(schemas["memory_capture"]["properties"]) == set(CAPTURE_PARAMS)
-    for tool, method, required in [
-        ("memory_recall", "memory_recall", {"cue": "x"}),
-        ("memory_get", "memory_get", {"id": "x"}),
-        ("session_start", "session_start", {}),
-    ]:
-        assert f"accepted: {sorted(schemas[tool]['properties'])}" in _accepted(store, method, required)
+    for name, schema in schemas.items():
+        fields = contract.method(name).params.model_fields
+        # What dispatch accepts is exactly what the tool offers, in the same words.
+        assert f"accepted: {sorted(schema['properties'])}" in _accepted(store, name, {})
+        assert list(schema["properties"]) == list(fields)
+        assert schema.get("required", []) == [f for f, info in fields.items() if info.is_required()]
+        for field, prop in schema["properties"].items():
+            info = fields[field]
+            assert prop["description"] == info.description
+            assert prop.get("default") == (None if info.is_required() else info.default)
     assert schemas["memory_capture"]["required"] == ["text"]
     assert schemas["memory_recall"]["required"] == ["cue"]
     assert schemas["memory_get"]["required"] == ["id"]
@@ -80,8 +84,11 @@ def test_tools_mirror_core_parameters(store):
     assert capture["tier"]["default"] == "episodic" and sorted(capture["tier"]["enum"]) == sorted(TIERS)
     assert sorted(capture["role"]["anyOf"][0]["enum"]) == sorted(ROLES)
     recall = schemas["memory_recall"]["properties"]
-    assert (recall["k"]["default"], recall["k"]["maximum"]) == (10, MAX_K)
+    assert (recall["k"]["default"], recall["k"]["minimum"], recall["k"]["maximum"]) == (10, 1, MAX_K)
     assert (recall["budget_tokens"]["default"], recall["budget_tokens"]["maximum"]) == (1500, MAX_BUDGET_TOKENS)
+    assert schemas["session_start"]["properties"]["budget_tokens"]["maximum"] == MAX_BUDGET_TOKENS
+    # Lengths are dispatch's to enforce (a typed limit_exceeded error), not the schema's.
+    assert "maxLength" not in capture["text"]
     for tool in tools.values():
         assert tool.description and len(tool.description) > 80  # written for the model
         assert tool.outputSchema is not None

@@ -13,6 +13,8 @@ import argparse
 import json
 import os
 import sys
+import types
+import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,19 +71,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The options given for ``method``'s parameters (``contract_options``);
+    one not given is left out, so the contract's default applies."""
+    from iai_mcp.core import contract
+
+    names = contract.method(method).params.model_fields
+    return {name: value for name, value in vars(args).items()
+            if name in names and value is not None and value is not False}
+
+
 def cmd_capture(args: argparse.Namespace) -> int:
     text = args.text
     if text is None or text == "-":
         text = sys.stdin.read()
         # The newline a shell pipe adds is not part of what was said.
         text = text[:-1] if text.endswith("\n") else text
-    params = {
-        "text": text, "session_id": args.session_id, "role": args.role, "cue": args.cue,
-        "tier": args.tier, "tags": args.tag, "ts": args.ts, "pinned": args.pinned or None,
-        "language": args.language,
-    }
     with _backend(args) as backend:
-        result = backend.call("memory_capture", {k: v for k, v in params.items() if v is not None})
+        result = backend.call("memory_capture", {**_method_params(args, "memory_capture"), "text": text})
     if args.json:
         _print_json(result)
     else:
@@ -90,13 +97,8 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_recall(args: argparse.Namespace) -> int:
-    params = {
-        "cue": args.cue, "k": args.k, "budget_tokens": args.budget_tokens,
-        "session_id": args.session_id, "tier": args.tier, "tags": args.tag,
-        "since": args.since, "until": args.until,
-    }
     with _backend(args) as backend:
-        result = backend.call("memory_recall", {k: v for k, v in params.items() if v is not None})
+        result = backend.call("memory_recall", _method_params(args, "memory_recall"))
     if args.json:
         _print_json(result)
         return 0
@@ -351,12 +353,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def _batch_size(value: str) -> int:
+    from iai_mcp.core.params import MAX_PAGE
+
     try:
         size = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if not 1 <= size <= 1000:
-        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    if not 1 <= size <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PAGE}")
     return size
 
 
@@ -364,13 +368,41 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--session-id", help="the conversation this belongs to")
-    parser.add_argument("--tier", choices=["working", "episodic", "semantic", "procedural"])
-    parser.add_argument("--tag", action="append", help="a tag (repeat for several)")
+def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tuple[str, ...] = ()) -> None:
+    """One option per parameter of ``method``'s contract (``core.contract``),
+    except ``skip``: ``--session-id`` for ``session_id``, choices from a
+    ``Literal``, a flag for a bool, a repeatable singular option for a list
+    (``--tag``), the description (and default) as help. No option has an
+    argparse default: one not given is not sent, and the contract's applies."""
+    from iai_mcp.core import contract
+
+    for name, field in contract.method(method).params.model_fields.items():
+        if name in skip:
+            continue
+        kind = field.annotation
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            kind = next(t for t in typing.get_args(kind) if t is not type(None))  # X | None
+        flag = "--" + name.replace("_", "-")
+        help = (field.description or "").replace("%", "%%")
+        if field.default not in (None, False):
+            help = f"{help.rstrip('.')} (default {field.default})"
+        options: dict[str, Any] = {"dest": name, "help": help}
+        if kind is bool:
+            options["action"] = "store_true"
+        elif typing.get_origin(kind) is list:
+            flag = flag.removesuffix("s")
+            options.update(action="append", metavar=flag[2:].upper(), help=f"{help.rstrip('.')}; repeat for several")
+        elif typing.get_origin(kind) is typing.Literal:
+            options["choices"] = list(typing.get_args(kind))
+        elif kind is int:
+            options["type"] = int
+        parser.add_argument(flag, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from iai_mcp.core import contract
+    from iai_mcp.core.params import MAX_PAGE
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Local, encrypted, verbatim long-term memory for MCP assistants.",
@@ -389,21 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("capture", cmd_capture, "remember TEXT verbatim (reads stdin when TEXT is '-' or absent)")
     p.add_argument("text", nargs="?", metavar="TEXT")
-    _filters(p)
-    p.add_argument("--role", choices=["user", "assistant", "system", "tool", "note"])
-    p.add_argument("--cue", help="what prompted keeping it")
-    p.add_argument("--ts", help="when it was said (ISO-8601); default now")
-    p.add_argument("--pinned", action="store_true", help="always include it in session packs")
-    p.add_argument("--language", help="language code (default en)")
+    contract_options(p, "memory_capture", skip=("text",))
     _json_flag(p)
 
     p = command("recall", cmd_recall, "find the memories that match CUE, best first")
     p.add_argument("cue", metavar="CUE")
-    p.add_argument("--k", type=int, help="most memories to return (default 10)")
-    p.add_argument("--budget-tokens", type=int, help="token budget for the texts (default 1500)")
-    _filters(p)
-    p.add_argument("--since", help="only memories said at or after this ISO-8601 time")
-    p.add_argument("--until", help="only memories said at or before this ISO-8601 time")
+    contract_options(p, "memory_recall", skip=("cue", "cue_embedding"))
     _json_flag(p)
 
     p = command("show", cmd_show, "show one memory and its provenance (when, by which cue, in which session)")
@@ -419,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("import", cmd_import, "import a JSONL export (re-embedded; repeats are skipped)")
     p.add_argument("file", metavar="FILE", help="the export file, or '-' for stdin")
     p.add_argument("--batch-size", type=_batch_size, default=IMPORT_BATCH, metavar="N",
-                   help=f"records per call, 1-1000 (default {IMPORT_BATCH})")
+                   help=f"records per call, 1-{MAX_PAGE} (default {IMPORT_BATCH})")
     _json_flag(p)
 
     p = command("doctor", cmd_doctor, "check the store, key, embedder, spill/journal and daemon")
@@ -437,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("hook", cmd_hook, "run a hook (Claude Code calls this with JSON on stdin)")
     p.add_argument("event", choices=["session-start", "stop"])
-    p.add_argument("--budget-tokens", type=int, default=3000, help="session-start pack budget (default 3000)")
+    pack_budget = contract.method("session_start").params.model_fields["budget_tokens"]
+    p.add_argument("--budget-tokens", type=int, default=pack_budget.default,
+                   help=f"session-start: {pack_budget.description.rstrip('.')} (default {pack_budget.default})")
     _json_flag(p)
 
     p = command("daemon", cmd_daemon, "run, query or stop the per-store daemon")

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 from uuid import UUID, uuid4
 
 #: Width of every embedding vector (all-MiniLM-L6-v2).
 EMBED_DIM = 384
 
-#: The memory tiers a record can live in.
-TIERS = frozenset({"working", "episodic", "semantic", "procedural"})
+#: The memory tiers a record can live in. Declared once, as a ``Literal`` so
+#: that type checkers, the method contract (``core.contract``), the MCP tool
+#: schemas and the CLI's ``--tier`` choices all read the same names, in this order.
+Tier = Literal["working", "episodic", "semantic", "procedural"]
+TIERS: frozenset[str] = frozenset(get_args(Tier))
 
-#: Roles a captured turn can have.
-ROLES = frozenset({"user", "assistant", "system", "tool", "note"})
+#: Roles a captured turn can have (declared like ``Tier``).
+Role = Literal["user", "assistant", "system", "tool", "note"]
+ROLES: frozenset[str] = frozenset(get_args(Role))
 
 #: A provenance entry as callers append and read it: ``{ts, cue, session_id}``
 #: plus anything else the caller chose to record. Stored exactly as given.

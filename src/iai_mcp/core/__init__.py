@@ -5,12 +5,30 @@ through it the MCP server, the CLI and the hooks) reaches a method: it checks
 the parameters against the method's contract, calls one function, and returns
 a JSON-ready dict.
 
-Modules: ``dispatch`` (the method table), ``params`` (typed reads and
-limits), ``capture`` / ``recall`` / ``session_pack`` (the memory methods),
-``admin`` and ``transfer`` (stats, export, import, compaction), ``redact``
-(secrets out of text before it is stored), ``repair`` (``doctor --repair``).
-"""
-from iai_mcp.core.dispatch import METHODS, dispatch
-from iai_mcp.core.params import MAX_BUDGET_TOKENS, MAX_K
+Modules: ``contract`` (each method's parameters, declared once) and
+``params`` (its field types, limits and errors), ``results`` (what methods
+return), ``dispatch`` (the method table), ``capture`` / ``recall`` /
+``session_pack`` (the memory methods), ``admin`` and ``transfer`` (stats,
+export, import, compaction), ``redact`` (secrets out of text before it is
+stored), ``repair`` (``doctor --repair``).
 
-__all__ = ["MAX_BUDGET_TOKENS", "MAX_K", "METHODS", "dispatch"]
+``dispatch`` and ``METHODS`` are loaded on first use: importing this package
+(as ``core.contract`` does, for the CLI and the daemon client) must not load
+the store, numpy or the embedding model.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__all__ = ["METHODS", "dispatch"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        # Not ``from iai_mcp.core import dispatch``: that asks this function again.
+        module = import_module("iai_mcp.core.dispatch")
+        # Importing the submodule bound ``dispatch`` to it; the name means the function.
+        globals().update(dispatch=module.dispatch, METHODS=module.METHODS)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
+from uuid import UUID
 
+import numpy as np
+
+from iai_mcp.core import contract
 from iai_mcp.core.admin import ADMIN_METHODS
 from iai_mcp.core.capture import capture
-from iai_mcp.embed import embedder_for
-from iai_mcp.errors import NotFound, UnknownMethod
-from iai_mcp.log import logger
-from iai_mcp.core.params import (
-    CAPTURE_PARAMS,
-    MAX_BUDGET_TOKENS,
-    MAX_CUE_CHARS,
-    MAX_K,
-    Params,
-    capture_request,
-    row_summary,
-)
+from iai_mcp.core.contract import CaptureParams, GetParams, RecallParams
 from iai_mcp.core.recall import RecallQuery, recall
 from iai_mcp.core.redact import redact
+from iai_mcp.core.results import Memory, RecallHit, memory_dict
+from iai_mcp.embed import embedder_for
+from iai_mcp.errors import NotFound
+from iai_mcp.log import logger
 from iai_mcp.store import MemoryStore
-from iai_mcp.types import TIERS, utcnow
+from iai_mcp.types import parse_time, utcnow
 
 #: How long memory_get waits for queued provenance, so a recall that
 #: returned is visible in the record that follows.
@@ -38,9 +35,8 @@ GET_FLUSH_TIMEOUT_S = 2.0
 _log = logger("iai_mcp.core")
 
 
-def _memory_capture(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]:
-    request = capture_request(Params("memory_capture", params, set(CAPTURE_PARAMS)))
-    result = capture(store, embedder_for(store), request)
+def _memory_capture(store: MemoryStore, args: CaptureParams) -> dict[str, Any]:
+    result = capture(store, embedder_for(store), args.request())
     return {
         "status": result.status,
         "record_id": str(result.record_id),
@@ -49,21 +45,18 @@ def _memory_capture(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, 
     }
 
 
-def _memory_recall(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]:
-    p = Params("memory_recall", params, {
-        "cue", "session_id", "cue_embedding", "k", "budget_tokens", "tier", "tags", "since", "until",
-    })
+def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
     query = RecallQuery(
-        cue=p.text("cue", required=True, max_chars=MAX_CUE_CHARS, nonempty=True),  # type: ignore[arg-type]
-        cue_embedding=p.vector("cue_embedding"),
-        k=p.integer("k", 10, 1, MAX_K),
-        budget_tokens=p.integer("budget_tokens", 1500, 1, MAX_BUDGET_TOKENS),
-        tier=p.choice("tier", TIERS, None),
-        tags=p.tags(),
-        since=p.time("since"),
-        until=p.time("until"),
+        cue=args.cue,
+        cue_embedding=None if args.cue_embedding is None else np.asarray(args.cue_embedding, dtype=np.float32),
+        k=args.k,
+        budget_tokens=args.budget_tokens,
+        tier=args.tier,
+        tags=tuple(args.tags or ()),
+        since=parse_time(args.since),
+        until=parse_time(args.until),
     )
-    session_id = p.text("session_id")
+    session_id = args.session_id
     embedder = None if query.cue_embedding is not None else embedder_for(store)
     result = recall(store, embedder, query)
     now = utcnow().isoformat()
@@ -79,31 +72,23 @@ def _memory_recall(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, A
     except Exception as exc:  # provenance never fails a recall
         _log("provenance_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(pairs))
     hits = [
-        {**row_summary(hit.row), "score": round(hit.score, 6), "reason": hit.reason}
+        memory_dict(hit.row, RecallHit, score=round(hit.score, 6), reason=hit.reason)
         for hit in result.hits
     ]
     return {"hits": hits, "anti_hits": [], "budget_used": result.budget_used}
 
 
-def _memory_get(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]:
-    p = Params("memory_get", params, {"id"})
-    record_id = p.record_id("id")
+def _memory_get(store: MemoryStore, args: GetParams) -> dict[str, Any]:
+    record_id = UUID(args.id)
     store.flush_provenance(GET_FLUSH_TIMEOUT_S)
     record = store.get(record_id)
     if record is None:
         raise NotFound(f"memory_get: no memory with id {record_id}")
-    return {
-        **row_summary(record),  # a MemoryRecord is a MemoryRow
-        "pinned": record.pinned,
-        "language": record.language,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-        "reinforcements": record.reinforcements,
-        "provenance": record.provenance,
-    }
+    return memory_dict(record, Memory, provenance=record.provenance)
 
 
-METHODS: dict[str, Callable[[MemoryStore, Mapping[str, Any]], dict[str, Any]]] = {
+#: The function behind each method of ``contract.METHODS`` (a test keeps the two in step).
+METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
     "memory_capture": _memory_capture,
     "memory_recall": _memory_recall,
     "memory_get": _memory_get,
@@ -113,7 +98,5 @@ METHODS: dict[str, Callable[[MemoryStore, Mapping[str, Any]], dict[str, Any]]] =
 
 def dispatch(store: MemoryStore, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run ``method`` with ``params`` against ``store`` and return its result."""
-    handler = METHODS.get(method) if isinstance(method, str) else None
-    if handler is None:
-        raise UnknownMethod(f"unknown method {method!r}; known: {sorted(METHODS)}")
-    return handler(store, params)
+    args = contract.parse(method, params)  # UnknownMethod / InvalidInput before anything runs
+    return METHODS[method](store, args)

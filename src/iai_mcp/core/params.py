@@ -1,22 +1,27 @@
-"""Typed reads of a method's parameters, and the limits every method enforces.
+"""The building blocks of the method contract: limits, the checked field
+types every method shares, and the one translation of a pydantic
+``ValidationError`` into this package's errors.
 
-Shared by ``core`` (memory methods) and ``admin`` (stats, export, import,
-compaction, session packs): each check fails with an ``InvalidInput`` whose
-message names the parameter and what it should be, before anything is
-written.
+``core.contract`` declares each method's parameters with these; ``parse``
+checks a call against them before anything is written. A check that fails
+raises ``LimitExceeded`` when a value is past a documented maximum (text
+length, k, budget, list sizes) and ``InvalidInput`` otherwise, with a
+message that names the parameter and what it should be.
+
+Light on purpose: pydantic and the standard library only (no numpy, no
+store), so the CLI and the daemon client can read the contract cheaply.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-import numpy as np
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import PydanticCustomError
 
-from iai_mcp.core.capture import CaptureRequest
 from iai_mcp.errors import InvalidInput, LimitExceeded
-from iai_mcp.types import EMBED_DIM, ROLES, TIERS, MemoryRow, parse_time
+from iai_mcp.types import EMBED_DIM, parse_time
 
 MAX_TEXT_CHARS = 100_000
 MAX_CUE_CHARS = 10_000
@@ -25,148 +30,36 @@ MAX_BUDGET_TOKENS = 100_000
 MAX_TAGS = 64
 MAX_TAG_CHARS = 128
 MAX_ID_CHARS = 256
+MAX_RECORD_ID_CHARS = 64
+MAX_TIME_CHARS = 64
+MAX_LANGUAGE_CHARS = 32
 MAX_PAGE = 1000
+MAX_OFFSET = 2**62
 MAX_PROVENANCE_PER_RECORD = 10_000
 SESSION_PACK_TOKENS = 3000
 
-_MISSING = object()
+#: The error type the checks below raise (their message is already in our words).
+INVALID = "iai_invalid"
 
 
-class Params:
-    """Typed reads of a method's parameters, each failing with a message that
-    names the parameter and what it should be."""
+class Params(BaseModel):
+    """Base of every method's parameters: strict (``"5"`` is not an integer,
+    ``1`` is not ``true``) and closed (an unknown name is an error, not ignored)."""
 
-    def __init__(self, method: str, params: Any, allowed: set[str]) -> None:
-        if params is None:
-            params = {}
-        if not isinstance(params, Mapping):
-            raise InvalidInput(f"{method}: params must be an object, got {type(params).__name__}")
-        unknown = set(params) - allowed
-        if unknown:
-            raise InvalidInput(
-                f"{method}: unknown parameter(s) {sorted(map(str, unknown))}; "
-                f"accepted: {sorted(allowed)}"
-            )
-        self.method = method
-        self.values = params
-
-    def _get(self, name: str, required: bool) -> Any:
-        value = self.values.get(name, _MISSING)
-        if value is _MISSING or value is None:
-            if required:
-                raise InvalidInput(f"{self.method}: parameter {name!r} is required")
-            return _MISSING
-        return value
-
-    def text(self, name: str, *, required: bool = False, max_chars: int = MAX_ID_CHARS,
-             default: str | None = None, nonempty: bool = False) -> str | None:
-        value = self._get(name, required)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, str):
-            raise InvalidInput(f"{self.method}: {name!r} must be a string, got {type(value).__name__}")
-        if "\x00" in value:
-            raise InvalidInput(f"{self.method}: {name!r} must not contain NUL characters")
-        if not _valid_unicode(value):
-            raise InvalidInput(f"{self.method}: {name!r} must be valid Unicode (it has a lone surrogate)")
-        if nonempty and not value.strip():
-            raise InvalidInput(f"{self.method}: {name!r} must not be empty")
-        if len(value) > max_chars:
-            raise LimitExceeded(f"{self.method}: {name!r} is {len(value)} characters; the maximum is {max_chars}")
-        return value
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        value = self._get(name, False)
-        if value is _MISSING:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInput(f"{self.method}: {name!r} must be an integer, got {type(value).__name__}")
-        if value < low:
-            raise InvalidInput(f"{self.method}: {name!r} must be at least {low}")
-        if value > high:
-            raise LimitExceeded(f"{self.method}: {name!r} is {value}; the maximum is {high}")
-        return value
-
-    def flag(self, name: str, default: bool = False) -> bool:
-        value = self._get(name, False)
-        if value is _MISSING:
-            return default
-        if not isinstance(value, bool):
-            raise InvalidInput(f"{self.method}: {name!r} must be true or false")
-        return value
-
-    def choice(self, name: str, options: frozenset[str], default: str | None) -> str | None:
-        value = self.text(name, default=default)
-        if value is not None and value not in options:
-            raise InvalidInput(f"{self.method}: {name!r} must be one of {sorted(options)}, got {value!r}")
-        return value
-
-    def tags(self, name: str = "tags") -> tuple[str, ...]:
-        value = self._get(name, False)
-        if value is _MISSING:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-            raise InvalidInput(f"{self.method}: {name!r} must be a list of strings")
-        if len(value) > MAX_TAGS:
-            raise LimitExceeded(f"{self.method}: at most {MAX_TAGS} tags")
-        for tag in value:
-            if not tag.strip() or len(tag) > MAX_TAG_CHARS or "\x00" in tag or not _valid_unicode(tag):
-                raise InvalidInput(
-                    f"{self.method}: each tag must be 1-{MAX_TAG_CHARS} characters, got {tag!r:.40}"
-                )
-        return tuple(value)
-
-    def time(self, name: str) -> datetime | None:
-        value = self.text(name, max_chars=64)
-        if value is None:
-            return None
-        parsed = parse_time(value)
-        if parsed is None:
-            raise InvalidInput(
-                f"{self.method}: {name!r} must be an ISO-8601 time such as 2026-05-08T13:56:00Z"
-            )
-        return parsed
-
-    def record_id(self, name: str) -> UUID:
-        value = self.text(name, required=True, max_chars=64)
-        try:
-            return UUID(value)
-        except ValueError:
-            raise InvalidInput(f"{self.method}: {name!r} must be a record id (a UUID)") from None
-
-    def array(self, name: str, *, max_items: int) -> list[Any]:
-        value = self._get(name, True)
-        if not isinstance(value, list):
-            raise InvalidInput(f"{self.method}: {name!r} must be a list, got {type(value).__name__}")
-        if len(value) > max_items:
-            raise LimitExceeded(
-                f"{self.method}: {name!r} has {len(value)} items; send at most {max_items} per call"
-            )
-        return value
-
-    def vector(self, name: str) -> np.ndarray | None:
-        value = self._get(name, False)
-        if value is _MISSING:
-            return None
-        vec = None
-        if (
-            isinstance(value, (list, tuple))
-            and len(value) == EMBED_DIM
-            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
-        ):
-            # Checked after the cast: an int past float range, or a float past
-            # float32 range, would otherwise become inf and NaN scores.
-            with np.errstate(over="ignore"):
-                try:
-                    vec = np.asarray(value, dtype=np.float32)
-                except OverflowError:
-                    vec = None
-        if vec is None or not np.all(np.isfinite(vec)):
-            raise InvalidInput(f"{self.method}: {name!r} must be a list of {EMBED_DIM} finite numbers")
-        return vec
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-def _valid_unicode(value: str) -> bool:
+P = TypeVar("P", bound=Params)
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    return PydanticCustomError(INVALID, message)
+
+
+def _utf8(value: str) -> bool:
     # A lone surrogate (possible in a Python str, never in UTF-8) would fail
     # later, mid-write, as a UnicodeEncodeError.
     try:
@@ -176,33 +69,148 @@ def _valid_unicode(value: str) -> bool:
     return True
 
 
-def row_summary(row: MemoryRow) -> dict[str, Any]:
-    return {
-        "record_id": str(row.id),
-        "literal_surface": row.literal_surface,
-        "tier": row.tier,
-        "tags": list(row.tags),
-        "session_id": row.session_id,
-        "role": row.role,
-        "ts": row.said_at.isoformat(),
-    }
+def _plain(value: str | None) -> str | None:
+    if value is None:
+        return value
+    if "\x00" in value:  # ends a string in C layers
+        raise _invalid("must not contain NUL characters")
+    if not _utf8(value):
+        raise _invalid("must be valid Unicode (it has a lone surrogate)")
+    return value
 
 
+def _not_blank(value: str | None) -> str | None:
+    if value is not None and not value.strip():
+        raise _invalid("must not be empty")
+    return value
 
-CAPTURE_PARAMS = frozenset({
-    "text", "session_id", "role", "cue", "tier", "tags", "ts", "pinned", "language",
-})
+
+def _iso_time(value: str | None) -> str | None:
+    if value is not None and parse_time(value) is None:
+        raise _invalid("must be an ISO-8601 time such as 2026-05-08T13:56:00Z")
+    return value
 
 
-def capture_request(p: Params) -> CaptureRequest:
-    return CaptureRequest(
-        text=p.text("text", required=True, max_chars=MAX_TEXT_CHARS, nonempty=True),  # type: ignore[arg-type]
-        session_id=p.text("session_id"),
-        role=p.choice("role", ROLES, None),
-        cue=p.text("cue", max_chars=MAX_CUE_CHARS),
-        tier=p.choice("tier", TIERS, "episodic"),  # type: ignore[arg-type]
-        tags=p.tags(),
-        said_at=p.time("ts"),
-        pinned=p.flag("pinned"),
-        language=p.text("language", default="en", max_chars=32, nonempty=True),  # type: ignore[arg-type]
-    )
+def _record_id(value: str) -> str:
+    try:
+        UUID(value)
+    except ValueError:
+        raise _invalid("must be a record id (a UUID)") from None
+    return value
+
+
+def _tags(value: list[str] | None) -> list[str] | None:
+    for tag in value or ():
+        if not tag.strip() or len(tag) > MAX_TAG_CHARS or "\x00" in tag or not _utf8(tag):
+            raise _invalid(f"must hold tags of 1-{MAX_TAG_CHARS} characters each, got {tag!r:.40}")
+    return value
+
+
+def _vector(value: Any) -> Any:
+    """A list of EMBED_DIM numbers that stay finite as float32 (the type they
+    are ranked in): an int past float range, or a float past float32 range,
+    would otherwise become inf and NaN scores."""
+    if value is None:
+        return value
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == EMBED_DIM
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    ):
+        import numpy as np  # only where a vector is checked: the daemon, which has it loaded
+
+        with np.errstate(over="ignore"):
+            try:
+                vec = np.asarray(value, dtype=np.float32)
+            except OverflowError:
+                vec = None
+        if vec is not None and np.all(np.isfinite(vec)):
+            return list(value)
+    raise _invalid(f"must be a list of {EMBED_DIM} finite numbers")
+
+
+#: Field types of the contract. Every check sits at the top of the field's
+#: annotation (never inside a list or an Optional), so the bare type is what
+#: the MCP tool schemas are derived from.
+Text = Annotated[str, AfterValidator(_plain), AfterValidator(_not_blank)]
+OptionalText = Annotated[str | None, AfterValidator(_plain)]
+OptionalNonBlankText = Annotated[str | None, AfterValidator(_plain), AfterValidator(_not_blank)]
+Time = Annotated[str | None, AfterValidator(_plain), AfterValidator(_iso_time)]
+RecordId = Annotated[str, AfterValidator(_plain), AfterValidator(_record_id)]
+Tags = Annotated[list[str] | None, AfterValidator(_tags)]
+Vector = Annotated[list[float] | None, BeforeValidator(_vector)]
+
+
+# ------------------------------------------------------------------- parse
+
+
+def parse(model: type[P], method: str, params: Any) -> P:
+    """``params`` checked against ``model``; raises ``InvalidInput`` (or
+    ``LimitExceeded``) naming ``method``, the parameter and what it should be.
+
+    ``None`` means "not given": adapters pass their unset options through, and
+    the contract's default applies.
+    """
+    if params is None:
+        params = {}
+    if not isinstance(params, Mapping):
+        raise InvalidInput(f"{method}: params must be an object, got {type(params).__name__}")
+    accepted = model.model_fields
+    unknown = [name for name in params if name not in accepted]
+    if unknown:
+        raise InvalidInput(
+            f"{method}: unknown parameter(s) {sorted(map(str, unknown))}; accepted: {sorted(accepted)}"
+        )
+    given = {name: value for name, value in params.items() if value is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        # One message, the first problem in parameter order, as a person would fix them.
+        raise error_for(method, exc.errors(include_url=False)[0]) from None
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    name = str(loc[0]) if loc else "params"
+    return name + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc[1:])
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+#: Pydantic's error types, in this package's words: (limit?, message).
+_MESSAGES: dict[str, tuple[bool, str]] = {
+    "string_type": (False, "must be a string, got {kind}"),
+    "string_unicode": (False, "must be valid Unicode (it has a lone surrogate)"),
+    "int_type": (False, "must be an integer, got {kind}"),
+    "bool_type": (False, "must be true or false"),
+    "list_type": (False, "must be a list, got {kind}"),
+    "dict_type": (False, "must be an object, got {kind}"),
+    "literal_error": (False, "must be one of {expected}, got {input}"),
+    "greater_than_equal": (False, "must be at least {ge}"),
+    "less_than_equal": (True, "is {input}; the maximum is {le}"),
+    "string_too_long": (True, "is {length} characters; the maximum is {max_length}"),
+    "too_long": (True, "has {actual_length} items; send at most {max_length}"),
+}
+
+
+def error_for(method: str, error: Mapping[str, Any]) -> InvalidInput:
+    """The ``InvalidInput`` (or ``LimitExceeded``) for one pydantic error."""
+    kind, where, value = error["type"], _where(tuple(error["loc"])), error.get("input")
+    if kind == "missing":
+        return InvalidInput(f"{method}: parameter {where!r} is required")
+    if kind == INVALID:
+        limit, text = False, error["msg"]
+    elif kind in _MESSAGES:
+        limit, template = _MESSAGES[kind]
+        context = {**error.get("ctx", {}), "input": _short(value), "kind": type(value).__name__}
+        if isinstance(value, (str, list)):
+            context["length"] = len(value)
+        try:
+            text = template.format(**context)
+        except (KeyError, IndexError):  # a pydantic release that words its context differently
+            text = f"is not valid: {error['msg']}"
+    else:
+        limit, text = False, f"is not valid: {error['msg']}"
+    return (LimitExceeded if limit else InvalidInput)(f"{method}: {where!r} {text}")

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 from uuid import UUID
 
 from iai_mcp.core.recall import estimate_tokens
+from iai_mcp.core.results import Why
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow, parse_time
-
-Why = Literal["pinned", "recalled", "reinforced", "captured"]
 
 HEADER = (
     "Memories from earlier sessions (iai-mcp, verbatim; pinned first, then most recently "

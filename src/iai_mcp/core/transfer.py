@@ -15,18 +15,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iai_mcp.core.capture import CaptureRequest, CaptureResult, capture_many
-from iai_mcp.embed import Embedder
 from iai_mcp.core.redact import redact
+from iai_mcp.core.results import ExportedRecord, memory_dict
+from iai_mcp.embed import Embedder
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRow, ProvenanceEntry
-
-#: Keys an exported record has; import accepts these and the capture parameters.
-EXPORT_KEYS = frozenset({
-    "id", "text", "tier", "tags", "session_id", "role", "ts", "pinned", "language",
-    "created_at", "updated_at", "reinforcements", "provenance",
-})
-# Of these, import ignores id, created_at, updated_at and reinforcements:
-# they are exported for the reader; a new record gets fresh values.
 
 
 @dataclass(frozen=True)
@@ -36,21 +29,9 @@ class ImportItem:
 
 
 def export_record(store: MemoryStore, row: MemoryRow) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "text": row.literal_surface,
-        "tier": row.tier,
-        "tags": list(row.tags),
-        "session_id": row.session_id,
-        "role": row.role,
-        "ts": row.said_at.isoformat(),
-        "pinned": row.pinned,
-        "language": row.language,
-        "created_at": row.created_at.isoformat(),
-        "updated_at": row.updated_at.isoformat(),
-        "reinforcements": row.reinforcements,
-        "provenance": store.provenance_of(row.id),
-    }
+    """``row`` as an export line (``results.ExportedRecord``; import reads it
+    back as ``contract.ImportRecord``)."""
+    return memory_dict(row, ExportedRecord, provenance=store.provenance_of(row.id))
 
 
 def export_page(store: MemoryStore, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:

@@ -12,9 +12,9 @@ If the daemon goes away between two calls (idle exit, ``daemon stop``, a
 crash), the next call reconnects, starting a new daemon, and is sent once
 more. A request whose connection broke after it was sent may or may not
 have run; it is sent again only for methods where running twice is
-harmless (see ``_RESENDABLE``). A daemon that is stopping answers the
-requests it will not run with ``daemon_stopping``; those are sent again
-whatever the method.
+harmless (``core.contract`` declares which). A daemon that is stopping
+answers the requests it will not run with ``daemon_stopping``; those are
+sent again whatever the method.
 
 Pure stdlib: no model, no store, no numpy in a client process.
 """
@@ -43,16 +43,19 @@ REQUEST_TIMEOUT_S = 300.0
 #: daemon.log is rotated (to daemon.log.1) when a spawn finds it larger.
 LOG_ROTATE_BYTES = 8 * 1024 * 1024
 
-# Methods safe to send again when the connection broke after sending:
-# ping and memory_get read; memory_recall reads and appends provenance (a
-# recall that ran and whose answer was lost could leave its entries twice,
-# but the daemon only loses a connection mid-request when it dies, and a
-# killed daemon loses its unwritten queue with it); memory_capture is sent
-# with a ``ts``, so a capture that already ran comes back "skipped" with the
-# same record id (one caveat: a capture that reinforced an older identical
-# text would reinforce it a second time). Methods added later are not
-# resent until someone has thought about them.
-_RESENDABLE = frozenset({wire.PING, "memory_recall", "memory_get", "memory_capture"})
+
+
+def _resendable(method: str) -> bool:
+    """Safe to send again when the connection broke after sending: ping only
+    reads; for dispatch methods, ``core.contract`` says (and why). Imported
+    here, on the rare broken connection, so a client process never pays for
+    loading the contract (pydantic) on the ordinary path."""
+    if method == wire.PING:
+        return True
+    from iai_mcp.core.contract import resendable
+
+    return resendable(method)
+
 
 _spawned: list[tuple[Path, subprocess.Popen[bytes]]] = []
 _spawned_lock = threading.Lock()
@@ -123,7 +126,7 @@ class DaemonClient:
                                      f"see {self.root / wire.LOG_FILE}") from None
                 reply = self._read_reply(method, request_id)
                 if reply is None:
-                    if attempt == 1 and method in _RESENDABLE:
+                    if attempt == 1 and _resendable(method):
                         continue
                     raise StoreError(
                         f"the daemon of {self.root} went away while running {method}; it may or "

@@ -1,94 +1,85 @@
-"""The memory tools an assistant calls: their parameters, results and the
-docstrings that are the model's manual. Each tool hands its parameters to
-``call(method, params)`` (dispatch, through the backend) and returns the
-result as structured content."""
+"""The memory tools an assistant calls: their results and the docstrings
+that are the model's manual. Each tool's parameters (names, types, defaults,
+limits, descriptions) come from the method of the same name in
+``core.contract``; its result type from ``core.results``. Each tool hands its
+parameters to ``call(method, params)`` (dispatch, through the backend) and
+returns the result as structured content."""
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
+from annotated_types import Ge, Le
 from mcp.server.fastmcp import FastMCP
 from pydantic import Field
-from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-#: Mirrors ``iai_mcp.types.TIERS`` and ``ROLES`` (a test keeps them equal).
-Tier = Literal["working", "episodic", "semantic", "procedural"]
-Role = Literal["user", "assistant", "system", "tool", "note"]
+from iai_mcp.core import contract
+from iai_mcp.core.results import (
+    CaptureResult,
+    Memory,
+    MemorySummary,
+    PackedMemory,
+    RecallHit,
+    RecallResult,
+    SessionPack,
+)
 
-#: Mirrors ``params.MAX_K`` and ``params.MAX_BUDGET_TOKENS`` (a test keeps them equal).
-MAX_K = 200
-MAX_BUDGET_TOKENS = 100_000
-
-# ----------------------------------------------------------------- results
-
-
-class CaptureResult(TypedDict):
-    status: Literal["inserted", "reinforced", "skipped"]
-    record_id: str
-    reason: str
-    redacted: list[str]
+__all__ = [
+    "CaptureResult", "Memory", "MemorySummary", "PackedMemory", "RecallHit", "RecallResult",
+    "SessionPack", "register_tools", "tool_signature",
+]
 
 
-class MemorySummary(TypedDict):
-    """What every result says about a memory (``params.row_summary``)."""
+def tool_signature(method: str, result: Any) -> inspect.Signature:
+    """The signature FastMCP derives a tool's input schema from: one keyword
+    parameter per field of the method's contract.
 
-    record_id: str
-    literal_surface: str
-    tier: str
-    tags: list[str]
-    session_id: str | None
-    role: str | None
-    ts: str
-
-
-class RecallHit(MemorySummary):
-    score: float
-    reason: str
-
-
-class RecallResult(TypedDict):
-    hits: list[RecallHit]
-    anti_hits: list[RecallHit]
-    budget_used: int
-
-
-class Memory(MemorySummary):
-    pinned: bool
-    language: str
-    created_at: str
-    updated_at: str
-    reinforcements: int
-    provenance: list[dict[str, Any]]
-
-
-class PackedMemory(MemorySummary):
-    pinned: bool
-    why: Literal["pinned", "recalled", "reinforced", "captured"]
-    at: str
-
-
-class SessionPack(TypedDict):
-    text: str
-    budget_used: int
-    memories: list[PackedMemory]
-
+    A parameter carries the field's type, default and description, and its
+    numeric bounds (so the model sees the range of ``k``). Length limits and
+    content checks are left to dispatch, which answers them with a typed
+    error (``limit_exceeded``, ``invalid_input``) saying what to change.
+    """
+    parameters = []
+    for name, field in contract.method(method).params.model_fields.items():
+        bounds = {}
+        for constraint in field.metadata:
+            if isinstance(constraint, Ge):
+                bounds["ge"] = constraint.ge
+            elif isinstance(constraint, Le):
+                bounds["le"] = constraint.le
+        annotation = Annotated[field.annotation, Field(description=field.description, **bounds)]
+        default = inspect.Parameter.empty if field.is_required() else field.default
+        parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                            default=default, annotation=annotation))
+    return inspect.Signature(parameters, return_annotation=result)
 
 
 def register_tools(app: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:
-    """Add the memory tools to ``app``; each one is ``call(method, params)``."""
+    """Add the memory tools to ``app``; each one is ``call(method, params)``.
 
-    @app.tool()
-    async def memory_capture(
-        text: Annotated[str, Field(description="The exact words to remember, verbatim.")],
-        session_id: Annotated[str | None, Field(description="The current conversation's id, if known.")] = None,
-        role: Annotated[Role | None, Field(description="Who said it.")] = None,
-        cue: Annotated[str | None, Field(description="What prompted keeping it (a question, a topic).")] = None,
-        tier: Annotated[Tier, Field(description="episodic: something said or done; semantic: a lasting fact or preference; procedural: how to do something; working: short-lived.")] = "episodic",
-        tags: Annotated[list[str] | None, Field(description="Short labels to filter by later.")] = None,
-        ts: Annotated[str | None, Field(description="When it was said, ISO-8601 (e.g. 2026-05-08T13:56:00Z); default now.")] = None,
-        pinned: Annotated[bool, Field(description="Always include it in the memories a new session starts with.")] = False,
-        language: Annotated[str, Field(description="Language code of the text.")] = "en",
-    ) -> CaptureResult:
+    Below, each tool is written as its name, its result type and its
+    docstring; ``tool`` gives it the contract's parameters.
+    """
+    registered: set[str] = set()
+
+    def tool(manual: Callable[[], Awaitable[Any]]) -> None:
+        method = manual.__name__
+        if not contract.method(method).tool:
+            raise ValueError(f"{method} is not declared as an MCP tool in core.contract")
+
+        async def run(**params: Any) -> Any:
+            return await call(method, params)
+
+        run.__name__ = run.__qualname__ = method
+        run.__doc__ = manual.__doc__
+        run.__signature__ = tool_signature(method, typing.get_type_hints(manual)["return"])  # type: ignore[attr-defined]
+        app.add_tool(run)
+        registered.add(method)
+
+    @tool
+    async def memory_capture() -> CaptureResult:
         """Remember something verbatim, for this and future conversations.
 
         Use it when the user states a preference, a fact about themselves or
@@ -97,23 +88,9 @@ def register_tools(app: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable
         reinforces the existing memory instead of duplicating it (status
         "reinforced"); the same turn sent twice is "skipped".
         """
-        return await call("memory_capture", {
-            "text": text, "session_id": session_id, "role": role, "cue": cue, "tier": tier,
-            "tags": tags, "ts": ts, "pinned": pinned, "language": language,
-        })
 
-    @app.tool()
-    async def memory_recall(
-        cue: Annotated[str, Field(description="What you are looking for, in a few words or a question.")],
-        session_id: Annotated[str | None, Field(description="The current conversation's id, recorded as who recalled.")] = None,
-        cue_embedding: Annotated[list[float] | None, Field(description="Rarely needed: a precomputed 384-d embedding of the cue.")] = None,
-        k: Annotated[int, Field(ge=1, le=MAX_K, description="Most memories to return.")] = 10,
-        budget_tokens: Annotated[int, Field(ge=1, le=MAX_BUDGET_TOKENS, description="Token budget for the returned texts; the best hit is always returned.")] = 1500,
-        tier: Annotated[Tier | None, Field(description="Only memories of this tier.")] = None,
-        tags: Annotated[list[str] | None, Field(description="Only memories carrying all these tags.")] = None,
-        since: Annotated[str | None, Field(description="Only memories said at or after this ISO-8601 time.")] = None,
-        until: Annotated[str | None, Field(description="Only memories said at or before this ISO-8601 time.")] = None,
-    ) -> RecallResult:
+    @tool
+    async def memory_recall() -> RecallResult:
         """Find the memories that matter for a cue, best first, verbatim.
 
         Call it before answering anything that may depend on earlier
@@ -123,27 +100,17 @@ def register_tools(app: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable
         the search. Each returned memory records that it was recalled by
         this cue.
         """
-        return await call("memory_recall", {
-            "cue": cue, "session_id": session_id, "cue_embedding": cue_embedding, "k": k,
-            "budget_tokens": budget_tokens, "tier": tier, "tags": tags, "since": since, "until": until,
-        })
 
-    @app.tool()
-    async def memory_get(
-        id: Annotated[str, Field(description="A record_id from memory_recall or memory_capture.")],  # noqa: A002
-    ) -> Memory:
+    @tool
+    async def memory_get() -> Memory:
         """Show one memory in full: its exact text, metadata and provenance.
 
         Provenance lists every time it was recalled: when, by which cue, in
         which session.
         """
-        return await call("memory_get", {"id": id})
 
-    @app.tool()
-    async def session_start(
-        session_id: Annotated[str | None, Field(description="The new conversation's id; its own memories are left out.")] = None,
-        budget_tokens: Annotated[int, Field(ge=1, le=MAX_BUDGET_TOKENS, description="Token budget for the pack.")] = 3000,
-    ) -> SessionPack:
+    @tool
+    async def session_start() -> SessionPack:
         """Get the memories to start a conversation with.
 
         Returns pinned memories first, then the most recently recalled,
@@ -151,4 +118,7 @@ def register_tools(app: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable
         ``text`` is ready to read. Call it once at the start of a
         conversation when no hook has already provided these memories.
         """
-        return await call("session_start", {"session_id": session_id, "budget_tokens": budget_tokens})
+
+    missing = {name for name, method in contract.METHODS.items() if method.tool} - registered
+    if missing:
+        raise ValueError(f"core.contract declares MCP tools with no manual here: {sorted(missing)}")

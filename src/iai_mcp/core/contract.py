@@ -1,0 +1,237 @@
+"""Every dispatch method's contract, declared once.
+
+One pydantic model per method gives each parameter's name, type, default,
+limit and description; ``METHODS`` says which methods are MCP tools and
+which are safe to send again. Everything else is derived from here:
+
+- ``core.dispatch`` checks a call with ``parse(method, params)``;
+- ``mcp_server.tools`` builds each tool's parameters from the model (the
+  descriptions are the model's manual);
+- ``cli`` builds the options of the commands that map to a method
+  (``--tier`` choices, defaults and help);
+- ``daemon.client`` asks ``resendable(method)`` before sending a request
+  again after a broken connection.
+
+What each method returns is declared beside it, in ``core.results``.
+
+Light on purpose (pydantic, no numpy, no store, no model): the CLI and the
+daemon client import it.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
+
+from iai_mcp.core.params import (
+    MAX_BUDGET_TOKENS,
+    MAX_CUE_CHARS,
+    MAX_ID_CHARS,
+    MAX_K,
+    MAX_LANGUAGE_CHARS,
+    MAX_OFFSET,
+    MAX_PAGE,
+    MAX_PROVENANCE_PER_RECORD,
+    MAX_RECORD_ID_CHARS,
+    MAX_TAGS,
+    MAX_TEXT_CHARS,
+    MAX_TIME_CHARS,
+    SESSION_PACK_TOKENS,
+    INVALID,
+    OptionalText,
+    Params,
+    RecordId,
+    Tags,
+    Text,
+    Time,
+    Vector,
+    parse as parse_model,
+)
+from iai_mcp.errors import UnknownMethod
+from iai_mcp.types import Role, Tier, parse_time
+
+if TYPE_CHECKING:
+    from iai_mcp.core.capture import CaptureRequest
+
+_SESSION_ID = "The current conversation's id, if known."
+
+
+class CaptureParams(Params):
+    """memory_capture: one memory, verbatim."""
+
+    text: Text = Field(max_length=MAX_TEXT_CHARS, description="The exact words to remember, verbatim.")
+    session_id: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=_SESSION_ID)
+    role: Role | None = Field(None, description="Who said it.")
+    cue: OptionalText = Field(
+        None, max_length=MAX_CUE_CHARS, description="What prompted keeping it (a question, a topic)."
+    )
+    tier: Tier = Field("episodic", description=(
+        "episodic: something said or done; semantic: a lasting fact or preference; "
+        "procedural: how to do something; working: short-lived."
+    ))
+    tags: Tags = Field(None, max_length=MAX_TAGS, description="Short labels to filter by later.")
+    ts: Time = Field(None, max_length=MAX_TIME_CHARS, description=(
+        "When it was said, ISO-8601 (e.g. 2026-05-08T13:56:00Z); default now."
+    ))
+    pinned: bool = Field(False, description="Always include it in the memories a new session starts with.")
+    language: Text = Field("en", max_length=MAX_LANGUAGE_CHARS, description="Language code of the text.")
+
+    def request(self) -> CaptureRequest:
+        """The library call these parameters ask for (``core.capture``)."""
+        from iai_mcp.core.capture import CaptureRequest  # imported here: capture loads the store
+
+        return CaptureRequest(
+            text=self.text, session_id=self.session_id, role=self.role, cue=self.cue,
+            tier=self.tier, tags=tuple(self.tags or ()), said_at=parse_time(self.ts),
+            pinned=self.pinned, language=self.language,
+        )
+
+
+class RecallParams(Params):
+    """memory_recall: the memories that matter for a cue."""
+
+    cue: Text = Field(
+        max_length=MAX_CUE_CHARS, description="What you are looking for, in a few words or a question."
+    )
+    session_id: OptionalText = Field(
+        None, max_length=MAX_ID_CHARS, description="The current conversation's id, recorded as who recalled."
+    )
+    cue_embedding: Vector = Field(
+        None, description="Rarely needed: a precomputed 384-d embedding of the cue."
+    )
+    k: int = Field(10, ge=1, le=MAX_K, description="Most memories to return.")
+    budget_tokens: int = Field(1500, ge=1, le=MAX_BUDGET_TOKENS, description=(
+        "Token budget for the returned texts; the best hit is always returned."
+    ))
+    tier: Tier | None = Field(None, description="Only memories of this tier.")
+    tags: Tags = Field(None, max_length=MAX_TAGS, description="Only memories carrying all these tags.")
+    since: Time = Field(
+        None, max_length=MAX_TIME_CHARS, description="Only memories said at or after this ISO-8601 time."
+    )
+    until: Time = Field(
+        None, max_length=MAX_TIME_CHARS, description="Only memories said at or before this ISO-8601 time."
+    )
+
+
+class GetParams(Params):
+    """memory_get: one memory in full."""
+
+    id: RecordId = Field(
+        max_length=MAX_RECORD_ID_CHARS, description="A record_id from memory_recall or memory_capture."
+    )
+
+
+class SessionStartParams(Params):
+    """session_start: the memory pack a new conversation starts with."""
+
+    session_id: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=(
+        "The new conversation's id; its own memories are left out."
+    ))
+    budget_tokens: int = Field(
+        SESSION_PACK_TOKENS, ge=1, le=MAX_BUDGET_TOKENS, description="Token budget for the pack."
+    )
+
+
+class ExportParams(Params):
+    """memory_export: one page of memories, in insertion order."""
+
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Index of the first memory of the page.")
+    limit: int = Field(200, ge=1, le=MAX_PAGE, description="Most memories in the page.")
+
+
+def _json_data(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    try:
+        # allow_nan=False: NaN/Infinity would come back out of export as invalid JSON.
+        json.dumps(entries, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PydanticCustomError(INVALID, "must be JSON data: {problem}", {"problem": str(exc)}) from None
+    return entries
+
+
+class ImportRecord(CaptureParams):
+    """One record of memory_import: a capture plus what export wrote beside it.
+
+    ``id``, ``created_at``, ``updated_at`` and ``reinforcements`` are accepted
+    and ignored: they are exported for the reader; a new record gets fresh values.
+    """
+
+    id: Any = Field(None, description="Ignored.")
+    created_at: Any = Field(None, description="Ignored.")
+    updated_at: Any = Field(None, description="Ignored.")
+    reinforcements: Any = Field(None, description="Ignored.")
+    provenance: Annotated[list[dict[str, Any]] | None, AfterValidator(_json_data)] = Field(
+        None, max_length=MAX_PROVENANCE_PER_RECORD,
+        description="The record's provenance entries, restored when the record is inserted.",
+    )
+
+
+class ImportParams(Params):
+    """memory_import: a batch of exported records, every one checked first."""
+
+    # Each record is checked as an ImportRecord on its own (``parse_records``),
+    # so an error names its index and None means "not given" inside it too.
+    records: list[Any] = Field(max_length=MAX_PAGE, description=(
+        f"Records as memory_export writes them, at most {MAX_PAGE}; only 'text' is required."
+    ))
+    dry_run: bool = Field(False, description="Check every record, write nothing.")
+
+    def parse_records(self, method: str) -> list[ImportRecord]:
+        return [parse_model(ImportRecord, f"{method}: records[{i}]", value)
+                for i, value in enumerate(self.records)]
+
+
+class NoParams(Params):
+    """A method that takes no parameters."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """One dispatch method: its parameters and how adapters may use it."""
+
+    params: type[Params]
+    #: Offered to assistants as an MCP tool of the same name.
+    tool: bool = False
+    #: Safe to send again when the connection broke after sending (it may have run).
+    resendable: bool = False
+
+
+#: Every dispatch method. Resendable: memory_get only reads; memory_recall
+#: reads and appends provenance (a recall that ran and whose answer was lost
+#: could leave its entries twice, but the daemon only loses a connection
+#: mid-request when it dies, and a killed daemon loses its unwritten queue
+#: with it); memory_capture is sent with a ``ts``, so a capture that already
+#: ran comes back "skipped" with the same record id (one caveat: a capture
+#: that reinforced an older identical text would reinforce it a second time).
+#: A method added later is not resent until someone has thought about it.
+METHODS: dict[str, Method] = {
+    "memory_capture": Method(CaptureParams, tool=True, resendable=True),
+    "memory_recall": Method(RecallParams, tool=True, resendable=True),
+    "memory_get": Method(GetParams, tool=True, resendable=True),
+    "session_start": Method(SessionStartParams, tool=True),
+    "memory_stats": Method(NoParams),
+    "memory_export": Method(ExportParams),
+    "memory_import": Method(ImportParams),
+    "memory_compact": Method(NoParams),
+    "warmup": Method(NoParams),
+}
+
+
+def method(name: str) -> Method:
+    """The contract of ``name``; ``UnknownMethod`` if there is none."""
+    found = METHODS.get(name) if isinstance(name, str) else None
+    if found is None:
+        raise UnknownMethod(f"unknown method {name!r}; known: {sorted(METHODS)}")
+    return found
+
+
+def parse(name: str, params: Any) -> Params:
+    """``params`` checked against method ``name``'s contract (see ``params.parse``)."""
+    return parse_model(method(name).params, name, params)
+
+
+def resendable(name: str) -> bool:
+    found = METHODS.get(name)
+    return found is not None and found.resendable

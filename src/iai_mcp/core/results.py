@@ -1,0 +1,112 @@
+"""What the methods return: each result's shape, declared once, and the one
+function that turns a memory into the public dict a shape describes.
+
+The shapes are ``TypedDict``s: the MCP tools return them as their result
+types (FastMCP derives the output schemas from them), and ``memory_dict``
+fills a memory shape from a row, key by key in declaration order, so a field
+added to a shape is a field every result of that shape carries.
+
+Public names (``record_id``, ``literal_surface``, ...) are part of the
+dispatch contract and do not change; an exported record spells two of them
+as its file format always has (``id``, ``text``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
+
+from iai_mcp.types import MemoryRow
+
+CaptureStatus = Literal["inserted", "reinforced", "skipped"]
+#: Why a memory is in a session pack.
+Why = Literal["pinned", "recalled", "reinforced", "captured"]
+
+
+class CaptureResult(TypedDict):
+    status: CaptureStatus
+    record_id: str
+    reason: str
+    redacted: list[str]
+
+
+class MemorySummary(TypedDict):
+    """What every result says about a memory."""
+
+    record_id: str
+    literal_surface: str
+    tier: str
+    tags: list[str]
+    session_id: str | None
+    role: str | None
+    ts: str
+
+
+class RecallHit(MemorySummary):
+    score: float
+    reason: str
+
+
+class RecallResult(TypedDict):
+    hits: list[RecallHit]
+    anti_hits: list[RecallHit]
+    budget_used: int
+
+
+class Memory(MemorySummary):
+    pinned: bool
+    language: str
+    created_at: str
+    updated_at: str
+    reinforcements: int
+    provenance: list[dict[str, Any]]
+
+
+class PackedMemory(MemorySummary):
+    pinned: bool
+    why: Why
+    at: str
+
+
+class SessionPack(TypedDict):
+    text: str
+    budget_used: int
+    memories: list[PackedMemory]
+
+
+# Functional form: ``id`` and ``text`` are the export format's names.
+ExportedRecord = TypedDict("ExportedRecord", {
+    "id": str, "text": str, "tier": str, "tags": list[str], "session_id": str | None,
+    "role": str | None, "ts": str, "pinned": bool, "language": str, "created_at": str,
+    "updated_at": str, "reinforcements": int, "provenance": list[dict[str, Any]],
+})
+
+#: How each public field of a memory is read from its row.
+_FIELDS: dict[str, Callable[[MemoryRow], Any]] = {
+    "record_id": lambda row: str(row.id),
+    "literal_surface": lambda row: row.literal_surface,
+    "tier": lambda row: row.tier,
+    "tags": lambda row: list(row.tags),
+    "session_id": lambda row: row.session_id,
+    "role": lambda row: row.role,
+    "ts": lambda row: row.said_at.isoformat(),
+    "pinned": lambda row: row.pinned,
+    "language": lambda row: row.language,
+    "created_at": lambda row: row.created_at.isoformat(),
+    "updated_at": lambda row: row.updated_at.isoformat(),
+    "reinforcements": lambda row: row.reinforcements,
+}
+_FIELDS["id"], _FIELDS["text"] = _FIELDS["record_id"], _FIELDS["literal_surface"]
+
+
+def memory_dict(row: MemoryRow, shape: type = MemorySummary, **known: Any) -> dict[str, Any]:
+    """``row`` as the public dict ``shape`` declares, in its key order.
+
+    ``known`` gives the fields a row does not hold (a score, why it was
+    packed, its provenance); every other field is read from the row.
+    """
+    return {
+        name: known[name] if name in known else _FIELDS[name](row)
+        for name in shape.__annotations__
+    }
