@@ -298,6 +298,27 @@ def test_passphrase_store(tmp_path, monkeypatch):
         MemoryStore(path=tmp_path)
 
 
+def test_the_store_gets_the_passphrase_as_key_settings_not_the_environment(tmp_path, monkeypatch):
+    """config reads IAI_MCP_CRYPTO_PASSPHRASE once; the store's key code sees
+    only KeySettings, whose repr never shows the secret."""
+    from iai_mcp import config
+    from iai_mcp.store import meta
+
+    settings = config.KeySettings(passphrase="hunter2 but longer")
+    assert "hunter2" not in repr(settings)
+    created, _ = meta.open_meta(tmp_path, settings)  # no environment variable set
+    assert created["key_source"]["kind"] == "passphrase"
+    assert not (tmp_path / "key").exists()
+    with pytest.raises(KeyUnavailable, match="IAI_MCP_CRYPTO_PASSPHRASE"):
+        meta.open_meta(tmp_path, config.KeySettings())
+    monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "hunter2 but longer")
+    assert config.key_settings() == settings
+    with MemoryStore(path=tmp_path) as reopened:  # MemoryStore(path=...) still reads it
+        assert reopened.store_id == created["store_id"]
+    monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "")
+    assert config.key_settings().passphrase is None
+
+
 def test_keyring_used_when_available(tmp_path, monkeypatch):
     import keyring
     from keyring.backend import KeyringBackend

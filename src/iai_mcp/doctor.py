@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from iai_mcp import config
 from iai_mcp.errors import IaiError
 
 Status = Literal["PASS", "WARN", "FAIL"]
@@ -34,7 +35,7 @@ def _key_check(stats: dict[str, Any]) -> Check:
     if source == "keyring":
         return Check("PASS", "key", "in the OS keyring")
     if source == "passphrase":
-        return Check("PASS", "key", "derived from IAI_MCP_CRYPTO_PASSPHRASE")
+        return Check("PASS", "key", f"derived from {config.PASSPHRASE_ENV}")
     return Check("WARN", "key", f"unknown key source {source!r}")
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+from iai_mcp.config import KeySettings
 from iai_mcp.errors import StoreError, StoreLocked
 from iai_mcp.log import logger
 from iai_mcp.store import crypto
@@ -72,7 +73,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 
-def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.Cipher]:
+def open_meta(root: Path, key_settings: KeySettings) -> tuple[dict[str, Any], crypto.Cipher]:
     """Read (or, for a new store, create) ``meta.json`` and the key, and check
     the key against it. Never writes over anything that is already there."""
     meta_path = root / META_FILE
@@ -86,7 +87,7 @@ def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.C
                 f"{meta_path} is unreadable ({exc}); restore it from backup. "
                 "Nothing was changed"
             ) from None
-        key = crypto.load_key(root, source, env)
+        key = crypto.load_key(root, source, key_settings)
         cipher = crypto.Cipher(key)
         crypto.verify_key_check(cipher, store_id, check, root)
         if source.kind == "file" and (problem := crypto.key_file_mode_problem(root)):
@@ -110,7 +111,7 @@ def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.C
             "new key over it. Restore meta.json from backup"
         )
     store_id = uuid4().hex
-    key, source = crypto.create_key(root, store_id, env)
+    key, source = crypto.create_key(root, store_id, key_settings)
     cipher = crypto.Cipher(key)
     meta = {
         "format": FORMAT_VERSION,
