@@ -271,6 +271,31 @@ def test_errors_come_back_as_the_same_class_with_the_same_message(root, tmp_path
     local.close()
 
 
+def test_start_up_warms_through_core_warmup_model_outside_the_store_lock(root, tmp_path, monkeypatch):
+    """The daemon and the ``warmup`` method share one warm-up: the model loads
+    without the lock (requests that need no model go on meanwhile), the
+    keyword index, which recalls share, is built under it."""
+    from iai_mcp.core import warmup
+
+    lock = threading.Lock()
+    seen = []
+
+    class Probe(HashEmbedder):
+        def warmup(self) -> None:
+            seen.append(("model", lock.locked()))
+
+    real_index = warmup.keyword_index
+    monkeypatch.setattr(warmup, "keyword_index", lambda s: seen.append(("index", lock.locked())) or real_index(s))
+    with MemoryStore(path=tmp_path / "probe", embedder=Probe()) as store:
+        assert warmup.warm(store, index_lock=lock)["embedder"] == HashEmbedder().name
+        assert seen == [("model", False), ("index", True)]
+        assert dispatch(store, "warmup", {})["embedder"] == HashEmbedder().name  # same function
+    seen.clear()
+    with InThread(root), _client(root) as backend:
+        assert _eventually(lambda: backend.call("ping")["embedder_ready"])
+        assert [step for step, _ in seen] == ["index"]  # the daemon warmed through core.warmup
+
+
 def test_malformed_and_oversized_requests_get_typed_errors(root, monkeypatch):
     with InThread(root), _client(root) as backend:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

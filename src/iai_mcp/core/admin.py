@@ -5,7 +5,6 @@ methods and reached the same way, through ``core.dispatch``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,11 +22,11 @@ from iai_mcp.core.params import (
 )
 from iai_mcp.core.session_pack import build_pack
 from iai_mcp.provenance_queue.journal import journal_state
-from iai_mcp.core.recall import keyword_index
 from iai_mcp.provenance_queue.spill import spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
 from iai_mcp.core.transfer import EXPORT_KEYS, ImportItem, export_page, import_items
+from iai_mcp.core.warmup import warm
 
 
 def _session_start(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -56,15 +55,7 @@ def _warmup(store: MemoryStore, params: Mapping[str, Any]) -> dict[str, Any]:
     No params. Returns the embedder's ``name`` and the ``seconds`` it took.
     """
     Params("warmup", params, set())
-    start = time.perf_counter()
-    embedder = embedder_for(store)
-    warm = getattr(embedder, "warmup", None)
-    if callable(warm):
-        warm()
-    else:
-        embedder.embed(["warmup"])
-    keyword_index(store)
-    return {"embedder": embedder.name, "seconds": round(time.perf_counter() - start, 3)}
+    return warm(store)  # the daemon's start-up thread warms through the same function
 
 
 def _disk_bytes(root: Any) -> int:

@@ -292,20 +292,18 @@ class Daemon:
         }
 
     def _warm_embedder(self) -> None:
-        from iai_mcp.embed import embedder_for
-        from iai_mcp.core.recall import keyword_index
+        from iai_mcp.core.warmup import warm
 
-        started = time.monotonic()
         try:
-            embedder = embedder_for(self.store)
-            embedder.embed(["warm up"])
-            with self._store_lock:  # the keyword index is shared with recalls
-                keyword_index(self.store)
+            # The model loads outside the store lock (requests that need no
+            # model go on meanwhile); the keyword index, shared with recalls,
+            # is built under it.
+            warmed = warm(self.store, index_lock=self._store_lock)
         except Exception as exc:  # requests that need the model will report it
             log("embedder_warmup_failed", error=f"{type(exc).__name__}: {exc}")
             return
         self._embedder_ready = True
-        log("embedder_ready", embedder=embedder.name, seconds=round(time.monotonic() - started, 3))
+        log("embedder_ready", embedder=warmed["embedder"], seconds=warmed["seconds"])
 
     # ---------------------------------------------------------------- shutdown
 
