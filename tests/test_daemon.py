@@ -113,6 +113,7 @@ def test_connect_spawns_one_daemon_that_owns_the_store(root):
     assert info["store"] == str(root.resolve())
     state = json.loads((root / wire.STATE_FILE).read_text())
     assert state["pid"] == info["pid"] and state["state"] == "running"
+    assert stat.S_IMODE((root / wire.STATE_FILE).stat().st_mode) == 0o600  # fs.write_atomic
     assert stat.S_IMODE(os.stat(wire.socket_path(root.resolve())).st_mode) == 0o600
 
     rid = _capture(first, "the kettle is in the left cupboard", session_id="a")["record_id"]

@@ -319,6 +319,34 @@ def test_the_store_gets_the_passphrase_as_key_settings_not_the_environment(tmp_p
     assert config.key_settings().passphrase is None
 
 
+def test_meta_is_written_atomically_and_a_killed_writers_temp_is_repaired(tmp_path):
+    """meta.json goes through fs.write_atomic (owner-only, no temp left); a
+    temp a killed writer left under fs's name is what repair moves aside."""
+    from iai_mcp import fs
+    from iai_mcp.core.repair import repair
+
+    root = tmp_path / "s"
+    MemoryStore(path=root).close()
+    assert stat.S_IMODE((root / "meta.json").stat().st_mode) == 0o600
+    assert list(fs.stray_temps(root)) == []
+    stray = fs.temp_path(root / "meta.json")
+    stray.write_text("{half a meta")
+    assert any("would move stray temp file" in line and stray.name in line
+               for line in repair(root, apply=False))
+    repair(root, apply=True)
+    assert not stray.exists() and list(fs.stray_temps(root)) == []
+
+
+def test_a_second_opener_is_told_who_holds_the_store(tmp_path):
+    from iai_mcp.errors import StoreLocked
+
+    with MemoryStore(path=tmp_path):
+        with pytest.raises(StoreLocked, match=f"process {os.getpid()}") as refused:
+            MemoryStore(path=tmp_path)
+        assert refused.value.holder_pid == os.getpid()
+    MemoryStore(path=tmp_path).close()  # closing released it
+
+
 def test_keyring_used_when_available(tmp_path, monkeypatch):
     import keyring
     from keyring.backend import KeyringBackend

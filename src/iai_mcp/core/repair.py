@@ -26,6 +26,7 @@ from pathlib import Path
 
 from iai_mcp import config
 from iai_mcp.errors import StoreError
+from iai_mcp.fs import stray_temps
 from iai_mcp.provenance_queue.journal import journal_state
 from iai_mcp.provenance_queue.spill import spill_state
 from iai_mcp.store import JOURNAL_DIR, META_FILE, MemoryStore, fix_key_file_mode
@@ -34,7 +35,7 @@ DRAIN_TIMEOUT_S = 120.0
 
 
 def _stray_temp_files(root: Path, store_id: str | None, spill_dir: Path) -> list[Path]:
-    found = [root / f"{META_FILE}.tmp"]
+    found = [root / f"{META_FILE}.tmp", *stray_temps(root)]  # the old meta temp name, and fs's
     journal_dir = root / JOURNAL_DIR
     if journal_dir.is_dir():
         found += journal_dir.glob(".prov-*.journal.tmp")

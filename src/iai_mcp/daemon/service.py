@@ -22,6 +22,7 @@ from typing import Any
 from iai_mcp import __version__
 from iai_mcp.daemon import wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
+from iai_mcp.fs import write_atomic
 from iai_mcp.log import logger
 
 #: How long shutdown waits for in-flight requests before closing the store.
@@ -371,10 +372,9 @@ class Daemon:
             "pid": os.getpid(), "state": state, "store": str(self.root),
             "socket": str(self._sock_path), "started_at": self._started, "version": __version__,
         }
-        path = self.root / wire.STATE_FILE
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), "utf-8")
-        os.replace(tmp, path)
+        # No fsync: the file describes this live process; after a power loss
+        # there is no process to describe, and readers check the pid anyway.
+        write_atomic(self.root / wire.STATE_FILE, json.dumps(data), fsync=False)
 
     def _remove_state(self) -> None:
         state = wire.read_state(self.root)
