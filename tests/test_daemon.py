@@ -2,7 +2,7 @@
 single-owner lock, stale sockets, draining on SIGTERM, idle exit.
 
 Tests about processes (spawning, signals, a killed daemon) start real
-daemon processes through ``app.connect``. Tests about the protocol run the
+daemon processes through ``backend.connect``. Tests about the protocol run the
 same ``daemon.run`` in a thread of the test process, which starts in
 milliseconds instead of paying a fresh interpreter's imports.
 """

@@ -91,13 +91,13 @@ def _daemon_check(store_path: Path) -> Check:
 
 
 def run_checks(store: str | Path | None = None) -> list[Check]:
-    from iai_mcp import backend as app
+    from iai_mcp.backend import connect, store_path
 
     # Before connecting: connect() starts the daemon on demand.
-    daemon_check = _daemon_check(app.store_path(store))
+    daemon_check = _daemon_check(store_path(store))
     checks: list[Check] = []
     try:
-        backend = app.connect(store)
+        backend = connect(store)
     except IaiError as exc:
         checks.append(Check("FAIL", "store", str(exc)))
     else:

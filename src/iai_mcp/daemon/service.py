@@ -2,7 +2,7 @@
 dispatch into the store, idle exit and an orderly shutdown.
 
 ``iai_mcp.daemon`` explains why there is a daemon and starts this one; the
-wire format lives in ``daemon_protocol``.
+wire format lives in ``daemon.wire``.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ def take_owner_lock(root: Path) -> int:
     path = root / LOCK_FILE
     fd = open_locked(path)
     if fd is None:
-        holder = _lock_holder(path)
+        holder = lock_holder(root)
         who = f"process {holder}" if holder else "another process"
         raise StoreLocked(
             f"store {root} is already open in {who}. Only one process may open a store "
@@ -47,11 +47,13 @@ def take_owner_lock(root: Path) -> int:
     return fd
 
 
-def _lock_holder(path: Path) -> int | None:
+def lock_holder(root: Path) -> int | None:
+    """The pid ``store.lock`` names (the process that holds, or last held,
+    the store), or None. Never takes the lock."""
     try:
-        return int(path.read_bytes().split()[0])
+        return int((root / LOCK_FILE).read_bytes().split()[0])
     except (ValueError, IndexError, OSError):
-        return None  # the holder has not written its pid yet
+        return None  # no lock file, or the holder has not written its pid yet
 
 
 def fix_key_file_mode(root: str | os.PathLike[str], *, apply: bool) -> str | None:
