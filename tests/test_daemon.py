@@ -2,7 +2,7 @@
 single-owner lock, stale sockets, draining on SIGTERM, idle exit.
 
 Tests about processes (spawning, signals, a killed daemon) start real
-daemon processes through ``app.connect``. Tests about the protocol run the
+daemon processes through ``backend.connect``. Tests about the protocol run the
 same ``daemon.run`` in a thread of the test process, which starts in
 milliseconds instead of paying a fresh interpreter's imports.
 """
@@ -113,6 +113,7 @@ def test_connect_spawns_one_daemon_that_owns_the_store(root):
     assert info["store"] == str(root.resolve())
     state = json.loads((root / wire.STATE_FILE).read_text())
     assert state["pid"] == info["pid"] and state["state"] == "running"
+    assert stat.S_IMODE((root / wire.STATE_FILE).stat().st_mode) == 0o600  # fs.write_atomic
     assert stat.S_IMODE(os.stat(wire.socket_path(root.resolve())).st_mode) == 0o600
 
     rid = _capture(first, "the kettle is in the left cupboard", session_id="a")["record_id"]
@@ -275,6 +276,31 @@ def test_errors_come_back_as_the_same_class_with_the_same_message(root, tmp_path
             backend.call("memory_capture", {"text": object()})
         assert backend.call("ping")["records"] == 0
     local.close()
+
+
+def test_start_up_warms_through_core_warmup_model_outside_the_store_lock(root, tmp_path, monkeypatch):
+    """The daemon and the ``warmup`` method share one warm-up: the model loads
+    without the lock (requests that need no model go on meanwhile), the
+    keyword index, which recalls share, is built under it."""
+    from iai_mcp.core import warmup
+
+    lock = threading.Lock()
+    seen = []
+
+    class Probe(HashEmbedder):
+        def warmup(self) -> None:
+            seen.append(("model", lock.locked()))
+
+    real_index = warmup.keyword_index
+    monkeypatch.setattr(warmup, "keyword_index", lambda s: seen.append(("index", lock.locked())) or real_index(s))
+    with MemoryStore(path=tmp_path / "probe", embedder=Probe()) as store:
+        assert warmup.warm(store, index_lock=lock)["embedder"] == HashEmbedder().name
+        assert seen == [("model", False), ("index", True)]
+        assert dispatch(store, "warmup", {})["embedder"] == HashEmbedder().name  # same function
+    seen.clear()
+    with InThread(root), _client(root) as backend:
+        assert _eventually(lambda: backend.call("ping")["embedder_ready"])
+        assert [step for step, _ in seen] == ["index"]  # the daemon warmed through core.warmup
 
 
 def test_malformed_and_oversized_requests_get_typed_errors(root, monkeypatch):

@@ -601,19 +601,21 @@ def test_fuzz_mcp_tools_in_process(seeded, data):
     from iai_mcp import mcp_server as server
 
     store, ids = seeded
-    app, _ = server.build_server(lambda: _StoreBackend(store))
-    tool_names = sorted(t.name for t in anyio.run(app.list_tools))
-    calls = data.draw(st.lists(st.sampled_from(tool_names), min_size=1, max_size=5), label="tools")
-    planned = [
-        (name, _json_safe(resolve(data.draw(call_params(name), label=name), ids, i)))
-        for i, name in enumerate(calls)
-    ]
-    planned = [(name, args if isinstance(args, dict) else {"args": args}) for name, args in planned]
+    mcp_server, _ = server.build_server(lambda: _StoreBackend(store))
+
+    def plan(tool_names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        calls = data.draw(st.lists(st.sampled_from(tool_names), min_size=1, max_size=5), label="tools")
+        planned = [
+            (name, _json_safe(resolve(data.draw(call_params(name), label=name), ids, i)))
+            for i, name in enumerate(calls)
+        ]
+        return [(name, args if isinstance(args, dict) else {"args": args}) for name, args in planned]
 
     async def scenario() -> None:
         async with create_connected_server_and_client_session(
-            app, read_timeout_seconds=timedelta(seconds=30)
+            mcp_server, read_timeout_seconds=timedelta(seconds=30)
         ) as client:
+            planned = plan(sorted(t.name for t in (await client.list_tools()).tools))
             for name, args in planned:
                 before = snapshot(store)
                 result = await client.call_tool(name, args)

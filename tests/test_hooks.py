@@ -88,6 +88,19 @@ def test_install_creates_settings_and_uninstall_leaves_no_trace_of_ours(cli, _is
     assert json.loads(path.read_text()) == {}
 
 
+def test_settings_are_replaced_atomically_keeping_the_users_mode(cli, _isolate_home):
+    """Written through fs.write_atomic: the user's file keeps its mode, a new
+    one is owner-only (settings may hold secrets in "env"), no temp is left."""
+    path = _settings_file(_isolate_home)
+    path.chmod(0o640)
+    assert cli("hooks", "install")[0] == 0
+    assert path.stat().st_mode & 0o777 == 0o640
+    path.unlink()
+    assert cli("hooks", "install")[0] == 0
+    assert path.stat().st_mode & 0o777 == hooks.NEW_SETTINGS_MODE == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith("tmp")] == []
+
+
 def test_uninstall_keeps_other_hooks_in_a_shared_group(cli, _isolate_home):
     command = hooks.hook_commands(hooks.executable())["Stop"]
     shared = {"hooks": {"Stop": [{"matcher": "", "hooks": [
@@ -162,6 +175,8 @@ def test_stop_hook_twice_captures_each_turn_once(cli, tmp_path):
     assert {(session, reinforced) for *_, session, reinforced in rows} == {(SESSION, 0)}
 
     assert _stop(cli, transcript) == {"turns": 0, "inserted": 0, "reinforced": 0, "skipped": 0}
+    (cursor,) = (cli.store / hooks.STATE_DIR).iterdir()  # replaced atomically, owner-only
+    assert cursor.stat().st_mode & 0o777 == 0o600
     # Cursor lost: the whole transcript again is recognised turn by turn.
     shutil.rmtree(cli.store / hooks.STATE_DIR)
     assert _stop(cli, transcript) == {"turns": 7, "inserted": 0, "reinforced": 0, "skipped": 6}

@@ -111,10 +111,10 @@ def test_result_types_carry_every_field_core_returns(store):
 
 def test_tools_return_structured_results_and_errors_keep_serving(store):
     backend = DirectBackend(store)
-    app, _ = server.build_server(lambda: backend)
+    mcp_server, _ = server.build_server(lambda: backend)
 
     async def scenario():
-        async with _session(app) as client:
+        async with _session(mcp_server) as client:
             await client.initialize()
             captured = await client.call_tool("memory_capture", {"text": "Alice adopted a beagle named Max", "session_id": "s1"})
             recalled = await client.call_tool("memory_recall", {"cue": "beagle Max", "session_id": "s2"})
@@ -154,10 +154,10 @@ def test_a_bug_is_a_tool_error_logged_on_stderr(capfd):
         def close(self):
             pass
 
-    app, _ = server.build_server(Broken)
+    mcp_server, _ = server.build_server(Broken)
 
     async def scenario():
-        async with _session(app) as client:
+        async with _session(mcp_server) as client:
             await client.initialize()
             return await client.call_tool("memory_get", {"id": "x"})
 
@@ -182,10 +182,10 @@ def test_backend_opens_after_the_handshake_not_before(store):
         assert release.wait(30)
         return Slow(store)
 
-    app, _ = server.build_server(connect)
+    mcp_server, _ = server.build_server(connect)
 
     async def scenario():
-        async with _session(app) as client:
+        async with _session(mcp_server) as client:
             with anyio.fail_after(10):
                 # Answered while the backend is still (blockingly) opening.
                 result = await client.initialize()
@@ -195,6 +195,53 @@ def test_backend_opens_after_the_handshake_not_before(store):
             return result
 
     assert _run(scenario).serverInfo.name == "iai-mcp"
+
+
+def test_initialized_hook_still_holds():
+    """``runtime._on_initialized`` leans on the one SDK detail with no public
+    API (python-sdk#2135): 1.x dispatches client notifications from
+    ``Server.notification_handlers``, keyed by type. If an SDK upgrade moves
+    that, this fails here rather than as a server that never warms up."""
+    from mcp.server.lowlevel import Server
+    from mcp.types import InitializedNotification
+
+    from iai_mcp.mcp_server import runtime
+
+    seen = []
+
+    async def handler(notification):
+        seen.append(notification)
+
+    probe = Server("probe")
+    runtime._on_initialized(probe, handler)
+
+    async def scenario():
+        async with _session(probe):  # the session sends `initialized` after the handshake
+            with anyio.fail_after(10):
+                while not seen:
+                    await anyio.sleep(0.01)
+
+    _run(scenario)
+    assert isinstance(seen[0], InitializedNotification), (
+        "mcp no longer dispatches notifications/initialized through Server.notification_handlers; "
+        "port runtime._on_initialized to the SDK's public notification API"
+    )
+
+
+def test_handshake_reports_our_version_and_instructions(store):
+    from iai_mcp import __version__
+
+    mcp_server, _ = server.build_server(lambda: DirectBackend(store))
+
+    async def scenario():
+        async with _session(mcp_server) as client:
+            return await client.initialize()
+
+    init = _run(scenario)
+    assert (init.serverInfo.name, init.serverInfo.version) == ("iai-mcp", __version__)
+    assert init.instructions and "memory_recall" in init.instructions
+    # As FastMCP.run advertised them: tools, and (empty) resources and prompts.
+    assert init.capabilities.tools and init.capabilities.resources and init.capabilities.prompts
 
 
 # ------------------------------------------------------------- subprocesses
@@ -268,9 +315,11 @@ def _reply(proc: subprocess.Popen) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder):
-    """The server owns the store (local backend): SIGTERM with stdin still
-    open runs the lifespan's finally, so the queued provenance reaches disk."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder, signum):
+    """The server owns the store (local backend): SIGTERM (or SIGINT) with
+    stdin still open runs the lifespan's finally, so the queued provenance
+    reaches disk."""
     store = tmp_path / "store"
     env = _server_env(store, IAI_MCP_LOCAL="1", IAI_MCP_TEST_EMBEDDER="hash")
     proc = subprocess.Popen(
@@ -293,7 +342,7 @@ def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder):
                     "params": {"name": "memory_recall", "arguments": {"cue": "garden shed", "session_id": "term"}}})
         hits = _reply(proc)["result"]["structuredContent"]["hits"]
         assert len(hits) == 3
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         assert proc.wait(timeout=30) == 0
     finally:
         watchdog.cancel()
@@ -303,7 +352,7 @@ def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder):
     rest = proc.stdout.read()
     err = proc.stderr.read().decode()
     assert rest == b""  # nothing but JSON-RPC replies ever reached stdout
-    assert '"event": "shutdown", "signal": "SIGTERM"' in err
+    assert f'"event": "shutdown", "signal": "{signal.Signals(signum).name}"' in err
     from iai_mcp.store import MemoryStore
 
     with MemoryStore(path=store, embedder=fake_embedder) as reopened:

@@ -298,6 +298,55 @@ def test_passphrase_store(tmp_path, monkeypatch):
         MemoryStore(path=tmp_path)
 
 
+def test_the_store_gets_the_passphrase_as_key_settings_not_the_environment(tmp_path, monkeypatch):
+    """config reads IAI_MCP_CRYPTO_PASSPHRASE once; the store's key code sees
+    only KeySettings, whose repr never shows the secret."""
+    from iai_mcp import config
+    from iai_mcp.store import meta
+
+    settings = config.KeySettings(passphrase="hunter2 but longer")
+    assert "hunter2" not in repr(settings)
+    created, _ = meta.open_meta(tmp_path, settings)  # no environment variable set
+    assert created["key_source"]["kind"] == "passphrase"
+    assert not (tmp_path / "key").exists()
+    with pytest.raises(KeyUnavailable, match="IAI_MCP_CRYPTO_PASSPHRASE"):
+        meta.open_meta(tmp_path, config.KeySettings())
+    monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "hunter2 but longer")
+    assert config.key_settings() == settings
+    with MemoryStore(path=tmp_path) as reopened:  # MemoryStore(path=...) still reads it
+        assert reopened.store_id == created["store_id"]
+    monkeypatch.setenv("IAI_MCP_CRYPTO_PASSPHRASE", "")
+    assert config.key_settings().passphrase is None
+
+
+def test_meta_is_written_atomically_and_a_killed_writers_temp_is_repaired(tmp_path):
+    """meta.json goes through fs.write_atomic (owner-only, no temp left); a
+    temp a killed writer left under fs's name is what repair moves aside."""
+    from iai_mcp import fs
+    from iai_mcp.core.repair import repair
+
+    root = tmp_path / "s"
+    MemoryStore(path=root).close()
+    assert stat.S_IMODE((root / "meta.json").stat().st_mode) == 0o600
+    assert list(fs.stray_temps(root)) == []
+    stray = fs.temp_path(root / "meta.json")
+    stray.write_text("{half a meta")
+    assert any("would move stray temp file" in line and stray.name in line
+               for line in repair(root, apply=False))
+    repair(root, apply=True)
+    assert not stray.exists() and list(fs.stray_temps(root)) == []
+
+
+def test_a_second_opener_is_told_who_holds_the_store(tmp_path):
+    from iai_mcp.errors import StoreLocked
+
+    with MemoryStore(path=tmp_path):
+        with pytest.raises(StoreLocked, match=f"process {os.getpid()}") as refused:
+            MemoryStore(path=tmp_path)
+        assert refused.value.holder_pid == os.getpid()
+    MemoryStore(path=tmp_path).close()  # closing released it
+
+
 def test_keyring_used_when_available(tmp_path, monkeypatch):
     import keyring
     from keyring.backend import KeyringBackend

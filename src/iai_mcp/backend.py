@@ -19,6 +19,10 @@ Environment read here (the composition root):
     ``HashEmbedder`` instead of the MiniLM model. A store remembers its
     embedder and refuses another, so this never mixes into a real store
     unnoticed.
+
+``IAI_MCP_STORE`` and ``IAI_MCP_CRYPTO_PASSPHRASE`` are read by ``config``:
+the store asks it for ``KeySettings`` (the passphrase, nothing else of the
+environment), so ``MemoryStore(path=...)`` on its own still finds it.
 """
 from __future__ import annotations
 

@@ -175,19 +175,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not args.output:
         written = _export_to(sys.stdout, args)
     else:
-        # A temp file beside the target, owner-only from creation, renamed over
-        # it only when every page is written: a failed export never truncates
+        # fs.atomic_writer: a temp file beside the target, owner-only, renamed
+        # over it only when every page is written (pages stream through it, so
+        # the export is never held in memory): a failed export never truncates
         # yesterday's backup, and an existing file never keeps a looser mode.
-        target = Path(args.output)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                written = _export_to(out, args)
-            os.replace(tmp, target)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        import codecs
+
+        from iai_mcp.fs import atomic_writer
+
+        with atomic_writer(Path(args.output), mode=0o600) as raw:
+            written = _export_to(codecs.getwriter("utf-8")(raw), args)
     _note(f"wrote {written} memories IN PLAINTEXT to {args.output or 'stdout'}")
     return 0
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from iai_mcp import config
 from iai_mcp.errors import IaiError
 
 Status = Literal["PASS", "WARN", "FAIL"]
@@ -34,7 +35,7 @@ def _key_check(stats: dict[str, Any]) -> Check:
     if source == "keyring":
         return Check("PASS", "key", "in the OS keyring")
     if source == "passphrase":
-        return Check("PASS", "key", "derived from IAI_MCP_CRYPTO_PASSPHRASE")
+        return Check("PASS", "key", f"derived from {config.PASSPHRASE_ENV}")
     return Check("WARN", "key", f"unknown key source {source!r}")
 
 
@@ -90,13 +91,13 @@ def _daemon_check(store_path: Path) -> Check:
 
 
 def run_checks(store: str | Path | None = None) -> list[Check]:
-    from iai_mcp import backend as app
+    from iai_mcp.backend import connect, store_path
 
     # Before connecting: connect() starts the daemon on demand.
-    daemon_check = _daemon_check(app.store_path(store))
+    daemon_check = _daemon_check(store_path(store))
     checks: list[Check] = []
     try:
-        backend = app.connect(store)
+        backend = connect(store)
     except IaiError as exc:
         checks.append(Check("FAIL", "store", str(exc)))
     else:

@@ -16,7 +16,9 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 TEMP_SUFFIX = ".tmp"
 
@@ -35,18 +37,25 @@ def stray_temps(directory: Path) -> Iterator[Path]:
 def write_atomic(target: Path, data: bytes | str, *, mode: int = 0o600, fsync: bool = True) -> None:
     """Replace ``target`` with ``data`` in one rename; the file gets ``mode``."""
     payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_writer(target, mode=mode, fsync=fsync) as out:
+        out.write(payload)
+
+
+@contextmanager
+def atomic_writer(target: Path, *, mode: int = 0o600, fsync: bool = True) -> Iterator[BinaryIO]:
+    """``write_atomic`` for data written piece by piece (an export of every
+    memory need not be held in memory): ``target`` is replaced when the block
+    ends normally; if it raises, ``target`` is untouched and the temp removed."""
     tmp = temp_path(target)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        try:
+        # O_NOFOLLOW: a symlink planted at the temp name is refused, not written through.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        with os.fdopen(fd, "wb") as out:
             os.fchmod(fd, mode)  # O_CREAT's mode is masked by the umask
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
+            yield out
+            out.flush()
             if fsync:
                 os.fsync(fd)
-        finally:
-            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -22,6 +22,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any
 
 from iai_mcp.daemon import wire
 from iai_mcp.errors import InvalidInput
+from iai_mcp.fs import write_atomic
 from iai_mcp.types import parse_time
 
 #: Hook event -> the ``iai-mcp hook`` subcommand that serves it.
@@ -45,6 +47,8 @@ BATCH = 200
 BATCH_BYTES_FRACTION = 2
 #: Turns longer than core's text limit are stored as consecutive parts.
 PART_CHARS = 100_000
+#: Mode of a settings.json that ``install`` creates (an existing one keeps its own).
+NEW_SETTINGS_MODE = 0o600
 
 
 def default_settings_path() -> Path:
@@ -112,15 +116,15 @@ def _load_settings(path: Path) -> dict[str, Any]:
 def _write_settings(change: SettingsChange) -> None:
     path = change.path
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The user's file keeps its mode; a new one is owner-only, since settings
+    # may carry secrets (its "env" block).
+    mode = NEW_SETTINGS_MODE
     if path.exists():
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S%f")
         change.backup = path.with_name(f"{path.name}.iai-mcp-backup-{stamp}")
         shutil.copy2(path, change.backup)
-    tmp = path.with_name(path.name + ".iai-mcp-tmp")
-    tmp.write_text(json.dumps(change.settings, indent=2, ensure_ascii=False) + "\n", "utf-8")
-    if change.backup is not None:
-        shutil.copymode(change.backup, tmp)
-    os.replace(tmp, path)
+        mode = stat.S_IMODE(change.backup.stat().st_mode)
+    write_atomic(path, json.dumps(change.settings, indent=2, ensure_ascii=False) + "\n", mode=mode)
 
 
 def install(path: Path, commands: Mapping[str, str], *, dry_run: bool = False) -> SettingsChange:
@@ -325,9 +329,9 @@ def _read_cursor(path: Path, transcript: Path) -> int:
 
 def _write_cursor(path: Path, transcript: Path, offset: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"transcript": str(transcript), "offset": offset}), "utf-8")
-    os.replace(tmp, path)
+    # No fsync: a cursor lost to a power cut only makes the next run send
+    # turns again, which capture skips (same session, text and time).
+    write_atomic(path, json.dumps({"transcript": str(transcript), "offset": offset}), fsync=False)
 
 
 def capture_transcript(backend: Any, payload: Mapping[str, Any], state_dir: Path) -> dict[str, int]:

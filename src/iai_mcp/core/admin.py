@@ -4,7 +4,6 @@ methods and reached the same way, through ``core.dispatch``.
 """
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,11 +11,11 @@ from iai_mcp.core.contract import ExportParams, ImportParams, NoParams, SessionS
 from iai_mcp.core.results import PackedMemory, memory_dict
 from iai_mcp.embed import embedder_for
 from iai_mcp.core.session_pack import build_pack
-from iai_mcp.core.recall import keyword_index
 from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
 from iai_mcp.core.transfer import ImportItem, export_page, import_items
+from iai_mcp.core.warmup import warm
 
 
 def _session_start(store: MemoryStore, args: SessionStartParams) -> dict[str, Any]:
@@ -39,15 +38,7 @@ def _warmup(store: MemoryStore, args: NoParams) -> dict[str, Any]:
 
     No params. Returns the embedder's ``name`` and the ``seconds`` it took.
     """
-    start = time.perf_counter()
-    embedder = embedder_for(store)
-    warm = getattr(embedder, "warmup", None)
-    if callable(warm):
-        warm()
-    else:
-        embedder.embed(["warmup"])
-    keyword_index(store)
-    return {"embedder": embedder.name, "seconds": round(time.perf_counter() - start, 3)}
+    return warm(store)  # the daemon's start-up thread warms through the same function
 
 
 def _disk_bytes(root: Any) -> int:

@@ -20,7 +20,6 @@ Pure stdlib: no model, no store, no numpy in a client process.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import socket
@@ -35,6 +34,7 @@ from typing import Any
 
 from iai_mcp.daemon import wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
+from iai_mcp.fs import try_lock
 
 #: A cold start opens the store (seconds at 100k records) before it listens.
 SPAWN_TIMEOUT_S = 60.0
@@ -226,16 +226,14 @@ class DaemonClient:
                 sock = _try_connect(self.socket_path)
                 if sock is not None:
                     return sock
-                try:
-                    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if try_lock(lock_fd):
                     break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreError(
-                            f"another process has been starting the daemon of {self.root} for "
-                            f"{self.spawn_timeout:.0f}s; see {self.root / wire.LOG_FILE}"
-                        ) from None
-                    time.sleep(0.01)
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"another process has been starting the daemon of {self.root} for "
+                        f"{self.spawn_timeout:.0f}s; see {self.root / wire.LOG_FILE}"
+                    )
+                time.sleep(0.01)
             sock = _try_connect(self.socket_path)
             if sock is not None:
                 return sock

@@ -30,12 +30,12 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 def _open_store(root: Path, stop_requested: threading.Event) -> Any:
     """Open the store; while the previous daemon is still draining it, wait."""
-    from iai_mcp import backend as app
+    from iai_mcp import backend
 
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            return app.open_store(root, provenance_queue=True)
+            return backend.open_store(root, provenance_queue=True)
         except StoreLocked as exc:
             previous = wire.read_state(root) or {}
             draining = previous.get("state") == "stopping" and previous.get("pid") == exc.holder_pid
@@ -58,7 +58,7 @@ def run(
     thread other than the main one (no signal handlers then), stop it with
     ``daemon.request_stop()``.
     """
-    from iai_mcp import backend as app
+    from iai_mcp import backend
 
     stop_requested = threading.Event()
     wake_r, wake_w = os.pipe()
@@ -74,8 +74,8 @@ def run(
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     store = None
     try:
-        root = wire.canonical_root(app.store_path(store_path))
-        idle = app.daemon_idle_timeout() if idle_timeout is None else float(idle_timeout)
+        root = wire.canonical_root(backend.store_path(store_path))
+        idle = backend.daemon_idle_timeout() if idle_timeout is None else float(idle_timeout)
         log("starting", store=str(root), version=__version__)
         store = _open_store(root, stop_requested)
         if stop_requested.is_set():
@@ -105,10 +105,10 @@ def run(
 
 def status(store_path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """What the running daemon says about itself (``ping``), or None if none answers."""
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.daemon.client import DaemonClient, DaemonNotRunning
 
-    client = DaemonClient(wire.canonical_root(app.store_path(store_path)), autostart=False,
+    client = DaemonClient(wire.canonical_root(backend.store_path(store_path)), autostart=False,
                           request_timeout=10.0)
     try:
         return client.call(wire.PING)
@@ -125,12 +125,12 @@ def stop(store_path: str | os.PathLike[str] | None = None, timeout: float = 30.0
     running; StoreError if it is still running after ``timeout`` seconds.
     A daemon still opening the store (not listening yet) is found by its pid.
     """
-    from iai_mcp import backend as app
+    from iai_mcp import backend
 
     info = status(store_path)
     if info is None:
         # Not listening yet (still opening a large store) is not "not running".
-        root = wire.canonical_root(app.store_path(store_path))
+        root = wire.canonical_root(backend.store_path(store_path))
         pid = _starting_daemon_pid(root)
         if pid is None:
             return False
@@ -150,13 +150,9 @@ def _starting_daemon_pid(root: Path) -> int | None:
     """The pid of a live daemon of ``root`` that does not answer yet, from
     ``daemon.json`` or ``store.lock``; None unless its command line says it
     is ``iai_mcp ... daemon run`` for this very store (pids get reused)."""
-    from iai_mcp.store.meta import LOCK_FILE
+    from iai_mcp.store.meta import lock_holder
 
-    candidates = [(wire.read_state(root) or {}).get("pid")]
-    try:
-        candidates.append(int((root / LOCK_FILE).read_bytes().split()[0]))
-    except (OSError, ValueError, IndexError):
-        pass
+    candidates = [(wire.read_state(root) or {}).get("pid"), lock_holder(root)]
     for pid in candidates:
         if isinstance(pid, int) and pid > 0 and pid != os.getpid() and wire.pid_alive(pid) \
                 and _is_daemon_of(pid, root):

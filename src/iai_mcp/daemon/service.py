@@ -2,7 +2,7 @@
 dispatch into the store, idle exit and an orderly shutdown.
 
 ``iai_mcp.daemon`` explains why there is a daemon and starts this one; the
-wire format lives in ``daemon_protocol``.
+wire format lives in ``daemon.wire``.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from typing import Any
 from iai_mcp import __version__
 from iai_mcp.daemon import wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
+from iai_mcp.fs import write_atomic
 from iai_mcp.log import logger
 
 #: How long shutdown waits for in-flight requests before closing the store.
@@ -292,20 +293,18 @@ class Daemon:
         }
 
     def _warm_embedder(self) -> None:
-        from iai_mcp.embed import embedder_for
-        from iai_mcp.core.recall import keyword_index
+        from iai_mcp.core.warmup import warm
 
-        started = time.monotonic()
         try:
-            embedder = embedder_for(self.store)
-            embedder.embed(["warm up"])
-            with self._store_lock:  # the keyword index is shared with recalls
-                keyword_index(self.store)
+            # The model loads outside the store lock (requests that need no
+            # model go on meanwhile); the keyword index, shared with recalls,
+            # is built under it.
+            warmed = warm(self.store, index_lock=self._store_lock)
         except Exception as exc:  # requests that need the model will report it
             log("embedder_warmup_failed", error=f"{type(exc).__name__}: {exc}")
             return
         self._embedder_ready = True
-        log("embedder_ready", embedder=embedder.name, seconds=round(time.monotonic() - started, 3))
+        log("embedder_ready", embedder=warmed["embedder"], seconds=warmed["seconds"])
 
     # ---------------------------------------------------------------- shutdown
 
@@ -373,10 +372,9 @@ class Daemon:
             "pid": os.getpid(), "state": state, "store": str(self.root),
             "socket": str(self._sock_path), "started_at": self._started, "version": __version__,
         }
-        path = self.root / wire.STATE_FILE
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data), "utf-8")
-        os.replace(tmp, path)
+        # No fsync: the file describes this live process; after a power loss
+        # there is no process to describe, and readers check the pid anyway.
+        write_atomic(self.root / wire.STATE_FILE, json.dumps(data), fsync=False)
 
     def _remove_state(self) -> None:
         state = wire.read_state(self.root)

@@ -1,9 +1,16 @@
-"""The MCP server's runtime: the backend slot, the FastMCP app, the stdio transport.
+"""The MCP server's runtime: the backend slot, the MCP server, the stdio transport.
 
 Every tool is a thin adapter: it passes its typed parameters to the backend
-(``app.connect()``, which ends in ``core.dispatch``), returns the result as
-structured content, and turns an ``IaiError`` into a tool error whose
+(``backend.connect()``, which ends in ``core.dispatch``), returns the result
+as structured content, and turns an ``IaiError`` into a tool error whose
 message says what to fix. The server keeps serving after any tool error.
+
+Built from the SDK's public pieces only: ``FastMCP`` is the tool registry
+(schemas and validation derived from the tool signatures in ``tools``), and
+its public handler methods are served by a low-level ``mcp.server.lowlevel.Server``
+we construct ourselves, which takes our version, instructions and lifespan as
+constructor arguments and runs on streams we hand it. The one SDK detail with
+no public API (registering a notification handler) is ``_on_initialized``.
 
 Start-up is lazy on purpose. The backend (LanceDB, the store, the embedding
 model) takes seconds to load, so nothing of it is imported before the
@@ -23,7 +30,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from io import TextIOWrapper
 from pathlib import Path
@@ -35,6 +42,7 @@ import anyio.lowlevel
 import mcp.types as mcp_types
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
 from iai_mcp import __version__
@@ -121,28 +129,17 @@ def _tool_error(method: str, exc: Exception) -> ToolError:
 # ------------------------------------------------------------------- tools
 
 
-def build_server(connect: Callable[[], Any]) -> tuple[FastMCP, BackendSlot]:
-    """The FastMCP app with the memory tools, over a backend ``connect()`` opens lazily."""
+def build_server(connect: Callable[[], Any]) -> tuple[Server, BackendSlot]:
+    """The MCP server with the memory tools, over a backend ``connect()`` opens lazily."""
     slot = BackendSlot(connect)
 
     @asynccontextmanager
-    async def lifespan(_app: FastMCP) -> AsyncIterator[BackendSlot]:
+    async def lifespan(_server: Server) -> AsyncIterator[BackendSlot]:
         try:
             yield slot
         finally:
             # Blocking on purpose: shutdown must wait for the queue to drain.
             slot.close()
-
-    app = FastMCP(SERVER_NAME, instructions=INSTRUCTIONS, lifespan=lifespan, log_level="WARNING")
-    # FastMCP has no "after the handshake" hook; the low-level server's
-    # notification handlers see the client's `initialized`.
-    lowlevel = app._mcp_server
-    lowlevel.version = __version__
-
-    async def on_initialized(_notification: mcp_types.InitializedNotification) -> None:
-        slot.warm_in_background()
-
-    lowlevel.notification_handlers[mcp_types.InitializedNotification] = on_initialized
 
     async def call(method: str, params: dict[str, Any]) -> Any:
         given = {name: value for name, value in params.items() if value is not None}
@@ -151,8 +148,48 @@ def build_server(connect: Callable[[], Any]) -> tuple[FastMCP, BackendSlot]:
         except Exception as exc:
             raise _tool_error(method, exc) from exc
 
-    register_tools(app, call)
-    return app, slot
+    fastmcp = FastMCP(SERVER_NAME, log_level="WARNING")
+    register_tools(fastmcp, call)
+    server: Server = Server(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    _serve_registry(server, fastmcp)
+
+    async def on_initialized(_notification: mcp_types.InitializedNotification) -> None:
+        slot.warm_in_background()
+
+    _on_initialized(server, on_initialized)
+    return server, slot
+
+
+def _serve_registry(server: Server, fastmcp: FastMCP) -> None:
+    """Serve FastMCP's tools (and its empty resource and prompt lists) from ``server``.
+
+    The same handlers, with the same ``validate_input=False``, that FastMCP
+    registers on the server it builds for itself, so the handshake and every
+    answer are what ``FastMCP.run`` would give: resources and prompts stay
+    advertised (empty), as they always were.
+    """
+    server.list_tools()(fastmcp.list_tools)
+    # FastMCP validates (and coerces) arguments itself, against the same schema.
+    server.call_tool(validate_input=False)(fastmcp.call_tool)
+    server.list_resources()(fastmcp.list_resources)
+    server.read_resource()(fastmcp.read_resource)
+    server.list_resource_templates()(fastmcp.list_resource_templates)
+    server.list_prompts()(fastmcp.list_prompts)
+    server.get_prompt()(fastmcp.get_prompt)
+
+
+def _on_initialized(server: Server, handler: Callable[[mcp_types.InitializedNotification], Awaitable[None]]) -> None:
+    """Call ``handler`` when the client's ``notifications/initialized`` arrives.
+
+    The SDK has request decorators but no public way to register a
+    notification handler (modelcontextprotocol/python-sdk#2135). In 1.x the
+    low-level ``Server.notification_handlers`` dict, keyed by notification
+    type, is what its own ``progress_notification`` decorator fills and what
+    ``Server.run`` dispatches from; 2.x moves handlers into constructor
+    arguments. ``tests/test_server.py::test_initialized_hook_still_holds``
+    fails if this stops being true.
+    """
+    server.notification_handlers[mcp_types.InitializedNotification] = handler
 
 
 # ---------------------------------------------------------------- transport
@@ -161,9 +198,14 @@ def build_server(connect: Callable[[], Any]) -> tuple[FastMCP, BackendSlot]:
 class _StdinLines:
     """Lines of stdin, read on a daemon thread.
 
-    The SDK reads stdin on a worker thread that cannot be cancelled, so a
-    signal would wait until the client writes or closes. This reader hands
-    lines over a memory stream, which shutdown cancels at once.
+    ``FastMCP.run_stdio_async`` (and ``stdio_server()`` without a ``stdin``)
+    reads stdin through ``anyio.wrap_file``, on a worker thread that a
+    cancelled task still waits for (modelcontextprotocol/python-sdk#3551):
+    measured with mcp 1.30, a bare ``run_stdio_async`` sent SIGTERM while its
+    stdin pipe stayed open was still running 10 s later and left only when
+    stdin closed. This reader hands lines over a memory stream, which
+    shutdown cancels at once; its thread is a daemon, abandoned at exit.
+    ``stdio_server(stdin=...)`` only iterates it, line by line.
     """
 
     def __init__(self, fd: int = 0) -> None:
@@ -209,11 +251,12 @@ def _claim_stdout() -> BinaryIO:
     return rpc
 
 
-async def _serve(app: FastMCP, rpc_out: BinaryIO) -> None:
+async def _serve(server: Server, rpc_out: BinaryIO) -> None:
+    """``server.run`` over stdio until stdin closes, SIGTERM or SIGINT; either
+    way ``server.run`` leaves through its lifespan's ``finally``."""
     stdin = _StdinLines()
     stdin.start()
     stdout = anyio.wrap_file(TextIOWrapper(rpc_out, encoding="utf-8"))
-    lowlevel = app._mcp_server
     async with anyio.create_task_group() as tg:
 
         async def stop_on_signal() -> None:
@@ -225,7 +268,7 @@ async def _serve(app: FastMCP, rpc_out: BinaryIO) -> None:
 
         tg.start_soon(stop_on_signal)
         async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
-            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+            await server.run(read_stream, write_stream, server.create_initialization_options())
         tg.cancel_scope.cancel()
 
 
@@ -233,12 +276,12 @@ def serve(store: str | Path | None = None) -> None:
     """Serve MCP on stdin/stdout until stdin closes, SIGTERM or SIGINT."""
 
     def connect() -> Any:
-        from iai_mcp import backend as composition
+        from iai_mcp import backend
 
-        return composition.connect(store)
+        return backend.connect(store)
 
-    app, _ = build_server(connect)
+    server, _ = build_server(connect)
     rpc_out = _claim_stdout()
     _log("serving", version=__version__, pid=os.getpid())
-    anyio.run(_serve, app, rpc_out)
+    anyio.run(_serve, server, rpc_out)
     _log("stopped")

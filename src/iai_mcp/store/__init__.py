@@ -132,9 +132,9 @@ class MemoryStore:
             raise
 
     def _open(self, embedder: NamedEmbedder | None, compact_every: int) -> None:
-        self._env = config.environment()
         self._lock = threading.RLock()
-        self._meta, self._cipher = open_meta(self.root, self._env)
+        # Only the key settings, never the whole environment: nothing else here needs it.
+        self._meta, self._cipher = open_meta(self.root, config.key_settings())
         self.store_id: str = self._meta["store_id"]
         self._records = RecordsTable(self.root)
         self._log = ProvenanceLog(self.root)

@@ -9,8 +9,9 @@ another row does not open there.
 
 Where the key lives, in the order a new store tries them:
 
-1. ``IAI_MCP_CRYPTO_PASSPHRASE`` when it is set: the user asked for a
-   passphrase, so honour it (Argon2id, 64 MiB, 3 passes; salt in meta).
+1. A passphrase when one is given (``KeySettings.passphrase``, which
+   ``config`` reads from ``IAI_MCP_CRYPTO_PASSPHRASE``): the user asked for
+   one, so honour it (Argon2id, 64 MiB, 3 passes; salt in meta).
 2. The OS keyring, when a real backend is available (not the ``fail`` or
    ``null`` backends a headless Linux box has).
 3. A key file with mode 0600 in the store root.
@@ -33,13 +34,13 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from iai_mcp.config import PASSPHRASE_ENV, KeySettings
 from iai_mcp.errors import CorruptData, KeyUnavailable, WrongKey
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
 KEY_FILE_NAME = "key"
 KEYRING_SERVICE = "iai-mcp"
-PASSPHRASE_ENV = "IAI_MCP_CRYPTO_PASSPHRASE"
 _KEY_CHECK = b"iai-mcp key check v1"
 _ARGON2 = {"iterations": 3, "lanes": 4, "memory_cost": 64 * 1024}
 
@@ -130,9 +131,9 @@ def key_file_mode_problem(root: Path) -> str | None:
     return None
 
 
-def create_key(root: Path, store_id: str, env: dict[str, str]) -> tuple[bytes, KeySource]:
+def create_key(root: Path, store_id: str, settings: KeySettings) -> tuple[bytes, KeySource]:
     """Make the key of a new store and put it where it will be found again."""
-    passphrase = env.get(PASSPHRASE_ENV)
+    passphrase = settings.passphrase
     if passphrase:
         salt = secrets.token_bytes(16)
         params = {"kdf": "argon2id", "salt": _b64(salt), **_ARGON2}
@@ -150,10 +151,10 @@ def create_key(root: Path, store_id: str, env: dict[str, str]) -> tuple[bytes, K
     return key, KeySource("file", {"name": KEY_FILE_NAME})
 
 
-def load_key(root: Path, source: KeySource, env: dict[str, str]) -> bytes:
+def load_key(root: Path, source: KeySource, settings: KeySettings) -> bytes:
     """The key of an existing store; KeyUnavailable when it cannot be found."""
     if source.kind == "passphrase":
-        passphrase = env.get(PASSPHRASE_ENV)
+        passphrase = settings.passphrase
         if not passphrase:
             raise KeyUnavailable(
                 f"store at {root} is protected by a passphrase: set {PASSPHRASE_ENV}"

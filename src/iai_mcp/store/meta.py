@@ -2,7 +2,6 @@
 check, embedder identity) and store.lock (the single-owner flock)."""
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -10,8 +9,9 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from iai_mcp import fs
+from iai_mcp.config import KeySettings
 from iai_mcp.errors import StoreError, StoreLocked
+from iai_mcp.fs import open_locked, write_atomic
 from iai_mcp.log import logger
 from iai_mcp.store import crypto
 
@@ -24,33 +24,36 @@ log_event = logger("iai_mcp.store")
 
 
 def take_owner_lock(root: Path) -> int:
-    """Exclusive, non-blocking flock on ``root/store.lock``; returns its fd.
-
-    flock belongs to the open file description, so it is released when the
-    fd is closed or the process dies (even by SIGKILL): no stale locks.
-    """
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        try:
-            holder: int | None = int(os.pread(fd, 32, 0).split()[0])
-        except (ValueError, IndexError, OSError):
-            holder = None  # the holder has not written its pid yet
-        os.close(fd)
+    """Exclusive, non-blocking flock on ``root/store.lock`` (``fs.open_locked``:
+    released when the fd closes or the process dies, even by SIGKILL); returns
+    its fd, which holds this process's pid for the error a second opener gets."""
+    path = root / LOCK_FILE
+    fd = open_locked(path)
+    if fd is None:
+        holder = lock_holder(root)
         who = f"process {holder}" if holder else "another process"
         raise StoreLocked(
             f"store {root} is already open in {who}. Only one process may open a store "
             "directly: go through the daemon (iai_mcp.backend.connect, or the iai-mcp CLI), "
             "or stop that process (iai-mcp daemon stop)",
             holder_pid=holder,
-        ) from None
+        )
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     except BaseException:
         os.close(fd)
         raise
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
+
+
+def lock_holder(root: Path) -> int | None:
+    """The pid ``store.lock`` names (the process that holds, or last held,
+    the store), or None. Never takes the lock."""
+    try:
+        return int((root / LOCK_FILE).read_bytes().split()[0])
+    except (ValueError, IndexError, OSError):
+        return None  # no lock file, or the holder has not written its pid yet
 
 
 def fix_key_file_mode(root: str | os.PathLike[str], *, apply: bool) -> str | None:
@@ -64,12 +67,12 @@ def fix_key_file_mode(root: str | os.PathLike[str], *, apply: bool) -> str | Non
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    # fs.write_atomic names its temp file so that repair's fs.stray_temps finds it.
-    fs.write_atomic(path, json.dumps(data, indent=2), mode=0o644)
+    """``meta.json`` through ``fs.write_atomic``: fsynced, renamed into place,
+    owner-only (it names the key source and holds the key check)."""
+    write_atomic(path, json.dumps(data, indent=2))
 
 
-
-def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.Cipher]:
+def open_meta(root: Path, key_settings: KeySettings) -> tuple[dict[str, Any], crypto.Cipher]:
     """Read (or, for a new store, create) ``meta.json`` and the key, and check
     the key against it. Never writes over anything that is already there."""
     meta_path = root / META_FILE
@@ -83,7 +86,7 @@ def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.C
                 f"{meta_path} is unreadable ({exc}); restore it from backup. "
                 "Nothing was changed"
             ) from None
-        key = crypto.load_key(root, source, env)
+        key = crypto.load_key(root, source, key_settings)
         cipher = crypto.Cipher(key)
         crypto.verify_key_check(cipher, store_id, check, root)
         if source.kind == "file" and (problem := crypto.key_file_mode_problem(root)):
@@ -107,7 +110,7 @@ def open_meta(root: Path, env: dict[str, str]) -> tuple[dict[str, Any], crypto.C
             "new key over it. Restore meta.json from backup"
         )
     store_id = uuid4().hex
-    key, source = crypto.create_key(root, store_id, env)
+    key, source = crypto.create_key(root, store_id, key_settings)
     cipher = crypto.Cipher(key)
     meta = {
         "format": FORMAT_VERSION,
