@@ -29,12 +29,12 @@ def _rate(count: int, ms: float) -> float:
 
 
 def measure(path, corpus: Corpus, n: int, singles: int, batch: int, total: int) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.core.capture import CaptureRequest, capture_many
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
-    store = app.open_store(path)
+    store = backend.open_store(path)
     try:
         embedder = MiniLMEmbedder()
         embedder.warmup()

@@ -1,7 +1,7 @@
 """Daemon cost: cold spawn, and a recall's round trip through the daemon vs in process.
 
 Cold spawn: on a copy of the cached store of N records with no daemon
-running, ``app.connect(path)`` (which starts ``python -m iai_mcp daemon run``
+running, ``backend.connect(path)`` (which starts ``python -m iai_mcp daemon run``
 and returns once it listens), then the first ``ping`` and the first recall
 (the daemon loads the model in the background after it starts listening, so
 an early recall may wait for it).
@@ -9,7 +9,7 @@ an early recall may wait for it).
 Round trip: each cue recalled with ``memory_recall`` (k=10, cue embedded by
 MiniLM in whichever process owns the store) through a ``DaemonClient``, and
 right after in process with ``core.dispatch`` on a second copy of the store
-opened by ``app.open_store``; alternating keeps both sides under the same
+opened by ``backend.open_store``; alternating keeps both sides under the same
 machine load. ``ping`` through the daemon is the protocol alone: socket,
 JSON both ways, a thread switch. The overhead of the daemon is the
 difference of the recall medians.
@@ -32,12 +32,12 @@ K = 10
 
 
 def measure(daemon_copy: Path, local_copy: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.daemon import lifecycle as daemon
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
-    connect_ms, client = time_once(lambda: app.connect(daemon_copy))
+    connect_ms, client = time_once(lambda: backend.connect(daemon_copy))
     store = None
     try:
         ping_first_ms, info = time_once(lambda: client.call("ping"))
@@ -46,7 +46,7 @@ def measure(daemon_copy: Path, local_copy: Path, cues: list[str], warmup: int = 
         assert first["hits"], "recall returned nothing on a non-empty store"
         # The in-process side gets its own copy of the store (one owner per
         # store); calls alternate, so both sides see the same machine load.
-        store = app.open_store(local_copy)
+        store = backend.open_store(local_copy)
         store.bind_embedder(MiniLMEmbedder())
         local = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": K})  # noqa: E731
         for cue in cues[:1 + warmup]:

@@ -66,11 +66,11 @@ def score(ranked_turns: list[list[str]], question: Question) -> dict[str, float]
 
 
 def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp import retrieval
     from iai_mcp.core import MAX_BUDGET_TOKENS, dispatch
 
-    store = app.open_store(scratch / conv.name)
+    store = backend.open_store(scratch / conv.name)
     try:
         store.bind_embedder(embedder)
         turns_of: dict[str, list[str]] = defaultdict(list)

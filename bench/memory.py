@@ -6,7 +6,7 @@ through ``DaemonClient``, and its ``VmHWM`` (peak) and ``VmRSS`` read from
 ``/proc/<pid>/status`` once it listens, once the model is warm, after the
 recalls, and one second later (steady). Without the daemon (``--process
 inproc``), a child process (``python -m bench.memory --child``) does what a
-server does: ``app.open_store``, the real embedder, recalls through
+server does: ``backend.open_store``, the real embedder, recalls through
 ``core.dispatch``, then reads its own status (steady after ``gc.collect()``).
 
 Baseline measured in the same run: the same child with an empty store (the
@@ -44,13 +44,13 @@ def proc_status(pid: int | str = "self") -> dict[str, int]:
 
 
 def child(path: Path, seed: int, recalls: int) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
     report: dict[str, Any] = {"start": proc_status()}
     start = clock_ms()
-    store = app.open_store(path)
+    store = backend.open_store(path)
     report["open_ms"] = round(clock_ms() - start, 1)
     report["records"] = len(store)
     report["after_open"] = proc_status()
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results.append(report)
     run.data["config"] = {"sizes": sizes, "recalls": recalls, "corpus": corpus.tag,
                           "process": ("python -m iai_mcp daemon run (recalls through DaemonClient)" if use_daemon
-                                      else "bench.memory child (app.open_store + core.dispatch)"),
+                                      else "bench.memory child (backend.open_store + core.dispatch)"),
                           "daemon_module_present": daemon}
     run.data["empty_store"] = floor
     run.data["sizes"] = results

@@ -56,10 +56,10 @@ def _pairs(ids, i: int) -> list[tuple[Any, dict[str, Any]]]:
 
 
 def enqueue_and_drain(path: Path, enqueues: int, drain_batches: int, gap_ms: float) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.provenance_queue import ProvenanceWriteQueue
 
-    store = app.open_store(path)
+    store = backend.open_store(path)
     try:
         ids = [row.id for row in store.rows()]
         queue = store.enable_provenance_queue()
@@ -112,11 +112,11 @@ def enqueue_and_drain(path: Path, enqueues: int, drain_batches: int, gap_ms: flo
 
 
 def slow_write(path: Path, cues: list[str], control_calls: int, blocks: int) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
-    store = app.open_store(path)
+    store = backend.open_store(path)
     original = store.append_provenance_batch
     slow_calls = []
 
@@ -179,7 +179,7 @@ def data_size(path: Path) -> dict[str, int]:
 
 
 def growth(path: Path, cues: list[str], recalls: int) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
@@ -191,7 +191,7 @@ def growth(path: Path, cues: list[str], recalls: int) -> dict[str, Any]:
         return {"versions": stats["versions"], "fragments": stats["fragments"],
                 "provenance_entries": stats["provenance_entries"], **dir_stats(path)}
 
-    store = app.open_store(path)
+    store = backend.open_store(path)
     try:
         store.bind_embedder(embedder)
         records = len(store)
@@ -239,11 +239,11 @@ def _paced(fn, args, gap_s: float) -> list[float]:
 def paths(path: Path, cues: list[str], log_sizes: list[int], calls: int, gap_ms: float,
           blocks: int) -> list[dict[str, Any]]:
     """Section 5: synchronous append vs enqueue (+ journal), and recall with each."""
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
-    store = app.open_store(path, provenance_queue=False)
+    store = backend.open_store(path, provenance_queue=False)
     out = []
     try:
         embedder = MiniLMEmbedder()

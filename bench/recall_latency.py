@@ -1,7 +1,7 @@
 """Recall latency, end to end and by part, at 1k, 10k and 100k records.
 
 End to end is ``core.dispatch(store, "memory_recall", {"cue": ..., "k": 10})``
-on a store opened by ``app.open_store`` (provenance queue on, as a server runs
+on a store opened by ``backend.open_store`` (provenance queue on, as a server runs
 it), with the real MiniLM embedder embedding each cue (no ``cue_embedding``).
 The cold first call is timed apart: a freshly opened store and a fresh
 embedder, so it pays the model load and the keyword index build.
@@ -62,13 +62,13 @@ def _rank_replaced(recall_module, hits):
 
 
 def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
     from iai_mcp import retrieval
     from iai_mcp.core import recall as recall_module
     from iai_mcp.core import dispatch
     from iai_mcp.embed import MiniLMEmbedder
 
-    open_ms, store = time_once(lambda: app.open_store(path))
+    open_ms, store = time_once(lambda: backend.open_store(path))
     try:
         embedder = MiniLMEmbedder()  # fresh: the cold call pays the model load
         store.bind_embedder(embedder)

@@ -35,21 +35,21 @@ TIMEOUT_S = 240
 _CLIENT = textwrap.dedent(
     """
     import json, sys
-    from iai_mcp import backend as app
+    from iai_mcp import backend as composition
 
     root, name, calls, mode, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
     colours = ["red", "green", "blue", "amber", "violet"]
     captures, returned = [], []
-    backend = app.connect(root) if mode == "persistent" else None
+    backend = composition.connect(root) if mode == "persistent" else None
     for i in range(calls):
         if mode == "per-call":  # a hook or a CLI command: connect, one call, gone
-            backend = app.connect(root)
+            backend = composition.connect(root)
         text = f"{name} note {i}: the {colours[i % 5]} kettle number {i} whistles at dawn"
         result = backend.call("memory_capture", {"text": text, "session_id": name})
         captures.append({"text": text, **result})
         if mode == "per-call":
             backend.close()
-            backend = app.connect(root)
+            backend = composition.connect(root)
         cue = f"which kettle whistles, {name} {i} {colours[(i + 2) % 5]}"
         hits = backend.call("memory_recall", {"cue": cue, "session_id": name})["hits"]
         returned += [[hit["record_id"], cue, name] for hit in hits]

@@ -20,7 +20,7 @@ from collections import Counter
 
 import pytest
 
-from iai_mcp import backend as app
+from iai_mcp import backend as composition
 from iai_mcp.daemon import lifecycle as daemon
 from iai_mcp.daemon import client as daemon_client
 from iai_mcp.daemon import service as daemon_server
@@ -107,7 +107,7 @@ def _eventually(condition, timeout: float = WAIT_S) -> bool:
 
 def test_connect_spawns_one_daemon_that_owns_the_store(root):
     assert daemon.status(root) is None
-    first = app.connect(root)
+    first = composition.connect(root)
     info = daemon.status(root)
     assert info is not None and info["pid"] != os.getpid()
     assert info["store"] == str(root.resolve())
@@ -117,7 +117,7 @@ def test_connect_spawns_one_daemon_that_owns_the_store(root):
     assert stat.S_IMODE(os.stat(wire.socket_path(root.resolve())).st_mode) == 0o600
 
     rid = _capture(first, "the kettle is in the left cupboard", session_id="a")["record_id"]
-    second = app.connect(root)
+    second = composition.connect(root)
     hits = second.call("memory_recall", {"cue": "where is the kettle", "session_id": "b"})["hits"]
     assert [h["record_id"] for h in hits] == [rid]
     assert second.call("ping")["pid"] == info["pid"]
@@ -165,18 +165,18 @@ def test_a_daemon_that_cannot_own_the_store_reports_why(root):
     held = MemoryStore(path=root)
     try:
         with pytest.raises(StoreLocked, match=str(os.getpid())):
-            app.connect(root)
+            composition.connect(root)
     finally:
         held.close()
     assert len(_events(root, "fatal")) == 1
-    backend = app.connect(root)  # once the store is free, the next call starts a daemon
+    backend = composition.connect(root)  # once the store is free, the next call starts a daemon
     assert backend.call("ping")["records"] == 0
     backend.close()
 
 
 @pytest.mark.slow
 def test_stale_socket_and_state_after_a_killed_daemon_are_replaced(root):
-    backend = app.connect(root)
+    backend = composition.connect(root)
     _capture(backend, "said before the crash")
     old = daemon.status(root)["pid"]
     os.kill(old, signal.SIGKILL)
@@ -194,7 +194,7 @@ def test_stale_socket_and_state_after_a_killed_daemon_are_replaced(root):
 
 @pytest.mark.slow
 def test_reconnects_after_the_daemon_was_stopped_between_calls(root):
-    backend = app.connect(root)
+    backend = composition.connect(root)
     first = _capture(backend, "one", ts="2026-01-01T00:00:00Z")
     assert daemon.stop(root, timeout=WAIT_S) is True
     assert daemon.status(root) is None and not (root / wire.STATE_FILE).exists()
@@ -206,7 +206,7 @@ def test_reconnects_after_the_daemon_was_stopped_between_calls(root):
 
 @pytest.mark.slow
 def test_a_client_arriving_while_the_daemon_drains_gets_the_next_one(root):
-    backend = app.connect(root)
+    backend = composition.connect(root)
     _capture(backend, "before the restart")
     old = daemon.status(root)["pid"]
     os.kill(old, signal.SIGTERM)
@@ -221,7 +221,7 @@ def test_a_client_arriving_while_the_daemon_drains_gets_the_next_one(root):
 
 @pytest.mark.slow
 def test_sigterm_drains_the_provenance_queue(root):
-    backend = app.connect(root)
+    backend = composition.connect(root)
     rids = [_capture(backend, f"note {i} about the garden shed")["record_id"] for i in range(20)]
     pid = daemon.status(root)["pid"]
     returned: Counter = Counter()
@@ -404,13 +404,13 @@ def test_store_lock_in_one_process_and_after_a_failed_open(tmp_path, monkeypatch
 
 def test_local_switch_opens_the_store_in_process(tmp_path, monkeypatch):
     monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
-    backend = app.connect(tmp_path / "s", local=True)
-    assert isinstance(backend, app.LocalBackend)
+    backend = composition.connect(tmp_path / "s", local=True)
+    assert isinstance(backend, composition.LocalBackend)
     _capture(backend, "in process")
     backend.close()
     monkeypatch.setenv("IAI_MCP_LOCAL", "1")
-    backend = app.connect(tmp_path / "s")
-    assert isinstance(backend, app.LocalBackend) and len(backend.store) == 1
+    backend = composition.connect(tmp_path / "s")
+    assert isinstance(backend, composition.LocalBackend) and len(backend.store) == 1
     backend.close()
     assert daemon.status(tmp_path / "s") is None
 
@@ -424,9 +424,9 @@ def test_stop_and_status_when_no_daemon_runs(tmp_path):
 _SLOW_OPEN = '''
 import os, signal, threading
 from pathlib import Path
-import iai_mcp.backend as app
+import iai_mcp.backend as composition
 
-_open = app.open_store
+_open = composition.open_store
 
 def open_store(*args, **kwargs):
     # Emulates a large store: owned (store.lock taken) but not listening yet,
@@ -445,7 +445,7 @@ def open_store(*args, **kwargs):
     signal.signal(signal.SIGTERM, previous)
     return store
 
-app.open_store = open_store
+composition.open_store = open_store
 '''
 
 

@@ -1,6 +1,6 @@
 """The ``iai-mcp`` command: thin over the same backend the MCP server uses.
 
-Every command parses its arguments, makes backend calls (``app.connect()``
+Every command parses its arguments, makes backend calls (``backend.connect()``
 -> ``core.dispatch``) and formats the result; ``--json`` prints the data
 itself. An ``IaiError`` becomes one line on stderr and exit status 1;
 usage errors exit 2. Only the standard library is imported at start, so
@@ -42,19 +42,19 @@ def _print_json(data: Any) -> None:
 
 @contextmanager
 def _backend(args: argparse.Namespace) -> Iterator[Any]:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
 
-    backend = app.connect(args.store)
+    connection = backend.connect(args.store)
     try:
-        yield backend
+        yield connection
     finally:
-        backend.close()
+        connection.close()
 
 
 def _store_path(args: argparse.Namespace) -> Path:
-    from iai_mcp import backend as app
+    from iai_mcp import backend
 
-    return app.store_path(args.store)
+    return backend.store_path(args.store)
 
 
 def _indent(text: str, prefix: str = "    ") -> str:
@@ -259,11 +259,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _repair(args: argparse.Namespace) -> int:
     """Show what repair would do, ask, then do it. The daemon is stopped
     first: repair replays journals and compacts, which needs the store alone."""
-    from iai_mcp import backend as app
-    from iai_mcp.daemon import lifecycle as daemon
     from iai_mcp.core.repair import repair
+    from iai_mcp.daemon import lifecycle as daemon
 
-    root = app.store_path(args.store)
+    root = _store_path(args)
     planned = repair(root, apply=False)
     if not planned:
         print("nothing to repair")

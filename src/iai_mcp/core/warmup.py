@@ -7,7 +7,7 @@ model) and the daemon's start-up thread. The daemon passes its store lock as
 ``index_lock``: the model loads outside it, so requests that need no model
 (get, stats, a recall with a ``cue_embedding``) are served meanwhile (the load
 is 0.2 s with a warm page cache here, seconds cold), and only the index
-build runs under it, because ``retrieval.ranking.KeywordIndex`` is not safe
+build runs under it, because ``retrieval.KeywordIndex`` is not safe
 to score while another thread adds to it (at 100k memories the build alone
 takes ~2 s).
 """

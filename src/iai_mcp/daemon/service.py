@@ -266,7 +266,7 @@ class Daemon:
         # One store call at a time. Captures must be: find-identical-then-insert
         # is not atomic. Recall could in principle run concurrently (rows and
         # vectors are append-only snapshots), but it also brings the BM25 index
-        # recall keeps per store up to date, and ranking.KeywordIndex is not
+        # recall keeps per store up to date, and retrieval.KeywordIndex is not
         # safe to score while another thread adds to it. The CPU-heavy part of
         # a call is the model, which would compete for the same cores anyway.
         with self._store_lock:

@@ -56,8 +56,8 @@ def tool_signature(method: str, result: Any) -> inspect.Signature:
     return inspect.Signature(parameters, return_annotation=result)
 
 
-def register_tools(app: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:
-    """Add the memory tools to ``app``; each one is ``call(method, params)``.
+def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:
+    """Add the memory tools to ``fastmcp``; each one is ``call(method, params)``.
 
     Below, each tool is written as its name, its result type and its
     docstring; ``tool`` gives it the contract's parameters.
@@ -75,7 +75,7 @@ def register_tools(app: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable
         run.__name__ = run.__qualname__ = method
         run.__doc__ = manual.__doc__
         run.__signature__ = tool_signature(method, typing.get_type_hints(manual)["return"])  # type: ignore[attr-defined]
-        app.add_tool(run)
+        fastmcp.add_tool(run)
         registered.add(method)
 
     @tool

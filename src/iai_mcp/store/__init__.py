@@ -17,7 +17,7 @@ so what memory shows has always been written.
 Because of that in-memory state, one process at a time may hold a store
 open: ``MemoryStore`` takes an exclusive ``flock`` on ``store.lock`` at open
 and a second opener gets ``StoreLocked``. Everyone else goes through the
-daemon that owns the store (``iai_mcp.daemon``, reached via ``app.connect``).
+daemon that owns the store (``iai_mcp.daemon``, reached via ``backend.connect``).
 """
 from __future__ import annotations
 
