@@ -31,14 +31,15 @@ def _isolate_home(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def _stop_spawned_daemons():
-    """A test that reached the daemon through app.connect() leaves no daemon behind."""
+def _stop_spawned_daemons(tmp_path, _isolate_home):
+    """A test that reached a daemon through backend.connect() leaves none behind:
+    every store a test uses lives under its tmp_path or its HOME, and a running
+    daemon keeps its daemon.json beside the store."""
     yield
     from iai_mcp.daemon import lifecycle as daemon
-    from iai_mcp.daemon import client as daemon_client
 
-    for root in daemon_client.take_spawned_daemons():
-        daemon.stop(root, timeout=30)
+    for state in [*tmp_path.rglob("daemon.json"), *_isolate_home.rglob("daemon.json")]:
+        daemon.stop(state.parent, timeout=30)
 
 
 @pytest.fixture

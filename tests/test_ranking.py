@@ -12,7 +12,6 @@ from iai_mcp.retrieval.fusion import (
     fuse,
     normalise_dense,
     normalise_keyword,
-    recency_prior,
     rrf,
     top_k,
     window_max,
@@ -277,17 +276,6 @@ def test_fuse_rejects_misaligned_inputs() -> None:
 def test_fuse_handles_empty_and_single_row() -> None:
     assert fuse(np.zeros(0), np.zeros(0)).shape == (0,)
     assert fuse(np.array([0.5]), np.array([1.0]), np.array([0])).shape == (1,)
-
-
-def test_recency_is_off_by_default_and_adds_when_weighted() -> None:
-    dense, keyword = _rows(4)
-    now = 1_000_000_000.0
-    prior = recency_prior(np.array([now - 86400 * 90, now, now, now]), now, half_life_days=90)
-    assert prior.tolist() == pytest.approx([0.5, 1.0, 1.0, 1.0])
-    assert fuse(dense, keyword, recency=prior) == pytest.approx(fuse(dense, keyword))
-    w = FusionWeights(recency=0.5)
-    assert fuse(dense, keyword, recency=prior, weights=w)[1] > fuse(dense, keyword, weights=w)[1]
-    assert DEFAULT_WEIGHTS.recency == 0.0
 
 
 def test_rrf_rewards_agreement() -> None:

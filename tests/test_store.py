@@ -92,7 +92,7 @@ def test_reopen_after_restart(tmp_path):
     records = [_make(text=f"memory number {i}") for i in range(5)]
     for r in records:
         store.insert(r)
-    store.append_provenance(records[2].id, {"ts": "t1", "cue": "c1", "session_id": "s"})
+    store.append_provenance_batch([(records[2].id, {"ts": "t1", "cue": "c1", "session_id": "s"})])
     store.close()
 
     reopened = MemoryStore(path=tmp_path)
@@ -113,20 +113,6 @@ def test_duplicate_id_rejected_and_nothing_written(tmp_path):
     store.close()
     with MemoryStore(path=tmp_path) as reopened:
         assert len(reopened) == 1
-
-
-def test_query_similar_orders_by_cosine(tmp_path):
-    store = MemoryStore(path=tmp_path)
-    a = [1.0] + [0.0] * (EMBED_DIM - 1)
-    b = [0.0, 1.0] + [0.0] * (EMBED_DIM - 2)
-    ra, rb = _make(text="a", vec=a), _make(text="b", vec=b)
-    store.insert(ra)
-    store.insert(rb)
-    (first, s1), (second, s2) = store.query_similar(a, k=2)
-    assert first.id == ra.id and s1 == pytest.approx(1.0)
-    assert second.id == rb.id and s2 == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(InvalidInput):
-        store.query_similar([float("nan")] * EMBED_DIM)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -152,7 +138,7 @@ def test_provenance_append_order_and_exact_entries(tmp_path):
     entries = [{"ts": f"t{i}", "cue": f"ćue {i}", "session_id": "s", "extra": [i, {"n": None}]} for i in range(20)]
     store.append_provenance_batch([(r.id, e) for e in entries[:10]])
     for e in entries[10:]:
-        store.append_provenance(r.id, e)
+        store.append_provenance_batch([(r.id, e)])
     assert store.get(r.id).provenance == entries
 
 
@@ -178,15 +164,17 @@ def test_replayed_entry_id_applied_once(tmp_path):
     assert store.get(r.id).provenance == [{"cue": "once"}]
 
 
-def test_append_provenance_rejects_bad_entry(tmp_path):
+def test_append_provenance_batch_skips_bad_entries_and_applies_the_rest(tmp_path, capfd):
     store = MemoryStore(path=tmp_path)
     r = _make()
     store.insert(r)
-    with pytest.raises(InvalidInput):
-        store.append_provenance(r.id, {"ts": object()})
-    with pytest.raises(InvalidInput):
-        store.append_provenance(r.id, ["not", "a", "dict"])
-    assert store.get(r.id).provenance == []
+    added = store.append_provenance_batch(
+        [(r.id, {"ts": object()}), (r.id, ["not", "a", "dict"]), ("not-a-uuid", {"cue": "x"}),
+         (r.id, {"cue": "good"})]
+    )
+    assert added == 1
+    assert store.get(r.id).provenance == [{"cue": "good"}]
+    assert capfd.readouterr().err.count('"event": "provenance_skipped"') == 3
 
 
 def test_provenance_does_not_add_lance_versions(tmp_path):
@@ -195,7 +183,7 @@ def test_provenance_does_not_add_lance_versions(tmp_path):
     store.insert(r)
     before = store.stats()["versions"]
     for i in range(50):
-        store.append_provenance(r.id, {"cue": str(i)})
+        store.append_provenance_batch([(r.id, {"cue": str(i)})])
     assert store.stats()["versions"] == before
 
 
@@ -205,8 +193,8 @@ def test_corrupt_provenance_entry_raises_and_history_kept(tmp_path):
     store = MemoryStore(path=tmp_path)
     r = _make()
     store.insert(r)
-    store.append_provenance(r.id, {"cue": "a"})
-    store.append_provenance(r.id, {"cue": "b"})
+    store.append_provenance_batch([(r.id, {"cue": "a"})])
+    store.append_provenance_batch([(r.id, {"cue": "b"})])
     store.close()
     db = sqlite3.connect(tmp_path / "provenance.sqlite3")
     db.execute("UPDATE entries SET sealed = X'00112233445566778899AABBCCDDEEFF0011223344' WHERE seq = 1")
@@ -217,7 +205,7 @@ def test_corrupt_provenance_entry_raises_and_history_kept(tmp_path):
 
     with pytest.raises(CorruptData):
         reopened.get(r.id)
-    reopened.append_provenance(r.id, {"cue": "c"})
+    reopened.append_provenance_batch([(r.id, {"cue": "c"})])
     assert reopened._log.count() == 3  # nothing reset or dropped
 
 
@@ -231,7 +219,7 @@ def test_no_plaintext_on_disk(tmp_path):
     r = _make(text=secret_text)
     r.tags = ["TAG-UNIQUE-7731"]
     store.insert(r)
-    store.append_provenance(r.id, {"ts": "t", "cue": cue, "session_id": "SESSION-XYZ-55"})
+    store.append_provenance_batch([(r.id, {"ts": "t", "cue": cue, "session_id": "SESSION-XYZ-55"})])
     store.compact()
     store.close()
     data = _all_bytes_under(tmp_path)

@@ -14,15 +14,14 @@ usual way.
 
 Reporting must never kill the work it reports on: the handler writes to
 whatever ``sys.stderr`` is at the time and drops a line it cannot write (a
-full disk under ``daemon.log``, a closed pipe), counting it in
-``dropped_lines()`` instead of raising or printing a traceback.
+full disk under ``daemon.log``, a closed pipe) instead of raising or printing
+a traceback: the only place it could report the failure is the one failing.
 """
 from __future__ import annotations
 
 import json
 import logging
 import sys
-import threading
 from typing import Any, TextIO
 
 ROOT = "iai_mcp"
@@ -43,11 +42,6 @@ class JsonLinesFormatter(logging.Formatter):
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler bound to the current ``sys.stderr`` that never raises."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.dropped = 0
-        self._dropped_lock = threading.Lock()
-
     @property  # type: ignore[override]
     def stream(self) -> TextIO:
         return sys.stderr
@@ -57,8 +51,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
     def handleError(self, record: logging.LogRecord) -> None:
-        with self._dropped_lock:
-            self.dropped += 1
+        pass  # dropped: see the module docstring
 
 
 _handler = _StderrHandler()
@@ -89,7 +82,3 @@ def logger(component: str) -> StructuredLogger:
     """The logger of one component (a dotted name under ``iai_mcp``)."""
     return StructuredLogger(component)
 
-
-def dropped_lines() -> int:
-    """Lines the stderr handler could not write since start."""
-    return _handler.dropped

@@ -70,7 +70,7 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
     try:
         store.queue_provenance_batch(pairs)
     except Exception as exc:  # provenance never fails a recall
-        _log("provenance_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(pairs))
+        _log.warning("provenance_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(pairs))
     hits = [
         memory_dict(hit.row, RecallHit, score=round(hit.score, 6), reason=hit.reason)
         for hit in result.hits

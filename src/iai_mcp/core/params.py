@@ -134,7 +134,6 @@ def _vector(value: Any) -> Any:
 #: the MCP tool schemas are derived from.
 Text = Annotated[str, AfterValidator(_plain), AfterValidator(_not_blank)]
 OptionalText = Annotated[str | None, AfterValidator(_plain)]
-OptionalNonBlankText = Annotated[str | None, AfterValidator(_plain), AfterValidator(_not_blank)]
 Time = Annotated[str | None, AfterValidator(_plain), AfterValidator(_iso_time)]
 RecordId = Annotated[str, AfterValidator(_plain), AfterValidator(_record_id)]
 Tags = Annotated[list[str] | None, AfterValidator(_tags)]

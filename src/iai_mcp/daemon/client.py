@@ -57,8 +57,6 @@ def _resendable(method: str) -> bool:
     return resendable(method)
 
 
-_spawned: list[tuple[Path, subprocess.Popen[bytes]]] = []
-_spawned_lock = threading.Lock()
 
 
 class DaemonNotRunning(StoreError):
@@ -174,9 +172,6 @@ class DaemonClient:
             self._disconnect()  # the daemon gave up on this connection (oversized request)
         return reply
 
-    def ping(self) -> dict[str, Any]:
-        return self.call(wire.PING)
-
     # ------------------------------------------------------------- connection
 
     def connect(self) -> DaemonClient:
@@ -256,8 +251,6 @@ class DaemonClient:
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
                 start_new_session=True, close_fds=True, cwd="/",
             )
-        with _spawned_lock:
-            _spawned.append((self.root, proc))
         try:
             while True:
                 sock = _try_connect(self.socket_path)
@@ -320,11 +313,3 @@ def _startup_failure(log_path: Path, pid: int, code: int) -> IaiError:
             return wire.error_from_payload(event.get("error"))
     return StoreError(f"the daemon (pid {pid}) exited with code {code} before it was ready; "
                       f"see {log_path}")
-
-
-def take_spawned_daemons() -> list[Path]:
-    """Stores this process started a daemon for since the last call (test clean-up)."""
-    with _spawned_lock:
-        roots = list(dict.fromkeys(root for root, _ in _spawned))
-        _spawned.clear()
-    return roots

@@ -107,7 +107,7 @@ class BackendSlot:
             result = self.call("warmup", {})
             _log("warm", embedder=result.get("embedder"), seconds=result.get("seconds"))
         except Exception as exc:  # the first tool call will report it to the client
-            _log("warm_failed", error=f"{type(exc).__name__}: {exc}")
+            _log.warning("warm_failed", error=f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
         with self._lock:
@@ -121,7 +121,7 @@ def _tool_error(method: str, exc: Exception) -> ToolError:
     if isinstance(exc, IaiError):
         return ToolError(f"{exc.code}: {exc}")
     # A bug, not the caller's fault: keep the details on stderr, serve on.
-    _log("tool_failed", method=method, error=f"{type(exc).__name__}: {exc}",
+    _log.warning("tool_failed", method=method, error=f"{type(exc).__name__}: {exc}",
          trace=traceback.format_exc(limit=5))
     return ToolError(f"internal error in {method} ({type(exc).__name__}); the server log has details")
 

@@ -206,7 +206,7 @@ class ProvenanceWriteQueue:
         if journal is not None:
             kept = journal.close(upto)
             if kept:
-                _log("journal_kept", files=kept, reason="not all of it is in the log; replayed at next start")
+                _log.warning("journal_kept", files=kept, reason="not all of it is in the log; replayed at next start")
 
     # -------------------------------------------------------------- callers
 
@@ -220,7 +220,7 @@ class ProvenanceWriteQueue:
             payload: bytes | None = pending.seal_batch(self._sealer, batch_pairs)  # outside the lock
         except Exception as exc:  # never fail a recall over its journal line
             payload = None
-            _log("provenance_seal_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(batch_pairs),
+            _log.warning("provenance_seal_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(batch_pairs),
                  consequence="this batch is in memory only until written")
         with self._cv:
             self._seq += 1
@@ -229,7 +229,7 @@ class ProvenanceWriteQueue:
                 # No worker will write it. A spill file is replayed by the next
                 # queue of this store; memory would die with us.
                 if not self._spill([batch]):
-                    _log("provenance_lost", pairs=len(batch_pairs), reason="queue stopped and spill refused")
+                    _log.warning("provenance_lost", pairs=len(batch_pairs), reason="queue stopped and spill refused")
             elif not self._spill_backlog and len(self._items) < self._max_queue:
                 self._items.append(batch)
             # Spilled under the lock, so the order of spill files is the order of enqueue calls.
@@ -306,7 +306,7 @@ class ProvenanceWriteQueue:
                 try:
                     journal.maintain(upto)
                 except Exception as exc:  # housekeeping only: the data is safe either way
-                    _log("journal_maintenance_failed", error=f"{type(exc).__name__}: {exc}")
+                    _log.warning("journal_maintenance_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _take(self) -> list[_Batch]:
         """Pop one batch, then coalesce what arrives within coalesce_ms (lock held)."""
@@ -353,7 +353,7 @@ class ProvenanceWriteQueue:
             if not spilled:
                 self._items.extendleft(reversed(batches))
             self._cv.notify_all()
-        _log("provenance_write_failed", error=f"{type(error).__name__}: {error}",
+        _log.warning("provenance_write_failed", error=f"{type(error).__name__}: {error}",
              pairs=sum(len(b.pairs) for b in batches),
              action="spilled for retry" if spilled else "kept in memory for retry")
         return False
@@ -378,7 +378,7 @@ class ProvenanceWriteQueue:
         try:
             self._spills.write([(b.seq, b.payload) for b in batches])  # type: ignore[misc]
         except Exception as exc:
-            _log("provenance_spill_failed", error=f"{type(exc).__name__}: {exc}",
+            _log.warning("provenance_spill_failed", error=f"{type(exc).__name__}: {exc}",
                  pairs=sum(len(b.pairs) for b in batches))
             return False
         self._spill_backlog = True
@@ -392,7 +392,7 @@ class ProvenanceWriteQueue:
         try:
             return journal.replay(self._apply)
         except Exception as exc:  # e.g. the directory cannot be listed: never fail start()
-            _log("journal_replay_failed", error=f"{type(exc).__name__}: {exc}", action="retried when idle")
+            _log.warning("journal_replay_failed", error=f"{type(exc).__name__}: {exc}", action="retried when idle")
             return False
 
     def _from_disk(self) -> bool:
@@ -439,7 +439,7 @@ class ProvenanceWriteQueue:
             self._apply([pair for _seq, batch in found.lines for pair in batch])
         except Exception as exc:
             self._failures += 1
-            _log("provenance_replay_failed", file=path.name, error=f"{type(exc).__name__}: {exc}",
+            _log.warning("provenance_replay_failed", file=path.name, error=f"{type(exc).__name__}: {exc}",
                  action="kept on disk for retry")
             return False
         self._failures = 0

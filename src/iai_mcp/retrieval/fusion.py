@@ -37,10 +37,9 @@ class FusionWeights:
     #: to 0.7 and leave-one-conversation-out picks 0.3-0.7 (held-out R@10
     #: 0.797). Kept at the low end so it ranks, rather than filters, by speaker.
     label: float = 0.3
-    #: Weight of the caller's recency prior; off because recency did not help
-    #: on LoCoMo (R@10 -0.01 to -0.03 for weights 0.1-0.2), where old facts
-    #: are asked about as often as new ones.
-    recency: float = 0.0
+    # No recency prior: an exp-decay prior on age (half-life 90 days) cost
+    # R@10 0.01-0.03 on LoCoMo at weights 0.1-0.2, where old facts are asked
+    # about as often as new ones, so it was measured and left out.
 
 
 DEFAULT_WEIGHTS = FusionWeights()
@@ -89,21 +88,14 @@ def window_max(scores: np.ndarray, session: np.ndarray | None, window: int) -> n
     return best
 
 
-def recency_prior(event_time: np.ndarray, now: float, half_life_days: float = 90.0) -> np.ndarray:
-    """exp-decay weight in (0, 1] of each row's age (seconds since epoch in, 1 = said now)."""
-    age_days = np.maximum(now - event_time, 0.0) / 86400.0
-    return np.exp2(-age_days / half_life_days).astype(np.float32)
-
-
 def fuse(dense: np.ndarray, keyword: np.ndarray, session: np.ndarray | None = None, *,
-         alive: np.ndarray | None = None, recency: np.ndarray | None = None,
-         label: np.ndarray | None = None, weights: FusionWeights = DEFAULT_WEIGHTS) -> np.ndarray:
+         alive: np.ndarray | None = None, label: np.ndarray | None = None,
+         weights: FusionWeights = DEFAULT_WEIGHTS) -> np.ndarray:
     """One ranking score per row from dense cosines and BM25 scores.
 
     ``session`` holds an integer code per row (rows in capture order) and
     enables the two context terms; ``alive`` is False for rows that must
-    neither rank nor lend context (forgotten memories); ``recency`` is a prior
-    such as :func:`recency_prior`; ``label`` is True for rows whose speaker
+    neither rank nor lend context (forgotten memories); ``label`` is True for rows whose speaker
     the query names (:meth:`KeywordIndex.label_match`). Returns float32
     scores, higher is better, ``-inf`` for rows that are not alive.
 
@@ -130,8 +122,6 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, session: np.ndarray | None = No
     if weights.neighbour and n > 1:
         keyword = keyword + weights.neighbour * window_max(keyword, session, 1)
     score = normalise_keyword(keyword) + weights.dense * normalise_dense(dense)
-    if recency is not None and weights.recency:
-        score = score + weights.recency * np.asarray(recency, dtype=np.float32)
     if weights.window_weight and weights.window > 0 and n > 1:
         # Context only ever adds, so floor at 0 first: a row below the crowd
         # must not drag its neighbours down, and a dead row lends nothing.

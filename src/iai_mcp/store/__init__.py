@@ -21,12 +21,11 @@ daemon that owns the store (``iai_mcp.daemon``, reached via ``backend.connect``)
 """
 from __future__ import annotations
 
-import json
 import ctypes
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -137,7 +136,7 @@ class MemoryStore:
         self._meta, self._cipher = open_meta(self.root, config.key_settings())
         self.store_id: str = self._meta["store_id"]
         self._records = RecordsTable(self.root)
-        self._log = ProvenanceLog(self.root)
+        self._log = ProvenanceLog(self.root, self._cipher)
         self._rows: list[MemoryRow] = []
         self._seqs: list[int] = []  # LanceDB seq of each row, parallel to _rows
         self._index_of: dict[UUID, int] = {}
@@ -174,7 +173,7 @@ class MemoryStore:
                 # Never drop or rewrite it: report, keep it on disk, carry on.
                 problem = f"record {sealed.id} (seq {sealed.seq}) cannot be read: {exc}"
                 self.load_problems.append(problem)
-                log_event("record_unreadable", record_id=sealed.id, error=str(exc))
+                log_event.warning("record_unreadable", record_id=sealed.id, error=str(exc))
                 continue
             if len(rows) == len(matrix):  # rows written while we counted
                 matrix = np.concatenate([matrix, np.zeros_like(matrix[: _headroom(len(rows))])])
@@ -268,7 +267,8 @@ class MemoryStore:
                 for record in records
                 for entry in record.provenance
             ]
-            sealed_entries = self._seal_entries(pairs, known={r.id for r in records})
+            known = {r.id for r in records}
+            sealed_entries = self._log.seal(pairs, lambda rid: rid in self._index_of or rid in known)
             seq0 = self._next_seq
             self._records.append(
                 [self._seal(row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
@@ -365,81 +365,14 @@ class MemoryStore:
         )
 
     def provenance_of(self, record_id: UUID) -> list[ProvenanceEntry]:
-        entries = []
-        rid = str(record_id)
-        for seq, entry_id, sealed in self._log.for_record(rid):
-            try:
-                plain = self._cipher.open(sealed, f"prov:{rid}:{entry_id}".encode())
-                entries.append(json.loads(plain))
-            except (CorruptData, ValueError) as exc:
-                # Reading fails loudly; the stored history is left exactly as it is.
-                raise CorruptData(
-                    f"provenance entry {seq} of record {rid} cannot be read ({exc}); "
-                    "the log was not changed"
-                ) from None
-        return entries
+        """The record's provenance in append order; CorruptData if an entry cannot be read."""
+        return self._log.entries(record_id)
 
     def latest_provenance(self, limit: int = 1000) -> list[tuple[UUID, ProvenanceEntry]]:
         """Each record's newest provenance entry, most recent first (at most ``limit``)."""
-        out = []
-        for rid, entry_id, sealed in self._log.latest_per_record(limit):
-            try:
-                plain = self._cipher.open(sealed, f"prov:{rid}:{entry_id}".encode())
-                out.append((UUID(rid), json.loads(plain)))
-            except (CorruptData, ValueError) as exc:
-                log_event("provenance_unreadable", record_id=rid, error=str(exc))
-        return out
-
-    def query_similar(self, vec: Sequence[float], k: int = 10) -> list[tuple[MemoryRecord, float]]:
-        """Top ``k`` records by cosine similarity to ``vec``."""
-        query = np.asarray(vec, dtype=np.float32)
-        if query.shape != (EMBED_DIM,) or not np.all(np.isfinite(query)):
-            raise InvalidInput(f"query vector must be {EMBED_DIM} finite numbers")
-        matrix, norms = self.vectors()
-        if len(norms) == 0 or k <= 0:
-            return []
-        scores = (matrix @ query) / np.maximum(norms * float(np.linalg.norm(query)), 1e-12)
-        top = np.argsort(-scores, kind="stable")[:k]
-        return [(self.get(self._rows[i].id), float(scores[i])) for i in top]  # type: ignore[misc]
+        return self._log.latest(limit)
 
     # ----------------------------------------------------------- provenance
-
-    def _seal_entries(
-        self, pairs: Iterable[ProvenancePair | tuple[Any, ...]], known: set[UUID] | None = None
-    ) -> list[tuple[str, str, bytes]]:
-        sealed = []
-        for pair in pairs:
-            if len(pair) == 3:
-                record_id, entry, entry_id = pair
-            else:
-                (record_id, entry), entry_id = pair, new_entry_id()
-            try:
-                rid = record_id if isinstance(record_id, UUID) else UUID(str(record_id))
-            except ValueError:
-                log_event("provenance_skipped", reason="record id is not a UUID")
-                continue
-            if rid not in self._index_of and not (known and rid in known):
-                continue  # not in the store: skipped, the rest applied
-            try:
-                plain = json.dumps(entry, ensure_ascii=False).encode("utf-8")
-                if not isinstance(entry, dict):
-                    raise TypeError("a provenance entry is a dict")
-            except (TypeError, ValueError) as exc:
-                log_event("provenance_skipped", record_id=str(rid), reason=str(exc))
-                continue
-            aad = f"prov:{rid}:{entry_id}".encode()
-            sealed.append((str(entry_id), str(rid), self._cipher.seal(plain, aad)))
-        return sealed
-
-    def append_provenance(self, record_id: UUID | str, entry: ProvenanceEntry) -> None:
-        """Append one entry now, on this thread."""
-        if not isinstance(entry, dict):
-            raise InvalidInput("a provenance entry is a dict such as {ts, cue, session_id}")
-        try:
-            json.dumps(entry)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"provenance entry is not JSON-serialisable: {exc}") from None
-        self.append_provenance_batch([(record_id, entry)])
 
     def append_provenance_batch(
         self,
@@ -454,7 +387,7 @@ class MemoryStore:
         needed: existence is answered from memory.
         """
         del records_cache
-        return self._log.append(self._seal_entries(pairs))
+        return self._log.append(self._log.seal(pairs, self._index_of.__contains__))
 
     def queue_provenance_batch(self, pairs: Sequence[tuple[Any, ...]]) -> None:
         """The one entry point recall uses: hand off to the queue when it is

@@ -19,10 +19,27 @@ associated data, and comes back exactly as the caller appended it.
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from iai_mcp.errors import CorruptData
+from iai_mcp.log import logger
+from iai_mcp.store.crypto import Cipher
+from iai_mcp.types import ProvenanceEntry, ProvenancePair, new_entry_id
+
+_log = logger("iai_mcp.store")
+
+#: ``(entry_id, record_id, sealed entry)``: a row as the table holds it.
+SealedEntry = tuple[str, str, bytes]
+
+
+def _aad(record_id: str, entry_id: str) -> bytes:
+    return f"prov:{record_id}:{entry_id}".encode()
 
 FILE_NAME = "provenance.sqlite3"
 
@@ -38,8 +55,11 @@ CREATE INDEX IF NOT EXISTS entries_by_record ON entries (record_id, seq);
 
 
 class ProvenanceLog:
-    def __init__(self, root: Path) -> None:
+    """The log of one store, sealing entries with the store's cipher."""
+
+    def __init__(self, root: Path, cipher: Cipher) -> None:
         self.path = root / FILE_NAME
+        self._cipher = cipher
         # One connection shared by the caller thread and the queue worker;
         # the lock serialises them (SQLite has one writer anyway).
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -50,7 +70,62 @@ class ProvenanceLog:
             self._conn.execute("PRAGMA busy_timeout=10000")
             self._conn.executescript(_SCHEMA)
 
-    def append(self, rows: Iterable[tuple[str, str, bytes]]) -> int:
+    def seal(
+        self, pairs: Iterable[ProvenancePair | tuple[Any, ...]], exists: Callable[[UUID], bool]
+    ) -> list[SealedEntry]:
+        """Seal ``(record_id, entry[, entry_id])`` pairs for ``append``. A pair
+        whose record does not ``exist``, or whose entry is not a JSON object,
+        is skipped (and reported when it is malformed); the rest are kept."""
+        sealed = []
+        for pair in pairs:
+            if len(pair) == 3:
+                record_id, entry, entry_id = pair
+            else:
+                (record_id, entry), entry_id = pair, new_entry_id()
+            try:
+                rid = record_id if isinstance(record_id, UUID) else UUID(str(record_id))
+            except ValueError:
+                _log.warning("provenance_skipped", reason="record id is not a UUID")
+                continue
+            if not exists(rid):
+                continue  # not in the store: skipped, the rest applied
+            try:
+                if not isinstance(entry, dict):
+                    raise TypeError("a provenance entry is a dict")
+                plain = json.dumps(entry, ensure_ascii=False).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                _log.warning("provenance_skipped", record_id=str(rid), reason=str(exc))
+                continue
+            sealed.append((str(entry_id), str(rid), self._cipher.seal(plain, _aad(str(rid), str(entry_id)))))
+        return sealed
+
+    def entries(self, record_id: UUID) -> list[ProvenanceEntry]:
+        """One record's entries in append order. Reading fails loudly
+        (CorruptData); the stored history is left exactly as it is."""
+        rid = str(record_id)
+        out = []
+        for seq, entry_id, sealed in self._for_record(rid):
+            try:
+                out.append(json.loads(self._cipher.open(sealed, _aad(rid, entry_id))))
+            except (CorruptData, ValueError) as exc:
+                raise CorruptData(
+                    f"provenance entry {seq} of record {rid} cannot be read ({exc}); "
+                    "the log was not changed"
+                ) from None
+        return out
+
+    def latest(self, limit: int) -> list[tuple[UUID, ProvenanceEntry]]:
+        """Each record's newest entry, most recent first (at most ``limit``);
+        an entry that cannot be read is reported and left out."""
+        out = []
+        for rid, entry_id, sealed in self._latest_per_record(limit):
+            try:
+                out.append((UUID(rid), json.loads(self._cipher.open(sealed, _aad(rid, entry_id)))))
+            except (CorruptData, ValueError) as exc:
+                _log.warning("provenance_unreadable", record_id=rid, error=str(exc))
+        return out
+
+    def append(self, rows: Iterable[SealedEntry]) -> int:
         """Append ``(entry_id, record_id, sealed)`` rows in one transaction.
 
         Returns how many were new (a replayed entry id is ignored).
@@ -72,7 +147,7 @@ class ProvenanceLog:
                 raise
             return self._conn.total_changes - before
 
-    def for_record(self, record_id: str) -> list[tuple[int, str, bytes]]:
+    def _for_record(self, record_id: str) -> list[tuple[int, str, bytes]]:
         """``(seq, entry_id, sealed)`` of one record, in append order."""
         with self._lock:
             cur = self._conn.execute(
@@ -85,12 +160,7 @@ class ProvenanceLog:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
 
-    def counts_by_record(self) -> dict[str, int]:
-        with self._lock:
-            cur = self._conn.execute("SELECT record_id, COUNT(*) FROM entries GROUP BY record_id")
-            return dict(cur.fetchall())
-
-    def latest_per_record(self, limit: int) -> list[tuple[str, str, bytes]]:
+    def _latest_per_record(self, limit: int) -> list[tuple[str, str, bytes]]:
         """``(record_id, entry_id, sealed)`` of each record's newest entry,
         most recently appended first (append order is time order)."""
         with self._lock:
@@ -99,15 +169,6 @@ class ProvenanceLog:
                 "(SELECT MAX(seq) FROM entries GROUP BY record_id) ORDER BY seq DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-
-    def iter_all(self, visit: Callable[[int, str, str, bytes], None]) -> None:
-        """Call ``visit(seq, entry_id, record_id, sealed)`` for every entry, in order."""
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT seq, entry_id, record_id, sealed FROM entries ORDER BY seq"
-            ).fetchall()
-        for row in rows:
-            visit(*row)
 
     def checkpoint(self) -> None:
         with self._lock:
