@@ -47,7 +47,9 @@ def test_method_options_come_from_the_contract(command, method, positional, left
     from iai_mcp.types import Role, Tier
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
-    options = {a.dest: a for a in sub.choices[command]._actions if a.option_strings}
+    parser = sub.choices[command]
+    parser.format_help()  # the contract's options are added on first use
+    options = {a.dest: a for a in parser._actions if a.option_strings}
     fields = contract.method(method).params.model_fields
     assert set(fields) - left_out <= set(options)
     assert options["tier"].choices == list(get_args(Tier))
@@ -74,7 +76,7 @@ def test_help_and_usage_errors_load_nothing_heavy():
                 main(argv)
             except SystemExit as exc:
                 codes.append(exc.code)
-        heavy = ("lancedb", "onnxruntime", "pyarrow", "tokenizers", "numpy", "mcp")
+        heavy = ("lancedb", "onnxruntime", "pyarrow", "tokenizers", "numpy", "mcp", "pydantic")
         print(json.dumps({"codes": codes, "loaded": [m for m in heavy if m in sys.modules]}))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -364,6 +364,32 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser whose contract-derived options are added on first
+    use (parsing or help). The contract imports pydantic, ~90 ms of start-up
+    that ``--help``, ``hook`` and every other command would otherwise pay on
+    each run for options they never show."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred.append(add)
+
+    def _complete(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
 def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tuple[str, ...] = ()) -> None:
     """One option per parameter of ``method``'s contract (``core.contract``),
     except ``skip``: ``--session-id`` for ``session_id``, choices from a
@@ -395,10 +421,22 @@ def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tupl
         parser.add_argument(flag, **options)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _pack_budget_option(parser: argparse.ArgumentParser) -> None:
     from iai_mcp.core import contract
+
+    budget = contract.method("session_start").params.model_fields["budget_tokens"]
+    parser.add_argument("--budget-tokens", type=int, default=budget.default,
+                        help=f"session-start: {budget.description.rstrip('.')} (default {budget.default})")
+
+
+def _batch_size_option(parser: argparse.ArgumentParser) -> None:
     from iai_mcp.core.params import MAX_PAGE
 
+    parser.add_argument("--batch-size", type=_batch_size, default=IMPORT_BATCH, metavar="N",
+                        help=f"records per call, 1-{MAX_PAGE} (default {IMPORT_BATCH})")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Local, encrypted, verbatim long-term memory for MCP assistants.",
@@ -406,9 +444,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--store", metavar="PATH", help="store directory (overrides IAI_MCP_STORE)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                parser_class=_CommandParser)
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def command(name: str, func: Callable[[argparse.Namespace], int], help: str) -> _CommandParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         return p
@@ -417,12 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("capture", cmd_capture, "remember TEXT verbatim (reads stdin when TEXT is '-' or absent)")
     p.add_argument("text", nargs="?", metavar="TEXT")
-    contract_options(p, "memory_capture", skip=("text",))
+    p.defer(lambda p: contract_options(p, "memory_capture", skip=("text",)))
     _json_flag(p)
 
     p = command("recall", cmd_recall, "find the memories that match CUE, best first")
     p.add_argument("cue", metavar="CUE")
-    contract_options(p, "memory_recall", skip=("cue", "cue_embedding"))
+    p.defer(lambda p: contract_options(p, "memory_recall", skip=("cue", "cue_embedding")))
     _json_flag(p)
 
     p = command("show", cmd_show, "show one memory and its provenance (when, by which cue, in which session)")
@@ -437,8 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("import", cmd_import, "import a JSONL export (re-embedded; repeats are skipped)")
     p.add_argument("file", metavar="FILE", help="the export file, or '-' for stdin")
-    p.add_argument("--batch-size", type=_batch_size, default=IMPORT_BATCH, metavar="N",
-                   help=f"records per call, 1-{MAX_PAGE} (default {IMPORT_BATCH})")
+    p.defer(_batch_size_option)
     _json_flag(p)
 
     p = command("doctor", cmd_doctor, "check the store, key, embedder, spill/journal and daemon")
@@ -456,9 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("hook", cmd_hook, "run a hook (Claude Code calls this with JSON on stdin)")
     p.add_argument("event", choices=["session-start", "stop"])
-    pack_budget = contract.method("session_start").params.model_fields["budget_tokens"]
-    p.add_argument("--budget-tokens", type=int, default=pack_budget.default,
-                   help=f"session-start: {pack_budget.description.rstrip('.')} (default {pack_budget.default})")
+    p.defer(_pack_budget_option)
     _json_flag(p)
 
     p = command("daemon", cmd_daemon, "run, query or stop the per-store daemon")
