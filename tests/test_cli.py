@@ -76,6 +76,10 @@ def test_help_and_usage_errors_load_nothing_heavy():
                 main(argv)
             except SystemExit as exc:
                 codes.append(exc.code)
+        # What a hook runs on every turn parses without the method contract.
+        from iai_mcp.cli import build_parser
+        build_parser().parse_args(["hook", "stop"])
+        build_parser().parse_args(["import", "-", "--batch-size", "10"])
         heavy = ("lancedb", "onnxruntime", "pyarrow", "tokenizers", "numpy", "mcp", "pydantic")
         print(json.dumps({"codes": codes, "loaded": [m for m in heavy if m in sys.modules]}))
     """)

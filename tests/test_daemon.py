@@ -14,6 +14,8 @@ import queue
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import threading
 import uuid
 from collections import Counter
@@ -221,7 +223,13 @@ def test_a_client_arriving_while_the_daemon_drains_gets_the_next_one(root):
 
 @pytest.mark.slow
 def test_sigterm_drains_the_provenance_queue(root):
-    backend = composition.connect(root)
+    # Started here rather than by the client, so that its exit status is ours to read.
+    root.mkdir()
+    with open(root / wire.LOG_FILE, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "--store", str(root), "daemon", "run"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    assert _eventually(lambda: daemon.status(root) is not None)
+    backend = _client(root)
     rids = [_capture(backend, f"note {i} about the garden shed")["record_id"] for i in range(20)]
     pid = daemon.status(root)["pid"]
     returned: Counter = Counter()
@@ -234,9 +242,7 @@ def test_sigterm_drains_the_provenance_queue(root):
     assert not wire.socket_path(root.resolve()).exists()
     assert not (root / wire.STATE_FILE).exists()
     assert [e["reason"] for e in _events(root, "stopped")] == ["signal"]
-    (proc,) = [p for r, p in daemon_client._spawned if r == root.resolve()]
-    proc.wait(WAIT_S)
-    assert proc.returncode == 0
+    assert proc.wait(WAIT_S) == 0
 
     logged: Counter = Counter()
     with MemoryStore(path=root, embedder=HashEmbedder()) as store:
@@ -451,9 +457,6 @@ composition.open_store = open_store
 
 @pytest.mark.slow
 def test_stop_reaches_a_daemon_that_is_still_opening_the_store(root, tmp_path, monkeypatch):
-    import subprocess
-    import sys
-
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(_SLOW_OPEN)
@@ -527,3 +530,20 @@ def test_the_client_resends_any_method_the_stopping_daemon_did_not_run(tmp_path)
         server.join(WAIT_S)
         listener.close()
     assert seen == ["memory_import", "memory_import"]
+
+
+@pytest.mark.slow
+def test_the_previous_releases_spawn_command_still_starts_a_daemon(root):
+    """A client started before an upgrade spawns ``-m iai_mcp.daemon run --store``."""
+    root.mkdir()
+    with open(root / wire.LOG_FILE, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "iai_mcp.daemon", "run", "--store", str(root)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        assert _eventually(lambda: daemon.status(root) is not None or proc.poll() is not None)
+        assert daemon.status(root)["pid"] == proc.pid
+        assert daemon._is_daemon_of(proc.pid, root.resolve())
+        assert daemon.stop(root) and proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -31,14 +31,21 @@ def test_a_failed_streamed_write_leaves_the_target_and_no_temp(tmp_path):
     assert target.read_text() == "today\n" and target.stat().st_mode & 0o777 == 0o600
 
 
-def test_a_symlink_planted_at_the_temp_name_is_not_written_through(tmp_path):
+def test_a_file_planted_at_the_temp_name_is_neither_written_through_nor_removed(tmp_path, monkeypatch):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("not yours")
     target = tmp_path / "export.jsonl"
-    fs.temp_path(target).symlink_to(elsewhere)
-    with pytest.raises(OSError):
+    planted = fs.temp_path(target)
+    planted.symlink_to(elsewhere)
+    monkeypatch.setattr(fs, "temp_path", lambda _target: planted)  # as if its name were guessed
+    with pytest.raises(FileExistsError):
         fs.write_atomic(target, "plaintext memories")
-    assert elsewhere.read_text() == "not yours" and not target.exists()
+    assert elsewhere.read_text() == "not yours" and not target.exists() and planted.is_symlink()
+
+
+def test_two_writers_of_one_target_never_share_a_temp_file(tmp_path):
+    target = tmp_path / "daemon.json"
+    assert fs.temp_path(target) != fs.temp_path(target)
 
 
 def test_open_locked_is_exclusive_until_closed(tmp_path):

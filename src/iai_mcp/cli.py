@@ -4,8 +4,9 @@ Every command parses its arguments, makes backend calls (``backend.connect()``
 -> ``core.dispatch``) and formats the result; ``--json`` prints the data
 itself. An ``IaiError`` becomes one line on stderr and exit status 1;
 usage errors exit 2. Only the standard library is imported at start, so
-``--help`` stays instant; the store and the model load when a command
-needs them.
+``--help`` and the hooks stay fast: the method contract (pydantic) loads for
+the commands whose options it gives (capture, recall), the store and the
+model when a command needs them.
 """
 from __future__ import annotations
 
@@ -349,7 +350,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def _batch_size(value: str) -> int:
-    from iai_mcp.core.params import MAX_PAGE
+    from iai_mcp.core.limits import MAX_PAGE
 
     try:
         size = int(value)
@@ -421,22 +422,9 @@ def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tupl
         parser.add_argument(flag, **options)
 
 
-def _pack_budget_option(parser: argparse.ArgumentParser) -> None:
-    from iai_mcp.core import contract
-
-    budget = contract.method("session_start").params.model_fields["budget_tokens"]
-    parser.add_argument("--budget-tokens", type=int, default=budget.default,
-                        help=f"session-start: {budget.description.rstrip('.')} (default {budget.default})")
-
-
-def _batch_size_option(parser: argparse.ArgumentParser) -> None:
-    from iai_mcp.core.params import MAX_PAGE
-
-    parser.add_argument("--batch-size", type=_batch_size, default=IMPORT_BATCH, metavar="N",
-                        help=f"records per call, 1-{MAX_PAGE} (default {IMPORT_BATCH})")
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from iai_mcp.core.limits import MAX_PAGE, SESSION_PACK_TOKENS
+
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Local, encrypted, verbatim long-term memory for MCP assistants.",
@@ -476,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("import", cmd_import, "import a JSONL export (re-embedded; repeats are skipped)")
     p.add_argument("file", metavar="FILE", help="the export file, or '-' for stdin")
-    p.defer(_batch_size_option)
+    p.add_argument("--batch-size", type=_batch_size, default=IMPORT_BATCH, metavar="N",
+                   help=f"records per call, 1-{MAX_PAGE} (default {IMPORT_BATCH})")
     _json_flag(p)
 
     p = command("doctor", cmd_doctor, "check the store, key, embedder, spill/journal and daemon")
@@ -494,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("hook", cmd_hook, "run a hook (Claude Code calls this with JSON on stdin)")
     p.add_argument("event", choices=["session-start", "stop"])
-    p.defer(_pack_budget_option)
+    p.add_argument("--budget-tokens", type=int, default=SESSION_PACK_TOKENS,
+                   help=f"session-start: token budget for the pack (default {SESSION_PACK_TOKENS})")
     _json_flag(p)
 
     p = command("daemon", cmd_daemon, "run, query or stop the per-store daemon")

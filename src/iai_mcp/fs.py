@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,8 +25,9 @@ TEMP_SUFFIX = ".tmp"
 
 
 def temp_path(target: Path) -> Path:
-    """Where ``write_atomic`` stages ``target``: hidden, per process, beside it."""
-    return target.with_name(f".{target.name}.{os.getpid()}{TEMP_SUFFIX}")
+    """A fresh name to stage ``target`` under: hidden, beside it, unique per
+    call (two writers of one target never share a temp file)."""
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
 
 
 def stray_temps(directory: Path) -> Iterator[Path]:
@@ -47,9 +49,10 @@ def atomic_writer(target: Path, *, mode: int = 0o600, fsync: bool = True) -> Ite
     memory need not be held in memory): ``target`` is replaced when the block
     ends normally; if it raises, ``target`` is untouched and the temp removed."""
     tmp = temp_path(target)
+    # O_EXCL: never write into a file that was already there (a planted temp or
+    # symlink is refused, not reused or followed).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
-        # O_NOFOLLOW: a symlink planted at the temp name is refused, not written through.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
         with os.fdopen(fd, "wb") as out:
             os.fchmod(fd, mode)  # O_CREAT's mode is masked by the umask
             yield out

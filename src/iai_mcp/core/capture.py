@@ -14,15 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal
 from uuid import UUID, uuid4
 
-from iai_mcp.embed import Embedder
 from iai_mcp.core.redact import redact
+from iai_mcp.core.results import CaptureStatus
+from iai_mcp.embed import Embedder
 from iai_mcp.store import MemoryStore
 from iai_mcp.types import MemoryRecord, utcnow
-
-CaptureStatus = Literal["inserted", "reinforced", "skipped"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +37,7 @@ class CaptureRequest:
 
 
 @dataclass(frozen=True)
-class CaptureResult:
+class Captured:
     status: CaptureStatus
     record_id: UUID
     reason: str
@@ -57,7 +55,7 @@ def _without_secrets(request: CaptureRequest) -> tuple[CaptureRequest, tuple[str
     return replace(request, text=text.text, cue=cue.text if cue else request.cue), kinds
 
 
-def _reporting(result: CaptureResult, kinds: tuple[str, ...]) -> CaptureResult:
+def _reporting(result: Captured, kinds: tuple[str, ...]) -> Captured:
     if not kinds:
         return result
     names = ", ".join(dict.fromkeys(kinds))
@@ -97,13 +95,13 @@ def _new_record(request: CaptureRequest, vector: list[float], now: datetime) -> 
     )
 
 
-def _fold_into_existing(store: MemoryStore, request: CaptureRequest, now: datetime) -> CaptureResult | None:
+def _fold_into_existing(store: MemoryStore, request: CaptureRequest, now: datetime) -> Captured | None:
     """Skip or reinforce when the text is already stored; None when it is new."""
     existing = store.find_identical(request.text)
     if existing is None or existing.never_merge:
         return None
     if existing.session_id == request.session_id and existing.said_at == (request.said_at or now):
-        return CaptureResult(
+        return Captured(
             "skipped", existing.id, "the same turn was already captured (same text, session and time)"
         )
     store.update(
@@ -113,14 +111,14 @@ def _fold_into_existing(store: MemoryStore, request: CaptureRequest, now: dateti
         pinned=existing.pinned or request.pinned,
         tags=list(dict.fromkeys([*existing.tags, *request.tags])),
     )
-    return CaptureResult(
+    return Captured(
         "reinforced",
         existing.id,
         f"identical text already stored; reinforced ({existing.reinforcements + 1} repeats)",
     )
 
 
-def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> CaptureResult:
+def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> Captured:
     request, kinds = _without_secrets(request)
     now = utcnow()
     folded = _fold_into_existing(store, request, now)
@@ -128,18 +126,18 @@ def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> 
         return _reporting(folded, kinds)
     record = _new_record(request, embedder.embed([request.text])[0].tolist(), now)
     store.insert(record)
-    return _reporting(CaptureResult("inserted", record.id, "new memory stored verbatim"), kinds)
+    return _reporting(Captured("inserted", record.id, "new memory stored verbatim"), kinds)
 
 
 def capture_many(
     store: MemoryStore, embedder: Embedder, requests: list[CaptureRequest]
-) -> list[CaptureResult]:
+) -> list[Captured]:
     """Capture a batch: new texts are embedded together and inserted in one
     commit; repeats (in the store or earlier in the batch) fold as in capture."""
     cleaned = [_without_secrets(request) for request in requests]
     requests = [request for request, _ in cleaned]
     now = utcnow()
-    results: list[CaptureResult | None] = [None] * len(requests)
+    results: list[Captured | None] = [None] * len(requests)
     fresh: dict[str, int] = {}  # text -> index of its first new request in this batch
     for i, request in enumerate(requests):
         if request.text in fresh:
@@ -154,7 +152,7 @@ def capture_many(
     records = [_new_record(requests[i], vec.tolist(), now) for i, vec in zip(order, vectors)]
     store.insert_many(records)
     for i, record in zip(order, records):
-        results[i] = CaptureResult("inserted", record.id, "new memory stored verbatim")
+        results[i] = Captured("inserted", record.id, "new memory stored verbatim")
     for i, request in enumerate(requests):
         if results[i] is None:
             # A repeat within the batch: fold into the record just inserted.

@@ -23,20 +23,22 @@ from pydantic_core import PydanticCustomError
 from iai_mcp.errors import InvalidInput, LimitExceeded
 from iai_mcp.types import EMBED_DIM, parse_time
 
-MAX_TEXT_CHARS = 100_000
-MAX_CUE_CHARS = 10_000
-MAX_K = 200
-MAX_BUDGET_TOKENS = 100_000
-MAX_TAGS = 64
-MAX_TAG_CHARS = 128
-MAX_ID_CHARS = 256
-MAX_RECORD_ID_CHARS = 64
-MAX_TIME_CHARS = 64
-MAX_LANGUAGE_CHARS = 32
-MAX_PAGE = 1000
-MAX_OFFSET = 2**62
-MAX_PROVENANCE_PER_RECORD = 10_000
-SESSION_PACK_TOKENS = 3000
+from iai_mcp.core.limits import (  # noqa: F401  (the contract's building blocks, with the limits)
+    MAX_BUDGET_TOKENS,
+    MAX_CUE_CHARS,
+    MAX_ID_CHARS,
+    MAX_K,
+    MAX_LANGUAGE_CHARS,
+    MAX_OFFSET,
+    MAX_PAGE,
+    MAX_PROVENANCE_PER_RECORD,
+    MAX_RECORD_ID_CHARS,
+    MAX_TAG_CHARS,
+    MAX_TAGS,
+    MAX_TEXT_CHARS,
+    MAX_TIME_CHARS,
+    SESSION_PACK_TOKENS,
+)
 
 #: The error type the checks below raise (their message is already in our words).
 INVALID = "iai_invalid"

@@ -87,7 +87,12 @@ def repair(
             lines.append(f"would replay {journal['segments']} journal segment(s) in {journal['dir']}")
         if spilled["pending"]:
             lines.append(f"would replay {spilled['pending']} spill file(s) in {spilled['dir']}")
-        versions = version_count(root)
+        try:
+            versions = version_count(root)
+        except StoreError as exc:
+            lines.append(f"cannot compact: {exc}; nothing else here can fix that, restore the store "
+                         "directory from a backup")
+            return lines
         if versions > 1:
             lines.append(f"would compact the records table ({versions} versions)")
         return lines or ["nothing to repair"]
@@ -101,7 +106,10 @@ def _replay_and_compact(root: Path, spill: Path, segments: int, pending: int) ->
         store = MemoryStore(path=root)
     except StoreError as exc:
         return [f"skipped replay and compaction: {exc}"]
-    lines = []
+    except Exception as exc:  # damage LanceDB reports in its own terms: say so, never a traceback
+        return [f"skipped replay and compaction: the store cannot be opened ({type(exc).__name__}: "
+                f"{exc}); restore the store directory from a backup"]
+    lines: list[str] = []
     try:
         before = store.stats()["provenance_entries"]
         queue = store.enable_provenance_queue(spill_dir=spill)  # start replays the journal
@@ -124,6 +132,9 @@ def _replay_and_compact(root: Path, spill: Path, segments: int, pending: int) ->
                 f"{result['versions_after']} versions, {result['fragments_before']} -> "
                 f"{result['fragments_after']} fragments"
             )
+    except Exception as exc:  # as above: a damaged table fails here in LanceDB's own terms
+        lines.append(f"skipped replay and compaction: the store cannot be used ({type(exc).__name__}: "
+                     f"{exc}); restore the store directory from a backup")
     finally:
         store.close()
     return lines

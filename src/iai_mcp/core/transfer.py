@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from iai_mcp.core.capture import CaptureRequest, CaptureResult, capture_many
+from iai_mcp.core.capture import CaptureRequest, Captured, capture_many
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import ExportedRecord, memory_dict
 from iai_mcp.embed import Embedder
@@ -47,7 +47,7 @@ def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "cue": redact(cue).text} if isinstance(cue, str) else entry
 
 
-def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]) -> list[CaptureResult]:
+def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]) -> list[Captured]:
     """Capture the batch (embedded together, one commit), then restore the
     provenance of the records it inserted in one log transaction."""
     results = capture_many(store, embedder, [item.request for item in items])

@@ -166,13 +166,26 @@ def _is_daemon_of(pid: int, root: Path) -> bool:
                 Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
         return False  # no /proc (macOS): never signal a process we cannot identify
+    store = _daemon_run_store(argv)
+    return store is not None and wire.canonical_root(store) == root
+
+
+def _daemon_run_store(argv: list[str]) -> str | None:
+    """The store a ``daemon run`` command line serves, or None if it is not one.
+    Two spellings: ``python -m iai_mcp --store ROOT daemon run`` and the previous
+    release's ``python -m iai_mcp.daemon run --store ROOT`` (``daemon/__main__.py``)."""
+    for module, command in (("iai_mcp", ["daemon", "run"]), ("iai_mcp.daemon", ["run"])):
+        if module in argv:
+            rest = argv[argv.index(module) + 1:]
+            break
+    else:
+        return None
     try:
-        at = argv.index("iai_mcp")
-        store = argv[argv.index("--store", at) + 1]
-        command = argv.index("daemon", at)
+        store = rest[rest.index("--store") + 1]
     except (ValueError, IndexError):
-        return False
-    return argv[command + 1:command + 2] == ["run"] and wire.canonical_root(store) == root
+        return None
+    words = [a for a in rest if not a.startswith("-") and a != store]
+    return store if words[:len(command)] == command else None
 
 
 def wait_for_exit(pid: int, timeout: float) -> bool:

@@ -23,6 +23,8 @@ from typing import Any
 import lancedb
 import pyarrow as pa
 
+from iai_mcp.errors import CorruptData
+
 TABLE = "records"
 
 SCHEMA = pa.schema(
@@ -48,10 +50,14 @@ class SealedRow:
 def version_count(root: Path) -> int:
     """Versions of the records table under ``root``, read without opening the
     store (no key, no owner lock): what ``doctor --repair`` reports before it
-    compacts. 0 when there is no table yet."""
+    compacts. 0 when there is no table yet; CorruptData when LanceDB cannot
+    read it."""
     if not (root / f"{TABLE}.lance").is_dir():
         return 0
-    return len(lancedb.connect(str(root)).open_table(TABLE).list_versions())
+    try:
+        return len(lancedb.connect(str(root)).open_table(TABLE).list_versions())
+    except Exception as exc:  # LanceDB reports damage as RuntimeError, ValueError, OSError...
+        raise CorruptData(f"the records table in {root} cannot be read ({type(exc).__name__}: {exc})") from None
 
 
 class RecordsTable:

@@ -1,0 +1,23 @@
+"""The documented limits of every method, as plain numbers.
+
+``core.contract`` builds its checks from these; the CLI reads them without
+importing the contract (pydantic costs ~90 ms of start-up, paid by every
+hook run otherwise). A value past a maximum is a ``LimitExceeded``.
+"""
+
+MAX_TEXT_CHARS = 100_000
+MAX_CUE_CHARS = 10_000
+MAX_K = 200
+MAX_BUDGET_TOKENS = 100_000
+MAX_TAGS = 64
+MAX_TAG_CHARS = 128
+MAX_ID_CHARS = 256
+MAX_RECORD_ID_CHARS = 64
+MAX_TIME_CHARS = 64
+MAX_LANGUAGE_CHARS = 32
+#: Records per export page or import call.
+MAX_PAGE = 1000
+MAX_OFFSET = 2**62
+MAX_PROVENANCE_PER_RECORD = 10_000
+#: The session pack's default token budget.
+SESSION_PACK_TOKENS = 3000
