@@ -7,22 +7,23 @@ import errno
 import json
 import os
 import stat
-import time
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iai_mcp.core.capture import CaptureRequest, capture_many
-from iai_mcp.core import dispatch
 from iai_mcp import fs
+from iai_mcp.core import dispatch
+from iai_mcp.core.capture import CaptureRequest, capture_many
+from iai_mcp.core.repair import repair
 from iai_mcp.provenance_queue import ProvenanceWriteQueue, pending
+from iai_mcp.provenance_queue.batch import with_ids
 from iai_mcp.provenance_queue.journal import Journal
 from iai_mcp.provenance_queue.pending import SEAL_PURPOSE, decode_pairs, encode_pairs
-from iai_mcp.provenance_queue.queue import _with_ids
-from iai_mcp.core.repair import repair
+from iai_mcp.provenance_queue.spill import SpillDir
 from iai_mcp.store import MemoryStore
 from tests.test_provenance_queue import Gate
 from tests.test_store import _all_bytes_under, _make
@@ -213,7 +214,7 @@ def test_journal_line_round_trip_property(batch):
         entry = dict(previous) if same_as_previous else entry
         pairs.append((record_id, entry))
         previous = entry
-    sent = _with_ids(pairs)
+    sent = with_ids(pairs)
     back = decode_pairs(encode_pairs(sent))
     assert [(p.record_id, p.entry, p.entry_id) for p in back] == [
         (p.record_id.hex, p.entry, p.entry_id) for p in sent
@@ -238,7 +239,7 @@ def _dead_queue_journal(store: MemoryStore, batches: list[list[tuple]]) -> Path:
     journal = Journal(store.journal_dir, store.store_id, sealer, lambda *a, **k: None)
     journal.open()
     for seq, pairs in enumerate(batches, start=1):
-        journal.append(seq, pending.seal_batch(sealer, _with_ids(pairs)), durable_upto=0)
+        journal.append(seq, pending.seal_batch(sealer, with_ids(pairs)), durable_upto=0)
     assert journal.close(durable_upto=0)
     (path,) = [p for p in store.journal_dir.glob("*.journal") if journal.queue_id in p.name]
     assert len(path.read_bytes().splitlines()) == 1 + len(batches)  # header, then every batch
@@ -409,7 +410,7 @@ def test_entry_that_cannot_be_journaled_does_not_take_the_journal_down(store, ca
     assert q.flush(timeout=5)
     assert [e["cue"] for e in store.provenance_of(r.id)] == ["good"]
     err = capsys.readouterr().err
-    assert not _named(err, "journal_write_failed") and not _named(err, "journal_encode_failed")
+    assert not _named(err, "journal_write_failed") and not _named(err, "provenance_seal_failed")
 
 
 def test_wrong_key_leaves_the_journal_for_the_right_one(tmp_path):
@@ -480,6 +481,194 @@ def test_journal_written_before_the_one_format_still_replays(tmp_path):
     _start_and_stop(store)
     assert [e["cue"] for e in store.provenance_of(r.id)] == ["from an older version"]
     assert list(store.journal_dir.iterdir()) == []
+
+
+def _previous_release_spill(store: MemoryStore, directory: Path, pairs: list, counter: int) -> Path:
+    """A spill file exactly as the previous release's ``SpillDir.write`` made
+    it (src/iai_mcp/spill.py at 691004b): one batch per file, sealed whole
+    for the same purpose, under a name of the same pattern."""
+    directory.mkdir(parents=True, exist_ok=True)
+    body = json.dumps(
+        [[str(p.record_id), p.entry, p.entry_id] for p in pairs], ensure_ascii=False
+    ).encode("utf-8")
+    sealed = base64.b64encode(store.sealer(SEAL_PURPOSE).seal(body)).decode("ascii")
+    header = {"iai_mcp_spill": 1, "store_id": store.store_id}
+    name = f"prov-{store.store_id}-{time.time_ns():020d}-{counter:08d}"
+    tmp = directory / f".{name}.tmp"
+    with open(tmp, "w", encoding="ascii") as fh:
+        fh.write(json.dumps(header) + "\n" + json.dumps({"sealed": sealed}) + "\n")
+    os.replace(tmp, directory / f"{name}.jsonl")
+    return directory / f"{name}.jsonl"
+
+
+def test_spill_files_the_previous_release_wrote_are_applied_after_an_upgrade(tmp_path, _isolate_home, capsys):
+    """They were quarantined unapplied: the batches a daemon spilled just
+    before the upgrade must reach the log, in order, and the files go."""
+    store = MemoryStore(path=tmp_path / "s")
+    a, b = _make(text="a"), _make(text="b")
+    store.insert(a)
+    store.insert(b)
+    overflow = _isolate_home / ".iai-mcp" / ".provenance-overflow"
+    _previous_release_spill(store, overflow, with_ids([(a.id, {"cue": "old 1"}), (b.id, {"cue": "old 1"})]), 1)
+    _previous_release_spill(store, overflow, with_ids([(a.id, {"cue": "old 2"})]), 2)
+    _start_and_stop(store)
+    assert [e["cue"] for e in store.provenance_of(a.id)] == ["old 1", "old 2"]
+    assert [e["cue"] for e in store.provenance_of(b.id)] == ["old 1"]
+    assert list(overflow.iterdir()) == []  # removed, none quarantined
+    assert not _named(capsys.readouterr().err, "pending_quarantined")
+
+
+def _spill_file(store: MemoryStore, home: Path, cues: list[str], record_id) -> Path:
+    """A spill file of this store, as a queue that died after spilling left it."""
+    sealer = store.sealer(SEAL_PURPOSE)
+    spills = SpillDir(home / ".iai-mcp" / ".provenance-overflow", store.store_id)
+    spills.write([(seq, pending.seal_batch(sealer, with_ids([(record_id, {"cue": cue})])))
+                  for seq, cue in enumerate(cues, start=1)])
+    return spills.files()[-1]
+
+
+def test_journal_segment_that_cannot_be_removed_does_not_block_the_spill(tmp_path, _isolate_home, monkeypatch, capsys):
+    """Its entries are in the log: a failing unlink is not a failed replay.
+    It used to be, on every disk check, so spill files never drained and
+    flush never returned True."""
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    segment = _dead_queue_journal(store, [[(r.id, {"cue": "journaled"})]])
+    _spill_file(store, _isolate_home, ["spilled"], r.id)
+    real_unlink = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self == segment:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q.start()
+    assert q.flush(timeout=5)
+    assert q.flush(timeout=5)  # a second disk check: retried quietly, not applied again
+    q.stop()
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["journaled", "spilled"]
+    assert len(_named(capsys.readouterr().err, "journal_remove_failed")) == 1
+    assert segment.exists()
+    monkeypatch.undo()
+    _start_and_stop(store)  # the next start applies it again, harmlessly, and removes it
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["journaled", "spilled"]
+    assert list(store.journal_dir.iterdir()) == []
+
+
+def test_journal_that_cannot_be_listed_does_not_block_the_spill(tmp_path, _isolate_home, monkeypatch, capsys):
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    _spill_file(store, _isolate_home, ["spilled"], r.id)
+    real_ours = pending.ours
+
+    def ours(directory, store_id, suffix):
+        if suffix == pending.JOURNAL_SUFFIX:
+            raise PermissionError(errno.EACCES, "Permission denied", str(directory))
+        return real_ours(directory, store_id, suffix)
+
+    monkeypatch.setattr(pending, "ours", ours)
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q.start()
+    assert q.flush(timeout=5)
+    assert q.flush(timeout=5)
+    q.stop()
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["spilled"]
+    assert len(_named(capsys.readouterr().err, "journal_unlisted")) == 1  # once per outage
+
+
+def test_spill_waits_while_the_store_refuses_a_dead_queues_journal(tmp_path, _isolate_home):
+    """A dead queue's journal is older than our spill files: while the store
+    refuses the journal, the spill waits, so a record's entries keep their
+    order once the store takes them."""
+    store = MemoryStore(path=tmp_path / "s")
+    r = _make()
+    store.insert(r)
+    _dead_queue_journal(store, [[(r.id, {"cue": "older"})]])
+    _spill_file(store, _isolate_home, ["newer"], r.id)
+    real = store.append_provenance_batch
+    refusals = {"left": 3}
+
+    def refuses_the_journal(pairs, records_cache=None):
+        if refusals["left"] and any(p.entry["cue"] == "older" for p in pairs):
+            refusals["left"] -= 1
+            raise OSError("database is locked")
+        return real(pairs, records_cache=records_cache)
+
+    store.append_provenance_batch = refuses_the_journal  # type: ignore[method-assign]
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    q.start()
+    assert q.flush(timeout=10)
+    q.stop()
+    assert refusals["left"] == 0
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["older", "newer"]
+
+
+def _stop_with_an_unsealable_batch(store: MemoryStore, monkeypatch, **options):
+    """Hang the store on c0, hold c1, an unsealable batch and c2 in memory, stop."""
+    r = _make()
+    store.insert(r)
+    real_seal = pending.seal_batch
+
+    def seal(sealer, pairs):
+        if any(p.entry["cue"] == "unsealable" for p in pairs):
+            raise ValueError("cannot seal this one")
+        return real_seal(sealer, pairs)
+
+    monkeypatch.setattr(pending, "seal_batch", seal)
+    gate = Gate(store)
+    q = ProvenanceWriteQueue(store, coalesce_ms=1, **options)
+    q.start()
+    q.enqueue([(r.id, {"cue": "c0"})])
+    assert gate.entered.wait(5)
+    for cue in ("c1", "unsealable", "c2"):
+        q.enqueue([(r.id, {"cue": cue})])
+    thread = q._thread
+    q.stop(timeout=0.2)  # the worker cannot finish: what memory holds is kept on disk
+    gate.open.set()
+    thread.join(10)
+    return r
+
+
+def test_a_batch_that_could_not_be_sealed_does_not_stop_the_others_spilling(tmp_path, _isolate_home,
+                                                                           monkeypatch, capsys):
+    store = MemoryStore(path=tmp_path / "s")
+    overflow = _isolate_home / ".iai-mcp" / ".provenance-overflow"
+    spilled_at_stop = []
+    real_write = SpillDir.write
+
+    def write(self, lines):
+        spilled_at_stop.append(len(lines))
+        return real_write(self, lines)
+
+    monkeypatch.setattr(SpillDir, "write", write)
+    r = _stop_with_an_unsealable_batch(store, monkeypatch)
+    assert spilled_at_stop == [2]  # c1 and c2; the unsealable one no longer refuses the spill for all
+    err = capsys.readouterr().err
+    (lost,) = _named(err, "provenance_lost")
+    assert lost["batches"] == 1 and lost["pairs"] == 1
+    assert not _named(err, "provenance_left_in_journal")
+    _start_and_stop(store)
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["c0", "c1", "c2"]
+    assert [p for p in overflow.glob("*.jsonl")] == []
+
+
+def test_stop_says_truly_what_the_journal_holds_when_the_spill_refuses(tmp_path, monkeypatch, capsys):
+    store = MemoryStore(path=tmp_path / "s")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    r = _stop_with_an_unsealable_batch(store, monkeypatch, spill_dir=blocker / "overflow")
+    err = capsys.readouterr().err
+    assert _named(err, "provenance_spill_failed")
+    (in_journal,) = _named(err, "provenance_left_in_journal")
+    assert in_journal["batches"] == 2  # c1 and c2: the unsealable batch was never journaled
+    (lost,) = _named(err, "provenance_lost")
+    assert lost["batches"] == 1
+    _start_and_stop(store)  # the journal replays what it holds
+    assert [e["cue"] for e in store.provenance_of(r.id)] == ["c0", "c1", "c2"]
 
 
 def test_repair_moves_every_stray_temp_of_this_store_only(tmp_path, _isolate_home):

@@ -3,6 +3,7 @@ prompt drain, stop under load, failures, and replay after a killed process."""
 from __future__ import annotations
 
 import base64
+import errno
 import json
 import os
 import signal
@@ -12,7 +13,6 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-
 
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.provenance_queue.pending import SEAL_PURPOSE, decode_pairs
@@ -219,6 +219,64 @@ def test_unwritable_spill_dir_keeps_batches_in_memory(tmp_path, capsys):
     assert "provenance_spill_failed" in capsys.readouterr().err
 
 
+def test_spill_file_that_cannot_be_removed_does_not_kill_the_worker(tmp_path, _isolate_home, monkeypatch, capsys):
+    """Its entries are in the log, so the worker carries on; the file is
+    removed on a later disk check and never applied twice."""
+    store, r = _store_with_one_record(tmp_path)
+    gate = Gate(store)
+    q = ProvenanceWriteQueue(store, coalesce_ms=1, max_queue_size=1, max_batch_pairs=1)
+    q.start()
+    q.enqueue([(r.id, {"cue": "c0"})])
+    assert gate.entered.wait(5.0)  # c0 is being written, c1 waits in memory, c2 and c3 spill
+    for i in range(1, 4):
+        q.enqueue([(r.id, {"cue": f"c{i}"})])
+    real_unlink = Path.unlink
+    refused: list[str] = []
+
+    def unlink(self, missing_ok=False):
+        if self.suffix == ".jsonl" and not refused:
+            refused.append(self.name)
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    gate.open.set()
+    assert q.flush(timeout=5.0)
+    assert refused and q._thread.is_alive()
+    q.enqueue([(r.id, {"cue": "c4"})])
+    assert q.flush(timeout=5.0)
+    q.stop()
+    assert _cues(store, r.id) == [f"c{i}" for i in range(5)]
+    assert list(_overflow(_isolate_home).glob("*.jsonl")) == []
+    assert '"spill_remove_failed"' in capsys.readouterr().err
+
+
+def test_worker_survives_an_unexpected_error_and_keeps_the_batch_it_carried(tmp_path, monkeypatch, capsys):
+    store, r = _store_with_one_record(tmp_path)
+    q = ProvenanceWriteQueue(store, coalesce_ms=1)
+    real_write = q._write
+    calls = {"n": 0}
+
+    def broken_once(batches):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug between taking a batch and writing it")
+        return real_write(batches)
+
+    monkeypatch.setattr(q, "_write", broken_once)
+    q.start()
+    q.enqueue([(r.id, {"cue": "carried"})])
+    assert q.flush(timeout=5.0)
+    assert q._thread.is_alive()
+    q.enqueue([(r.id, {"cue": "after"})])
+    assert q.flush(timeout=5.0)
+    q.stop()
+    assert _cues(store, r.id) == ["carried", "after"]
+    errors = [json.loads(l) for l in capsys.readouterr().err.splitlines()
+              if l.startswith("{") and '"provenance_worker_error"' in l]
+    assert len(errors) == 1 and "a bug" in errors[0]["error"] and "kept 1 batch" in errors[0]["action"]
+
+
 _KILLED_WRITER = textwrap.dedent(
     """
     import os, sys, threading, time
@@ -411,13 +469,13 @@ def test_the_queue_runs_on_any_sink_by_injection(tmp_path):
 def test_spill_file_with_a_damaged_line_applies_the_rest_then_quarantines(tmp_path, _isolate_home, capsys):
     """Lines are authenticated one by one: the good ones are applied, in
     order, and the file is set aside, never read again."""
+    from iai_mcp.provenance_queue.batch import with_ids
     from iai_mcp.provenance_queue.pending import seal_batch
-    from iai_mcp.provenance_queue.queue import _with_ids
     from iai_mcp.provenance_queue.spill import SpillDir
 
     store, r = _store_with_one_record(tmp_path)
     sealer = store.sealer(SEAL_PURPOSE)
-    good = [(seq, seal_batch(sealer, _with_ids([(r.id, {"cue": f"c{seq}"})]))) for seq in (1, 2, 3)]
+    good = [(seq, seal_batch(sealer, with_ids([(r.id, {"cue": f"c{seq}"})]))) for seq in (1, 2, 3)]
     spills = SpillDir(_overflow(_isolate_home), store.store_id)
     spills.write([good[0], (9, base64.b64encode(b"sealed by someone else" * 2)), good[1]])
     spills.write([good[2]])

@@ -43,9 +43,8 @@ from typing import Any
 
 from iai_mcp import fs
 from iai_mcp.provenance_queue import pending
+from iai_mcp.provenance_queue.pending import Log
 from iai_mcp.types import ProvenancePair
-
-Log = Callable[..., None]
 
 #: An active segment this large is retired even while some of it is not yet
 #: durable; retired segments are truncated once the log has all their lines.
@@ -93,6 +92,8 @@ class Journal:
         self._down = False  # the last write failed (reported once per outage)
         self._create_failed = False  # the last segment creation failed (idem)
         self._closed = False
+        self._unlisted = False  # the last replay could not list the directory (reported once)
+        self._applied: set[Path] = set()  # dead queues' segments applied but not removable
 
     # ------------------------------------------------------------- writing
 
@@ -126,6 +127,11 @@ class Journal:
                 "journaled once a journal write succeeds again, and lost only if the process "
                 "dies before either",
             )
+
+    def refused(self) -> set[int]:
+        """Seqs of batches a write refused that no later write journaled (under
+        the queue's lock, like ``append``): the journal does not hold them."""
+        return {seq for seq, _payload in self._refused}
 
     def _write(self, seq: int, payload: bytes) -> OSError | None:
         """Append one line; None when it is in the file, else the error.
@@ -266,9 +272,24 @@ class Journal:
 
     def replay(self, apply: Callable[[list[ProvenancePair]], None]) -> bool:
         """Hand ``apply`` every pair the segments of dead queues of this store
-        hold, in enqueue order, then remove those files. False if ``apply``
-        raised: the files stay for the next attempt."""
-        leftovers = self._claim_leftovers()
+        hold, in enqueue order, then remove those files.
+
+        False only if ``apply`` raised (the store refused): the files stay for
+        the next attempt, and nothing newer should reach the log before them.
+        Trouble with the files themselves is reported and passed over, and
+        True returned: a directory that cannot be listed hides nothing that
+        could be ordered anyway, and a segment applied but not removable is
+        only tried for removal again (its entries are in the log).
+        """
+        try:
+            leftovers = self._claim_leftovers()
+        except OSError as exc:
+            if not self._unlisted:  # one line per outage, not one per disk check
+                self._log("journal_unlisted", dir=str(self.directory), error=f"{type(exc).__name__}: {exc}",
+                          action="passed over; retried at each disk check")
+            self._unlisted = True
+            return True
+        self._unlisted = False
         if not leftovers:
             return True
         try:
@@ -277,62 +298,86 @@ class Journal:
                 key=lambda line: (line[0], line[1]),
             )
             pairs = [pair for _queue, _seq, batch in ordered for pair in batch]
-            apply(pairs)
+            try:
+                apply(pairs)
+            except Exception as exc:  # the store failed: keep the files, retry later
+                self._log(
+                    "journal_replay_failed",
+                    error=f"{type(exc).__name__}: {exc}",
+                    files=len(leftovers),
+                    action="kept on disk for retry",
+                )
+                return False
             for left in leftovers:
                 if left.found.problem is None:
-                    left.path.unlink(missing_ok=True)
+                    self._remove_replayed(left.path)
                 else:
                     pending.quarantine(left.path, left.found.problem, self._log)
             self._log("journal_replayed", files=len(leftovers), lines=len(ordered), pairs=len(pairs))
             return True
-        except Exception as exc:  # the store failed: keep the files, retry later
-            self._log(
-                "journal_replay_failed",
-                error=f"{type(exc).__name__}: {exc}",
-                files=len(leftovers),
-                action="kept on disk for retry",
-            )
-            return False
         finally:
             for left in leftovers:
                 os.close(left.fd)
 
+    def _remove_replayed(self, path: Path) -> None:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            if path not in self._applied:
+                self._log("journal_remove_failed", file=path.name, error=f"{type(exc).__name__}: {exc}",
+                          consequence="its entries are in the log; removal is retried, and a replay "
+                          "of it is harmless")
+            self._applied.add(path)
+            return
+        self._applied.discard(path)
+
     def _claim_leftovers(self) -> list[_Leftover]:
-        """Lock and read every segment of this store that no live queue holds."""
-        for temp in fs.stray_temps(self.directory):
-            if self.store_id in temp.name:
-                _remove_if_dead(temp)
+        """Lock and read every segment of this store that no live queue holds.
+        OSError only if the directory cannot be listed (nothing is claimed
+        then); a file that cannot be opened or read is reported and left."""
+        temps = [temp for temp in fs.stray_temps(self.directory) if self.store_id in temp.name]
+        found = pending.ours(self.directory, self.store_id, pending.JOURNAL_SUFFIX)
+        for temp in temps:
+            _remove_if_dead(temp)
         claimed = []
-        for order, path in pending.ours(self.directory, self.store_id, pending.JOURNAL_SUFFIX):
+        for order, path in found:
+            if path in self._applied:
+                self._remove_replayed(path)  # applied already: only its removal is left
+                continue
+            fd = -1
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue  # its queue closed it just now
-            if not fs.try_lock(fd):
-                os.close(fd)
-                continue  # a live queue is writing it
-            try:
+                if not fs.try_lock(fd):
+                    os.close(fd)
+                    continue  # a live queue is writing it
                 data = _read_all(fd)
+            except FileNotFoundError:
+                if fd >= 0:
+                    os.close(fd)
+                continue  # its queue closed it just now
             except OSError as exc:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
                 self._log("journal_unreadable", file=path.name, error=str(exc), action="left alone")
                 continue
             queue = order.rsplit("-", 1)[0]  # order is <queue id>-<slot>
-            found = pending.read(data, self.store_id, self._sealer, self._log, path.name)
-            claimed.append(_Leftover(path, fd, queue, found))
+            contents = pending.read(data, self.store_id, self._sealer, self._log, path.name)
+            claimed.append(_Leftover(path, fd, queue, contents))
         return claimed
 
 
 def _remove_if_dead(path: Path) -> None:
     """A temp segment is renamed before any line goes in: it holds no data.
-    Removed unless its creator still holds it."""
+    Removed unless its creator still holds it; left if it cannot be."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except OSError:
         return
     try:
         if fs.try_lock(fd):
             path.unlink(missing_ok=True)
+    except OSError:
+        pass  # housekeeping only: it holds no data, and repair moves stray temps
     finally:
         os.close(fd)
 

@@ -21,7 +21,9 @@ ever in the clear, and a spill costs a file write, not another encryption.
 
 Reading never applies anything wrongly. A file named for another store is
 never opened. A file whose header is missing, unreadable or names another
-store is quarantined whole. Lines are authenticated: one that does not open
+store is quarantined whole (spill files the previous release wrote, header
+``iai_mcp_spill``, are read too: ``_previous_release_line``). Lines are
+authenticated: one that does not open
 (another key, damage) is skipped and its file quarantined after its good
 lines were applied. A last line without its newline is a write cut short by
 a kill: ignored, with a log line. Quarantine renames ``x.<suffix>`` to
@@ -48,6 +50,9 @@ FORMAT = 1
 #: Headers read as this format: ours, and journals written before spill
 #: files shared it (same line format and associated data).
 _HEADERS = ("iai_mcp_pending", "iai_mcp_journal")
+#: The header of spill files the previous release wrote (another line
+#: format, same associated data: see ``_previous_release_line``).
+_PREVIOUS_RELEASE_SPILL = "iai_mcp_spill"
 #: The purpose a store seals pending lines for (``store.sealer``); the name
 #: predates the one format and stays so that older journals still open.
 SEAL_PURPOSE = "spill"
@@ -60,6 +65,7 @@ QUARANTINED = ".failed-"
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
+#: How this package reports: ``log("event", field=value)`` (``iai_mcp.log``).
 Log = Callable[..., None]
 
 
@@ -149,10 +155,15 @@ def read(data: bytes, store_id: str, sealer: Sealer, log: Log, name: str) -> Con
     head, newline, rest = data.partition(b"\n")
     try:
         meta = json.loads(head)
-        ok = isinstance(meta, dict) and any(meta.get(key) == FORMAT for key in _HEADERS)
     except ValueError:
-        ok = False
-    if not ok or not newline:
+        meta = None
+    decode: Callable[[bytes, int, Sealer], tuple[int, list[ProvenancePair]]] | None = None
+    if isinstance(meta, dict) and newline:
+        if any(meta.get(key) == FORMAT for key in _HEADERS):
+            decode = _line
+        elif meta.get(_PREVIOUS_RELEASE_SPILL) == FORMAT:
+            decode = _previous_release_line
+    if decode is None:
         found.problem = "no pending-batch header"
         return found
     if meta.get("store_id") != store_id:
@@ -165,9 +176,7 @@ def read(data: bytes, store_id: str, sealer: Sealer, log: Log, name: str) -> Con
     bad = 0
     for number, text in enumerate(lines, start=2):
         try:
-            seq_text, payload = text.split(b" ", 1)
-            body = sealer.open(base64.b64decode(payload, validate=True))
-            found.lines.append((int(seq_text), decode_pairs(body)))
+            found.lines.append(decode(text, number, sealer))
         except Exception as exc:
             bad += 1
             log("pending_line_unreadable", file=name, line=number,
@@ -175,6 +184,31 @@ def read(data: bytes, store_id: str, sealer: Sealer, log: Log, name: str) -> Con
     if bad:
         found.problem = f"{bad} unreadable line(s)"
     return found
+
+
+def _line(text: bytes, number: int, sealer: Sealer) -> tuple[int, list[ProvenancePair]]:
+    """``<seq> <base64(seal(encode_pairs))>``: a line of this format."""
+    seq_text, payload = text.split(b" ", 1)
+    return int(seq_text), decode_pairs(sealer.open(base64.b64decode(payload, validate=True)))
+
+
+def _previous_release_line(text: bytes, number: int, sealer: Sealer) -> tuple[int, list[ProvenancePair]]:
+    """A line of a spill file the previous release wrote, read so that what
+    it spilled before an upgrade is applied rather than quarantined.
+
+    Its files were ``{"iai_mcp_spill": 1, "store_id": ...}`` then
+    ``{"sealed": base64(seal(json))}``, the JSON being
+    ``[[record_id, entry, entry_id], ...]`` sealed for ``SEAL_PURPOSE`` like
+    ours, under the same file names. A line carries no seq: its line number
+    keeps the file's order.
+    """
+    blob = base64.b64decode(json.loads(text)["sealed"], validate=True)
+    pairs = []
+    for record_id, entry, entry_id in json.loads(sealer.open(blob)):
+        if not isinstance(entry, dict) or not isinstance(record_id, str):
+            raise ValueError("line is not [[record_id, entry, entry_id], ...]")
+        pairs.append(ProvenancePair(record_id, entry, str(entry_id)))
+    return number, pairs
 
 
 def quarantine(path: Path, reason: str, log: Log) -> None:

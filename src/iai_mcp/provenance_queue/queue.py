@@ -30,12 +30,15 @@ idempotent: every pair carries an entry id and the log ignores one it holds.
 
 The worker looks at the disk (journal segments dead queues left, then spill
 files) at start, after a spill, on ``flush`` and every ``WORKER_IDLE_POLL_S``
-when idle. A failure is one JSON line on stderr, then a retry with backoff.
+when idle. A failure is one JSON line on stderr, then a retry with backoff;
+anything unexpected in the worker is too (``provenance_worker_error``): the
+batch it carried goes back to memory and the worker carries on.
 What can still be lost: the journal's last writes when the OS crashes or the
 power fails (never fsynced, like the log's last commits), and batches
 enqueued while the journal could not be written (disk full: a
-``journal_write_failed`` line says so) if the process dies before the worker
-or a later journal write has them.
+``journal_write_failed`` line says so) or that could not be sealed
+(``provenance_seal_failed``) if the queue stops or dies before the log has
+them (at stop, a ``provenance_lost`` line counts them).
 
 Pure stdlib, and below the store in the layering: what it needs from the
 store comes in through ``ProvenanceSink``.
@@ -47,7 +50,6 @@ import collections
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
@@ -55,6 +57,7 @@ from iai_mcp import config
 from iai_mcp.errors import InvalidInput
 from iai_mcp.log import logger
 from iai_mcp.provenance_queue import pending
+from iai_mcp.provenance_queue.batch import Batch, seal, with_ids
 from iai_mcp.provenance_queue.journal import Journal
 from iai_mcp.provenance_queue.spill import SpillDir, spill_state
 from iai_mcp.types import ProvenancePair
@@ -79,33 +82,9 @@ class ProvenanceSink(Protocol):
     def sealer(self, purpose: str) -> pending.Sealer: ...
 
 
-@dataclass(slots=True)
-class _Batch:
-    """One enqueue call: its number, its pairs and its sealed line (None if
-    sealing failed: such a batch can be written but not spilled)."""
-
-    seq: int
-    pairs: list[ProvenancePair]
-    payload: bytes | None
-
-
 # Lifecycle. new: enqueue keeps batches for start(). running. stopping: drain,
 # then exit. stopped: no worker; enqueue spills for the next queue of the store.
 _NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
-
-
-def _with_ids(pairs: Sequence[Any]) -> list[ProvenancePair]:
-    # One urandom call for the whole batch: uuid4() per pair costs ~2 us each,
-    # most of the enqueue budget for a ten-hit recall.
-    ids = os.urandom(16 * len(pairs)).hex()
-    out = []
-    for i, pair in enumerate(pairs):
-        if isinstance(pair, ProvenancePair):
-            out.append(pair)
-        else:
-            record_id, entry = pair
-            out.append(ProvenancePair(record_id, entry, ids[32 * i : 32 * i + 32]))
-    return out
 
 
 class ProvenanceWriteQueue:
@@ -135,9 +114,9 @@ class ProvenanceWriteQueue:
         self._journal_dir = Path(chosen) if journal and chosen is not None else None
         self._journal: Journal | None = None
         self._cv = threading.Condition()
-        self._items: collections.deque[_Batch] = collections.deque()  # seqs grow left to right
+        self._items: collections.deque[Batch] = collections.deque()  # seqs grow left to right
         self._seq = 0  # number of the last enqueue call
-        self._writing: list[_Batch] | None = None  # what the worker is writing now
+        self._writing: list[Batch] | None = None  # what the worker is writing now
         self._state = _NEW
         self._spill_backlog = False  # a batch of ours is spilled, not yet replayed
         self._check_disk = True  # journal leftovers or spill files may wait: look when idle
@@ -194,9 +173,8 @@ class ProvenanceWriteQueue:
             upto = self._durable_upto()
             leftovers = list(self._items)
             self._items.clear()
-            if leftovers and not self._spill(leftovers):
-                _log("provenance_left_in_journal", batches=len(leftovers),
-                     reason="the spill refused too; the journal replays them at next start")
+            if leftovers:
+                self._keep_at_stop(leftovers)
             if thread is None or not thread.is_alive():
                 self._thread = None  # a hung worker stays referenced: start() will not add a second
                 self._state = _STOPPED
@@ -208,28 +186,47 @@ class ProvenanceWriteQueue:
             if kept:
                 _log.warning("journal_kept", files=kept, reason="not all of it is in the log; replayed at next start")
 
+    def _keep_at_stop(self, leftovers: list[Batch]) -> None:
+        """Spill what memory still holds at stop (lock held), and say truly
+        where each batch the spill could not take is.
+
+        A batch that could not be sealed can be neither spilled nor
+        journaled: it is left out of the spill instead of refusing it for
+        all, and reported lost. The rest the journal holds unless a journal
+        write refused them (or there is no journal): those are lost too.
+        """
+        sealed = [b for b in leftovers if b.payload is not None]
+        lost = [b for b in leftovers if b.payload is None]
+        if sealed and not self._spill(sealed):
+            refused = self._journal.refused() if self._journal is not None else None
+            in_journal = [b for b in sealed if refused is not None and b.seq not in refused]
+            lost += [b for b in sealed if refused is None or b.seq in refused]
+            if in_journal:
+                _log("provenance_left_in_journal", batches=len(in_journal),
+                     reason="the spill refused; the journal replays them at next start")
+        if lost:
+            _log.warning("provenance_lost", batches=len(lost), pairs=sum(len(b.pairs) for b in lost),
+                         reason="at stop, neither written, spilled nor journaled (not sealed, or "
+                         "the disk refused spill and journal)")
+
     # -------------------------------------------------------------- callers
 
     def enqueue(self, pairs: Sequence[Any]) -> None:
         """Hand over a batch; returns at once. Never drops and never blocks on
         I/O except one journal append, and a spill when the queue is full."""
-        batch_pairs = _with_ids(pairs)
+        batch_pairs = with_ids(pairs)
         if not batch_pairs:
             return
-        try:
-            payload: bytes | None = pending.seal_batch(self._sealer, batch_pairs)  # outside the lock
-        except Exception as exc:  # never fail a recall over its journal line
-            payload = None
-            _log.warning("provenance_seal_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(batch_pairs),
-                 consequence="this batch is in memory only until written")
+        payload = seal(self._sealer, batch_pairs, _log)  # outside the lock
         with self._cv:
             self._seq += 1
-            batch = _Batch(self._seq, batch_pairs, payload)
+            batch = Batch(self._seq, batch_pairs, payload)
             if self._state == _STOPPED:
                 # No worker will write it. A spill file is replayed by the next
                 # queue of this store; memory would die with us.
                 if not self._spill([batch]):
-                    _log.warning("provenance_lost", pairs=len(batch_pairs), reason="queue stopped and spill refused")
+                    _log.warning("provenance_lost", pairs=len(batch_pairs), reason="queue stopped and "
+                                 + ("the batch could not be sealed" if payload is None else "spill refused"))
             elif not self._spill_backlog and len(self._items) < self._max_queue:
                 self._items.append(batch)
             # Spilled under the lock, so the order of spill files is the order of enqueue calls.
@@ -277,38 +274,68 @@ class ProvenanceWriteQueue:
 
     def _run(self) -> None:
         while True:
-            with self._cv:
-                while not self._items and self._state == _RUNNING and not (
-                    self._spill_backlog or self._check_disk
-                ):
-                    self._idle = True
-                    if not self._cv.wait(WORKER_IDLE_POLL_S):
-                        self._check_disk = True  # files an earlier process may have left
-                self._idle = False
-                if self._items:
-                    batches: list[_Batch] | None = self._take()
-                elif self._spill_backlog or self._check_disk:
-                    batches = None
-                else:  # stopping, and nothing is left in memory or on disk
-                    self._state = _STOPPED
-                    self._cv.notify_all()
+            try:
+                if not self._step():
                     return
-            done = self._write(batches) if batches is not None else self._from_disk()
-            if not done and not self._backoff():
-                with self._cv:  # stopping, and the store keeps failing: the rest stays on disk
-                    self._state = _STOPPED
-                    self._cv.notify_all()
+            except Exception as exc:  # background work survives anything: keep the data, carry on
+                if not self._recover(exc):
                     return
-            with self._cv:
-                upto = self._durable_upto()
-                journal = self._journal
-            if journal is not None:
-                try:
-                    journal.maintain(upto)
-                except Exception as exc:  # housekeeping only: the data is safe either way
-                    _log.warning("journal_maintenance_failed", error=f"{type(exc).__name__}: {exc}")
 
-    def _take(self) -> list[_Batch]:
+    def _step(self) -> bool:
+        """One turn of the worker: write from memory, or replay from disk.
+        False once it has stopped."""
+        with self._cv:
+            while not self._items and self._state == _RUNNING and not (
+                self._spill_backlog or self._check_disk
+            ):
+                self._idle = True
+                if not self._cv.wait(WORKER_IDLE_POLL_S):
+                    self._check_disk = True  # files an earlier process may have left
+            self._idle = False
+            if self._items:
+                batches: list[Batch] | None = self._take()
+            elif self._spill_backlog or self._check_disk:
+                batches = None
+            else:  # stopping, and nothing is left in memory or on disk
+                self._state = _STOPPED
+                self._cv.notify_all()
+                return False
+        done = self._write(batches) if batches is not None else self._from_disk()
+        if not done and not self._backoff():
+            return self._give_up()
+        with self._cv:
+            upto = self._durable_upto()
+            journal = self._journal
+        if journal is not None:
+            try:
+                journal.maintain(upto)
+            except Exception as exc:  # housekeeping only: the data is safe either way
+                _log.warning("journal_maintenance_failed", error=f"{type(exc).__name__}: {exc}")
+        return True
+
+    def _recover(self, exc: Exception) -> bool:
+        """After an unexpected failure in a turn: put the batch it carried
+        back in front of memory (older than anything there; if the log has
+        it already, its entry ids make the rewrite a no-op), report, back
+        off. False if the worker stops (stopping, and failing still)."""
+        with self._cv:
+            carried, self._writing = self._writing, None
+            if carried:
+                self._items.extendleft(reversed(carried))
+            self._failures += 1
+            self._cv.notify_all()
+        _log.warning("provenance_worker_error", error=f"{type(exc).__name__}: {exc}",
+                     action=f"kept {len(carried or ())} batch(es) in memory; retrying after a backoff")
+        return self._backoff() or self._give_up()
+
+    def _give_up(self) -> bool:
+        """Stopping, and the store keeps failing: the rest stays on disk."""
+        with self._cv:
+            self._state = _STOPPED
+            self._cv.notify_all()
+        return False
+
+    def _take(self) -> list[Batch]:
         """Pop one batch, then coalesce what arrives within coalesce_ms (lock held)."""
         batches = [self._items.popleft()]
         # Set before the coalescing wait releases the lock: flush() and
@@ -332,7 +359,7 @@ class ProvenanceWriteQueue:
             self._urgent = False
         return batches
 
-    def _write(self, batches: list[_Batch]) -> bool:
+    def _write(self, batches: list[Batch]) -> bool:
         """Write coalesced batches; on failure spill them (or put them back). False if it failed."""
         error: Exception | None = None
         try:
@@ -370,7 +397,7 @@ class ProvenanceWriteQueue:
 
     # ----------------------------------------------------------------- disk
 
-    def _spill(self, batches: list[_Batch]) -> bool:
+    def _spill(self, batches: list[Batch]) -> bool:
         """Write batches, sealed lines as they are, to one spill file (lock
         held); False if the disk refused or a batch has no sealed line."""
         if any(b.payload is None for b in batches):
@@ -389,11 +416,13 @@ class ProvenanceWriteQueue:
             self._store.append_provenance_batch(pairs[start : start + self._max_batch])
 
     def _replay_journal(self, journal: Journal) -> bool:
+        """False if the store refused the journal's entries (see ``Journal.replay``)."""
         try:
             return journal.replay(self._apply)
-        except Exception as exc:  # e.g. the directory cannot be listed: never fail start()
-            _log.warning("journal_replay_failed", error=f"{type(exc).__name__}: {exc}", action="retried when idle")
-            return False
+        except Exception as exc:  # never fail start(); a journal we cannot read orders nothing
+            _log.warning("journal_replay_failed", error=f"{type(exc).__name__}: {exc}",
+                         action="passed over; retried at the next disk check")
+            return True
 
     def _from_disk(self) -> bool:
         """Replay what dead queues left in the journal, then our spill files,
@@ -403,6 +432,13 @@ class ProvenanceWriteQueue:
         finds nothing, so no spill can slip in between.
         """
         journal = self._journal
+        # A dead queue's segments are older than anything we were handed, so
+        # when the store refuses them our spill files wait: written first,
+        # they would put a record's newer entries before its older ones (and
+        # the same store would most likely refuse them too). flush() then
+        # says False, which is true. Only the store refusing stops us here;
+        # a journal that cannot be listed, or a segment applied but not
+        # removable, is passed over by the journal itself.
         if journal is not None and not self._replay_journal(journal):
             self._failures += 1
             return False
@@ -428,23 +464,11 @@ class ProvenanceWriteQueue:
         """Apply one spill file, then remove (or quarantine) it; False if the
         store failed (the file stays for retry)."""
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return True
-        except OSError as exc:
-            pending.quarantine(path, f"{type(exc).__name__}: {exc}", _log)
-            return True
-        found = pending.read(data, self._store.store_id, self._sealer, _log, path.name)
-        try:
-            self._apply([pair for _seq, batch in found.lines for pair in batch])
+            self._spills.replay(path, self._apply, self._sealer, _log)
         except Exception as exc:
             self._failures += 1
             _log.warning("provenance_replay_failed", file=path.name, error=f"{type(exc).__name__}: {exc}",
                  action="kept on disk for retry")
             return False
         self._failures = 0
-        if found.problem is None:
-            path.unlink(missing_ok=True)
-        else:
-            pending.quarantine(path, found.problem, _log)
         return True
