@@ -68,7 +68,8 @@ def score(ranked_turns: list[list[str]], question: Question) -> dict[str, float]
 def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
     from iai_mcp import backend
     from iai_mcp import retrieval
-    from iai_mcp.core import MAX_BUDGET_TOKENS, dispatch
+    from iai_mcp.core import dispatch
+    from iai_mcp.core.limits import MAX_BUDGET_TOKENS
 
     store = backend.open_store(scratch / conv.name)
     try:
