@@ -10,9 +10,9 @@ power loss can still take the tail of the journal, as it can the last
 SQLite commits (``synchronous=NORMAL``).
 
 Measured (``python -m bench.provenance --paths-only``, see bench/README.md):
-enqueue with its journal line costs p50 ~60 us and p99 0.6-3.3 ms, a
-synchronous SQLite append of the same batch p50 ~300 us and p99 12-20 ms (its
-tail follows WAL commits and checkpoints). That is why the journal, and not a
+enqueue with its journal line costs p50 24-63 us and p99 0.14-3.3 ms, a
+synchronous SQLite append of the same batch p50 0.2-0.5 ms and p99 6-20 ms
+(its tail follows WAL commits and checkpoints). That is why the journal, and not a
 synchronous append on the request thread, carries a recall's entries
 until the worker writes them.
 

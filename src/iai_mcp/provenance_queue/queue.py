@@ -2,12 +2,13 @@
 
 Why a queue at all, when the log appends in well under a millisecond? Measured
 with ``python -m bench.provenance --paths-only`` (one recall's 10 pairs, one
-call per 2 ms, a log of ~10k and ~100k entries, 2 shared cores, two runs):
-the synchronous ``store.append_provenance_batch`` on the request thread costs
-p50 280-310 us, p95 0.9-3.3 ms and p99 12-20 ms (WAL commits and
-checkpoints), whatever the log's size; ``enqueue`` with its journal line costs
-p50 56-63 us, p95 0.11-0.35 ms, p99 0.6-3.3 ms. Recall p95 end to end moved
-with the machine's load more than with the path. And a slow or failing log
+call per 2 ms, a log of ~10k and ~100k entries, 2 shared cores, runs at load
+1 and 3; table in bench/README.md): the synchronous
+``store.append_provenance_batch`` on the request thread costs p50 0.2-0.5 ms
+and p99 6-20 ms (WAL commits and checkpoints); ``enqueue`` with its journal
+line p50 24-63 us and p99 0.14-3.3 ms. Recall p95 end to end barely moves
+with the path, its p99 does (100k entries: 9.5 ms queued, 15.2 ms
+synchronous). And a slow or failing log
 (a 500 ms write in the spec) must never slow or fail a recall, which only a
 hand-off can promise. So the queue stays, and the journal is what makes the
 hand-off safe.
