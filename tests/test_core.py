@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from iai_mcp.core import dispatch
-from iai_mcp.core.params import MAX_K, MAX_TEXT_CHARS
+from iai_mcp.core.limits import MAX_K, MAX_TEXT_CHARS
 from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound, UnknownMethod
 from iai_mcp.store import MemoryStore
 

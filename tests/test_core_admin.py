@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from iai_mcp.core import METHODS, dispatch
-from iai_mcp.core.params import MAX_PAGE
+from iai_mcp.core.limits import MAX_PAGE
 from iai_mcp.errors import InvalidInput, LimitExceeded
 from iai_mcp.core.recall import estimate_tokens
 from iai_mcp.store import MemoryStore

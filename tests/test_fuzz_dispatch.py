@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from iai_mcp import core
 from iai_mcp.core import dispatch
-from iai_mcp.core.params import (
+from iai_mcp.core.limits import (
     MAX_BUDGET_TOKENS,
     MAX_CUE_CHARS,
     MAX_ID_CHARS,

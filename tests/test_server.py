@@ -21,8 +21,8 @@ from mcp.shared.memory import create_connected_server_and_client_session
 
 from iai_mcp import mcp_server as server
 from iai_mcp.core import dispatch
-from iai_mcp.core import contract
-from iai_mcp.core.params import MAX_BUDGET_TOKENS, MAX_K
+from iai_mcp.core import contract, results
+from iai_mcp.core.limits import MAX_BUDGET_TOKENS, MAX_K
 from iai_mcp.errors import InvalidInput
 from iai_mcp.types import ROLES, TIERS
 
@@ -98,12 +98,12 @@ def test_result_types_carry_every_field_core_returns(store):
     rid = dispatch(store, "memory_capture", {"text": "a beagle named Max", "pinned": True})["record_id"]
     recalled = dispatch(store, "memory_recall", {"cue": "beagle"})
     pairs = [
-        (server.CaptureResult, dispatch(store, "memory_capture", {"text": "another"})),
-        (server.RecallResult, recalled),
-        (server.RecallHit, recalled["hits"][0]),
-        (server.Memory, dispatch(store, "memory_get", {"id": rid})),
-        (server.SessionPack, dispatch(store, "session_start", {})),
-        (server.PackedMemory, dispatch(store, "session_start", {})["memories"][0]),
+        (results.CaptureResult, dispatch(store, "memory_capture", {"text": "another"})),
+        (results.RecallResult, recalled),
+        (results.RecallHit, recalled["hits"][0]),
+        (results.Memory, dispatch(store, "memory_get", {"id": rid})),
+        (results.SessionPack, dispatch(store, "session_start", {})),
+        (results.PackedMemory, dispatch(store, "session_start", {})["memories"][0]),
     ]
     for result_type, result in pairs:
         assert set(result_type.__annotations__) == set(result), result_type.__name__

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
 
-from iai_mcp.core.params import (
+from iai_mcp.core.limits import (
     MAX_BUDGET_TOKENS,
     MAX_CUE_CHARS,
     MAX_ID_CHARS,
@@ -40,6 +40,8 @@ from iai_mcp.core.params import (
     MAX_TEXT_CHARS,
     MAX_TIME_CHARS,
     SESSION_PACK_TOKENS,
+)
+from iai_mcp.core.params import (
     INVALID,
     OptionalText,
     Params,
@@ -48,6 +50,8 @@ from iai_mcp.core.params import (
     Text,
     Time,
     Vector,
+)
+from iai_mcp.core.params import (
     parse as parse_model,
 )
 from iai_mcp.errors import UnknownMethod
@@ -81,7 +85,9 @@ class CaptureParams(Params):
 
     def request(self) -> CaptureRequest:
         """The library call these parameters ask for (``core.capture``)."""
-        from iai_mcp.core.capture import CaptureRequest  # imported here: capture loads the store
+        from iai_mcp.core.capture import (
+            CaptureRequest,  # imported here: capture loads the store
+        )
 
         return CaptureRequest(
             text=self.text, session_id=self.session_id, role=self.role, cue=self.cue,

@@ -17,28 +17,18 @@ from collections.abc import Mapping
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 
+from iai_mcp.core.limits import MAX_TAG_CHARS
 from iai_mcp.errors import InvalidInput, LimitExceeded
 from iai_mcp.types import EMBED_DIM, parse_time
-
-from iai_mcp.core.limits import (  # noqa: F401  (the contract's building blocks, with the limits)
-    MAX_BUDGET_TOKENS,
-    MAX_CUE_CHARS,
-    MAX_ID_CHARS,
-    MAX_K,
-    MAX_LANGUAGE_CHARS,
-    MAX_OFFSET,
-    MAX_PAGE,
-    MAX_PROVENANCE_PER_RECORD,
-    MAX_RECORD_ID_CHARS,
-    MAX_TAG_CHARS,
-    MAX_TAGS,
-    MAX_TEXT_CHARS,
-    MAX_TIME_CHARS,
-    SESSION_PACK_TOKENS,
-)
 
 #: The error type the checks below raise (their message is already in our words).
 INVALID = "iai_invalid"

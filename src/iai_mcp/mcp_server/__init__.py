@@ -1,21 +1,10 @@
 """The MCP server: iai-mcp's memory tools over stdio.
 
-``tools`` declares the tools (parameters, results, the docstrings the model
-reads); ``runtime`` runs them: one backend per server, opened lazily after
-the handshake, the stdio transport, and a shutdown that drains provenance.
+``tools`` declares the tools (their names, the docstrings the model reads;
+parameters come from ``core.contract``, results from ``core.results``);
+``runtime`` runs them: one backend per server, opened lazily after the
+handshake, the stdio transport, and a shutdown that drains provenance.
 """
 from iai_mcp.mcp_server.runtime import BackendSlot, build_server, serve
-from iai_mcp.mcp_server.tools import (
-    CaptureResult,
-    Memory,
-    MemorySummary,
-    PackedMemory,
-    RecallHit,
-    RecallResult,
-    SessionPack,
-)
 
-__all__ = [
-    "BackendSlot", "CaptureResult", "Memory", "MemorySummary", "PackedMemory", "RecallHit",
-    "RecallResult", "SessionPack", "build_server", "serve",
-]
+__all__ = ["BackendSlot", "build_server", "serve"]

@@ -19,17 +19,11 @@ from iai_mcp.core import contract
 from iai_mcp.core.results import (
     CaptureResult,
     Memory,
-    MemorySummary,
-    PackedMemory,
-    RecallHit,
     RecallResult,
     SessionPack,
 )
 
-__all__ = [
-    "CaptureResult", "Memory", "MemorySummary", "PackedMemory", "RecallHit", "RecallResult",
-    "SessionPack", "register_tools", "tool_signature",
-]
+__all__ = ["register_tools", "tool_signature"]
 
 
 def tool_signature(method: str, result: Any) -> inspect.Signature:
