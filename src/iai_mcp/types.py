@@ -27,6 +27,18 @@ ROLES: frozenset[str] = frozenset(get_args(Role))
 #: plus anything else the caller chose to record. Stored exactly as given.
 ProvenanceEntry = dict[str, Any]
 
+#: Where a memory is in its life. ``active`` memories are recalled, packed,
+#: listed and exported; ``hidden`` ones (forgotten, restorable until their
+#: ``undo_until``) are none of these; ``superseded`` ones were replaced by a
+#: newer memory and are recalled only on request (or as anti-hits).
+State = Literal["active", "hidden", "superseded"]
+STATES: tuple[str, ...] = get_args(State)
+
+#: Lifecycle actions a record's ``history`` holds (recall provenance is apart).
+HistoryAction = Literal["captured", "reinforced", "updated", "hidden", "restored", "superseded"]
+#: One history item: ``{ts, action, session_id, detail}``, sealed with the row.
+HistoryItem = dict[str, Any]
+
 
 class ProvenancePair(NamedTuple):
     """One entry on its way to the log.
@@ -92,6 +104,14 @@ class MemoryRow:
     event_time: datetime | None = None
     #: How many times an identical capture was folded into this record.
     reinforcements: int = 0
+    #: Set while the memory is forgotten in ``hide`` mode; purged after ``undo_until``.
+    hidden_at: datetime | None = None
+    undo_until: datetime | None = None
+    #: Set when a newer memory replaced this one (``memory_capture(supersedes=...)``).
+    valid_to: datetime | None = None
+    superseded_by: UUID | None = None
+    #: Lifecycle actions, oldest first (``HistoryItem``s).
+    history: list[HistoryItem] = field(default_factory=list)
 
     @classmethod
     def from_record(cls, record: MemoryRecord) -> MemoryRow:
@@ -102,12 +122,24 @@ class MemoryRow:
     ) -> MemoryRecord:
         values = {name: getattr(self, name) for name in ROW_FIELDS}
         values["tags"] = list(self.tags)
+        values["history"] = [dict(item) for item in self.history]
         return MemoryRecord(id=self.id, embedding=embedding, provenance=provenance, **values)
 
     @property
     def said_at(self) -> datetime:
         """When the words were said: the event time if known, else creation."""
         return self.event_time or self.created_at
+
+    @property
+    def valid_from(self) -> datetime:
+        """From when the memory holds: when it was said."""
+        return self.said_at
+
+    @property
+    def state(self) -> State:
+        if self.hidden_at is not None:
+            return "hidden"
+        return "superseded" if self.superseded_by is not None else "active"
 
 
 @dataclass(slots=True, kw_only=True)

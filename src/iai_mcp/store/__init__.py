@@ -62,7 +62,9 @@ from iai_mcp.types import (
     new_entry_id,
 )
 
-__all__ = ["JOURNAL_DIR", "META_FILE", "MemoryStore", "fix_key_file_mode", "log_event"]
+__all__ = [
+    "JOURNAL_DIR", "META_FILE", "PURGED", "STATE_CODES", "MemoryStore", "fix_key_file_mode", "log_event",
+]
 
 JOURNAL_DIR = "journal"
 
@@ -95,6 +97,12 @@ def _return_freed_heap() -> None:
 
 
 _MIN_NORM = 1e-12
+
+#: ``states()`` codes: a row's ``state``, and ``PURGED`` for a slot whose
+#: record was purged while the store was open (its slot stays, emptied, so
+#: that every array keeps its alignment until the next open).
+STATE_CODES: dict[str, int] = {"active": 0, "hidden": 1, "superseded": 2}
+PURGED = 3
 
 
 def _headroom(rows: int) -> int:
@@ -143,6 +151,7 @@ class MemoryStore:
         self._by_text: dict[bytes, int] = {}
         self._matrix = np.zeros((0, EMBED_DIM), dtype=np.float32)
         self._norms = np.zeros(0, dtype=np.float32)
+        self._states = np.zeros(0, dtype=np.int8)
         self._next_seq = 0
         self._writes_since_compact = 0
         self.compact_every = compact_every
@@ -189,6 +198,7 @@ class MemoryStore:
             seqs = [seqs[i] for i in order]
         self._matrix = matrix
         self._norms = np.zeros(len(matrix), dtype=np.float32)
+        self._states = np.zeros(len(matrix), dtype=np.int8)
         # Clamped: recall divides by these, and a zero vector must score 0, not NaN.
         self._norms[:n] = np.maximum(np.linalg.norm(matrix[:n], axis=1), _MIN_NORM)
         for row, seq in zip(rows, seqs):
@@ -201,6 +211,7 @@ class MemoryStore:
         self._rows.append(row)
         self._index_of[row.id] = index
         self._by_text.setdefault(text_key(row.literal_surface), index)
+        self._states[index] = STATE_CODES[row.state]
 
     # ------------------------------------------------------------- embedder
 
@@ -292,11 +303,13 @@ class MemoryStore:
         capacity = need + _headroom(need)
         matrix = np.zeros((capacity, EMBED_DIM), dtype=np.float32)
         norms = np.zeros(capacity, dtype=np.float32)
+        states = np.zeros(capacity, dtype=np.int8)
         n = len(self._rows)
         matrix[:n] = self._matrix[:n]
         norms[:n] = self._norms[:n]
+        states[:n] = self._states[:n]
         # Swap whole arrays: a reader holding the old ones still sees a consistent view.
-        self._matrix, self._norms = matrix, norms
+        self._matrix, self._norms, self._states = matrix, norms, states
 
     def update(self, record_id: UUID, **changes: Any) -> MemoryRow:
         """Change fields of a stored record (not its text or vector); one commit."""
@@ -312,6 +325,7 @@ class MemoryStore:
             del record
             self._records.replace([self._seal(row, self._matrix[index], self._seqs[index])])
             self._rows[index] = row
+            self._states[index] = STATE_CODES[row.state]
             self._after_write()
             return row
 
@@ -342,6 +356,12 @@ class MemoryStore:
         are clamped above 0 so callers can divide by them."""
         n = len(self._rows)
         return self._matrix[:n], self._norms[:n]
+
+    def states(self) -> np.ndarray:
+        """Each row's ``STATE_CODES`` value (int8), aligned with ``rows()`` and
+        ``vectors()``: recall and packing mask hidden, superseded and purged
+        rows with one vectorised comparison instead of a pass over 100k rows."""
+        return self._states[: len(self._rows)]
 
     def row(self, record_id: UUID) -> MemoryRow | None:
         index = self._index_of.get(record_id)

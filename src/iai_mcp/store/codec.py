@@ -9,14 +9,21 @@ from uuid import UUID
 
 from iai_mcp.types import ROW_FIELDS, MemoryRow
 
-_DATETIME_FIELDS = frozenset({"last_reviewed", "created_at", "updated_at", "event_time"})
+_DATETIME_FIELDS = frozenset(
+    {"last_reviewed", "created_at", "updated_at", "event_time", "hidden_at", "undo_until", "valid_to"}
+)
+_UUID_FIELDS = frozenset({"superseded_by"})
 
 
 def encode_row(row: MemoryRow) -> bytes:
     values: dict[str, Any] = {}
     for name in ROW_FIELDS:
         value = getattr(row, name)
-        values[name] = value.isoformat() if isinstance(value, datetime) else value
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, UUID):
+            value = str(value)
+        values[name] = value
     return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -25,9 +32,14 @@ def decode_row(record_id: str, payload: bytes) -> MemoryRow:
     for name in _DATETIME_FIELDS:
         if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name])
+    for name in _UUID_FIELDS:
+        if values.get(name) is not None:
+            values[name] = UUID(values[name])
+    # Rows written before a field existed decode with its default.
     known = {name: values.get(name) for name in ROW_FIELDS}
     known["tags"] = list(known["tags"] or [])
     known["reinforcements"] = known["reinforcements"] or 0
+    known["history"] = list(known["history"] or [])
     return MemoryRow(id=UUID(record_id), **known)
 
 
