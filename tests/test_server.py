@@ -66,6 +66,12 @@ def test_tool_schemas_come_from_the_contract(store):
 
     tools = _run(scenario)
     assert set(tools) == TOOLS == {name for name, m in contract.METHODS.items() if m.tool}
+    for name, tool in tools.items():  # the hints a host shows its user come from the contract too
+        declared = contract.method(name)
+        hints = tool.annotations
+        assert (hints.readOnlyHint, hints.destructiveHint, hints.idempotentHint, hints.openWorldHint) == (
+            declared.read_only, declared.destructive, declared.idempotent, False)
+    assert tools["memory_recall"].annotations.readOnlyHint and tools["memory_get"].annotations.readOnlyHint
     schemas = {name: tool.inputSchema for name, tool in tools.items()}
     for name, schema in schemas.items():
         fields = contract.method(name).params.model_fields

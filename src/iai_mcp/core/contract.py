@@ -202,6 +202,12 @@ class Method:
     tool: bool = False
     #: Safe to send again when the connection broke after sending (it may have run).
     resendable: bool = False
+    #: MCP tool annotations (hints to the host, not guarantees): changes nothing
+    #: the user would call a change (recall provenance aside); may destroy
+    #: data; calling it twice with the same arguments has no further effect.
+    read_only: bool = False
+    destructive: bool = False
+    idempotent: bool = False
 
 
 #: Every dispatch method. Resendable: memory_get only reads; memory_recall
@@ -214,9 +220,9 @@ class Method:
 #: A method added later is not resent until someone has thought about it.
 METHODS: dict[str, Method] = {
     "memory_capture": Method(CaptureParams, tool=True, resendable=True),
-    "memory_recall": Method(RecallParams, tool=True, resendable=True),
-    "memory_get": Method(GetParams, tool=True, resendable=True),
-    "session_start": Method(SessionStartParams, tool=True),
+    "memory_recall": Method(RecallParams, tool=True, resendable=True, read_only=True),
+    "memory_get": Method(GetParams, tool=True, resendable=True, read_only=True, idempotent=True),
+    "session_start": Method(SessionStartParams, tool=True, read_only=True),
     "memory_stats": Method(NoParams),
     "memory_export": Method(ExportParams),
     "memory_import": Method(ImportParams),

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from annotated_types import Ge, Le
 from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from iai_mcp.core import contract
@@ -69,7 +70,11 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         run.__name__ = run.__qualname__ = method
         run.__doc__ = manual.__doc__
         run.__signature__ = tool_signature(method, typing.get_type_hints(manual)["return"])  # type: ignore[attr-defined]
-        fastmcp.add_tool(run)
+        declared = contract.method(method)
+        fastmcp.add_tool(run, annotations=ToolAnnotations(
+            readOnlyHint=declared.read_only, destructiveHint=declared.destructive,
+            idempotentHint=declared.idempotent, openWorldHint=False,
+        ))
         registered.add(method)
 
     @tool
