@@ -55,6 +55,7 @@ from iai_mcp.store.records_table import RecordsTable, SealedRow
 from iai_mcp.types import (
     EMBED_DIM,
     ROW_FIELDS,
+    HistoryItem,
     MemoryRecord,
     MemoryRow,
     ProvenanceEntry,
@@ -311,23 +312,43 @@ class MemoryStore:
         # Swap whole arrays: a reader holding the old ones still sees a consistent view.
         self._matrix, self._norms, self._states = matrix, norms, states
 
-    def update(self, record_id: UUID, **changes: Any) -> MemoryRow:
-        """Change fields of a stored record (not its text or vector); one commit."""
-        bad = set(changes) - set(ROW_FIELDS) | ({"literal_surface"} & set(changes))
-        if bad:
-            raise InvalidInput(f"cannot update {sorted(bad)}")
+    def update(self, record_id: UUID, *, history: HistoryItem | None = None, **changes: Any) -> MemoryRow:
+        """Change fields of a stored record (not its text or vector), and
+        append ``history`` to its lifecycle history; one commit."""
+        return self.update_many([(record_id, changes, history)])[0]
+
+    def update_many(
+        self, updates: Sequence[tuple[UUID, dict[str, Any], HistoryItem | None]]
+    ) -> list[MemoryRow]:
+        """``update`` for several records in one LanceDB commit: every change
+        is checked first, so a bad one (unknown id, bad field or value)
+        raises and nothing is written."""
         with self._lock:
-            index = self._index_of.get(record_id)
-            if index is None:
-                raise NotFound(f"no record {record_id}")
-            row = replace(self._rows[index], **changes)
-            record = row.to_record(self._matrix[index].tolist(), [])  # validates the change
-            del record
-            self._records.replace([self._seal(row, self._matrix[index], self._seqs[index])])
-            self._rows[index] = row
-            self._states[index] = STATE_CODES[row.state]
+            planned: list[tuple[int, MemoryRow]] = []
+            for record_id, changes, item in updates:
+                bad = set(changes) - set(ROW_FIELDS) | ({"literal_surface", "history"} & set(changes))
+                if bad:
+                    raise InvalidInput(f"cannot update {sorted(bad)}")
+                index = self._index_of.get(record_id)
+                if index is None:
+                    raise NotFound(f"no record {record_id}")
+                current = next((row for i, row in reversed(planned) if i == index), self._rows[index])
+                if item is not None:
+                    changes = {**changes, "history": [*current.history, dict(item)]}
+                row = replace(current, **changes)
+                row.to_record(self._matrix[index].tolist(), [])  # validates the change
+                planned.append((index, row))
+            if not planned:
+                return []
+            latest = dict(planned)  # one row per record, its last planned state
+            self._records.replace(
+                [self._seal(row, self._matrix[index], self._seqs[index]) for index, row in latest.items()]
+            )
+            for index, row in latest.items():
+                self._rows[index] = row
+                self._states[index] = STATE_CODES[row.state]
             self._after_write()
-            return row
+            return [row for _, row in planned]
 
     def _after_write(self) -> None:
         self._writes_since_compact += 1
