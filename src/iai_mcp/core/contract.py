@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field
 from pydantic_core import PydanticCustomError
@@ -193,6 +193,49 @@ class NoParams(Params):
     """A method that takes no parameters."""
 
 
+# ------------------------------------------- forgetting and correcting (F)
+
+class ForgetParams(Params):
+    """memory_forget: stop recalling memories (hide, restorable), or erase them (purge)."""
+
+    ids: list[RecordId] | None = Field(None, max_length=MAX_PAGE, description=(
+        "Record ids to forget (from memory_recall, memory_get or memory_list)."
+    ))
+    session_id: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=(
+        "Only memories captured in this conversation."
+    ))
+    tags: Tags = Field(None, max_length=MAX_TAGS, description="Only memories carrying all these tags.")
+    since: Time = Field(
+        None, max_length=MAX_TIME_CHARS, description="Only memories said at or after this ISO-8601 time."
+    )
+    until: Time = Field(
+        None, max_length=MAX_TIME_CHARS, description="Only memories said at or before this ISO-8601 time."
+    )
+    mode: Literal["hide", "purge"] = Field("hide", description=(
+        "hide: never recalled again, restorable with memory_restore until undo_until, then purged "
+        "automatically; purge: erased from disk now, irreversibly."
+    ))
+    dry_run: bool = Field(False, description="Say what would be forgotten; change nothing.")
+
+
+class RestoreParams(Params):
+    """memory_restore: bring back memories forgotten in hide mode."""
+
+    ids: list[RecordId] = Field(max_length=MAX_PAGE, description="Record ids that memory_forget hid.")
+
+
+class UpdateParams(Params):
+    """memory_update: pin, unpin, re-tag or re-tier one memory (never its text)."""
+
+    id: RecordId = Field(max_length=MAX_RECORD_ID_CHARS, description="The record to change.")
+    pinned: bool | None = Field(None, description=(
+        "true: always include it when a conversation starts; false: stop doing so."
+    ))
+    tags_add: Tags = Field(None, max_length=MAX_TAGS, description="Tags to add.")
+    tags_remove: Tags = Field(None, max_length=MAX_TAGS, description="Tags to remove.")
+    tier: Tier | None = Field(None, description="Move it to this tier.")
+
+
 @dataclass(frozen=True)
 class Method:
     """One dispatch method: its parameters and how adapters may use it."""
@@ -228,6 +271,11 @@ METHODS: dict[str, Method] = {
     "memory_import": Method(ImportParams),
     "memory_compact": Method(NoParams),
     "warmup": Method(NoParams),
+    # Forgetting and correcting (F). None is resent: forget and restore are
+    # idempotent in effect but answer differently the second time.
+    "memory_forget": Method(ForgetParams, tool=True, destructive=True),
+    "memory_restore": Method(RestoreParams, tool=True, idempotent=True),
+    "memory_update": Method(UpdateParams, tool=True, idempotent=True),
 }
 
 

@@ -18,6 +18,7 @@ from iai_mcp.core import contract
 from iai_mcp.core.admin import ADMIN_METHODS
 from iai_mcp.core.capture import capture
 from iai_mcp.core.contract import CaptureParams, GetParams, RecallParams
+from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.recall import RecallQuery, recall
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import Memory, RecallHit, memory_dict
@@ -93,6 +94,7 @@ METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
     "memory_recall": _memory_recall,
     "memory_get": _memory_get,
     **ADMIN_METHODS,
+    **LIFECYCLE_METHODS,  # forget, restore, update (issue 9)
 }
 
 

@@ -21,3 +21,6 @@ MAX_OFFSET = 2**62
 MAX_PROVENANCE_PER_RECORD = 10_000
 #: The session pack's default token budget.
 SESSION_PACK_TOKENS = 3000
+#: Memories one memory_forget may match; past it the call changes nothing
+#: and asks for narrower selectors (its answer lists every id it forgot).
+MAX_FORGET = 10_000

@@ -61,6 +61,10 @@ class Memory(MemorySummary):
     updated_at: str
     reinforcements: int
     provenance: list[dict[str, Any]]
+    # Forgetting and correcting (F): where the memory is in its life, and
+    # every lifecycle action on it ({ts, action, session_id, detail}).
+    state: str
+    history: list[dict[str, Any]]
 
 
 class PackedMemory(MemorySummary):
@@ -82,6 +86,25 @@ ExportedRecord = TypedDict("ExportedRecord", {
     "updated_at": str, "reinforcements": int, "provenance": list[dict[str, Any]],
 })
 
+# ------------------------------------------- forgetting and correcting (F)
+
+ForgetMode = Literal["hide", "purge"]
+
+
+class ForgetResult(TypedDict):
+    mode: ForgetMode
+    #: Memories the selectors matched (hidden ones too, when purging).
+    matched: int
+    #: Record ids this call hid or purged (would, with dry_run).
+    forgotten: list[str]
+    #: Until when a hidden memory can be restored (ISO-8601); null for purge.
+    undo_until: str | None
+
+
+class RestoreResult(TypedDict):
+    restored: list[str]
+
+
 #: How each public field of a memory is read from its row.
 _FIELDS: dict[str, Callable[[MemoryRow], Any]] = {
     "record_id": lambda row: str(row.id),
@@ -96,6 +119,8 @@ _FIELDS: dict[str, Callable[[MemoryRow], Any]] = {
     "created_at": lambda row: row.created_at.isoformat(),
     "updated_at": lambda row: row.updated_at.isoformat(),
     "reinforcements": lambda row: row.reinforcements,
+    "state": lambda row: row.state,
+    "history": lambda row: [dict(item) for item in row.history],
 }
 _FIELDS["id"], _FIELDS["text"] = _FIELDS["record_id"], _FIELDS["literal_surface"]
 

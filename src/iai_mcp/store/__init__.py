@@ -8,6 +8,7 @@ Layout of a store root::
     records.lance/        LanceDB table of sealed records (see records_table)
     provenance.sqlite3    append-only provenance log (see provenance_log)
     journal/              provenance queue journal segments (see iai_mcp.provenance_queue)
+    purge.pending         while a purge runs: what it removes (see store.purge)
 
 At open the store checks the key, decrypts every record once and keeps them
 in memory: rows as slotted objects, vectors in one float32 matrix. Reads and
@@ -27,6 +28,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 from uuid import UUID
@@ -39,15 +41,20 @@ from iai_mcp.errors import (
     EmbedderMismatch,
     InvalidInput,
     NotFound,
+    StoreError,
 )
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
+from iai_mcp.store import purge as purging
+from iai_mcp.store.crypto import Sealer
 from iai_mcp.store.codec import decode_row, encode_row, text_key
 from iai_mcp.store.meta import (
     META_FILE,
+    UNDO_WINDOW_KEY,
     fix_key_file_mode,
     log_event,
     open_meta,
     take_owner_lock,
+    undo_window,
     write_json_atomic,
 )
 from iai_mcp.store.provenance_log import ProvenanceLog
@@ -68,19 +75,9 @@ __all__ = [
 ]
 
 JOURNAL_DIR = "journal"
-
-
-class _Sealer:
-    __slots__ = ("_cipher", "_aad")
-
-    def __init__(self, cipher: Any, aad: bytes) -> None:
-        self._cipher, self._aad = cipher, aad
-
-    def seal(self, data: bytes) -> bytes:
-        return self._cipher.seal(data, self._aad)
-
-    def open(self, blob: bytes) -> bytes:
-        return self._cipher.open(blob, self._aad)
+#: How long a purge waits for queued provenance to reach the log before it
+#: deletes the purged records' entries (the log refuses later ones anyway).
+PURGE_FLUSH_S = 10.0
 
 
 class NamedEmbedder(Protocol):
@@ -146,6 +143,8 @@ class MemoryStore:
         self.store_id: str = self._meta["store_id"]
         self._records = RecordsTable(self.root)
         self._log = ProvenanceLog(self.root, self._cipher)
+        # A purge a killed process left half done is finished before any row is read.
+        unfinished = self._finish_purge()
         self._rows: list[MemoryRow] = []
         self._seqs: list[int] = []  # LanceDB seq of each row, parallel to _rows
         self._index_of: dict[UUID, int] = {}
@@ -157,7 +156,7 @@ class MemoryStore:
         self._writes_since_compact = 0
         self.compact_every = compact_every
         self.load_problems: list[str] = []
-        self._load()
+        self._load(skip=set(unfinished.seqs) if unfinished else set())
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if embedder is not None:
@@ -165,14 +164,17 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ open
 
-    def _load(self) -> None:
-        """Decrypt every row once, vectors straight into the matrix."""
+    def _load(self, skip: set[int]) -> None:
+        """Decrypt every row once, vectors straight into the matrix; rows of
+        ``skip`` (a purge that could not finish) are left out."""
         expected = self._records.count()
         matrix = np.zeros((expected + _headroom(expected), EMBED_DIM), dtype=np.float32)
         rows: list[MemoryRow] = []
         seqs: list[int] = []
         for sealed in self._records.scan():
             self._next_seq = max(self._next_seq, sealed.seq + 1)
+            if sealed.seq in skip:
+                continue
             aad = sealed.id.encode()
             try:
                 row = decode_row(sealed.id, self._cipher.open(sealed.payload, b"row:" + aad))
@@ -183,7 +185,7 @@ class MemoryStore:
                 # Never drop or rewrite it: report, keep it on disk, carry on.
                 problem = f"record {sealed.id} (seq {sealed.seq}) cannot be read: {exc}"
                 self.load_problems.append(problem)
-                log_event.warning("record_unreadable", record_id=sealed.id, error=str(exc))
+                log_event.warning("record_unreadable", record=self.log_name(sealed.id), error=str(exc))
                 continue
             if len(rows) == len(matrix):  # rows written while we counted
                 matrix = np.concatenate([matrix, np.zeros_like(matrix[: _headroom(len(rows))])])
@@ -363,6 +365,82 @@ class MemoryStore:
             self._writes_since_compact = 0
             return result
 
+    # ---------------------------------------------------------------- purge
+
+    @property
+    def undo_window(self) -> timedelta:
+        """How long a forgotten (hidden) memory can be restored before it is
+        purged: a store setting in meta.json, 30 days unless set."""
+        return undo_window(self._meta)
+
+    def set_undo_window(self, window: timedelta) -> None:
+        if not isinstance(window, timedelta) or window < timedelta(0):
+            raise InvalidInput("the undo window is a duration of zero or more")
+        with self._lock:
+            self._meta[UNDO_WINDOW_KEY] = window.total_seconds()
+            write_json_atomic(self.root / META_FILE, self._meta)
+
+    def purge(self, record_ids: Sequence[UUID]) -> list[UUID]:
+        """Remove these records for good: afterwards no file of the store
+        holds their id, text, vector or provenance (see ``store.purge``).
+        NotFound (and nothing removed) if one is not in the store.
+
+        In memory each record's slot stays, emptied (``PURGED`` in
+        ``states()``, a blank row, a zero vector), so every array keeps its
+        alignment until the next open, which never sees it.
+        """
+        with self._lock:
+            indexes = []
+            for rid in dict.fromkeys(record_ids):
+                index = self._index_of.get(rid) if isinstance(rid, UUID) else None
+                if index is None:
+                    raise NotFound(f"no record {rid}")
+                indexes.append(index)
+            if not indexes:
+                return []
+            self._finish_purge()  # one an earlier failure left behind
+            ids = [self._rows[i].id for i in indexes]
+            intent = purging.Intent(tuple(map(str, ids)), tuple(self._seqs[i] for i in indexes))
+            purging.write_intent(self.root, self.sealer(purging.SEAL_PURPOSE), intent)
+            self._log.refuse(intent.record_ids)  # closes the race with the queue's worker
+            self._tombstone(indexes)
+            # Provenance a recall queued for them reaches the log now, and
+            # what is queued later is refused: the purge then removes all of it.
+            self.flush_provenance(PURGE_FLUSH_S)
+            if self._finish_purge() is not None:
+                raise StoreError(
+                    f"the purge of {len(ids)} record(s) could not finish (see the log); they are "
+                    "gone from this process, and the purge is retried at the next purge or open"
+                )
+            self._writes_since_compact = 0
+            return ids
+
+    def _finish_purge(self) -> purging.Intent | None:
+        """A purge that did not finish (killed, or failed part-way), carried
+        out now; returned if it still cannot be (see ``purge.finish``)."""
+        return purging.finish(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log)
+
+    def _tombstone(self, indexes: list[int]) -> None:
+        blank, lost_texts = purging.blank_row(), set()
+        for i in indexes:
+            row = self._rows[i]
+            self._index_of.pop(row.id, None)
+            key = text_key(row.literal_surface)
+            if self._by_text.get(key) == i:
+                del self._by_text[key]
+                lost_texts.add(row.literal_surface)
+            self._rows[i] = blank
+            self._matrix[i], self._norms[i], self._states[i] = 0.0, _MIN_NORM, PURGED
+        if lost_texts:  # another record with the same text now answers find_identical
+            for j, row in enumerate(self._rows):
+                if row.literal_surface in lost_texts and self._states[j] != PURGED:
+                    self._by_text.setdefault(text_key(row.literal_surface), j)
+
+    def log_name(self, record_id: UUID | str) -> str:
+        """How log lines name a record: a short digest keyed by the store's
+        key, never its id (a purged record's id must not outlive it in a log)."""
+        return self._cipher.digest(str(record_id).encode())
+
     # ----------------------------------------------------------------- read
 
     def __len__(self) -> int:
@@ -469,11 +547,11 @@ class MemoryStore:
         """Where this store's provenance queue journals what it was handed."""
         return self.root / JOURNAL_DIR
 
-    def sealer(self, purpose: str) -> _Sealer:
+    def sealer(self, purpose: str) -> Sealer:
         """Seal and open bytes with this store's key, bound to ``purpose`` and
         this store (a blob sealed for one does not open for another). The
         provenance queue seals its pending batches with it."""
-        return _Sealer(self._cipher, f"{purpose}:{self.store_id}".encode())
+        return Sealer(self._cipher, f"{purpose}:{self.store_id}".encode())
 
     # -------------------------------------------------------------- admin
 
@@ -481,7 +559,7 @@ class MemoryStore:
         return {
             "path": str(self.root),
             "store_id": self.store_id,
-            "records": len(self._rows),
+            "records": len(self._rows) - int(np.count_nonzero(self.states() == PURGED)),
             "provenance_entries": self._log.count(),
             "versions": self._records.version_count(),
             "fragments": self._records.fragment_count(),

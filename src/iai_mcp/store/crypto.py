@@ -24,6 +24,8 @@ a new key written over the old one.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import os
 import secrets
 import stat
@@ -52,6 +54,16 @@ class Cipher:
         if len(key) != KEY_BYTES:
             raise ValueError("an AES-256 key is 32 bytes")
         self._aead = AESGCM(key)
+        # A subkey for digests only: a digest never reveals the key, and the
+        # key never signs anything else.
+        self._digest_key = hmac.new(key, b"iai-mcp log digest v1", hashlib.sha256).digest()
+
+    def digest(self, data: bytes, chars: int = 16) -> str:
+        """A short keyed digest of ``data`` (hex): names a record in a log
+        line without its id. Stable for this key, so two lines about one
+        record match, and whoever holds the key can find which record it is
+        (``MemoryStore.log_name``); without the key it says nothing."""
+        return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()[:chars]
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -66,6 +78,21 @@ class Cipher:
             raise CorruptData(
                 "a sealed blob failed authentication (damaged, or moved from elsewhere)"
             ) from None
+
+
+class Sealer:
+    """A ``Cipher`` bound to one purpose's associated data (``MemoryStore.sealer``)."""
+
+    __slots__ = ("_cipher", "_aad")
+
+    def __init__(self, cipher: Cipher, aad: bytes) -> None:
+        self._cipher, self._aad = cipher, aad
+
+    def seal(self, data: bytes) -> bytes:
+        return self._cipher.seal(data, self._aad)
+
+    def open(self, blob: bytes) -> bytes:
+        return self._cipher.open(blob, self._aad)
 
 
 @dataclass(frozen=True)

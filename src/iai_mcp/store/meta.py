@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -18,6 +19,10 @@ from iai_mcp.store import crypto
 META_FILE = "meta.json"
 LOCK_FILE = "store.lock"
 FORMAT_VERSION = 1
+#: meta.json key of the undo window: how long a forgotten (hidden) memory can
+#: be restored before it is purged. Absent in older stores: the default holds.
+UNDO_WINDOW_KEY = "undo_window_s"
+DEFAULT_UNDO_WINDOW = timedelta(days=30)
 
 
 log_event = logger("iai_mcp.store")
@@ -122,3 +127,11 @@ def open_meta(root: Path, key_settings: KeySettings) -> tuple[dict[str, Any], cr
     }
     write_json_atomic(meta_path, meta)
     return meta, cipher
+
+
+def undo_window(meta: dict[str, Any]) -> timedelta:
+    """The store's undo window (``DEFAULT_UNDO_WINDOW`` unless set)."""
+    seconds = meta.get(UNDO_WINDOW_KEY)
+    if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
+        return timedelta(seconds=seconds)
+    return DEFAULT_UNDO_WINDOW

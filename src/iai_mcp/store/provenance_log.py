@@ -16,6 +16,12 @@ Rows are ``(seq, entry_id, record_id, sealed)``. ``entry_id`` is unique, so
 a batch replayed after a crash (from a spill file or journal) is applied at
 most once. The entry itself is sealed with its record id and entry id as
 associated data, and comes back exactly as the caller appended it.
+
+``purge`` deletes a record's entries so that no byte of them stays in the
+database file, its WAL or its free pages: ``secure_delete`` makes SQLite
+overwrite deleted cells and freed pages with zeros (nothing else here ever
+deletes, so appends do not pay for it), and a ``TRUNCATE`` checkpoint copies
+the WAL into the database and cuts the WAL to zero bytes.
 """
 from __future__ import annotations
 
@@ -64,10 +70,12 @@ class ProvenanceLog:
         # the lock serialises them (SQLite has one writer anyway).
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
+        self._refused: set[str] = set()  # ids of purged records: their entries are never written
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.execute("PRAGMA busy_timeout=10000")
+            self._conn.execute("PRAGMA secure_delete=ON")
             self._conn.executescript(_SCHEMA)
 
     def seal(
@@ -94,7 +102,8 @@ class ProvenanceLog:
                     raise TypeError("a provenance entry is a dict")
                 plain = json.dumps(entry, ensure_ascii=False).encode("utf-8")
             except (TypeError, ValueError) as exc:
-                _log.warning("provenance_skipped", record_id=str(rid), reason=str(exc))
+                # Log lines never name a record in clear (see MemoryStore.log_name).
+                _log.warning("provenance_skipped", record=self._cipher.digest(str(rid).encode()), reason=str(exc))
                 continue
             sealed.append((str(entry_id), str(rid), self._cipher.seal(plain, _aad(str(rid), str(entry_id)))))
         return sealed
@@ -122,7 +131,8 @@ class ProvenanceLog:
             try:
                 out.append((UUID(rid), json.loads(self._cipher.open(sealed, _aad(rid, entry_id)))))
             except (CorruptData, ValueError) as exc:
-                _log.warning("provenance_unreadable", record_id=rid, error=str(exc))
+                _log.warning("provenance_unreadable", record=self._cipher.digest(rid.encode()),
+                             error=str(exc))
         return out
 
     def append(self, rows: Iterable[SealedEntry]) -> int:
@@ -134,6 +144,8 @@ class ProvenanceLog:
         if not rows:
             return 0
         with self._lock:
+            if self._refused:  # sealed before its record was purged, written after: dropped
+                rows = [row for row in rows if row[1] not in self._refused]
             before = self._conn.total_changes
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -169,6 +181,38 @@ class ProvenanceLog:
                 "(SELECT MAX(seq) FROM entries GROUP BY record_id) ORDER BY seq DESC LIMIT ?",
                 (limit,),
             ).fetchall()
+
+    def refuse(self, record_ids: Iterable[str]) -> None:
+        """Never write entries of these records again (they are being purged)."""
+        with self._lock:
+            self._refused.update(map(str, record_ids))
+
+    def purge(self, record_ids: Iterable[UUID | str]) -> int:
+        """Delete every entry of these records (one transaction), zeroing
+        their bytes, then checkpoint and truncate the WAL; returns how many
+        entries went. Idempotent."""
+        ids = sorted({str(rid) for rid in record_ids})
+        with self._lock:
+            before = self._conn.total_changes
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
+                    chunk = ids[start:start + 500]
+                    self._conn.execute(
+                        f"DELETE FROM entries WHERE record_id IN ({','.join('?' * len(chunk))})", chunk
+                    )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            deleted = self._conn.total_changes - before
+            busy, *_ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            # Only this connection writes; a reader elsewhere (a backup tool)
+            # can hold the WAL. The next purge or compaction truncates it.
+            _log.warning("provenance_wal_not_truncated", consequence="purged entries stay in the WAL "
+                         "until the next checkpoint completes")
+        return deleted
 
     def checkpoint(self) -> None:
         with self._lock:

@@ -10,17 +10,28 @@ versioned, append-friendly home of the rows.
 
 Every write makes a LanceDB version and a small fragment; ``compact`` folds
 them and prunes old versions so the directory stays bounded.
+
+``purge`` removes rows so that no file of the table holds their bytes any
+more. A LanceDB delete only marks rows in a deletion file, and ``optimize``
+rewrites a fragment only when at least 10% of it is deleted (a threshold the
+lancedb API does not expose), so purge rewrites the rest of every fragment
+that held a purged row, in the same commit as the delete (``merge_insert``):
+each such fragment then holds no live row, and the cleanup that follows
+removes its file with every old version. Measured on 100k rows of 2 kB in one
+fragment: 2.1 s, dominated by rewriting 200 MB (``/tmp`` experiment, see the
+purge tests); a row in a recent small fragment costs milliseconds.
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import lancedb
+import numpy as np
 import pyarrow as pa
 
 from iai_mcp.errors import CorruptData
@@ -137,3 +148,75 @@ class RecordsTable:
             "versions_after": self.version_count(),
             "fragments_after": self.fragment_count(),
         }
+
+    def purge(self, seqs: Collection[int]) -> int:
+        """Remove the rows with these ``seq``s from every file of the table:
+        one commit that deletes them and rewrites their fragment-mates, then a
+        cleanup of every old version and unreferenced file. Idempotent (rows
+        already gone are ignored); returns how many rows it removed.
+
+        Rows are chosen by ``seq`` (an integer we assign), never by id, so no
+        filter string or transaction file names a record id.
+        """
+        targets = sorted({int(s) for s in seqs})
+        removed = 0
+        if targets:
+            fragments, mates = _fragment_mates(self._table, targets)
+            removed = len(fragments)  # {seq: fragment} of the targets present
+            if removed:  # else an earlier run removed them; only the cleanup is left
+                self._commit_purge(targets, mates)
+        self.cleanup()
+        return removed
+
+    def _commit_purge(self, targets: list[int], mates: pa.Table | None) -> None:
+        """One commit: the targets deleted, their fragment-mates rewritten."""
+        gone = f"seq IN ({','.join(map(str, targets))})"
+        if mates is None:
+            self._table.delete(gone)
+        else:
+            (
+                self._table.merge_insert("seq")
+                .when_matched_update_all()
+                .when_not_matched_by_source_delete(gone)
+                .execute(mates)
+            )
+
+    def cleanup(self) -> None:
+        """Fold fragments and delete every old version and every file no
+        version references (including what a killed write left). Safe only
+        because this process owns the store (its flock) and so the table."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # see compact
+            self._table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+
+
+def _fragment_mates(table: Any, targets: list[int]) -> tuple[dict[int, int], pa.Table | None]:
+    """``({seq: fragment} of the targets still present, the other rows of
+    their fragments)``, in two streamed passes (ids and addresses first, then
+    only the rows to rewrite), so the table is never held in memory whole.
+
+    Relies on LanceDB's ``_rowid`` being the row address (fragment id in the
+    high 32 bits), which holds for tables without stable row ids (this table
+    never enables them). Should that change, the raw-bytes purge test
+    (tests/test_purge.py) fails rather than purge silently leaving bytes.
+    """
+    wanted = np.asarray(targets, dtype=np.int64)
+    found: dict[int, int] = {}
+    for batch in table.search().select(["seq"]).with_row_id(True).limit(None).to_batches(65536):
+        seqs = batch.column("seq").to_numpy()
+        hit = np.isin(seqs, wanted)
+        if hit.any():
+            fragments = batch.column("_rowid").to_numpy()[hit] >> 32
+            found.update(zip(seqs[hit].tolist(), fragments.tolist()))
+    if not found:
+        return found, None
+    fragments = np.asarray(sorted(set(found.values())), dtype=np.uint64)
+    keep = []
+    for batch in table.search().with_row_id(True).limit(None).to_batches(4096):
+        mate = np.isin(batch.column("_rowid").to_numpy() >> 32, fragments)
+        mate &= ~np.isin(batch.column("seq").to_numpy(), wanted)
+        if mate.any():
+            keep.append(batch.filter(pa.array(mate)).select(SCHEMA.names))
+    if not keep:
+        return found, None
+    return found, pa.Table.from_batches(keep).cast(SCHEMA)

@@ -1,0 +1,201 @@
+"""Forgetting and correcting a memory's metadata: memory_forget,
+memory_restore, memory_update, and the automatic purge of forgotten memories
+whose undo window has ended (``purge_expired``, run by the daemon).
+
+Forgetting has two modes. ``hide`` sets ``hidden_at``/``undo_until`` (and a
+"hidden" history item): from that commit on the record's state code is
+``hidden``, so recall, the session pack and listing stop showing it at once,
+in every process, since they all go through the one process that owns the
+store. It can be restored until ``undo_until`` (the store's undo window, 30
+days unless set), and is purged after. ``purge`` erases at once
+(``MemoryStore.purge``: no file of the store keeps its id, text, vector or
+provenance).
+
+Every call checks everything before it writes: an unknown id, no selector,
+contradictory parameters are a typed error and nothing changed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from iai_mcp.core.contract import ForgetParams, RestoreParams, UpdateParams
+from iai_mcp.core.limits import MAX_FORGET, MAX_TAGS
+from iai_mcp.core.results import Memory, memory_dict
+from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound
+from iai_mcp.log import logger
+from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
+from iai_mcp.types import HistoryItem, MemoryRow, parse_time, utcnow
+
+_log = logger("iai_mcp.core")
+
+
+def history_item(action: str, now: datetime, detail: str, session_id: str | None = None) -> HistoryItem:
+    return {"ts": now.isoformat(), "action": action, "session_id": session_id, "detail": detail}
+
+
+def _row_of(store: MemoryStore, method: str, record_id: str) -> MemoryRow:
+    row = store.row(UUID(record_id))
+    if row is None:
+        raise NotFound(f"{method}: no memory with id {record_id} (never stored, or purged)")
+    return row
+
+
+# ------------------------------------------------------------------ forget
+
+
+def matching(store: MemoryStore, args: ForgetParams) -> list[MemoryRow]:
+    """The memories ``args``' selectors match, all of them (AND), in capture
+    order; purged slots never. InvalidInput without a selector, NotFound
+    for an id that is not in the store."""
+    if not (args.ids or args.session_id is not None or args.tags or args.since or args.until):
+        raise InvalidInput(
+            "memory_forget: give at least one selector (ids, session_id, tags, since, until); "
+            "it never forgets everything"
+        )
+    if args.ids:
+        rows = [_row_of(store, "memory_forget", rid) for rid in dict.fromkeys(args.ids)]
+    else:
+        rows = [row for row, code in zip(store.rows(), store.states().tolist()) if code != PURGED]
+    since, until = parse_time(args.since), parse_time(args.until)
+    wanted = set(args.tags or ())
+    return [
+        row for row in rows
+        if (args.session_id is None or row.session_id == args.session_id)
+        and wanted <= set(row.tags)
+        and (since is None or row.said_at >= since)
+        and (until is None or row.said_at <= until)
+    ]
+
+
+def forget(store: MemoryStore, args: ForgetParams, now: datetime | None = None) -> dict[str, Any]:
+    """memory_forget (``contract.ForgetParams``) -> ``results.ForgetResult``."""
+    matched = matching(store, args)
+    if len(matched) > MAX_FORGET:
+        raise LimitExceeded(
+            f"memory_forget: the selectors match {len(matched)} memories; at most {MAX_FORGET} per "
+            "call. Narrow them (since/until, tags) and call again; nothing was forgotten"
+        )
+    now = now or utcnow()
+    if args.mode == "purge":
+        targets, until = matched, None
+    else:
+        targets = [row for row in matched if row.hidden_at is None]  # already hidden: deadline kept
+        until = now + store.undo_window
+    if not args.dry_run and targets:
+        if args.mode == "purge":
+            store.purge([row.id for row in targets])
+        else:
+            item = history_item("hidden", now, f"forgotten; restorable until {until.isoformat()}")
+            store.update_many([(row.id, {"hidden_at": now, "undo_until": until}, item) for row in targets])
+    return {
+        "mode": args.mode,
+        "matched": len(matched),
+        "forgotten": [str(row.id) for row in targets],
+        "undo_until": until.isoformat() if until else None,
+    }
+
+
+def restore(store: MemoryStore, args: RestoreParams, now: datetime | None = None) -> dict[str, Any]:
+    """memory_restore (``contract.RestoreParams``) -> ``results.RestoreResult``.
+
+    A hidden memory comes back as it was; one that is not hidden is left
+    as it is (and not listed). A purged or unknown id, or one whose undo
+    window has ended (it is due for purging), is a NotFound naming it, and
+    nothing in the call is restored."""
+    now = now or utcnow()
+    rows = [_row_of(store, "memory_restore", rid) for rid in dict.fromkeys(args.ids)]
+    for row in rows:
+        if row.undo_until is not None and row.hidden_at is not None and row.undo_until <= now:
+            raise NotFound(
+                f"memory_restore: memory {row.id} can no longer be restored: its undo window ended "
+                f"at {row.undo_until.isoformat()} and it is being purged; nothing was restored"
+            )
+    targets = [row for row in rows if row.hidden_at is not None]
+    if targets:
+        item = history_item("restored", now, "restored from forgotten")
+        store.update_many([(row.id, {"hidden_at": None, "undo_until": None}, item) for row in targets])
+    return {"restored": [str(row.id) for row in targets]}
+
+
+# ------------------------------------------------------------------ update
+
+
+def update(store: MemoryStore, args: UpdateParams, now: datetime | None = None) -> dict[str, Any]:
+    """memory_update (``contract.UpdateParams``) -> the record as memory_get
+    shows it. The text is never edited (a correction is a supersede).
+    A parameter that asks for what is already so changes nothing."""
+    add, remove = list(dict.fromkeys(args.tags_add or ())), set(args.tags_remove or ())
+    if args.pinned is None and args.tier is None and not add and not remove:
+        raise InvalidInput("memory_update: nothing to change; give pinned, tags_add, tags_remove or tier")
+    both = sorted(set(add) & remove)
+    if both:
+        raise InvalidInput(f"memory_update: tag(s) {both} are both added and removed; choose one")
+    row = _row_of(store, "memory_update", args.id)
+    changes: dict[str, Any] = {}
+    said: list[str] = []
+    if args.pinned is not None and args.pinned != row.pinned:
+        changes["pinned"] = args.pinned
+        said.append("pinned" if args.pinned else "unpinned")
+    if args.tier is not None and args.tier != row.tier:
+        changes["tier"] = args.tier
+        said.append(f"tier {row.tier} -> {args.tier}")
+    tags = [t for t in row.tags if t not in remove] + [t for t in add if t not in row.tags]
+    if tags != row.tags:
+        if len(tags) > MAX_TAGS:
+            raise LimitExceeded(f"memory_update: the memory would carry {len(tags)} tags; the maximum is {MAX_TAGS}")
+        changes["tags"] = tags
+        said += [f"+{t}" for t in add if t not in row.tags] + [f"-{t}" for t in row.tags if t in remove]
+    if changes:
+        now = now or utcnow()
+        store.update(row.id, history=history_item("updated", now, ", ".join(said)), updated_at=now, **changes)
+    record = store.get(row.id)
+    assert record is not None  # under the caller's store lock: it cannot have gone
+    return memory_dict(record, Memory, provenance=record.provenance)
+
+
+# -------------------------------------------------------------- auto-purge
+
+
+def expired(store: MemoryStore, now: datetime) -> list[UUID]:
+    """Hidden memories whose undo window has ended by ``now``."""
+    hidden = STATE_CODES["hidden"]
+    rows = store.rows()
+    return [
+        rows[i].id for i in (store.states() == hidden).nonzero()[0].tolist()
+        if rows[i].undo_until is not None and rows[i].undo_until <= now
+    ]
+
+
+def purge_expired(store: MemoryStore, now: datetime | None = None) -> list[UUID]:
+    """Purge every hidden memory whose undo window has ended (one purge for
+    all of them: a purge rewrites the fragments that held them). Returns
+    their ids. The daemon runs it at start and then periodically."""
+    due = expired(store, now or utcnow())
+    if due:
+        store.purge(due)
+        _log("expired_purged", records=len(due))
+    return due
+
+
+def _forget(store: MemoryStore, args: ForgetParams) -> dict[str, Any]:
+    return forget(store, args)
+
+
+def _restore(store: MemoryStore, args: RestoreParams) -> dict[str, Any]:
+    return restore(store, args)
+
+
+def _update(store: MemoryStore, args: UpdateParams) -> dict[str, Any]:
+    return update(store, args)
+
+
+LIFECYCLE_METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
+    "memory_forget": _forget,
+    "memory_restore": _restore,
+    "memory_update": _update,
+}
+
+__all__: Sequence[str] = ["LIFECYCLE_METHODS", "expired", "forget", "matching", "purge_expired", "restore", "update"]

@@ -1,0 +1,237 @@
+"""Purge removes a record from every file of the store, and survives kill -9.
+
+The central check reads the raw bytes of every file under the store directory
+(and the provenance overflow directory) and looks for the purged record's id
+(with and without dashes), its sealed payload and its sealed vector, as they
+were in the LanceDB table before the purge.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from uuid import UUID
+
+import lancedb
+import pytest
+
+from iai_mcp import config
+from iai_mcp.core import dispatch
+from iai_mcp.errors import NotFound
+from iai_mcp.store import PURGED, MemoryStore
+from iai_mcp.store.purge import INTENT_FILE
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def sealed_bytes(root: Path, record_id: str) -> tuple[bytes, bytes]:
+    """The record's sealed payload and vector as the LanceDB table holds them."""
+    table = lancedb.connect(str(root)).open_table("records").search().limit(None).to_arrow()
+    ids = table.column("id").to_pylist()
+    i = ids.index(record_id)
+    return table.column("payload")[i].as_py(), table.column("vector")[i].as_py()
+
+
+def needles(root: Path, record_id: str) -> dict[str, bytes]:
+    payload, vector = sealed_bytes(root, record_id)
+    rid = UUID(record_id)
+    return {
+        "id": str(rid).encode(), "id (hex)": rid.hex.encode(), "id (upper)": str(rid).upper().encode(),
+        "sealed payload": payload, "sealed vector": vector,
+    }
+
+
+def scan(dirs: list[Path], found: dict[str, bytes]) -> list[str]:
+    hits = []
+    for directory in dirs:
+        for path in directory.rglob("*"):
+            if path.is_file():
+                data = path.read_bytes()
+                hits += [f"{name} in {path}" for name, needle in found.items() if needle in data]
+    return hits
+
+
+def fill(store, n: int = 30, prefix: str = "memory") -> list[str]:
+    ids = [dispatch(store, "memory_capture", {"text": f"{prefix} number {i} about cats and dogs",
+                                              "session_id": "s1", "tags": ["t"]})["record_id"]
+           for i in range(n)]
+    for i in range(3):  # provenance for every kind of id
+        dispatch(store, "memory_recall", {"cue": f"{prefix} number {i} cats"})
+    return ids
+
+
+def test_purge_leaves_no_byte_of_the_record_in_any_file(store):
+    ids = fill(store)
+    victim = ids[1]
+    dispatch(store, "memory_recall", {"cue": "memory number 1 about cats and dogs"})
+    assert store.get(victim).provenance, "the victim needs provenance for this test to mean something"
+    store.compact()  # one big fragment: the case where a plain delete leaves the bytes
+    for i in range(3):  # ...and newer small fragments and versions on top
+        dispatch(store, "memory_capture", {"text": f"later {i}"})
+    found = needles(store.root, victim)
+    assert scan([store.root], found), "sanity: the needles are on disk before the purge"
+
+    out = dispatch(store, "memory_forget", {"ids": [victim], "mode": "purge"})
+    assert out["forgotten"] == [victim] and out["mode"] == "purge" and out["undo_until"] is None
+
+    assert scan([store.root, config.overflow_dir()], found) == []
+    # Memory: the slot is emptied, the rest is as it was.
+    index = [str(r.id) for r in store.rows()].index(ids[0]) + 1
+    assert store.states()[index] == PURGED and store.rows()[index].literal_surface == ""
+    assert not store.vectors()[0][index].any()
+    assert store.get(victim) is None and store.row(UUID(victim)) is None
+    with pytest.raises(NotFound):
+        dispatch(store, "memory_get", {"id": victim})
+    assert store.stats()["records"] == 32
+    # Recall still works and never returns it.
+    hits = dispatch(store, "memory_recall", {"cue": "memory number 1 about cats and dogs", "k": 50})["hits"]
+    assert victim not in {h["record_id"] for h in hits}
+    others = set(ids) - {victim}
+    assert all(store.get(UUID(i)).literal_surface for i in others)
+    store.close()
+
+    reopened = MemoryStore(path=store.root)
+    try:
+        assert {str(r.id) for r in reopened.rows()} >= others and victim not in {str(r.id) for r in reopened.rows()}
+        assert len(reopened) == 32 and not (store.root / INTENT_FILE).exists()
+    finally:
+        reopened.close()
+    assert scan([store.root, config.overflow_dir()], found) == []
+
+
+def test_purge_through_the_provenance_queue(store):
+    """A recall's provenance still queued when the purge starts reaches the
+    log and is purged with the rest; none is written after."""
+    ids = fill(store, 10)
+    store.enable_provenance_queue(coalesce_ms=200)
+    victim = ids[0]
+    dispatch(store, "memory_recall", {"cue": "memory number 0 about cats and dogs", "k": 3})
+    found = needles(store.root, victim)
+    dispatch(store, "memory_forget", {"ids": [victim], "mode": "purge"})
+    store.queue_provenance_batch([(UUID(victim), {"ts": "x", "cue": "late", "session_id": None})])
+    assert store.flush_provenance(10)
+    store.disable_provenance_queue()
+    assert scan([store.root, config.overflow_dir()], found) == []
+
+
+def test_purge_unknown_id_changes_nothing(store):
+    ids = fill(store, 5)
+    before = [r.id for r in store.rows()]
+    with pytest.raises(NotFound, match="00000000-0000-0000-0000-00000000000f"):
+        store.purge([UUID(ids[0]), UUID(int=15)])
+    assert [r.id for r in store.rows()] == before and not (store.root / INTENT_FILE).exists()
+
+
+def test_identical_text_still_found_after_its_first_holder_is_purged(store, fake_embedder):
+    from tests.test_store import _make
+
+    first, second = _make(text="same words"), _make(text="same words")
+    store.insert_many([first, second])
+    store.purge([first.id])
+    assert store.find_identical("same words").id == second.id
+
+
+def test_log_lines_never_name_a_record_id():
+    """Every log call in src names a record by ``log_name`` (a keyed digest), never by id."""
+    import re
+
+    offenders = []
+    for path in (SRC / "iai_mcp").rglob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"\blog\w*(\.\w+)?\(.*\brecord_id=", line) or re.search(r"_log\w*\(.*\bid=str\(", line):
+                offenders.append(f"{path.name}:{number}: {line.strip()}")
+    assert offenders == []
+
+
+# ------------------------------------------------------------- kill -9
+
+_CHILD = textwrap.dedent("""
+    import os, signal, sys, time
+    from datetime import datetime, timedelta, timezone
+    from uuid import UUID
+    from iai_mcp.embed import HashEmbedder
+    from iai_mcp.store import MemoryStore, purge as purging
+    from iai_mcp.store.provenance_log import ProvenanceLog
+    from iai_mcp.store.records_table import RecordsTable
+    from iai_mcp.core import lifecycle
+
+    def die_after(owner, name):
+        original = getattr(owner, name)
+        def wrapped(*args, **kwargs):
+            original(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGKILL)
+        setattr(owner, name, wrapped)
+
+    point = sys.argv[4]
+    if point != "timed":  # a kill right after each step of a purge
+        owner = {"intent": purging, "provenance": ProvenanceLog, "commit": RecordsTable,
+                 "cleanup": RecordsTable}[point]
+        die_after(owner, {"intent": "write_intent", "provenance": "purge", "commit": "_commit_purge",
+                          "cleanup": "cleanup"}[point])
+    store = MemoryStore(sys.argv[1], embedder=HashEmbedder())
+    ids = [UUID(i) for i in sys.argv[3].split(",")]
+    print("ready", flush=True)
+    if sys.argv[2] == "purge":
+        store.purge(ids)
+    else:
+        lifecycle.purge_expired(store, datetime.now(timezone.utc) + timedelta(days=365))
+    print("done", flush=True)
+""")
+
+
+def _consistent(root: Path, victims: list[str], survivors: list[str]) -> str:
+    """'before' or 'after' (every victim whole, or every victim gone from
+    rows, text and provenance); fails on anything in between."""
+    store = MemoryStore(path=root)
+    try:
+        assert not (root / INTENT_FILE).exists()
+        for rid in survivors:
+            record = store.get(rid)
+            assert record is not None and record.literal_surface and record.provenance
+        present = [store.get(rid) for rid in victims]
+        if all(r is None for r in present):
+            assert all(not store.provenance_of(UUID(rid)) for rid in victims)
+            return "after"
+        assert all(r is not None and r.literal_surface and r.provenance for r in present), "half purged"
+        return "before"
+    finally:
+        store.close()
+
+
+KILLS = [("intent", 0.0), ("provenance", 0.0), ("commit", 0.0), ("cleanup", 0.0),
+         *[("timed", delay) for delay in (0.0, 0.01, 0.03, 0.06, 0.1, 0.2, 0.4)]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["purge", "auto"])
+def test_kill_9_during_purge_leaves_before_or_after(tmp_path, fake_embedder, mode):
+    outcomes = []
+    for attempt, (point, delay) in enumerate(KILLS):
+        root = tmp_path / f"s{attempt}"
+        store = MemoryStore(path=root, embedder=fake_embedder)
+        ids = fill(store, 40, prefix=f"a{attempt}")
+        for rid in ids:
+            store.append_provenance_batch([(UUID(rid), {"ts": "t", "cue": "c", "session_id": None})])
+        victims, survivors = ids[::3], [i for i in ids if i not in ids[::3]]
+        store.compact()
+        if mode == "auto":
+            dispatch(store, "memory_forget", {"ids": victims})
+        store.close()
+        env = {**os.environ, "PYTHONPATH": str(SRC)}
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, str(root), mode, ",".join(victims), point],
+                                 stdout=subprocess.PIPE, env=env)
+        assert child.stdout.readline().strip() == b"ready"
+        if point == "timed":
+            time.sleep(delay)
+            child.send_signal(signal.SIGKILL)
+        assert child.wait(60) == -signal.SIGKILL or point == "timed"
+        outcomes.append(_consistent(root, victims, survivors))
+        if point != "timed":
+            assert outcomes[-1] == "after", f"killed after {point}: the reopen finishes the purge"
+        if outcomes[-1] == "after":
+            assert scan([root], {f"id {v}": v.encode() for v in victims}) == []
+    assert "after" in outcomes
