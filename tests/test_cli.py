@@ -14,7 +14,8 @@ import pytest
 from iai_mcp.cli import build_parser, main
 
 COMMANDS = ["serve", "capture", "recall", "show", "stats", "export", "import", "doctor",
-            "compact", "hooks", "hook", "daemon"]
+            "compact", "hooks", "hook", "daemon",
+            "forget", "restore", "pin", "unpin", "tag"]  # forgetting and correcting (issue 9)
 
 
 def _subprocess_env(**extra: str) -> dict[str, str]:

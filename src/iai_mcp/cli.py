@@ -346,6 +346,107 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------- forgetting and correcting (F)
+
+
+def _refuse_purge(args: argparse.Namespace, backend: Any, params: dict[str, Any]) -> int | None:
+    """``forget --mode purge`` is irreversible: show what it would erase and
+    ask on a terminal; elsewhere it needs ``--yes``. The exit status when
+    it must not go ahead, else None."""
+    if args.yes or params.get("dry_run"):
+        return None
+    if not sys.stdin.isatty():
+        _fail("forget --mode purge erases memories for good; run it in a terminal to confirm, or add --yes")
+        return 2
+    preview = backend.call("memory_forget", {**params, "dry_run": True})
+    if not preview["forgotten"]:
+        return None  # nothing to erase: the call itself says so
+    for rid in preview["forgotten"]:
+        print(f"  {rid}")
+    answer = input(f"Erase these {len(preview['forgotten'])} memories for good? This cannot be undone. [y/N] ")
+    if answer.strip().lower() in ("y", "yes"):
+        return None
+    print("nothing changed")
+    return 1
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    params = _method_params(args, "memory_forget")
+    with _backend(args) as backend:
+        if params.get("mode") == "purge" and (refused := _refuse_purge(args, backend, params)) is not None:
+            return refused
+        result = backend.call("memory_forget", params)
+    if args.json:
+        _print_json(result)
+        return 0
+    forgotten, dry = result["forgotten"], params.get("dry_run", False)
+    verb = ("would purge" if dry else "purged") if result["mode"] == "purge" else ("would forget" if dry else "forgot")
+    print(f"{verb} {len(forgotten)} of {result['matched']} matching memories")
+    for rid in forgotten:
+        print(f"  {rid}")
+    if result["undo_until"] and forgotten:
+        print(f"restorable with 'iai-mcp restore ID' until {result['undo_until']}; erased for good after that")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    with _backend(args) as backend:
+        result = backend.call("memory_restore", {"ids": args.ids})
+    if args.json:
+        _print_json(result)
+    elif not result["restored"]:
+        print("nothing to restore: none of these memories is forgotten")
+    else:
+        print(f"restored {len(result['restored'])}: " + " ".join(result["restored"]))
+    return 0
+
+
+def _update(args: argparse.Namespace, params: dict[str, Any], say: Callable[[dict[str, Any]], str]) -> int:
+    with _backend(args) as backend:
+        record = backend.call("memory_update", {"id": args.id, **params})
+    if args.json:
+        _print_json(record)
+    else:
+        print(say(record))
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    return _update(args, {"pinned": True}, lambda r: f"pinned {r['record_id']}")
+
+
+def cmd_unpin(args: argparse.Namespace) -> int:
+    return _update(args, {"pinned": False}, lambda r: f"unpinned {r['record_id']}")
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    params = {"tags_add": args.add, "tags_remove": args.remove}
+    return _update(args, params, lambda r: f"tags of {r['record_id']}: {', '.join(r['tags']) or '(none)'}")
+
+
+def _add_lifecycle_commands(command: Callable[..., _CommandParser]) -> None:
+    p = command("forget", cmd_forget, "forget memories: hide them (restorable for a while) or purge them for good")
+    p.defer(lambda p: contract_options(p, "memory_forget"))
+    p.add_argument("--yes", action="store_true", help="with --mode purge: do not ask")
+    _json_flag(p)
+
+    p = command("restore", cmd_restore, "bring back memories that forget hid")
+    p.add_argument("ids", nargs="+", metavar="ID")
+    _json_flag(p)
+
+    for name, func, help in (("pin", cmd_pin, "pin a memory: every new conversation starts with it"),
+                             ("unpin", cmd_unpin, "unpin a memory")):
+        p = command(name, func, help)
+        p.add_argument("id", metavar="ID")
+        _json_flag(p)
+
+    p = command("tag", cmd_tag, "add or remove tags of a memory")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--add", action="append", metavar="TAG", help="a tag to add; repeat for several")
+    p.add_argument("--remove", action="append", metavar="TAG", help="a tag to remove; repeat for several")
+    _json_flag(p)
+
+
 # -------------------------------------------------------------------- parser
 
 
@@ -494,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="with stop: seconds to wait for the daemon to drain (default 30)")
     _json_flag(p)
+    _add_lifecycle_commands(command)
     return parser
 
 

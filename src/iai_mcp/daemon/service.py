@@ -33,6 +33,10 @@ SOCKET_CHECK_S = 60.0
 #: How long a stopping daemon waits for the request of a client still in its
 #: listen backlog (a client sends right after connecting).
 BACKLOG_READ_S = 2.0
+#: How often the daemon purges forgotten memories whose undo window has ended
+#: (also once at start). Hourly: the window is days long, and a purge holds
+#: the store for the time it rewrites (2.1 s for a 100k-record fragment).
+AUTO_PURGE_EVERY_S = 3600.0
 
 
 _log = logger("iai_mcp.daemon")
@@ -88,6 +92,7 @@ class Daemon:
             if on_listening is not None:
                 on_listening(self)
             threading.Thread(target=self._warm_embedder, name="iai-mcp-warmup", daemon=True).start()
+            threading.Thread(target=self._auto_purge, name="iai-mcp-autopurge", daemon=True).start()
             reason = self._loop()
         except BaseException as exc:
             # Whatever broke the loop, the store is still closed (queue drained)
@@ -305,6 +310,26 @@ class Daemon:
             return
         self._embedder_ready = True
         log("embedder_ready", embedder=warmed["embedder"], seconds=warmed["seconds"])
+
+    def _auto_purge(self) -> None:
+        """Purge expired forgotten memories now and every ``AUTO_PURGE_EVERY_S``,
+        without a user action. A failure is one log line and a retry next
+        time: a purge that did not finish is recorded on disk and completed
+        by the next purge or open (``store.purge``), so nothing is lost."""
+        from iai_mcp.core import lifecycle
+
+        while not self._stop_requested.is_set():
+            try:
+                with self._store_lock:
+                    if self._stopping:
+                        return
+                    purged = lifecycle.purge_expired(self.store)
+                if purged:
+                    log("auto_purged", records=len(purged))
+            except Exception as exc:
+                log("auto_purge_failed", error=f"{type(exc).__name__}: {exc}",
+                    consequence=f"retried in {AUTO_PURGE_EVERY_S:.0f} s")
+            self._stop_requested.wait(AUTO_PURGE_EVERY_S)
 
     # ---------------------------------------------------------------- shutdown
 

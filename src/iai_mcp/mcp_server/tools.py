@@ -19,8 +19,10 @@ from pydantic import Field
 from iai_mcp.core import contract
 from iai_mcp.core.results import (
     CaptureResult,
+    ForgetResult,
     Memory,
     RecallResult,
+    RestoreResult,
     SessionPack,
 )
 
@@ -116,6 +118,43 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         reinforced or captured ones, verbatim, within the token budget:
         ``text`` is ready to read. Call it once at the start of a
         conversation when no hook has already provided these memories.
+        """
+
+    # --------------------------------------- forgetting and correcting (F)
+
+    @tool
+    async def memory_forget() -> ForgetResult:
+        """Forget memories: they stop being recalled or shown, at once.
+
+        Use it when the user says "forget that", "don't remember this",
+        "don't remind me of X", "delete what I said about Y", or when a
+        memory holds a secret that should not have been kept. Find the ids
+        first (memory_recall), then forget by ids; session_id, tags and
+        since/until select more at once (all given selectors must match).
+        The default mode "hide" can be undone with memory_restore until
+        undo_until (then it is erased automatically). Use mode "purge" only
+        when the user asks for it to be erased now and for good: it is
+        irreversible. With dry_run, see what would be forgotten first. A
+        correction ("that's no longer true") is not a forget: capture the new
+        fact so it supersedes the old one.
+        """
+
+    @tool
+    async def memory_restore() -> RestoreResult:
+        """Bring back memories that memory_forget hid ("actually, keep that").
+
+        Works until their undo_until; a purged memory cannot be restored.
+        """
+
+    @tool
+    async def memory_update() -> Memory:
+        """Pin, unpin, re-tag or re-tier one memory; its words never change.
+
+        Use it when the user says "always remember this" (pinned: true; pinned
+        memories start every conversation), "you can stop bringing that up"
+        (pinned: false), or asks to label or file a memory (tags_add,
+        tags_remove, tier). To correct what a memory says, capture the
+        correction instead: the text of a memory is kept verbatim.
         """
 
     missing = {name for name, method in contract.METHODS.items() if method.tool} - registered
