@@ -16,10 +16,18 @@ session, with session codes, as recall calls it), ``recall.fused_scores``,
 and the packing loop of ``recall.recall`` (with ``rank`` replaced by one
 returning precomputed hits). The baseline for the ratio table is a numpy
 brute-force top-10 (matvec + argpartition) over the same matrix.
+
+``--forget 0.1`` first forgets every tenth record (evenly spread) of the
+working copy, with ``--forget-mode purge`` (default: one ``store.purge``, the
+slots stay as emptied tombstones until the next open, which is what recall
+then ranks over) or ``hide`` (``memory_forget`` by ids, 1000 per call); the
+time it took is reported as ``forget_ms``, and the results go to
+``recall_latency_forget.json`` so the plain run's file stays the baseline.
 """
 from __future__ import annotations
 
 import gc
+import json
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    Laps, Run, base_parser, isolate_key_material, print_table, summarize, time_once,
+    Laps, Run, base_parser, command_line, isolate_key_material, print_table, summarize, time_once,
 )
 from bench.corpus import add_sized_args, build_store, sized_setup, working_copy
 
@@ -61,7 +69,42 @@ def _rank_replaced(recall_module, hits):
         recall_module.rank = original
 
 
-def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
+def forget_fraction(store, fraction: float, mode: str) -> dict[str, Any]:
+    """Forget every ``1/fraction``-th live record; returns what was done and how long it took."""
+    from iai_mcp.core import dispatch
+    from iai_mcp.core.limits import MAX_PAGE
+
+    rows = store.rows()
+    count = int(len(rows) * fraction)
+    if count == 0:
+        return {"fraction": fraction, "mode": mode, "forgotten": 0, "forget_ms": 0.0}
+    picked = np.linspace(0, len(rows) - 1, count).astype(int)
+    ids = [rows[i].id for i in picked]
+
+    def run() -> None:
+        if mode == "purge":
+            store.purge(ids)
+        else:
+            for start in range(0, len(ids), MAX_PAGE):
+                dispatch(store, "memory_forget", {"ids": [str(i) for i in ids[start:start + MAX_PAGE]]})
+
+    forget_ms, _ = time_once(run)
+    return {"fraction": fraction, "mode": mode, "forgotten": count, "forget_ms": round(forget_ms, 1)}
+
+
+class _Run(Run):
+    """Writes ``recall_latency_forget.json`` when forgetting, with the command as typed."""
+
+    def write(self) -> Path:
+        path = super().write()
+        data = json.loads(path.read_text("utf-8"))
+        data["command"] = command_line(NAME)
+        path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+        return path
+
+
+def measure(path: Path, cues: list[str], warmup: int = 5, forget: float = 0.0,
+            forget_mode: str = "purge") -> dict[str, Any]:
     from iai_mcp import backend
     from iai_mcp import retrieval
     from iai_mcp.core import recall as recall_module
@@ -73,6 +116,7 @@ def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
         embedder = MiniLMEmbedder()  # fresh: the cold call pays the model load
         store.bind_embedder(embedder)
         n = len(store)
+        forgotten = forget_fraction(store, forget, forget_mode) if forget else None
         call = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": K})  # noqa: E731
         cold_ms, first = time_once(lambda: call(cues[0]))
         assert first["hits"], "recall returned nothing on a non-empty store"
@@ -106,6 +150,7 @@ def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
     baseline = samples.pop("baseline")
     return {
         "records": n,
+        **({"forgotten": forgotten} if forgotten else {}),
         "queries": len(cues),
         "open_store_ms": round(open_ms, 2),
         "cold_first_call_ms": round(cold_ms, 2),
@@ -118,19 +163,26 @@ def measure(path: Path, cues: list[str], warmup: int = 5) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = base_parser(NAME, __doc__.splitlines()[0])
     add_sized_args(parser, "200,500")
+    parser.add_argument("--forget", type=float, default=0.0, metavar="FRACTION",
+                        help="forget this fraction of each store before timing (e.g. 0.1)")
+    parser.add_argument("--forget-mode", choices=["purge", "hide"], default="purge",
+                        help="how --forget forgets (default purge)")
     args = parser.parse_args(argv)
+    if not 0.0 <= args.forget < 1.0:
+        parser.error("--forget is a fraction in [0, 1)")
     isolate_key_material()
     sizes, queries, pool, corpus = sized_setup(args, "200,500")
-    run = Run(NAME, args)
+    run = _Run(f"{NAME}_forget" if args.forget else NAME, args)
     results = []
     for n in sizes:
         print(f"[{n:,} records]")
         root = build_store(corpus, n, args.cache_dir, pool)
         cues = corpus.cues(queries, among=n, salt=f"recall-{n}")
         with working_copy(root) as path:
-            results.append(measure(path, cues))
+            results.append(measure(path, cues, forget=args.forget, forget_mode=args.forget_mode))
     run.data["config"] = {"k": K, "sizes": sizes, "queries_per_size": queries, "corpus": corpus.tag,
-                          "embed_pool": pool, "provenance_queue": True}
+                          "embed_pool": pool, "provenance_queue": True,
+                          "forget": {"fraction": args.forget, "mode": args.forget_mode} if args.forget else None}
     run.data["sizes"] = results
 
     print_table(f"Recall latency, ms (dispatch memory_recall, k={K}, cue embedded with MiniLM)",
