@@ -398,3 +398,23 @@ def test_mcp_tools_forget_restore_update(store):
 
 def test_forget_params_are_the_issue_names():
     assert list(ForgetParams.model_fields) == ["ids", "session_id", "tags", "since", "until", "mode", "dry_run"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["purge", "hide"])
+def test_bench_recall_latency_with_part_of_the_store_forgotten(tmp_path, mode):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": f"{repo / 'src'}{os.pathsep}{repo}"}
+    subprocess.run([sys.executable, "-m", "bench.recall_latency", "--quick", "--forget", "0.1",
+                    "--forget-mode", mode, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
+                   cwd=repo, env=env, check=True, capture_output=True, timeout=600)
+    data = json.loads((tmp_path / "out" / "recall_latency_forget.json").read_text())
+    assert data["command"].startswith("python -m bench.recall_latency ")
+    assert data["config"]["forget"] == {"fraction": 0.1, "mode": mode}
+    for size in data["sizes"]:
+        assert size["forgotten"]["forgotten"] == size["records"] // 10 and size["end_to_end_ms"]["p95"] > 0

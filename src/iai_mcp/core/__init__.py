@@ -8,8 +8,9 @@ a JSON-ready dict.
 Modules: ``contract`` (each method's parameters, declared once) and
 ``params`` (its field types, limits and errors), ``results`` (what methods
 return), ``dispatch`` (the method table), ``capture`` / ``recall`` /
-``session_pack`` (the memory methods), ``admin`` and ``transfer`` (stats,
-export, import, compaction), ``redact`` (secrets out of text before it is
+``session_pack`` (the memory methods), ``lifecycle`` (forget, restore,
+update, and the automatic purge of forgotten memories), ``admin`` and
+``transfer`` (stats, export, import, compaction), ``redact`` (secrets out of text before it is
 stored), ``repair`` (``doctor --repair``).
 
 ``dispatch`` and ``METHODS`` are loaded on first use: importing this package
