@@ -14,7 +14,7 @@ import pytest
 from iai_mcp.cli import build_parser, main
 
 COMMANDS = ["serve", "capture", "recall", "show", "stats", "export", "import", "doctor",
-            "compact", "hooks", "hook", "daemon"]
+            "compact", "hooks", "hook", "daemon", "supersede", "list", "tags"]
 
 
 def _subprocess_env(**extra: str) -> dict[str, str]:

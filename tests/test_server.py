@@ -26,7 +26,7 @@ from iai_mcp.core.limits import MAX_BUDGET_TOKENS, MAX_K
 from iai_mcp.errors import InvalidInput
 from iai_mcp.types import ROLES, TIERS
 
-TOOLS = {"memory_capture", "memory_recall", "memory_get", "session_start"}
+TOOLS = {"memory_capture", "memory_recall", "memory_get", "session_start", "memory_list", "memory_tags"}
 
 
 class DirectBackend:
