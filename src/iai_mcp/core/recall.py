@@ -54,6 +54,8 @@ class Hit:
     row: MemoryRow
     score: float
     reason: str
+    #: A superseded memory that matched (an anti-hit), not a hit.
+    anti: bool = False
 
 
 @dataclass(frozen=True)
@@ -220,15 +222,21 @@ def _whole(row: MemoryRow, store: MemoryStore) -> bool:
     return row.state != "hidden" and store.row(row.id) is not None
 
 
-def rank_all(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> tuple[list[Hit], list[Hit]]:
-    """``(hits, anti_hits)``: the best ``query.k`` rows that pass the filters,
-    best first, and the superseded rows that ranked among them."""
+def _eligible(states: np.ndarray, n_dead: int, query: RecallQuery) -> int:
+    """How many rows could be hits at all (counted only when the head fell short)."""
+    superseded = 0 if query.include_superseded else int(np.count_nonzero(states == _SUPERSEDED))
+    return len(states) - n_dead - superseded
+
+
+def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> list[Hit]:
+    """The best ``query.k`` rows that pass the filters, and the superseded
+    rows that ranked among them (``anti``), best first."""
     rows = store.rows()
     matrix, norms = store.vectors()
     states = store.states()
     n = min(len(rows), matrix.shape[0], len(states))
     if n == 0 or query.k <= 0:
-        return [], []
+        return []
     states = states[:n].copy()  # one snapshot for masking and picking
     dense = matrix[:n] @ _cue_vector(query, embedder)
     np.divide(dense, norms[:n], out=dense)  # the store keeps norms clamped above 0
@@ -240,20 +248,15 @@ def rank_all(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) 
     # reject most of it (or superseded rows fill it) do we walk the whole order.
     head = min(n, max(query.k * (20 if filtering else 1), 64))
     picked, anti = _walk(top_k(fused, head), rows, states, query)
-    eligible = n - n_dead - (0 if query.include_superseded else int(np.count_nonzero(states == _SUPERSEDED)))
-    if len(picked) < query.k and head < n and (filtering or len(picked) < eligible):
+    if len(picked) < query.k and head < n and (filtering or len(picked) < _eligible(states, n_dead, query)):
         picked, anti = _walk(np.argsort(-fused, kind="stable"), rows, states, query)
 
-    def hit(i: int) -> Hit:
-        return Hit(rows[i], float(fused[i]), _reason(float(dense[i]), float(keyword[i])))
-
-    hits = [h for h in map(hit, picked) if _whole(h.row, store)]
-    return hits, [h for h in map(hit, anti) if _whole(h.row, store)]
-
-
-def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> list[Hit]:
-    """The best ``query.k`` rows that pass the filters, best first."""
-    return rank_all(store, embedder, query)[0]
+    anti_set = set(anti)
+    found = [
+        Hit(rows[i], float(fused[i]), _reason(float(dense[i]), float(keyword[i])), anti=i in anti_set)
+        for i in sorted([*picked, *anti], key=lambda i: (-fused[i], i))
+    ]
+    return [hit for hit in found if _whole(hit.row, store)]
 
 
 def _reason(dense: float, keyword: float) -> str:
@@ -267,14 +270,12 @@ def recall(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) ->
     """Rank, then pack hits in score order until k or the token budget; the
     first hit is always returned when there is one. Anti-hits share the
     budget: each is packed, in score order among the hits, when it fits."""
-    hits, anti = rank_all(store, embedder, query)
-    merged = sorted([(h, False) for h in hits] + [(h, True) for h in anti], key=lambda p: -p[0].score)
     packed: list[Hit] = []
     packed_anti: list[Hit] = []
     used = 0
-    for hit, is_anti in merged:
+    for hit in rank(store, embedder, query):
         cost = estimate_tokens(hit.row.literal_surface)
-        if is_anti:
+        if hit.anti:
             if used + cost <= query.budget_tokens:
                 packed_anti.append(hit)
                 used += cost
