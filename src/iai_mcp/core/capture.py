@@ -41,7 +41,7 @@ from iai_mcp.types import HistoryItem, MemoryRecord, MemoryRow, utcnow
 #: 1.8% of pairs (p99 0.635), turns that are evidence for the same question
 #: in 17% (median 0.433: same topic is not same fact), and 16 hand-written
 #: corrections ("billing runs on Postgres" / "we moved billing to DynamoDB")
-#: have median 0.734, p25 0.678. 0.6 keeps most corrections and little noise;
+#: have median 0.734 and 14 of 16 (87.5%) reach 0.6. 0.6 keeps most corrections and little noise;
 #: 0.5 lets 6% of random pairs through (25% with speaker labels).
 RELATED_MIN_SCORE = 0.6
 #: At most this many related memories, best first.
