@@ -47,7 +47,7 @@ def test_states_filters_and_orders(store):
     c = _capture(store, "gamma", tags=["work"], ts="2024-03-01T00:00:00Z", supersedes=[a])
     d = _capture(store, "delta", ts="2024-04-01T00:00:00Z", tier="semantic")
     _hide(store, d)
-    ids = lambda **p: [i["record_id"] for i in _list(store, **p)["items"]]  # noqa: E731
+    ids = lambda **p: [i["record_id"] for i in _list(store, **p)["items"]]
     assert ids() == [c, b]
     assert ids(state="hidden") == [d] and ids(state="superseded") == [a]
     assert ids(state="all") == [d, c, b, a] and ids(state="all", order="oldest") == [a, b, c, d]

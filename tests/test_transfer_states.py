@@ -76,7 +76,7 @@ def test_import_restores_links_hidden_state_and_history_across_calls(store, othe
 
 
 def test_import_never_creates_a_memory_it_does_not_contain(store, other):
-    old, new, gone = _lifecycle_store(store)
+    old, new, _ = _lifecycle_store(store)
     replaced_only = [r for r in _export(store)["records"] if r["id"] == old]
     out = dispatch(other, "memory_import", {"records": replaced_only})
     assert len(other) == 1
@@ -88,7 +88,7 @@ def test_import_never_creates_a_memory_it_does_not_contain(store, other):
 
 
 def test_import_links_that_fold_resolve_to_the_existing_record(store, other):
-    old, new, _ = _lifecycle_store(store)
+    _lifecycle_store(store)
     records = _export(store)["records"]
     existing = _capture(other, "billing moved to DynamoDB")  # the replacement is already there
     out = dispatch(other, "memory_import", {"records": records})
@@ -120,7 +120,7 @@ def test_cli_export_include_hidden(cli, tmp_path):
     with MemoryStore(path=cli.store) as s:
         now = utcnow()
         s.update(UUID(rid), hidden_at=now, undo_until=now + timedelta(days=1))
-    code, out, _ = cli("export", "--plaintext")
+    _, out, _ = cli("export", "--plaintext")
     assert [json.loads(line)["text"] for line in out.splitlines()] == ["visible"]
-    code, out, _ = cli("export", "--plaintext", "--include-hidden")
+    _, out, _ = cli("export", "--plaintext", "--include-hidden")
     assert [json.loads(line)["text"] for line in out.splitlines()] == ["visible", "to hide"]

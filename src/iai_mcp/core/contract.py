@@ -88,7 +88,6 @@ def _optional_record_id(value: str | None) -> str | None:
 def _not_on_import(value: Any) -> None:
     if value is not None:
         raise PydanticCustomError(INVALID, "is not taken on import: a replaced record carries superseded_by")
-    return None
 
 
 RecordIds = Annotated[list[str] | None, AfterValidator(_record_ids)]

@@ -20,7 +20,7 @@ import binascii
 import heapq
 import json
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,7 @@ from iai_mcp.errors import InvalidInput
 from iai_mcp.store import STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow, parse_time
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATES = {"active": ("active",), "hidden": ("hidden",), "superseded": ("superseded",),
            "all": ("active", "hidden", "superseded")}
 _KEY_LENGTH = {"newest": 2, "oldest": 2, "most_recalled": 3}

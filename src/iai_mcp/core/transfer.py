@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
 
-from iai_mcp.core.capture import CaptureRequest, Captured, capture_many
+from iai_mcp.core.capture import Captured, CaptureRequest, capture_many
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import ExportedRecord, memory_dict
 from iai_mcp.embed import Embedder
@@ -79,9 +79,8 @@ def export_page(
     for slot in slots[offset:offset + limit]:
         row = rows[slot]
         # Re-checked on the row itself: it may have been forgotten since.
-        if row.state != "hidden" or include_hidden:
-            if store.row(row.id) is not None:  # not purged meanwhile
-                page.append(export_record(store, row))
+        if (row.state != "hidden" or include_hidden) and store.row(row.id) is not None:  # not purged meanwhile
+            page.append(export_record(store, row))
     return page, len(slots)
 
 
