@@ -22,7 +22,7 @@ def _state(store: MemoryStore):
 def test_method_names_are_pinned():
     assert set(METHODS) >= {
         "memory_capture", "memory_recall", "memory_get", "memory_stats", "memory_export",
-        "memory_import", "memory_compact", "session_start", "warmup",
+        "memory_import", "memory_compact", "session_start", "warmup", "memory_list", "memory_tags",
     }
 
 
@@ -188,7 +188,9 @@ def test_an_export_line_is_always_importable(store):
     _capture(store, "exported", tags=["x"], pinned=True)
     record = dispatch(store, "memory_export", {})["records"][0]
     assert list(record) == ["id", "text", "tier", "tags", "session_id", "role", "ts", "pinned",
-                            "language", "created_at", "updated_at", "reinforcements", "provenance"]
+                            "language", "created_at", "updated_at", "reinforcements", "provenance",
+                            "state", "valid_from", "valid_to", "superseded_by", "hidden_at", "undo_until",
+                            "history"]
     assert set(record) <= set(ImportRecord.model_fields)
 
 

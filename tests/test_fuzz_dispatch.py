@@ -183,6 +183,13 @@ VALID: dict[str, st.SearchStrategy[Any]] = {
     "records": st.lists(capture_records, max_size=3),
 }
 VALID["since"] = VALID["until"] = VALID["ts"]
+# issue 9: correcting and browsing
+VALID["supersedes"] = st.lists(st.just(EXISTING_ID) | st.uuids().map(str), max_size=2)
+VALID["include_superseded"] = st.booleans()
+VALID["state"] = st.sampled_from(["active", "hidden", "superseded", "all"])
+VALID["order"] = st.sampled_from(["newest", "oldest", "most_recalled"])
+VALID["tags_any"] = VALID["tags"]
+VALID["cursor"] = st.none() | st.text(max_size=40)
 
 #: Plausible-but-often-wrong values, so random calls reach deep checks.
 LIKELY: dict[str, st.SearchStrategy[Any]] = {
@@ -197,9 +204,10 @@ LIKELY: dict[str, st.SearchStrategy[Any]] = {
 #: Parameters of the methods this file knows; a method added later is
 #: fuzzed with every name here (and must still give a typed error or a result).
 METHOD_PARAMS: dict[str, tuple[list[str], list[str]]] = {  # method: (required, optional)
-    "memory_capture": (["text"], ["session_id", "role", "cue", "tier", "tags", "ts", "pinned", "language"]),
+    "memory_capture": (["text"], ["session_id", "role", "cue", "tier", "tags", "ts", "pinned", "language",
+                                  "supersedes"]),
     "memory_recall": (["cue"], ["session_id", "cue_embedding", "k", "budget_tokens", "tier", "tags",
-                                "since", "until"]),
+                                "since", "until", "include_superseded"]),
     "memory_get": (["id"], []),
     "memory_export": ([], ["offset", "limit"]),
     "memory_import": (["records"], ["dry_run"]),
@@ -207,6 +215,9 @@ METHOD_PARAMS: dict[str, tuple[list[str], list[str]]] = {  # method: (required, 
     "memory_stats": ([], []),
     "memory_compact": ([], []),
     "warmup": ([], []),
+    "memory_list": ([], ["state", "tier", "tags", "tags_any", "session_id", "since", "until", "pinned",
+                         "order", "limit", "cursor"]),
+    "memory_tags": ([], []),
 }
 PARAM_NAMES = sorted(VALID) + ["path", "query", "filter", "where", "' OR 1=1 --", ""]
 

@@ -27,7 +27,8 @@ from iai_mcp.errors import InvalidInput
 from iai_mcp.types import ROLES, TIERS
 
 TOOLS = {"memory_capture", "memory_recall", "memory_get", "session_start",
-         "memory_forget", "memory_restore", "memory_update"}  # forgetting and correcting (issue 9)
+         "memory_forget", "memory_restore", "memory_update",  # forgetting and correcting (issue 9)
+         "memory_list", "memory_tags"}
 
 
 class DirectBackend:

@@ -90,11 +90,17 @@ def cmd_capture(args: argparse.Namespace) -> int:
         text = text[:-1] if text.endswith("\n") else text
     with _backend(args) as backend:
         result = backend.call("memory_capture", {**_method_params(args, "memory_capture"), "text": text})
-    if args.json:
-        _print_json(result)
-    else:
-        print(f"{result['status']} {result['record_id']}: {result['reason']}")
+    _print_captured(result, args.json)
     return 0
+
+
+def _print_captured(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(result)
+        return
+    print(f"{result['status']} {result['record_id']}: {result['reason']}")
+    for item in result.get("related", []):
+        print(f"  related {item['score']:.2f} {item['record_id']}: {_one_line(item['excerpt'])}")
 
 
 def cmd_recall(args: argparse.Namespace) -> int:
@@ -108,6 +114,10 @@ def cmd_recall(args: argparse.Namespace) -> int:
     for hit in result["hits"]:
         print(f"{hit['score']:.3f}  {hit['ts'][:19]}  {hit['record_id']}  ({hit['reason']})")
         print(_indent(hit["literal_surface"]))
+    for anti in result.get("anti_hits", []):
+        print(f"superseded {anti['score']:.3f}  {anti['record_id']}  (replaced by {anti['superseded_by']} "
+              f"on {str(anti['valid_to'])[:19]})")
+        print(_indent(anti["literal_surface"]))
     return 0
 
 
@@ -195,7 +205,8 @@ def _export_to(out: Any, args: argparse.Namespace) -> int:
     with _backend(args) as backend:
         offset: int | None = 0
         while offset is not None:
-            page = backend.call("memory_export", {"offset": offset, "limit": EXPORT_PAGE})
+            page = backend.call("memory_export", {"offset": offset, "limit": EXPORT_PAGE,
+                                                  "include_hidden": args.include_hidden or None})
             for record in page["records"]:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             written += len(page["records"])
@@ -240,6 +251,62 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         print(f"imported {len(records)} records: {totals['inserted']} inserted, "
               f"{totals['reinforced']} reinforced, {totals['skipped']} skipped")
+    return 0
+
+
+# ---- correcting and browsing (issue 9) ----------------------------------------
+
+
+def _one_line(text: str, width: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def cmd_supersede(args: argparse.Namespace) -> int:
+    text = args.text
+    if text is None or text == "-":
+        text = sys.stdin.read()
+        text = text[:-1] if text.endswith("\n") else text
+    params = {**_method_params(args, "memory_capture"), "text": text, "supersedes": args.old_ids}
+    with _backend(args) as backend:
+        result = backend.call("memory_capture", params)
+    _print_captured(result, args.json)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with _backend(args) as backend:
+        page = backend.call("memory_list", _method_params(args, "memory_list"))
+    if args.json:
+        _print_json(page)
+        return 0
+    if not page["items"]:
+        print("no memories")
+    for item in page["items"]:
+        flags = " pinned" if item["pinned"] else ""
+        tags = f" [{', '.join(item['tags'])}]" if item["tags"] else ""
+        state = item["state"]
+        if item.get("undo_until"):
+            state += f" until {item['undo_until'][:10]}"
+        elif item.get("superseded_by"):
+            state += f" by {item['superseded_by']}"
+        print(f"{item['ts'][:19]}  {item['record_id']}  {state}{flags}{tags}")
+        print(f"    {_one_line(item['literal_surface'])}")
+    if page["next_cursor"]:
+        _note(f"more: add --cursor {page['next_cursor']}")
+    return 0
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    with _backend(args) as backend:
+        result = backend.call("memory_tags", {})
+    if args.json:
+        _print_json(result)
+        return 0
+    if not result["tags"]:
+        print("no tags")
+    for item in result["tags"]:
+        print(f"{item['count']:>6}  {item['tag']}")
     return 0
 
 
@@ -553,6 +620,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.defer(lambda p: contract_options(p, "memory_recall", skip=("cue", "cue_embedding")))
     _json_flag(p)
 
+    p = command("supersede", cmd_supersede,
+                "remember TEXT as replacing OLD_ID... (a correction; the old ones become anti-hits)")
+    p.add_argument("old_ids", nargs="+", metavar="OLD_ID")
+    p.add_argument("--text", metavar="TEXT", help="the new, correct words (default: read stdin)")
+    p.defer(lambda p: contract_options(p, "memory_capture", skip=("text", "supersedes")))
+    _json_flag(p)
+
+    p = command("list", cmd_list, "list memories by state, tags, session or time, newest first")
+    p.defer(lambda p: contract_options(p, "memory_list"))
+    _json_flag(p)
+
+    _json_flag(command("tags", cmd_tags, "the tags on active memories, most used first"))
+
     p = command("show", cmd_show, "show one memory and its provenance (when, by which cue, in which session)")
     p.add_argument("id", metavar="ID")
     _json_flag(p)
@@ -562,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "write every memory as JSONL, in plaintext (needs --plaintext)")
     p.add_argument("--plaintext", action="store_true", help="confirm that the output is unencrypted")
     p.add_argument("-o", "--output", metavar="FILE", help="write here (mode 0600) instead of stdout")
+    p.add_argument("--include-hidden", action="store_true",
+                   help="also export forgotten (hidden, still restorable) memories")
 
     p = command("import", cmd_import, "import a JSONL export (re-embedded; repeats are skipped)")
     p.add_argument("file", metavar="FILE", help="the export file, or '-' for stdin")

@@ -85,10 +85,11 @@ def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
 
     Returns ``records`` (``results.ExportedRecord``), ``total`` and
     ``next_offset`` (null after the last page). The text is plaintext.
+    Hidden (forgotten) memories only with ``include_hidden``.
     """
     offset = args.offset
-    records, total = export_page(store, offset, args.limit)
-    following = offset + len(records)
+    records, total = export_page(store, offset, args.limit, args.include_hidden)
+    following = min(offset + args.limit, total)  # records forgotten mid-page are left out, not shifted in
     return {"records": records, "total": total, "next_offset": following if following < total else None}
 
 

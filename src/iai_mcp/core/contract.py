@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from uuid import UUID
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from iai_mcp.core.limits import (
@@ -62,6 +63,35 @@ if TYPE_CHECKING:
 
 _SESSION_ID = "The current conversation's id, if known."
 
+# ---- correcting and browsing (issue 9): shared pieces -----------------------
+
+#: Most records one capture may supersede.
+MAX_SUPERSEDES = 64
+#: Most memories in one memory_list page.
+MAX_LIST = 500
+MAX_CURSOR_CHARS = 512
+
+
+def _record_ids(value: list[str] | None) -> list[str] | None:
+    for rid in value or ():
+        try:
+            UUID(rid)
+        except ValueError:
+            raise PydanticCustomError(INVALID, "must hold record ids (UUIDs), got {rid}", {"rid": repr(rid)[:40]}) from None
+    return value
+
+
+def _optional_record_id(value: str | None) -> str | None:
+    return value if value is None else _record_ids([value]) and value
+
+
+def _not_on_import(value: Any) -> None:
+    if value is not None:
+        raise PydanticCustomError(INVALID, "is not taken on import: a replaced record carries superseded_by")
+
+
+RecordIds = Annotated[list[str] | None, AfterValidator(_record_ids)]
+
 
 class CaptureParams(Params):
     """memory_capture: one memory, verbatim."""
@@ -82,6 +112,10 @@ class CaptureParams(Params):
     ))
     pinned: bool = Field(False, description="Always include it in the memories a new session starts with.")
     language: Text = Field("en", max_length=MAX_LANGUAGE_CHARS, description="Language code of the text.")
+    supersedes: RecordIds = Field(None, max_length=MAX_SUPERSEDES, description=(
+        "record_ids this memory corrects or replaces (\"that's no longer true\"); "
+        "they stop being recalled as hits and come back as anti_hits."
+    ))
 
     def request(self) -> CaptureRequest:
         """The library call these parameters ask for (``core.capture``)."""
@@ -93,6 +127,7 @@ class CaptureParams(Params):
             text=self.text, session_id=self.session_id, role=self.role, cue=self.cue,
             tier=self.tier, tags=tuple(self.tags or ()), said_at=parse_time(self.ts),
             pinned=self.pinned, language=self.language,
+            supersedes=tuple(UUID(rid) for rid in self.supersedes or ()),
         )
 
 
@@ -120,6 +155,10 @@ class RecallParams(Params):
     until: Time = Field(
         None, max_length=MAX_TIME_CHARS, description="Only memories said at or before this ISO-8601 time."
     )
+    include_superseded: bool = Field(False, description=(
+        "Also return memories a newer one replaced, as hits; by default they come back "
+        "only as anti_hits."
+    ))
 
 
 class GetParams(Params):
@@ -146,6 +185,9 @@ class ExportParams(Params):
 
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Index of the first memory of the page.")
     limit: int = Field(200, ge=1, le=MAX_PAGE, description="Most memories in the page.")
+    include_hidden: bool = Field(False, description=(
+        "Also export forgotten (hidden, still restorable) memories, with their undo deadline."
+    ))
 
 
 def _json_data(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -160,11 +202,14 @@ def _json_data(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | N
 class ImportRecord(CaptureParams):
     """One record of memory_import: a capture plus what export wrote beside it.
 
-    ``id``, ``created_at``, ``updated_at`` and ``reinforcements`` are accepted
-    and ignored: they are exported for the reader; a new record gets fresh values.
+    ``created_at``, ``updated_at`` and ``reinforcements`` are accepted and
+    ignored: they are exported for the reader; a new record gets fresh values.
+    Its id is derived from the exported ``id`` (``transfer.imported_id``), so
+    a ``superseded_by`` link finds its record in whichever import call
+    brings it.
     """
 
-    id: Any = Field(None, description="Ignored.")
+    id: Any = Field(None, description="The exported id; the new record's id is derived from it.")
     created_at: Any = Field(None, description="Ignored.")
     updated_at: Any = Field(None, description="Ignored.")
     reinforcements: Any = Field(None, description="Ignored.")
@@ -172,6 +217,47 @@ class ImportRecord(CaptureParams):
         None, max_length=MAX_PROVENANCE_PER_RECORD,
         description="The record's provenance entries, restored when the record is inserted.",
     )
+    # ---- lifecycle carried by an export (issue 9) ----
+    supersedes: Annotated[Any, AfterValidator(_not_on_import)] = Field(None, description=(
+        "Not taken on import: a replaced record carries superseded_by instead."
+    ))
+    state: Any = Field(None, description="Ignored: derived from hidden_at and superseded_by.")
+    valid_from: Any = Field(None, description="Ignored: the record's ts.")
+    valid_to: Time = Field(None, max_length=MAX_TIME_CHARS, description="When a newer memory replaced it.")
+    superseded_by: Annotated[OptionalText, AfterValidator(_optional_record_id)] = Field(
+        None, max_length=MAX_RECORD_ID_CHARS, description=(
+        "The exported id of the memory that replaced it (resolved to the record imported from that id)."
+    ))
+    hidden_at: Time = Field(None, max_length=MAX_TIME_CHARS, description="When it was forgotten (hidden).")
+    undo_until: Time = Field(None, max_length=MAX_TIME_CHARS, description=(
+        "Until when a hidden memory can be restored; purged automatically afterwards."
+    ))
+    history: Annotated[list[dict[str, Any]] | None, AfterValidator(_json_data)] = Field(
+        None, max_length=MAX_PROVENANCE_PER_RECORD, description="The record's lifecycle history, kept as exported.",
+    )
+
+    @model_validator(mode="after")
+    def _lifecycle(self) -> ImportRecord:
+        if (self.hidden_at is None) != (self.undo_until is None):
+            raise PydanticCustomError(INVALID, "hidden_at and undo_until come together (a hidden memory has both)")
+        return self
+
+    def request(self) -> CaptureRequest:
+        """A capture that restores the exported lifecycle: hidden state,
+        supersede link, history, and an id derived from the exported one."""
+        from dataclasses import replace
+
+        from iai_mcp.core.capture import Restored
+        from iai_mcp.core.transfer import imported_id
+
+        exported = self.id if isinstance(self.id, str) else None
+        return replace(super().request(), restored=Restored(
+            record_id=imported_id(exported) if exported else None,
+            history=tuple(self.history or ()),
+            hidden_at=parse_time(self.hidden_at), undo_until=parse_time(self.undo_until),
+            valid_to=parse_time(self.valid_to) if self.superseded_by else None,
+            superseded_by=imported_id(self.superseded_by) if self.superseded_by else None,
+        ))
 
 
 class ImportParams(Params):
@@ -236,6 +322,36 @@ class UpdateParams(Params):
     tier: Tier | None = Field(None, description="Move it to this tier.")
 
 
+# ---- browsing (issue 9) ------------------------------------------------------
+
+
+class ListParams(Params):
+    """memory_list: memories by state and metadata, a page at a time."""
+
+    state: Literal["active", "hidden", "superseded", "all"] = Field("active", description=(
+        "active: recalled and packed; hidden: forgotten, restorable until undo_until; "
+        "superseded: replaced by a newer memory; all: every one of these."
+    ))
+    tier: Tier | None = Field(None, description="Only memories of this tier.")
+    tags: Tags = Field(None, max_length=MAX_TAGS, description="Only memories carrying all these tags.")
+    tags_any: Tags = Field(None, max_length=MAX_TAGS, description="Only memories carrying at least one of these tags.")
+    session_id: OptionalText = Field(None, max_length=MAX_ID_CHARS, description="Only memories of this conversation.")
+    since: Time = Field(
+        None, max_length=MAX_TIME_CHARS, description="Only memories said at or after this ISO-8601 time."
+    )
+    until: Time = Field(
+        None, max_length=MAX_TIME_CHARS, description="Only memories said at or before this ISO-8601 time."
+    )
+    pinned: bool | None = Field(None, description="Only pinned (true) or only unpinned (false) memories.")
+    order: Literal["newest", "oldest", "most_recalled"] = Field("newest", description=(
+        "newest or oldest by when said; most_recalled by how often recalled."
+    ))
+    limit: int = Field(50, ge=1, le=MAX_LIST, description="Most memories in the page.")
+    cursor: OptionalText = Field(None, max_length=MAX_CURSOR_CHARS, description=(
+        "next_cursor of the previous page, to continue where it stopped."
+    ))
+
+
 @dataclass(frozen=True)
 class Method:
     """One dispatch method: its parameters and how adapters may use it."""
@@ -276,6 +392,9 @@ METHODS: dict[str, Method] = {
     "memory_forget": Method(ForgetParams, tool=True, destructive=True),
     "memory_restore": Method(RestoreParams, tool=True, idempotent=True),
     "memory_update": Method(UpdateParams, tool=True, idempotent=True),
+    # ---- correcting and browsing (issue 9) ----
+    "memory_list": Method(ListParams, tool=True, resendable=True, read_only=True, idempotent=True),
+    "memory_tags": Method(NoParams, tool=True, resendable=True, read_only=True, idempotent=True),
 }
 
 

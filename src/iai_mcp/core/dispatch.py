@@ -17,11 +17,12 @@ import numpy as np
 from iai_mcp.core import contract
 from iai_mcp.core.admin import ADMIN_METHODS
 from iai_mcp.core.capture import capture
-from iai_mcp.core.contract import CaptureParams, GetParams, RecallParams
+from iai_mcp.core.contract import CaptureParams, GetParams, ListParams, NoParams, RecallParams
 from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
+from iai_mcp.core.listing import list_memories, tag_counts
 from iai_mcp.core.recall import RecallQuery, recall
 from iai_mcp.core.redact import redact
-from iai_mcp.core.results import Memory, RecallHit, memory_dict
+from iai_mcp.core.results import AntiHit, Memory, RecallHit, memory_dict
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import NotFound
 from iai_mcp.log import logger
@@ -43,6 +44,10 @@ def _memory_capture(store: MemoryStore, args: CaptureParams) -> dict[str, Any]:
         "record_id": str(result.record_id),
         "reason": result.reason,
         "redacted": list(result.redacted),
+        "related": [
+            {"record_id": str(item.record_id), "score": item.score, "excerpt": item.excerpt}
+            for item in result.related
+        ],
     }
 
 
@@ -56,6 +61,7 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
         tags=tuple(args.tags or ()),
         since=parse_time(args.since),
         until=parse_time(args.until),
+        include_superseded=args.include_superseded,
     )
     session_id = args.session_id
     embedder = None if query.cue_embedding is not None else embedder_for(store)
@@ -76,7 +82,10 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
         memory_dict(hit.row, RecallHit, score=round(hit.score, 6), reason=hit.reason)
         for hit in result.hits
     ]
-    return {"hits": hits, "anti_hits": [], "budget_used": result.budget_used}
+    anti_hits = [
+        memory_dict(hit.row, AntiHit, score=round(hit.score, 6)) for hit in result.anti_hits
+    ]
+    return {"hits": hits, "anti_hits": anti_hits, "budget_used": result.budget_used}
 
 
 def _memory_get(store: MemoryStore, args: GetParams) -> dict[str, Any]:
@@ -88,6 +97,17 @@ def _memory_get(store: MemoryStore, args: GetParams) -> dict[str, Any]:
     return memory_dict(record, Memory, provenance=record.provenance)
 
 
+# ---- correcting and browsing (issue 9) ---------------------------------------
+
+
+def _memory_list(store: MemoryStore, args: ListParams) -> dict[str, Any]:
+    return list_memories(store, args)
+
+
+def _memory_tags(store: MemoryStore, args: NoParams) -> dict[str, Any]:
+    return tag_counts(store)
+
+
 #: The function behind each method of ``contract.METHODS`` (a test keeps the two in step).
 METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
     "memory_capture": _memory_capture,
@@ -95,6 +115,8 @@ METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
     "memory_get": _memory_get,
     **ADMIN_METHODS,
     **LIFECYCLE_METHODS,  # forget, restore, update (issue 9)
+    "memory_list": _memory_list,
+    "memory_tags": _memory_tags,
 }
 
 

@@ -6,21 +6,31 @@ decrypted text, fused by ``iai_mcp.retrieval``; filters (tier, tags, time window
 applied to the best candidates, then hits are packed into the caller's
 token budget in score order. Provenance is not written here: the caller
 hands the hits to ``store.queue_provenance_batch``.
+
+Where a memory is in its life (``store.states()``) is applied with array
+masks, never a pass over the rows: hidden and purged rows neither rank nor
+lend context (``fuse(alive=...)``) and leave the keyword index at the next
+recall; superseded rows rank and lend context as the turns they were, but
+come back as ``anti_hits`` (what was corrected, by what) unless
+``include_superseded``.
 """
 from __future__ import annotations
 
 import itertools
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
 from iai_mcp.retrieval import KeywordIndex, fuse, top_k
 from iai_mcp.embed import Embedder
-from iai_mcp.store import MemoryStore
+from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow
+
+_HIDDEN = STATE_CODES["hidden"]
+_SUPERSEDED = STATE_CODES["superseded"]
 
 #: About four characters a token, the usual rule of thumb for English text.
 CHARS_PER_TOKEN = 4
@@ -36,6 +46,7 @@ class RecallQuery:
     tags: tuple[str, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+    include_superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,12 +54,16 @@ class Hit:
     row: MemoryRow
     score: float
     reason: str
+    #: A superseded memory that matched (an anti-hit), not a hit.
+    anti: bool = False
 
 
 @dataclass(frozen=True)
 class RecallResult:
     hits: list[Hit]
     budget_used: int
+    #: Superseded memories that matched the cue (empty with include_superseded).
+    anti_hits: list[Hit] = field(default_factory=list)
 
 
 def estimate_tokens(text: str) -> int:
@@ -72,6 +87,7 @@ class _RecallIndex:
         self._session = np.zeros(0, dtype=np.int64)
         self._order: np.ndarray | None = None
         self._grouped = np.zeros(0, dtype=np.int64)
+        self._removed = np.zeros(0, dtype=bool)  # slots removed from the keyword index
         self._solo = itertools.count(1 << 40)  # codes for rows without a session
 
     def _code(self, session_id: str | None) -> int:
@@ -81,10 +97,14 @@ class _RecallIndex:
         return self._codes.setdefault(session_id, len(self._codes))
 
     def sync(
-        self, rows: list[MemoryRow]
+        self, rows: list[MemoryRow], states: np.ndarray | None = None
     ) -> tuple[KeywordIndex, np.ndarray, np.ndarray, np.ndarray]:
         """``(keyword index, session code per row, grouping order, session
-        codes in that order)`` for ``rows``."""
+        codes in that order)`` for ``rows``; with ``states`` (the store's),
+        hidden and purged rows are removed from the keyword index and
+        restored ones put back: one vectorised comparison against what the
+        index last saw (~0.1 ms at 100k rows), then work only for the rows
+        whose state changed."""
         with self.lock:
             start = len(self.keywords)
             if start < len(rows):
@@ -93,11 +113,25 @@ class _RecallIndex:
                     self.keywords.add(doc, rows[doc].literal_surface)
                     codes[offset] = self._code(rows[doc].session_id)
                 self._session = np.concatenate([self._session, codes])
+                self._removed = np.concatenate([self._removed, np.zeros(len(codes), dtype=bool)])
                 self._order = None
+            if states is not None:
+                self._follow(states)
             if self._order is None:
                 self._order = np.argsort(self._session, kind="stable")
                 self._grouped = self._session[self._order]
             return self.keywords, self._session, self._order, self._grouped
+
+
+    def _follow(self, states: np.ndarray) -> None:
+        m = min(len(states), len(self._removed))
+        dead = (states[:m] == _HIDDEN) | (states[:m] == PURGED)
+        for slot in np.flatnonzero(dead != self._removed[:m]):
+            if dead[slot]:
+                self.keywords.remove(int(slot))
+            else:
+                self.keywords.restore(int(slot))
+            self._removed[slot] = dead[slot]
 
 
 _indexes: weakref.WeakKeyDictionary[MemoryStore, _RecallIndex] = weakref.WeakKeyDictionary()
@@ -114,20 +148,22 @@ def _recall_index(store: MemoryStore) -> _RecallIndex:
 
 def keyword_index(store: MemoryStore) -> KeywordIndex:
     """The store's BM25 index, brought up to date."""
-    return _recall_index(store).sync(store.rows())[0]
+    return _recall_index(store).sync(store.rows(), store.states())[0]
 
 
 def fused_scores(
-    store: MemoryStore, dense: np.ndarray, cue: str, n: int
+    store: MemoryStore, dense: np.ndarray, cue: str, n: int, alive: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(fused, keyword)`` scores of the first ``n`` rows for ``cue``."""
-    keywords, session, order, grouped_session = _recall_index(store).sync(store.rows())
+    """``(fused, keyword)`` scores of the first ``n`` rows for ``cue``; rows
+    not ``alive`` score ``-inf`` and lend nothing."""
+    keywords, session, order, grouped_session = _recall_index(store).sync(store.rows(), store.states())
     keyword = keywords.scores(cue)[:n]
     label = keywords.label_match(cue)[:n]
     if len(order) != n:  # rows arrived between the two reads: group the first n only
         order = np.argsort(session[:n], kind="stable")
         grouped_session = session[:n][order]
-    grouped = fuse(dense[order], keyword[order], grouped_session, label=label[order])
+    grouped = fuse(dense[order], keyword[order], grouped_session, label=label[order],
+                   alive=None if alive is None else alive[order])
     fused = np.empty_like(grouped)
     fused[order] = grouped
     return fused, keyword
@@ -157,37 +193,70 @@ def _passes(row: MemoryRow, query: RecallQuery) -> bool:
     return True
 
 
-def _filtered(order: np.ndarray, rows: list[MemoryRow], query: RecallQuery, want: int) -> list[int]:
-    picked = []
+def _walk(
+    order: np.ndarray, rows: list[MemoryRow], states: np.ndarray, query: RecallQuery
+) -> tuple[list[int], list[int]]:
+    """``(hits, anti-hits)``: rows in ``order`` that pass the filters, until
+    ``query.k`` hits; superseded ones met on the way are anti-hits (at most k)."""
+    hits: list[int] = []
+    anti: list[int] = []
     for i in order:
-        if _passes(rows[i], query):
-            picked.append(int(i))
-            if len(picked) >= want:
-                break
-    return picked
+        code = states[i]
+        if code == _HIDDEN or code == PURGED or not _passes(rows[i], query):
+            continue
+        if code == _SUPERSEDED and not query.include_superseded:
+            if len(anti) < query.k:
+                anti.append(int(i))
+            continue
+        hits.append(int(i))
+        if len(hits) >= query.k:
+            break
+    return hits, anti
+
+
+def _whole(row: MemoryRow, store: MemoryStore) -> bool:
+    """A row still fit to return: a hide or a purge that landed after the
+    state snapshot leaves either the row as it was (returned: it was alive
+    when ranked) or a forgotten one or a purged slot (not returned), never
+    half of each."""
+    return row.state != "hidden" and store.row(row.id) is not None
+
+
+def _eligible(states: np.ndarray, n_dead: int, query: RecallQuery) -> int:
+    """How many rows could be hits at all (counted only when the head fell short)."""
+    superseded = 0 if query.include_superseded else int(np.count_nonzero(states == _SUPERSEDED))
+    return len(states) - n_dead - superseded
 
 
 def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> list[Hit]:
-    """The best ``query.k`` rows that pass the filters, best first."""
+    """The best ``query.k`` rows that pass the filters, and the superseded
+    rows that ranked among them (``anti``), best first."""
     rows = store.rows()
     matrix, norms = store.vectors()
-    n = min(len(rows), matrix.shape[0])
+    states = store.states()
+    n = min(len(rows), matrix.shape[0], len(states))
     if n == 0 or query.k <= 0:
         return []
+    states = states[:n].copy()  # one snapshot for masking and picking
     dense = matrix[:n] @ _cue_vector(query, embedder)
     np.divide(dense, norms[:n], out=dense)  # the store keeps norms clamped above 0
-    fused, keyword = fused_scores(store, dense, query.cue, n)
+    dead = (states == _HIDDEN) | (states == PURGED)
+    n_dead = int(np.count_nonzero(dead))
+    fused, keyword = fused_scores(store, dense, query.cue, n, ~dead if n_dead else None)
     filtering = query.tier is not None or query.tags or query.since or query.until
     # Filters are checked on a generous head of the ranking; only when they
-    # reject most of it do we walk the whole order.
+    # reject most of it (or superseded rows fill it) do we walk the whole order.
     head = min(n, max(query.k * (20 if filtering else 1), 64))
-    picked = _filtered(top_k(fused, head), rows, query, query.k)
-    if len(picked) < query.k and filtering and head < n:
-        picked = _filtered(np.argsort(-fused, kind="stable"), rows, query, query.k)
-    return [
-        Hit(rows[i], float(fused[i]), _reason(float(dense[i]), float(keyword[i])))
-        for i in picked
+    picked, anti = _walk(top_k(fused, head), rows, states, query)
+    if len(picked) < query.k and head < n and (filtering or len(picked) < _eligible(states, n_dead, query)):
+        picked, anti = _walk(np.argsort(-fused, kind="stable"), rows, states, query)
+
+    anti_set = set(anti)
+    found = [
+        Hit(rows[i], float(fused[i]), _reason(float(dense[i]), float(keyword[i])), anti=i in anti_set)
+        for i in sorted([*picked, *anti], key=lambda i: (-fused[i], i))
     ]
+    return [hit for hit in found if _whole(hit.row, store)]
 
 
 def _reason(dense: float, keyword: float) -> str:
@@ -199,13 +268,20 @@ def _reason(dense: float, keyword: float) -> str:
 
 def recall(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> RecallResult:
     """Rank, then pack hits in score order until k or the token budget; the
-    first hit is always returned when there is one."""
+    first hit is always returned when there is one. Anti-hits share the
+    budget: each is packed, in score order among the hits, when it fits."""
     packed: list[Hit] = []
+    packed_anti: list[Hit] = []
     used = 0
     for hit in rank(store, embedder, query):
         cost = estimate_tokens(hit.row.literal_surface)
+        if hit.anti:
+            if used + cost <= query.budget_tokens:
+                packed_anti.append(hit)
+                used += cost
+            continue
         if packed and used + cost > query.budget_tokens:
             break
         packed.append(hit)
         used += cost
-    return RecallResult(packed, used)
+    return RecallResult(packed, used, packed_anti)

@@ -13,15 +13,24 @@ as its file format always has (``id``, ``text``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal
 
 from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
-from iai_mcp.types import MemoryRow
+from iai_mcp.types import MemoryRow, State
 
 CaptureStatus = Literal["inserted", "reinforced", "skipped"]
 #: Why a memory is in a session pack.
 Why = Literal["pinned", "recalled", "reinforced", "captured"]
+
+
+class RelatedMemory(TypedDict):
+    """An active memory close to a new capture: a candidate for ``supersedes``."""
+
+    record_id: str
+    score: float
+    excerpt: str
 
 
 class CaptureResult(TypedDict):
@@ -29,6 +38,7 @@ class CaptureResult(TypedDict):
     record_id: str
     reason: str
     redacted: list[str]
+    related: list[RelatedMemory]
 
 
 class MemorySummary(TypedDict):
@@ -41,6 +51,10 @@ class MemorySummary(TypedDict):
     session_id: str | None
     role: str | None
     ts: str
+    state: State
+    valid_from: str
+    valid_to: str | None
+    superseded_by: str | None
 
 
 class RecallHit(MemorySummary):
@@ -48,9 +62,19 @@ class RecallHit(MemorySummary):
     reason: str
 
 
+class AntiHit(TypedDict):
+    """A superseded memory that matched the cue: what was corrected, and by what."""
+
+    record_id: str
+    literal_surface: str
+    superseded_by: str | None
+    valid_to: str | None
+    score: float
+
+
 class RecallResult(TypedDict):
     hits: list[RecallHit]
-    anti_hits: list[RecallHit]
+    anti_hits: list[AntiHit]
     budget_used: int
 
 
@@ -61,9 +85,7 @@ class Memory(MemorySummary):
     updated_at: str
     reinforcements: int
     provenance: list[dict[str, Any]]
-    # Forgetting and correcting (F): where the memory is in its life, and
-    # every lifecycle action on it ({ts, action, session_id, detail}).
-    state: str
+    # Every lifecycle action on it ({ts, action, session_id, detail}); memory_get only.
     history: list[dict[str, Any]]
 
 
@@ -84,7 +106,11 @@ ExportedRecord = TypedDict("ExportedRecord", {
     "id": str, "text": str, "tier": str, "tags": list[str], "session_id": str | None,
     "role": str | None, "ts": str, "pinned": bool, "language": str, "created_at": str,
     "updated_at": str, "reinforcements": int, "provenance": list[dict[str, Any]],
+    # issue 9: the lifecycle travels with the record.
+    "state": str, "valid_from": str, "valid_to": str | None, "superseded_by": str | None,
+    "hidden_at": str | None, "undo_until": str | None, "history": list[dict[str, Any]],
 })
+
 
 # ------------------------------------------- forgetting and correcting (F)
 
@@ -105,6 +131,35 @@ class RestoreResult(TypedDict):
     restored: list[str]
 
 
+class ListedMemory(MemorySummary):
+    """A memory as memory_list shows it."""
+
+    pinned: bool
+    language: str
+    created_at: str
+    updated_at: str
+    reinforcements: int
+    undo_until: str | None
+
+
+class ListPage(TypedDict):
+    items: list[ListedMemory]
+    next_cursor: str | None
+
+
+class TagCount(TypedDict):
+    tag: str
+    count: int
+
+
+class TagList(TypedDict):
+    tags: list[TagCount]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
 #: How each public field of a memory is read from its row.
 _FIELDS: dict[str, Callable[[MemoryRow], Any]] = {
     "record_id": lambda row: str(row.id),
@@ -119,7 +174,13 @@ _FIELDS: dict[str, Callable[[MemoryRow], Any]] = {
     "created_at": lambda row: row.created_at.isoformat(),
     "updated_at": lambda row: row.updated_at.isoformat(),
     "reinforcements": lambda row: row.reinforcements,
+    # issue 9: where the memory is in its life.
     "state": lambda row: row.state,
+    "valid_from": lambda row: row.valid_from.isoformat(),
+    "valid_to": lambda row: _iso(row.valid_to),
+    "superseded_by": lambda row: None if row.superseded_by is None else str(row.superseded_by),
+    "hidden_at": lambda row: _iso(row.hidden_at),
+    "undo_until": lambda row: _iso(row.undo_until),
     "history": lambda row: [dict(item) for item in row.history],
 }
 _FIELDS["id"], _FIELDS["text"] = _FIELDS["record_id"], _FIELDS["literal_surface"]

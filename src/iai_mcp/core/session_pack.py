@@ -6,6 +6,10 @@ are verbatim; whole memories are packed into a token budget and one that
 does not fit is left out rather than cut. The pack is rendered here, so the
 hook that prints it and the tool that returns it show the same text, and
 the budget counts exactly what is shown.
+
+Only active memories are packed: a hidden (forgotten) or superseded one is
+left out from the moment its state changes (the store's state array is read
+at every build; nothing is cached).
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from uuid import UUID
 
 from iai_mcp.core.recall import estimate_tokens
 from iai_mcp.core.results import Why
-from iai_mcp.store import MemoryStore
+from iai_mcp.store import STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow, parse_time
 
 HEADER = (
@@ -51,7 +55,11 @@ def candidates(store: MemoryStore, exclude_session: str | None, recalled_limit: 
             last_recall[record_id] = ts
     pinned: list[PackItem] = []
     others: list[PackItem] = []
-    for row in store.rows():
+    rows = store.rows()
+    states = store.states()
+    for row, code in zip(rows, states):
+        if code != STATE_CODES["active"] or row.state != "active":
+            continue  # forgotten, superseded or purged
         if exclude_session is not None and row.session_id == exclude_session:
             continue  # already in the session's own context
         if row.pinned:
@@ -84,6 +92,9 @@ def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | No
     for item in candidates(store, exclude_session, recalled_limit=max(100, budget_tokens)):
         if budget_tokens - used < _MIN_ITEM_TOKENS:
             break
+        current = store.row(item.row.id)
+        if current is None or current.state != "active":
+            continue  # forgotten, superseded or purged since the candidates were read
         line = render_item(item)
         cost = estimate_tokens(line + "\n")
         if used + cost > budget_tokens:

@@ -8,17 +8,29 @@ same export imported twice changes nothing. Provenance is restored for the
 records an import inserts, and for skipped ones that have none yet (an
 earlier import stored them but failed before their provenance); reinforcement
 counts and creation times start afresh.
+
+The lifecycle travels too: a hidden memory keeps its undo deadline, a
+superseded one its ``valid_to`` and link, every record its history. Export
+leaves hidden memories out unless asked (``include_hidden``): forgetting one
+takes it out of exports too. An imported record's id is derived from its
+exported id (``imported_id``), so a ``superseded_by`` link finds the record
+it names in whichever import call brings that record, and an import never
+creates a record it does not contain: a link to a memory that was purged (or
+left out) stays a link to nothing, and the replaced memory stays replaced
+rather than coming back as current. An import changes no record already in
+the store (one whose text is already there folds into it as in capture).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID, uuid5
 
-from iai_mcp.core.capture import CaptureRequest, Captured, capture_many
+from iai_mcp.core.capture import Captured, CaptureRequest, capture_many
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import ExportedRecord, memory_dict
 from iai_mcp.embed import Embedder
-from iai_mcp.store import MemoryStore
+from iai_mcp.store import STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow, ProvenanceEntry
 
 
@@ -34,11 +46,42 @@ def export_record(store: MemoryStore, row: MemoryRow) -> dict[str, Any]:
     return memory_dict(row, ExportedRecord, provenance=store.provenance_of(row.id))
 
 
-def export_page(store: MemoryStore, offset: int, limit: int) -> tuple[list[dict[str, Any]], int]:
-    """Records ``offset`` to ``offset + limit`` in insertion order, and the total."""
+#: Namespace of ``imported_id`` (a fixed, random UUID: never change it, or
+#: a re-import would no longer recognise the ids an earlier one derived).
+IMPORT_NAMESPACE = UUID("8f0c2a4e-6a55-4f37-9a3e-2b7d1c9e5f41")
+
+
+def imported_id(exported: str) -> UUID:
+    """The id a record exported as ``exported`` gets when imported."""
+    return uuid5(IMPORT_NAMESPACE, exported)
+
+
+def exported_slots(store: MemoryStore, include_hidden: bool = False) -> Any:
+    """Slots of the records an export holds, in insertion order: active and
+    superseded ones, and hidden ones when asked; never purged slots."""
+    import numpy as np
+
+    states = store.states()
+    keep = (states == STATE_CODES["active"]) | (states == STATE_CODES["superseded"])
+    if include_hidden:
+        keep |= states == STATE_CODES["hidden"]
+    return np.flatnonzero(keep)
+
+
+def export_page(
+    store: MemoryStore, offset: int, limit: int, include_hidden: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The ``offset``-th to ``offset + limit``-th exported records, in
+    insertion order, and how many the export holds."""
     rows = store.rows()
-    total = len(rows)
-    return [export_record(store, row) for row in rows[offset:offset + limit]], total
+    slots = exported_slots(store, include_hidden)
+    page = []
+    for slot in slots[offset:offset + limit]:
+        row = rows[slot]
+        # Re-checked on the row itself: it may have been forgotten since.
+        if (row.state != "hidden" or include_hidden) and store.row(row.id) is not None:  # not purged meanwhile
+            page.append(export_record(store, row))
+    return page, len(slots)
 
 
 def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:

@@ -20,10 +20,12 @@ from iai_mcp.core import contract
 from iai_mcp.core.results import (
     CaptureResult,
     ForgetResult,
+    ListPage,
     Memory,
     RecallResult,
     RestoreResult,
     SessionPack,
+    TagList,
 )
 
 __all__ = ["register_tools", "tool_signature"]
@@ -88,6 +90,15 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         exactly as said; do not summarise. Saying the same text again
         reinforces the existing memory instead of duplicating it (status
         "reinforced"); the same turn sent twice is "skipped".
+
+        When the user corrects something ("that's no longer true", "we moved
+        billing to DynamoDB", "actually my sister lives in Berlin now"),
+        capture the new statement with ``supersedes`` set to the record_ids
+        of the memories it replaces (from memory_recall, or from ``related``):
+        those stop being recalled as current and come back as anti_hits that
+        point at the new one. ``related`` lists up to 3 existing memories
+        close to the new text: check whether the new one corrects any of
+        them; nothing is merged or replaced unless you say so.
         """
 
     @tool
@@ -100,6 +111,12 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         score and why it matched. Filters (tier, tags, since/until) narrow
         the search. Each returned memory records that it was recalled by
         this cue.
+
+        ``anti_hits`` are memories that matched but were corrected by a newer
+        one (``superseded_by``, since ``valid_to``): do not state them as
+        current facts; mention the change if it matters. Set
+        ``include_superseded`` to get them as ordinary hits (e.g. "what did I
+        say before?").
         """
 
     @tool
@@ -155,6 +172,29 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         (pinned: false), or asks to label or file a memory (tags_add,
         tags_remove, tier). To correct what a memory says, capture the
         correction instead: the text of a memory is kept verbatim.
+        """
+
+    # ---- correcting and browsing (issue 9) ----
+
+    @tool
+    async def memory_list() -> ListPage:
+        """List memories by state and metadata, newest first by default, a page at a time.
+
+        Use it when the user wants to see or review what is remembered
+        ("what do you remember about me?", "show my pinned memories", "what
+        did I tell you last week?", "what have I asked you to forget?"):
+        filter by state (active, hidden = forgotten but restorable,
+        superseded = corrected), tier, tags, session, time or pinned. For
+        finding memories about a topic, use memory_recall instead. Pass
+        ``next_cursor`` back as ``cursor`` for the next page.
+        """
+
+    @tool
+    async def memory_tags() -> TagList:
+        """The tags on active memories, with how many memories carry each, most used first.
+
+        Use it before filtering by tag (memory_list, memory_recall), or when
+        the user asks what topics or labels their memories have.
         """
 
     missing = {name for name, method in contract.METHODS.items() if method.tool} - registered

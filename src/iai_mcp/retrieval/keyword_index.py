@@ -103,6 +103,22 @@ class KeywordIndex:
         self._live_length -= self._length[doc]
         self._norm = None
 
+    def restore(self, doc: int) -> None:
+        """Undo ``remove(doc)``: it scores again, with the postings it always
+        kept (a forgotten memory that was restored). Restoring a document
+        that is not removed is a no-op."""
+        if not 0 <= doc < len(self._length):
+            raise IndexError(f"no document {doc} (index holds {len(self._length)})")
+        if not self._deleted[doc]:
+            return
+        self._deleted[doc] = 0
+        self._n_deleted -= 1
+        self._live_length += self._length[doc]
+        self._norm = None
+
+    def removed(self, doc: int) -> bool:
+        return bool(self._deleted[doc])
+
     def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
         docs, tfs = self._docs[tid], self._tfs[tid]
         hit = self._cache.get(tid)

@@ -487,6 +487,13 @@ class MemoryStore:
         """The record's provenance in append order; CorruptData if an entry cannot be read."""
         return self._log.entries(record_id)
 
+    def provenance_counts(self, as_of: int | None = None) -> tuple[dict[UUID, int], int]:
+        """``({record_id: provenance entries}, as_of)``: how often each record
+        was recalled (a capture's cue counts once), counting entries up to
+        the log position ``as_of`` (default: now), and that position."""
+        counts, upto = self._log.counts(as_of)
+        return {UUID(rid): n for rid, n in counts.items()}, upto
+
     def latest_provenance(self, limit: int = 1000) -> list[tuple[UUID, ProvenanceEntry]]:
         """Each record's newest provenance entry, most recent first (at most ``limit``)."""
         return self._log.latest(limit)

@@ -214,6 +214,18 @@ class ProvenanceLog:
                          "until the next checkpoint completes")
         return deleted
 
+    def counts(self, up_to: int | None = None) -> tuple[dict[str, int], int]:
+        """``({record_id: entries}, newest seq)``, counting only entries up to
+        seq ``up_to`` when given, so a paged listing can keep the counts it
+        started with. One indexed GROUP BY; entries stay sealed."""
+        with self._lock:
+            newest = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
+            limit = newest if up_to is None else min(up_to, newest)
+            rows = self._conn.execute(
+                "SELECT record_id, COUNT(*) FROM entries WHERE seq <= ? GROUP BY record_id", (limit,)
+            ).fetchall()
+        return dict(rows), limit
+
     def checkpoint(self) -> None:
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,0 +1,126 @@
+"""Export and import carry each memory's lifecycle: hidden memories (only when
+asked) with their undo deadline, superseded links, history; an import never
+creates a memory it does not contain."""
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+
+from iai_mcp.core import dispatch
+from iai_mcp.core.transfer import imported_id
+from iai_mcp.errors import InvalidInput, NotFound
+from iai_mcp.store import MemoryStore
+from iai_mcp.types import utcnow
+
+
+def _capture(store, text, **extra):
+    return dispatch(store, "memory_capture", {"text": text, **extra})["record_id"]
+
+
+def _export(store, **params):
+    return dispatch(store, "memory_export", params)
+
+
+@pytest.fixture
+def other(tmp_path, fake_embedder):
+    with MemoryStore(path=tmp_path / "other", embedder=fake_embedder) as s:
+        yield s
+
+
+def _lifecycle_store(store):
+    old = _capture(store, "billing runs on Postgres", session_id="a")
+    new = _capture(store, "billing moved to DynamoDB", supersedes=[old], session_id="b")
+    gone = _capture(store, "my PIN is 4821")
+    now = utcnow()
+    store.update(UUID(gone), hidden_at=now, undo_until=now + timedelta(days=30),
+                 history={"ts": now.isoformat(), "action": "hidden", "session_id": None, "detail": None})
+    return old, new, gone
+
+
+def test_export_leaves_hidden_out_unless_asked(store):
+    old, new, gone = _lifecycle_store(store)
+    page = _export(store)
+    assert [r["id"] for r in page["records"]] == [old, new] and page["total"] == 2
+    assert page["next_offset"] is None
+    by_id = {r["id"]: r for r in page["records"]}
+    assert by_id[old]["state"] == "superseded" and by_id[old]["superseded_by"] == new
+    assert [h["action"] for h in by_id[old]["history"]] == ["captured", "superseded"]
+    full = _export(store, include_hidden=True)
+    assert [r["id"] for r in full["records"]] == [old, new, gone] and full["total"] == 3
+    hidden = full["records"][2]
+    assert hidden["state"] == "hidden" and hidden["undo_until"] and hidden["hidden_at"]
+    first = _export(store, include_hidden=True, limit=2)
+    assert first["next_offset"] == 2 and [r["id"] for r in first["records"]] == [old, new]
+
+
+def test_import_restores_links_hidden_state_and_history_across_calls(store, other):
+    old, new, gone = _lifecycle_store(store)
+    records = _export(store, include_hidden=True)["records"]
+    # One record per call, the replaced one first: the link still finds its record.
+    ids = [dispatch(other, "memory_import", {"records": [r]})["record_ids"][0] for r in records]
+    assert ids == [str(imported_id(old)), str(imported_id(new)), str(imported_id(gone))]
+    got_old = dispatch(other, "memory_get", {"id": ids[0]})
+    assert got_old["state"] == "superseded" and got_old["superseded_by"] == ids[1]
+    assert got_old["valid_to"] == records[0]["valid_to"]
+    hidden = dispatch(other, "memory_get", {"id": ids[2]})
+    assert hidden["state"] == "hidden" and other.row(UUID(ids[2])).undo_until.isoformat() == records[2]["undo_until"]
+    assert other.row(UUID(ids[0])).history == records[0]["history"]
+    recalled = dispatch(other, "memory_recall", {"cue": "where does billing run"})
+    assert [h["record_id"] for h in recalled["hits"]] == [ids[1]]
+    assert [a["record_id"] for a in recalled["anti_hits"]] == [ids[0]]
+    # Imported again: everything is already there, nothing changes.
+    again = dispatch(other, "memory_import", {"records": records})
+    assert again["skipped"] == 3 and len(other) == 3
+
+
+def test_import_never_creates_a_memory_it_does_not_contain(store, other):
+    old, new, _ = _lifecycle_store(store)
+    replaced_only = [r for r in _export(store)["records"] if r["id"] == old]
+    out = dispatch(other, "memory_import", {"records": replaced_only})
+    assert len(other) == 1
+    got = dispatch(other, "memory_get", {"id": out["record_ids"][0]})
+    # Still replaced (not revived as a current fact); the replacement is not conjured up.
+    assert got["state"] == "superseded" and got["superseded_by"] == str(imported_id(new))
+    with pytest.raises(NotFound):
+        dispatch(other, "memory_get", {"id": str(imported_id(new))})
+
+
+def test_import_links_that_fold_resolve_to_the_existing_record(store, other):
+    _lifecycle_store(store)
+    records = _export(store)["records"]
+    existing = _capture(other, "billing moved to DynamoDB")  # the replacement is already there
+    out = dispatch(other, "memory_import", {"records": records})
+    assert (out["inserted"], out["reinforced"]) == (1, 1)
+    assert dispatch(other, "memory_get", {"id": out["record_ids"][0]})["superseded_by"] == existing
+
+
+@pytest.mark.parametrize("bad", [
+    {"superseded_by": "not-a-uuid"},
+    {"hidden_at": "2024-01-01T00:00:00Z"},                    # without undo_until
+    {"undo_until": "yesterday", "hidden_at": "2024-01-01T00:00:00Z"},
+    {"history": ["not an object"]},
+    {"supersedes": ["8f0c2a4e-6a55-4f37-9a3e-2b7d1c9e5f41"]},
+    {"valid_to": 5},
+])
+def test_import_rejects_bad_lifecycle_fields_and_writes_nothing(store, bad):
+    before = (len(store), store.stats()["versions"])
+    with pytest.raises(InvalidInput, match=r"records\[1\]"):
+        dispatch(store, "memory_import", {"records": [{"text": "fine"}, {"text": "x", **bad}]})
+    assert (len(store), store.stats()["versions"]) == before
+
+
+def test_cli_export_include_hidden(cli, tmp_path):
+    import json
+
+    cli("capture", "visible")
+    code, out, _ = cli("capture", "to hide", "--json")
+    rid = json.loads(out)["record_id"]
+    with MemoryStore(path=cli.store) as s:
+        now = utcnow()
+        s.update(UUID(rid), hidden_at=now, undo_until=now + timedelta(days=1))
+    _, out, _ = cli("export", "--plaintext")
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["visible"]
+    _, out, _ = cli("export", "--plaintext", "--include-hidden")
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["visible", "to hide"]
