@@ -151,13 +151,6 @@ def test_purge_is_irreversible(three):
     assert dispatch(store, "memory_forget", {"since": "2000-01-01T00:00:00Z"})["matched"] == 0
 
 
-#: Recall masking hidden and purged rows by ``store.states()`` is S's half of
-#: issue 9 (core/recall.py, with ``include_superseded``); until both halves
-#: are merged this test must fail, and after it must pass (strict).
-_RECALL_MASKS = "include_superseded" in __import__("iai_mcp.core.contract", fromlist=["RecallParams"]).RecallParams.model_fields
-
-
-@pytest.mark.xfail(not _RECALL_MASKS, strict=True, reason="recall masks by states() once S's branch is merged")
 def test_recall_while_hiding_never_returns_a_broken_hit(three):
     """Recall masks by states(); a memory hidden between recalls is either
     returned whole or not at all, and never after the forget returned."""

@@ -85,9 +85,8 @@ def test_a_purged_slot_never_ranks(store):
     rid = _capture(store, "purged words about volcanoes")
     _capture(store, "kept words about volcanoes")
     slot = [row.id for row in store.rows()].index(UUID(rid))
-    # What a purge leaves while the store is open (store.PURGED, id unknown).
-    store._states[slot] = PURGED
-    del store._index_of[UUID(rid)]
+    dispatch(store, "memory_forget", {"ids": [rid], "mode": "purge"})
+    assert store.states()[slot] == PURGED  # the emptied slot stays while the store is open
     out = _recall(store, "volcanoes", include_superseded=True)
     assert rid not in [h["record_id"] for h in out["hits"]] and len(out["hits"]) == 1
     assert keyword_index(store).removed(slot)
