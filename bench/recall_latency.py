@@ -22,7 +22,8 @@ working copy, with ``--forget-mode purge`` (default: one ``store.purge``, the
 slots stay as emptied tombstones until the next open, which is what recall
 then ranks over) or ``hide`` (``memory_forget`` by ids, 1000 per call); the
 time it took is reported as ``forget_ms``, and the results go to
-``recall_latency_forget.json`` so the plain run's file stays the baseline.
+``recall_latency_forget.json`` (``recall_latency_forget_hide.json`` for
+hide) so the plain run's file stays the baseline.
 """
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def forget_fraction(store, fraction: float, mode: str) -> dict[str, Any]:
 
 
 class _Run(Run):
-    """Writes ``recall_latency_forget.json`` when forgetting, with the command as typed."""
+    """Writes ``recall_latency_forget[_hide].json`` when forgetting, with the command as typed."""
 
     def write(self) -> Path:
         path = super().write()
@@ -172,7 +173,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         parser.error("--forget is a fraction in [0, 1)")
     isolate_key_material()
     sizes, queries, pool, corpus = sized_setup(args, "200,500")
-    run = _Run(f"{NAME}_forget" if args.forget else NAME, args)
+    suffix = "_forget" + ("" if args.forget_mode == "purge" else f"_{args.forget_mode}")
+    run = _Run(NAME + suffix if args.forget else NAME, args)
     results = []
     for n in sizes:
         print(f"[{n:,} records]")
