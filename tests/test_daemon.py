@@ -309,6 +309,24 @@ def test_start_up_warms_through_core_warmup_model_outside_the_store_lock(root, t
         assert [step for step, _ in seen] == ["index"]  # the daemon warmed through core.warmup
 
 
+def test_a_parameter_given_twice_is_refused_and_nothing_applied(root):
+    """JSON allows a key twice and json.loads keeps the last one; a request
+    saying "pinned": true and "pinned": false is contradictory instead."""
+    with InThread(root), _client(root) as backend:
+        rid = _capture(backend, "a memory to pin")["record_id"]
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(WAIT_S)
+        sock.connect(str(wire.socket_path(root.resolve())))
+        reader = wire.LineReader(sock)
+        sock.sendall(b'{"id": 3, "method": "memory_update", "params": {"id": "%s", "pinned": true, '
+                     b'"pinned": false}}\n' % rid.encode())
+        reply = json.loads(reader.read_line())
+        sock.close()
+        assert reply["id"] == 3 and reply["error"]["type"] == "InvalidInput"
+        assert "'pinned' twice" in reply["error"]["message"]
+        assert backend.call("memory_get", {"id": rid})["history"][-1]["action"] == "captured"
+
+
 def test_malformed_and_oversized_requests_get_typed_errors(root, monkeypatch):
     with InThread(root), _client(root) as backend:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

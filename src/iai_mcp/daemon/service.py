@@ -238,7 +238,10 @@ class Daemon:
         request_id = None
         try:
             try:
-                request = json.loads(line)
+                request = wire.decode(line)
+            except wire.DuplicateKey as exc:
+                request_id = _request_id(line)
+                raise InvalidInput(f"the request names {str(exc)!r} twice; give each parameter once") from None
             except ValueError:
                 raise InvalidInput("a request is one line of JSON: {id, method, params}") from None
             if not isinstance(request, dict):

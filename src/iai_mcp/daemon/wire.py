@@ -117,6 +117,27 @@ def encode(message: dict[str, Any]) -> bytes:
     ) + b"\n"
 
 
+class DuplicateKey(ValueError):
+    """A JSON object named the same key twice."""
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise DuplicateKey(key)
+        found[key] = value
+    return found
+
+
+def decode(line: bytes) -> Any:
+    """One message. JSON allows a key twice and ``json.loads`` keeps the last
+    one; a request that says ``"pinned": true`` and ``"pinned": false`` is
+    contradictory, so it is refused (``DuplicateKey``) rather than half heard.
+    ``ValueError`` for anything that is not JSON."""
+    return json.loads(line, object_pairs_hook=_one_value_per_key)
+
+
 def error_payload(exc: IaiError) -> dict[str, str]:
     return {"code": exc.code, "type": type(exc).__name__, "message": str(exc)}
 
