@@ -83,14 +83,15 @@ def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
     """One page of memories, in insertion order, with text and provenance
     (``contract.ExportParams``).
 
-    Returns ``records`` (``results.ExportedRecord``), ``total`` and
-    ``next_offset`` (null after the last page). The text is plaintext.
-    Hidden (forgotten) memories only with ``include_hidden``.
+    Returns ``records`` (``results.ExportedRecord``), ``total`` (records the
+    export holds now) and ``next_offset`` (null after the last page): pass it
+    as ``offset`` for the next page. It is a position in insertion order,
+    not a count, so memories forgotten between pages shift nothing
+    (``transfer.export_page``). The text is plaintext. Hidden (forgotten)
+    memories only with ``include_hidden``.
     """
-    offset = args.offset
-    records, total = export_page(store, offset, args.limit, args.include_hidden)
-    following = min(offset + args.limit, total)  # records forgotten mid-page are left out, not shifted in
-    return {"records": records, "total": total, "next_offset": following if following < total else None}
+    page = export_page(store, args.offset, args.limit, args.include_hidden)
+    return {"records": page.records, "total": page.total, "next_offset": page.next_offset}
 
 
 def _memory_import(store: MemoryStore, args: ImportParams) -> dict[str, Any]:

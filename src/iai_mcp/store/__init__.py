@@ -450,6 +450,12 @@ class MemoryStore:
         """The live row list, in insertion order (read it, never mutate it)."""
         return self._rows
 
+    def seqs(self) -> list[int]:
+        """Each row's insertion number (its LanceDB ``seq``), aligned with
+        ``rows()``: strictly increasing, kept by updates and across opens, so
+        a position in it survives forgetting (export pages by it)."""
+        return self._seqs
+
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(matrix, norms)`` views over the first ``len(self)`` rows; norms
         are clamped above 0 so callers can divide by them."""
