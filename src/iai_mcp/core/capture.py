@@ -5,6 +5,18 @@ record is reinforced (its count and ``updated_at`` move). The same turn
 delivered twice (same text, same session, same time: a hook that ran again)
 is skipped, so replays change nothing.
 
+Only an active record takes repeats. A text identical to a forgotten
+(hidden) memory, said again in another turn, is stored as a new active
+memory: the user said it again, and folding it into the hidden record
+would keep it hidden and purge it with the old one. A text identical to a
+superseded memory is stored anew too: the old record was corrected, and
+saying the same words again (billing moved back to Postgres) makes them
+current again, while the old record keeps its place in the correction chain.
+In both cases the ``reason`` says so, and later repeats fold into the new
+record (``MemoryStore.find_identical`` answers with the active one). The
+same turn replayed is still skipped: a hook re-reading a transcript must not
+bring back what the user forgot.
+
 Secrets (API keys, tokens, private keys, passwords; see ``redact``) are
 replaced by ``[REDACTED:<kind>]`` in the text and the cue before anything is
 embedded, compared or stored, so they never reach the disk and identical
@@ -173,13 +185,30 @@ def _new_record(
     )
 
 
-def _identical(store: MemoryStore, request: CaptureRequest) -> MemoryRow | None:
+def _identical(store: MemoryStore, request: CaptureRequest, now: datetime) -> tuple[MemoryRow | None, str]:
+    """The record ``request`` folds into (None: store it anew), and what to
+    add to the reason when an identical text is not folded into."""
     existing = store.find_identical(request.text)
-    return None if existing is None or existing.never_merge else existing
+    if existing is None or existing.never_merge:
+        return None, ""
+    if existing.state == "active" or _same_turn(existing, request, now):
+        return existing, ""
+    if existing.state == "hidden":
+        return None, (f"an identical text was forgotten (hidden) as {existing.id}; said again, it is "
+                      "stored as a new active memory")
+    return None, (f"an identical text was superseded as {existing.id} (by {existing.superseded_by}); "
+                  "said again, it is stored as a new active memory")
 
 
 def _same_turn(existing: MemoryRow, request: CaptureRequest, now: datetime) -> bool:
     return existing.session_id == request.session_id and existing.said_at == (request.said_at or now)
+
+
+def _skipped_reason(existing: MemoryRow) -> str:
+    reason = "the same turn was already captured (same text, session and time)"
+    if existing.state == "hidden":
+        reason += "; it was forgotten and stays forgotten"
+    return reason
 
 
 def _reinforcement(existing: MemoryRow, request: CaptureRequest, now: datetime) -> tuple[dict[str, Any], HistoryItem | None]:
@@ -197,15 +226,10 @@ def _reinforcement(existing: MemoryRow, request: CaptureRequest, now: datetime) 
     return changes, item
 
 
-def _fold_into_existing(store: MemoryStore, request: CaptureRequest, now: datetime) -> Captured | None:
-    """Skip or reinforce when the text is already stored; None when it is new."""
-    existing = _identical(store, request)
-    if existing is None:
-        return None
+def _fold_into(store: MemoryStore, existing: MemoryRow, request: CaptureRequest, now: datetime) -> Captured:
+    """Skip ``request`` (the same turn) or reinforce ``existing`` with it."""
     if _same_turn(existing, request, now):
-        return Captured(
-            "skipped", existing.id, "the same turn was already captured (same text, session and time)"
-        )
+        return Captured("skipped", existing.id, _skipped_reason(existing))
     changes, item = _reinforcement(existing, request, now)
     store.update(existing.id, history=item, **changes)
     return Captured(
@@ -304,10 +328,10 @@ def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> 
     request, kinds = _without_secrets(request)
     now = utcnow()
     said = request.said_at or now
-    existing = _identical(store, request)
+    existing, anew = _identical(store, request, now)
     if existing is not None and request.supersedes and existing.state == "hidden":
-        raise InvalidInput(
-            f"memory_capture: this text is a forgotten (hidden) memory, {existing.id}; restore it first"
+        raise InvalidInput(  # the same turn, resent: it folds into the forgotten record
+            f"memory_capture: this turn is a forgotten (hidden) memory, {existing.id}; restore it first"
         )
     record_id = existing.id if existing is not None else uuid4()
     # Every target is checked before anything is written.
@@ -321,12 +345,11 @@ def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> 
         # superseded_by pointing at a record that was not written.
         store.insert(_new_record(request, vector.tolist(), now, record_id))
         store.update_many(updates)
-        result = Captured("inserted", record_id, "new memory stored verbatim", superseded=superseded)
+        reason = f"new memory stored verbatim; {anew}" if anew else "new memory stored verbatim"
+        result = Captured("inserted", record_id, reason, superseded=superseded)
     elif _same_turn(existing, request, now):
         store.update_many(updates)
-        result = Captured("skipped", record_id,
-                          "the same turn was already captured (same text, session and time)",
-                          superseded=superseded)
+        result = Captured("skipped", record_id, _skipped_reason(existing), superseded=superseded)
     else:
         changes, item = _reinforcement(existing, request, now)
         store.update_many([(record_id, changes, item), *updates])  # one commit
@@ -349,14 +372,15 @@ def capture_many(
     now = utcnow()
     results: list[Captured | None] = [None] * len(requests)
     fresh: dict[str, int] = {}  # text -> index of its first new request in this batch
+    anew: dict[int, str] = {}  # index -> why an identical text in the store was not folded into
     for i, request in enumerate(requests):
         if request.text in fresh:
             continue
-        folded = _fold_into_existing(store, request, now)
-        if folded is None:
+        existing, anew[i] = _identical(store, request, now)
+        if existing is None:
             fresh[request.text] = i
         else:
-            results[i] = folded
+            results[i] = _fold_into(store, existing, request, now)
     order = list(fresh.values())
     ids: dict[int, UUID] = {}
     for i in order:
@@ -376,9 +400,12 @@ def capture_many(
         records.append(_new_record(requests[i], vec.tolist(), now, ids[i], became.get(link, link) if link else None))
     store.insert_many(records)
     for i, record in zip(order, records):
-        results[i] = Captured("inserted", record.id, "new memory stored verbatim")
+        results[i] = Captured("inserted", record.id, "; ".join(filter(None, ("new memory stored verbatim", anew[i]))))
     for i, request in enumerate(requests):
         if results[i] is None:
-            # A repeat within the batch: fold into the record just inserted.
-            results[i] = _fold_into_existing(store, request, now)
+            # A repeat within the batch: fold into the record just inserted
+            # (whatever its state: the batch brought both).
+            inserted = store.row(ids[fresh[request.text]])
+            assert inserted is not None  # inserted above, under the caller's store lock
+            results[i] = _fold_into(store, inserted, request, now)
     return [_reporting(result, kinds) for result, (_, kinds) in zip(results, cleaned)]  # type: ignore[arg-type]

@@ -213,7 +213,13 @@ class MemoryStore:
         self._seqs.append(seq)
         self._rows.append(row)
         self._index_of[row.id] = index
-        self._by_text.setdefault(text_key(row.literal_surface), index)
+        key = text_key(row.literal_surface)
+        current = self._by_text.get(key)
+        # find_identical answers with an active record when there is one: a
+        # text said again after its record was forgotten or superseded is
+        # stored anew (core.capture), and its repeats fold into the new one.
+        if current is None or self._states[current] != STATE_CODES["active"]:
+            self._by_text[key] = index
         self._states[index] = STATE_CODES[row.state]
 
     # ------------------------------------------------------------- embedder
