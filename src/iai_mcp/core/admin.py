@@ -14,7 +14,7 @@ from iai_mcp.core.session_pack import build_pack
 from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
-from iai_mcp.core.transfer import ImportItem, export_page, import_items
+from iai_mcp.core.transfer import ImportItem, check_import, export_page, import_items
 from iai_mcp.core.warmup import warm
 
 
@@ -100,12 +100,17 @@ def _memory_import(store: MemoryStore, args: ImportParams) -> dict[str, Any]:
 
     Texts are re-embedded with this store's embedder; a record already
     present is skipped (same text, session and time) or reinforced, as in
-    capture. Returns counts per status and the ``record_ids`` in input order.
+    capture. ``superseded_by`` links that would make a cycle (within the
+    batch, or through records already stored) are an InvalidInput naming
+    them, dry run or not, and nothing is written. Returns counts per status
+    and the ``record_ids`` in input order.
     """
     dry_run = args.dry_run
     items = [ImportItem(record.request(), record.provenance or [])
              for record in args.parse_records("memory_import")]
     counts = {"inserted": 0, "reinforced": 0, "skipped": 0}
+    if dry_run and items:
+        check_import(store, items)
     if dry_run or not items:
         return {**counts, "checked": len(items), "dry_run": dry_run, "record_ids": []}
     results = import_items(store, embedder_for(store), items)

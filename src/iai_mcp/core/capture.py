@@ -38,6 +38,7 @@ from uuid import UUID, uuid4
 
 import numpy as np
 
+from iai_mcp.core.links import find_cycle
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import CaptureStatus
 from iai_mcp.embed import Embedder
@@ -81,6 +82,8 @@ class Restored:
     undo_until: datetime | None = None
     valid_to: datetime | None = None
     superseded_by: UUID | None = None
+    #: The id the record was exported with: how an error names it.
+    exported_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -361,18 +364,28 @@ def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> 
     return _reporting(replace(result, related=related_to(store, vector, record_id)), kinds)
 
 
-def capture_many(
-    store: MemoryStore, embedder: Embedder, requests: list[CaptureRequest]
-) -> list[Captured]:
-    """Capture a batch: new texts are embedded together and inserted in one
-    commit; repeats (in the store or earlier in the batch) fold as in capture.
-    ``supersedes`` is not taken here; imported links come as ``restored``."""
-    cleaned = [_without_secrets(request) for request in requests]
-    requests = [request for request, _ in cleaned]
-    now = utcnow()
-    results: list[Captured | None] = [None] * len(requests)
-    fresh: dict[str, int] = {}  # text -> index of its first new request in this batch
-    anew: dict[int, str] = {}  # index -> why an identical text in the store was not folded into
+@dataclass
+class _BatchPlan:
+    """What a batch will do, decided before anything is written."""
+
+    #: Request index -> the stored record it folds into (skip or reinforce).
+    folds: dict[int, MemoryRow]
+    #: Text -> index of its first new request (inserted); later ones fold into it.
+    fresh: dict[str, int]
+    #: Request index of each new record -> its id.
+    ids: dict[int, UUID]
+    #: Request index -> why an identical stored text was not folded into.
+    anew: dict[int, str]
+    #: Id named by the batch (``Restored.record_id``) -> the record it became.
+    became: dict[UUID, UUID]
+
+
+def _plan_batch(store: MemoryStore, requests: list[CaptureRequest], now: datetime) -> _BatchPlan:
+    """Decide every request's fate and check the batch's supersede links
+    (with the stored links they lead into) for a cycle; reads only."""
+    folds: dict[int, MemoryRow] = {}
+    fresh: dict[str, int] = {}
+    anew: dict[int, str] = {}
     for i, request in enumerate(requests):
         if request.text in fresh:
             continue
@@ -380,32 +393,97 @@ def capture_many(
         if existing is None:
             fresh[request.text] = i
         else:
-            results[i] = _fold_into(store, existing, request, now)
-    order = list(fresh.values())
+            folds[i] = existing
     ids: dict[int, UUID] = {}
-    for i in order:
+    for i in fresh.values():
         wanted = requests[i].restored.record_id if requests[i].restored else None
         ids[i] = wanted if wanted is not None and store.row(wanted) is None and wanted not in ids.values() else uuid4()
-    # What each id named by the batch became: itself, or the record it folded into.
     became: dict[UUID, UUID] = {}
     for i, request in enumerate(requests):
         named = request.restored.record_id if request.restored else None
         if named is not None:
-            folded_into = results[i]
-            became[named] = ids.get(i) or (folded_into.record_id if folded_into else ids[fresh[request.text]])
+            became[named] = ids.get(i) or (folds[i].id if i in folds else ids[fresh[request.text]])
+    plan = _BatchPlan(folds, fresh, ids, anew, became)
+    _refuse_cycles(store, requests, plan)
+    return plan
+
+
+def _link_of(request: CaptureRequest, plan: _BatchPlan) -> UUID | None:
+    link = request.restored.superseded_by if request.restored else None
+    return plan.became.get(link, link) if link is not None else None
+
+
+def _refuse_cycles(store: MemoryStore, requests: list[CaptureRequest], plan: _BatchPlan) -> None:
+    """InvalidInput naming the records when the links the batch inserts, with
+    the stored links they lead into, go round in a cycle: every memory in it
+    would be superseded and recall would return none of them. (Records that
+    fold into a stored one bring no link: an import changes no stored record.)"""
+    links: dict[UUID, UUID] = {}
+    index_of: dict[UUID, int] = {}
+    for i, rid in plan.ids.items():
+        index_of[rid] = i
+        target = _link_of(requests[i], plan)
+        if target is not None and target != rid:  # a link to itself is dropped (_new_record)
+            links[rid] = target
+
+    def next_of(node: UUID) -> UUID | None:
+        if node in links or node in index_of:
+            return links.get(node)
+        row = store.row(node)
+        return row.superseded_by if row is not None else None
+
+    cycle = find_cycle(list(links), next_of)
+    if cycle is None:
+        return
+
+    def name(node: UUID) -> str:
+        if node not in index_of:
+            return f"stored memory {node}"
+        restored = requests[index_of[node]].restored
+        exported = restored.exported_id if restored else None
+        return f"records[{index_of[node]}]" + (f" (id {exported})" if exported else "")
+
+    chain = " -> ".join(name(node) for node in [*cycle, cycle[0]])
+    raise InvalidInput(
+        f"memory_import: the superseded_by links make a cycle ({chain}); every memory in it would be "
+        "superseded and none recalled. Fix or drop one of these links; nothing was imported"
+    )
+
+
+def check_batch(store: MemoryStore, requests: list[CaptureRequest]) -> None:
+    """Raise what ``capture_many`` would raise for ``requests`` before
+    writing (a supersede cycle); writes nothing. For an import's dry run."""
+    _plan_batch(store, [request for request, _ in map(_without_secrets, requests)], utcnow())
+
+
+def capture_many(
+    store: MemoryStore, embedder: Embedder, requests: list[CaptureRequest]
+) -> list[Captured]:
+    """Capture a batch: new texts are embedded together and inserted in one
+    commit; repeats (in the store or earlier in the batch) fold as in capture.
+    ``supersedes`` is not taken here; imported links come as ``restored``,
+    and a batch whose links would make a cycle is refused before anything
+    is written."""
+    cleaned = [_without_secrets(request) for request in requests]
+    requests = [request for request, _ in cleaned]
+    now = utcnow()
+    plan = _plan_batch(store, requests, now)
+    results: list[Captured | None] = [None] * len(requests)
+    for i, existing in plan.folds.items():
+        # Read again: an earlier request of the batch may have reinforced it.
+        results[i] = _fold_into(store, store.row(existing.id) or existing, requests[i], now)
+    order = list(plan.fresh.values())
     vectors = embedder.embed([requests[i].text for i in order]) if order else []
-    records = []
-    for i, vec in zip(order, vectors):
-        link = requests[i].restored.superseded_by if requests[i].restored else None
-        records.append(_new_record(requests[i], vec.tolist(), now, ids[i], became.get(link, link) if link else None))
+    records = [_new_record(requests[i], vec.tolist(), now, plan.ids[i], _link_of(requests[i], plan))
+               for i, vec in zip(order, vectors)]
     store.insert_many(records)
     for i, record in zip(order, records):
-        results[i] = Captured("inserted", record.id, "; ".join(filter(None, ("new memory stored verbatim", anew[i]))))
+        results[i] = Captured("inserted", record.id, "; ".join(filter(None, ("new memory stored verbatim", plan.anew[i]))))
     for i, request in enumerate(requests):
         if results[i] is None:
             # A repeat within the batch: fold into the record just inserted
             # (whatever its state: the batch brought both).
-            inserted = store.row(ids[fresh[request.text]])
+            inserted = store.row(plan.ids[plan.fresh[request.text]])
             assert inserted is not None  # inserted above, under the caller's store lock
             results[i] = _fold_into(store, inserted, request, now)
     return [_reporting(result, kinds) for result, (_, kinds) in zip(results, cleaned)]  # type: ignore[arg-type]

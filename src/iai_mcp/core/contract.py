@@ -260,6 +260,7 @@ class ImportRecord(CaptureParams):
             hidden_at=parse_time(self.hidden_at), undo_until=parse_time(self.undo_until),
             valid_to=parse_time(self.valid_to) if self.superseded_by else None,
             superseded_by=imported_id(self.superseded_by) if self.superseded_by else None,
+            exported_id=exported,
         ))
 
 

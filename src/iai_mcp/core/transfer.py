@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
 
-from iai_mcp.core.capture import Captured, CaptureRequest, capture_many
+from iai_mcp.core.capture import Captured, CaptureRequest, capture_many, check_batch
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import ExportedRecord, memory_dict
 from iai_mcp.embed import Embedder
@@ -116,9 +116,17 @@ def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "cue": redact(cue).text} if isinstance(cue, str) else entry
 
 
+def check_import(store: MemoryStore, items: list[ImportItem]) -> None:
+    """Raise what ``import_items`` would refuse (a supersede cycle through
+    the batch and the store); writes nothing. An import's dry run."""
+    check_batch(store, [item.request for item in items])
+
+
 def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]) -> list[Captured]:
     """Capture the batch (embedded together, one commit), then restore the
-    provenance of the records it inserted in one log transaction."""
+    provenance of the records it inserted in one log transaction. A batch
+    whose ``superseded_by`` links, with those already stored, make a cycle
+    is an InvalidInput naming them, and nothing is written."""
     results = capture_many(store, embedder, [item.request for item in items])
     pairs = []
     restored: set[Any] = set()
