@@ -314,3 +314,35 @@ def test_export_to_a_file_never_truncates_on_failure_and_is_owner_only(cli, tmp_
     assert backup.stat().st_mode & 0o777 == 0o600
     assert json.loads(backup.read_text().splitlines()[0])["text"] == "a memory worth keeping"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_purge_after_confirmation_erases_only_the_memories_it_showed(cli, monkeypatch, capsys):
+    import builtins
+    import io
+
+    from iai_mcp import backend as backend_module
+
+    _, out, _ = cli("capture", "my PIN is 4821", "--session-id", "leaky", "--json")
+    shown = json.loads(out)["record_id"]
+    opened = []
+    real_connect = backend_module.connect
+    monkeypatch.setattr(backend_module, "connect", lambda *a, **k: opened.append(real_connect(*a, **k)) or opened[-1])
+    late = []
+
+    def answer(prompt):
+        # While the question is on screen, another window captures into the same session.
+        late.append(opened[-1].call("memory_capture", {"text": "said after the preview", "session_id": "leaky"}))
+        return "y"
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(builtins, "input", answer)
+    monkeypatch.setattr(sys, "stdin", Tty())
+    assert main(["forget", "--session-id", "leaky", "--mode", "purge"]) == 0
+    out = capsys.readouterr().out
+    assert "purged 1 of 1" in out and late[0]["record_id"] not in out
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert main(["show", shown]) == 1
+    assert main(["show", late[0]["record_id"]]) == 0  # captured after the preview: kept

@@ -72,6 +72,48 @@ def test_export_pages_through_everything_with_provenance(store):
     assert by_text["fact number 0"]["tags"] == ["t"] and by_text["fact number 0"]["session_id"] == "s"
 
 
+def _export_all(store, between=None, **params):
+    """Every page of an export; ``between(page_number)`` runs after each page."""
+    exported, offset, pages = [], 0, 0
+    while offset is not None:
+        page = dispatch(store, "memory_export", {**params, "offset": offset, "limit": 2})
+        exported += [r["id"] for r in page["records"]]
+        offset, pages = page["next_offset"], pages + 1
+        if between and offset is not None:
+            between(pages)
+    return exported
+
+
+@pytest.mark.parametrize("include_hidden", [False, True])
+def test_export_pages_stay_put_when_memories_are_forgotten_between_pages(store, include_hidden):
+    ids = [_capture(store, f"fact number {i}") for i in range(8)]
+
+    def forget(pages):
+        if pages == 1:  # m0 and m1 are out: hide one, purge the other
+            dispatch(store, "memory_forget", {"ids": [ids[0]]})
+            dispatch(store, "memory_forget", {"ids": [ids[1]], "mode": "purge"})
+        if pages == 2:  # not exported yet: m7 is purged, m6 hidden
+            dispatch(store, "memory_forget", {"ids": [ids[7]], "mode": "purge"})
+            dispatch(store, "memory_forget", {"ids": [ids[6]]})
+
+    exported = _export_all(store, forget, include_hidden=include_hidden)
+    # Exportable at the start and not forgotten before its page: exactly once each.
+    assert exported == ids[:6] + ([ids[6]] if include_hidden else [])
+    assert dispatch(store, "memory_export", {"include_hidden": include_hidden})["total"] == (6 if include_hidden else 4)
+
+
+def test_export_position_survives_a_reopen_that_drops_purged_slots(store, tmp_path, fake_embedder):
+    from iai_mcp.store import MemoryStore
+
+    ids = [_capture(store, f"fact number {i}") for i in range(5)]
+    first = dispatch(store, "memory_export", {"limit": 2})
+    dispatch(store, "memory_forget", {"ids": ids[:2], "mode": "purge"})
+    store.close()
+    with MemoryStore(path=tmp_path / "store", embedder=fake_embedder) as reopened:
+        rest = dispatch(reopened, "memory_export", {"offset": first["next_offset"], "limit": 10})
+    assert [r["id"] for r in first["records"] + rest["records"]] == ids
+
+
 @pytest.mark.parametrize("params, error", [
     ({"limit": 0}, InvalidInput),
     ({"limit": MAX_PAGE + 1}, LimitExceeded),

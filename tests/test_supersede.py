@@ -81,7 +81,8 @@ def test_reinforced_history_stops_growing_but_the_count_stays_exact(store, monke
 
 @pytest.mark.parametrize("case", ["unknown", "hidden", "itself", "already", "cycle", "bad_id", "one_bad"])
 def test_bad_supersedes_is_an_error_and_nothing_is_written(store, case):
-    a = _capture(store, "fact A")["record_id"]
+    turn = {"session_id": "s", "ts": "2025-03-01T00:00:00Z"}
+    a = _capture(store, "fact A", **turn)["record_id"]
     b = _capture(store, "fact B", supersedes=[a])["record_id"]
     c = _capture(store, "fact C")["record_id"]
     if case == "hidden":
@@ -92,12 +93,14 @@ def test_bad_supersedes_is_an_error_and_nothing_is_written(store, case):
         "hidden": ("fact D", [c], InvalidInput),
         "itself": ("fact C", [c], InvalidInput),            # identical text folds into c
         "already": ("fact D", [a], InvalidInput),            # a is already superseded by b
-        "cycle": ("fact A", [b], InvalidInput),              # folds into a, which b supersedes
+        "cycle": ("fact A", [b], InvalidInput),              # the same turn folds into a, which b supersedes
         "bad_id": ("fact D", ["not-a-uuid"], InvalidInput),
         "one_bad": ("fact D", [c, str(uuid4())], NotFound),  # c alone would be fine
     }[case]
+    # "cycle": the turn that captured a, sent again, folds into a (a different
+    # turn saying "fact A" again would be a new memory, which may supersede b).
     with pytest.raises(error) as info:
-        _capture(store, text, supersedes=targets)
+        _capture(store, text, supersedes=targets, **(turn if case == "cycle" else {}))
     assert str(info.value).startswith("memory_capture")
     if case == "unknown":
         assert targets[0] in str(info.value)
@@ -176,3 +179,71 @@ def test_related_is_at_most_three_and_excerpts_are_short(store, fake_embedder):
     found = related_to(store, fake_embedder.embed([base])[0], exclude=uuid4())
     assert len(found) == 3 and all(len(r.excerpt) <= 160 for r in found)
     assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
+
+
+# ---- a text said again after its memory was forgotten or corrected ----------
+
+
+def test_a_text_identical_to_a_forgotten_memory_is_stored_as_a_new_active_one(store, tmp_path, fake_embedder):
+    from iai_mcp.store import MemoryStore
+
+    first = _capture(store, "my PIN is 4821", session_id="a", ts="2025-01-01T00:00:00Z")["record_id"]
+    dispatch(store, "memory_forget", {"ids": [first]})
+    # The forgotten turn replayed (a hook re-reading a transcript) stays forgotten.
+    replay = _capture(store, "my PIN is 4821", session_id="a", ts="2025-01-01T00:00:00Z")
+    assert (replay["status"], replay["record_id"]) == ("skipped", first) and "stays forgotten" in replay["reason"]
+    assert _get(store, first)["state"] == "hidden" and len(store) == 1
+    again = _capture(store, "my PIN is 4821", session_id="b")
+    assert again["status"] == "inserted" and again["record_id"] != first
+    assert "forgotten" in again["reason"] and first in again["reason"] and "new active memory" in again["reason"]
+    assert _get(store, again["record_id"])["state"] == "active" and _get(store, first)["state"] == "hidden"
+    recalled = dispatch(store, "memory_recall", {"cue": "my PIN"})
+    assert [h["record_id"] for h in recalled["hits"]] == [again["record_id"]]
+    # Later repeats fold into the active one, also after the store is reopened.
+    third = _capture(store, "my PIN is 4821", session_id="c")
+    assert (third["status"], third["record_id"]) == ("reinforced", again["record_id"])
+    assert _get(store, first)["state"] == "hidden"
+    # Purging the forgotten one leaves the new one answering repeats.
+    dispatch(store, "memory_forget", {"ids": [first], "mode": "purge"})
+    store.close()
+    with MemoryStore(path=tmp_path / "store", embedder=fake_embedder) as reopened:
+        assert reopened.find_identical("my PIN is 4821").id == UUID(again["record_id"])
+        fourth = _capture(reopened, "my PIN is 4821", session_id="d")
+        assert (fourth["status"], fourth["record_id"]) == ("reinforced", again["record_id"])
+
+
+def test_the_identical_text_map_prefers_the_active_record_when_reopened(store, tmp_path, fake_embedder):
+    from iai_mcp.store import MemoryStore
+
+    first = _capture(store, "the deploy key rotates monthly", session_id="a")["record_id"]
+    dispatch(store, "memory_forget", {"ids": [first]})
+    second = _capture(store, "the deploy key rotates monthly", session_id="b")["record_id"]
+    store.close()
+    with MemoryStore(path=tmp_path / "store", embedder=fake_embedder) as reopened:
+        assert reopened.find_identical("the deploy key rotates monthly").id == UUID(second)
+
+
+def test_a_text_identical_to_a_superseded_memory_is_stored_as_a_new_active_one(store):
+    old = _capture(store, "billing runs on Postgres", session_id="a")["record_id"]
+    new = _capture(store, "we moved billing to DynamoDB", supersedes=[old], session_id="b")["record_id"]
+    back = _capture(store, "billing runs on Postgres", supersedes=[new], session_id="c")
+    assert back["status"] == "inserted" and back["record_id"] not in (old, new)
+    assert "superseded" in back["reason"] and old in back["reason"] and "new active memory" in back["reason"]
+    assert [_get(store, rid)["state"] for rid in (old, new, back["record_id"])] == [
+        "superseded", "superseded", "active"]
+    assert _get(store, old)["superseded_by"] == new and _get(store, new)["superseded_by"] == back["record_id"]
+    recalled = dispatch(store, "memory_recall", {"cue": "billing runs on Postgres"})
+    assert [h["record_id"] for h in recalled["hits"]] == [back["record_id"]]
+    # Said once more without a correction: it only reinforces the current one.
+    once_more = _capture(store, "billing runs on Postgres", session_id="d")
+    assert (once_more["status"], once_more["record_id"]) == ("reinforced", back["record_id"])
+
+
+def test_an_imported_text_identical_to_a_forgotten_memory_is_a_new_record(store):
+    first = _capture(store, "my PIN is 4821", session_id="a")["record_id"]
+    dispatch(store, "memory_forget", {"ids": [first]})
+    out = dispatch(store, "memory_import", {"records": [{"text": "my PIN is 4821", "session_id": "x"},
+                                                        {"text": "my PIN is 4821", "session_id": "y"}]})
+    assert (out["inserted"], out["reinforced"]) == (1, 1) and first not in out["record_ids"]
+    assert out["record_ids"][0] == out["record_ids"][1]
+    assert _get(store, out["record_ids"][0])["state"] == "active" and _get(store, first)["state"] == "hidden"

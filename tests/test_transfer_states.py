@@ -124,3 +124,72 @@ def test_cli_export_include_hidden(cli, tmp_path):
     assert [json.loads(line)["text"] for line in out.splitlines()] == ["visible"]
     _, out, _ = cli("export", "--plaintext", "--include-hidden")
     assert [json.loads(line)["text"] for line in out.splitlines()] == ["visible", "to hide"]
+
+
+# ---- supersede cycles brought by an import ---------------------------------
+
+_A, _B, _C = ("11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222",
+              "33333333-3333-4333-8333-333333333333")
+
+
+def _state(store):
+    return (len(store), store.stats()["versions"], [(r.id, r.superseded_by) for r in store.rows()])
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_import_whose_links_make_a_cycle_is_refused_and_writes_nothing(other, dry_run):
+    _capture(other, "already here")
+    before = _state(other)
+    records = [{"id": _A, "text": "billing runs on Postgres", "superseded_by": _B},
+               {"id": _B, "text": "billing runs on DynamoDB", "superseded_by": _C},
+               {"id": _C, "text": "already here", "superseded_by": _A},  # folds into the stored one: no link
+               {"id": str(UUID(int=4)), "text": "billing runs on MySQL", "superseded_by": _A}]
+    # Without the folding record's link there is no cycle; with it back in, A -> B -> A:
+    records[1]["superseded_by"] = _A
+    with pytest.raises(InvalidInput) as info:
+        dispatch(other, "memory_import", {"records": records, "dry_run": dry_run})
+    message = str(info.value)
+    assert "cycle" in message and _A in message and _B in message and "records[0]" in message
+    assert _state(other) == before
+    recalled = dispatch(other, "memory_recall", {"cue": "billing"})
+    assert all(h["record_id"] != str(imported_id(_A)) for h in recalled["hits"])
+
+
+def test_an_import_whose_links_close_a_cycle_through_the_store_is_refused(other):
+    # An earlier call brought A replaced by B (B not yet there): a link to nothing.
+    dispatch(other, "memory_import", {"records": [{"id": _A, "text": "billing runs on Postgres",
+                                                  "superseded_by": _B}]})
+    before = _state(other)
+    with pytest.raises(InvalidInput) as info:
+        dispatch(other, "memory_import", {"records": [{"id": _B, "text": "billing runs on DynamoDB",
+                                                      "superseded_by": _A}]})
+    assert "cycle" in str(info.value) and f"stored memory {imported_id(_A)}" in str(info.value)
+    assert _state(other) == before
+    # Without the back link B arrives and completes the chain A -> B.
+    dispatch(other, "memory_import", {"records": [{"id": _B, "text": "billing runs on DynamoDB"}]})
+    recalled = dispatch(other, "memory_recall", {"cue": "billing runs on"})
+    assert [h["record_id"] for h in recalled["hits"]] == [str(imported_id(_B))]
+
+
+def test_a_chain_without_a_cycle_imports(other):
+    records = [{"id": _A, "text": "v1 of the plan", "superseded_by": _B},
+               {"id": _B, "text": "v2 of the plan", "superseded_by": _C},
+               {"id": _C, "text": "v3 of the plan"}]
+    out = dispatch(other, "memory_import", {"records": records})
+    assert out["inserted"] == 3
+    assert [dispatch(other, "memory_get", {"id": rid})["state"] for rid in out["record_ids"]] == [
+        "superseded", "superseded", "active"]
+
+
+def test_cli_import_checks_the_whole_file_for_cycles_before_the_first_batch(cli, tmp_path):
+    import json
+
+    lines = [{"id": _A, "text": "billing runs on Postgres", "superseded_by": _B},
+             {"id": _C, "text": "unrelated"},
+             {"id": _B, "text": "billing runs on DynamoDB", "superseded_by": _A}]
+    path = tmp_path / "export.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    code, _, err = cli("import", str(path), "--batch-size", "1")  # A and B in different calls
+    assert code == 1 and "cycle" in err and _A in err and _B in err
+    code, out, _ = cli("list", "--json")
+    assert json.loads(out)["items"] == []

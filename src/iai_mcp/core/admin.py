@@ -14,7 +14,7 @@ from iai_mcp.core.session_pack import build_pack
 from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
-from iai_mcp.core.transfer import ImportItem, export_page, import_items
+from iai_mcp.core.transfer import ImportItem, check_import, export_page, import_items
 from iai_mcp.core.warmup import warm
 
 
@@ -83,14 +83,15 @@ def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
     """One page of memories, in insertion order, with text and provenance
     (``contract.ExportParams``).
 
-    Returns ``records`` (``results.ExportedRecord``), ``total`` and
-    ``next_offset`` (null after the last page). The text is plaintext.
-    Hidden (forgotten) memories only with ``include_hidden``.
+    Returns ``records`` (``results.ExportedRecord``), ``total`` (records the
+    export holds now) and ``next_offset`` (null after the last page): pass it
+    as ``offset`` for the next page. It is a position in insertion order,
+    not a count, so memories forgotten between pages shift nothing
+    (``transfer.export_page``). The text is plaintext. Hidden (forgotten)
+    memories only with ``include_hidden``.
     """
-    offset = args.offset
-    records, total = export_page(store, offset, args.limit, args.include_hidden)
-    following = min(offset + args.limit, total)  # records forgotten mid-page are left out, not shifted in
-    return {"records": records, "total": total, "next_offset": following if following < total else None}
+    page = export_page(store, args.offset, args.limit, args.include_hidden)
+    return {"records": page.records, "total": page.total, "next_offset": page.next_offset}
 
 
 def _memory_import(store: MemoryStore, args: ImportParams) -> dict[str, Any]:
@@ -99,12 +100,17 @@ def _memory_import(store: MemoryStore, args: ImportParams) -> dict[str, Any]:
 
     Texts are re-embedded with this store's embedder; a record already
     present is skipped (same text, session and time) or reinforced, as in
-    capture. Returns counts per status and the ``record_ids`` in input order.
+    capture. ``superseded_by`` links that would make a cycle (within the
+    batch, or through records already stored) are an InvalidInput naming
+    them, dry run or not, and nothing is written. Returns counts per status
+    and the ``record_ids`` in input order.
     """
     dry_run = args.dry_run
     items = [ImportItem(record.request(), record.provenance or [])
              for record in args.parse_records("memory_import")]
     counts = {"inserted": 0, "reinforced": 0, "skipped": 0}
+    if dry_run and items:
+        check_import(store, items)
     if dry_run or not items:
         return {**counts, "checked": len(items), "dry_run": dry_run, "record_ids": []}
     results = import_items(store, embedder_for(store), items)

@@ -5,6 +5,18 @@ record is reinforced (its count and ``updated_at`` move). The same turn
 delivered twice (same text, same session, same time: a hook that ran again)
 is skipped, so replays change nothing.
 
+Only an active record takes repeats. A text identical to a forgotten
+(hidden) memory, said again in another turn, is stored as a new active
+memory: the user said it again, and folding it into the hidden record
+would keep it hidden and purge it with the old one. A text identical to a
+superseded memory is stored anew too: the old record was corrected, and
+saying the same words again (billing moved back to Postgres) makes them
+current again, while the old record keeps its place in the correction chain.
+In both cases the ``reason`` says so, and later repeats fold into the new
+record (``MemoryStore.find_identical`` answers with the active one). The
+same turn replayed is still skipped: a hook re-reading a transcript must not
+bring back what the user forgot.
+
 Secrets (API keys, tokens, private keys, passwords; see ``redact``) are
 replaced by ``[REDACTED:<kind>]`` in the text and the cue before anything is
 embedded, compared or stored, so they never reach the disk and identical
@@ -26,6 +38,7 @@ from uuid import UUID, uuid4
 
 import numpy as np
 
+from iai_mcp.core.links import find_cycle
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import CaptureStatus
 from iai_mcp.embed import Embedder
@@ -69,6 +82,8 @@ class Restored:
     undo_until: datetime | None = None
     valid_to: datetime | None = None
     superseded_by: UUID | None = None
+    #: The id the record was exported with: how an error names it.
+    exported_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,13 +188,30 @@ def _new_record(
     )
 
 
-def _identical(store: MemoryStore, request: CaptureRequest) -> MemoryRow | None:
+def _identical(store: MemoryStore, request: CaptureRequest, now: datetime) -> tuple[MemoryRow | None, str]:
+    """The record ``request`` folds into (None: store it anew), and what to
+    add to the reason when an identical text is not folded into."""
     existing = store.find_identical(request.text)
-    return None if existing is None or existing.never_merge else existing
+    if existing is None or existing.never_merge:
+        return None, ""
+    if existing.state == "active" or _same_turn(existing, request, now):
+        return existing, ""
+    if existing.state == "hidden":
+        return None, (f"an identical text was forgotten (hidden) as {existing.id}; said again, it is "
+                      "stored as a new active memory")
+    return None, (f"an identical text was superseded as {existing.id} (by {existing.superseded_by}); "
+                  "said again, it is stored as a new active memory")
 
 
 def _same_turn(existing: MemoryRow, request: CaptureRequest, now: datetime) -> bool:
     return existing.session_id == request.session_id and existing.said_at == (request.said_at or now)
+
+
+def _skipped_reason(existing: MemoryRow) -> str:
+    reason = "the same turn was already captured (same text, session and time)"
+    if existing.state == "hidden":
+        reason += "; it was forgotten and stays forgotten"
+    return reason
 
 
 def _reinforcement(existing: MemoryRow, request: CaptureRequest, now: datetime) -> tuple[dict[str, Any], HistoryItem | None]:
@@ -197,15 +229,10 @@ def _reinforcement(existing: MemoryRow, request: CaptureRequest, now: datetime) 
     return changes, item
 
 
-def _fold_into_existing(store: MemoryStore, request: CaptureRequest, now: datetime) -> Captured | None:
-    """Skip or reinforce when the text is already stored; None when it is new."""
-    existing = _identical(store, request)
-    if existing is None:
-        return None
+def _fold_into(store: MemoryStore, existing: MemoryRow, request: CaptureRequest, now: datetime) -> Captured:
+    """Skip ``request`` (the same turn) or reinforce ``existing`` with it."""
     if _same_turn(existing, request, now):
-        return Captured(
-            "skipped", existing.id, "the same turn was already captured (same text, session and time)"
-        )
+        return Captured("skipped", existing.id, _skipped_reason(existing))
     changes, item = _reinforcement(existing, request, now)
     store.update(existing.id, history=item, **changes)
     return Captured(
@@ -304,10 +331,10 @@ def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> 
     request, kinds = _without_secrets(request)
     now = utcnow()
     said = request.said_at or now
-    existing = _identical(store, request)
+    existing, anew = _identical(store, request, now)
     if existing is not None and request.supersedes and existing.state == "hidden":
-        raise InvalidInput(
-            f"memory_capture: this text is a forgotten (hidden) memory, {existing.id}; restore it first"
+        raise InvalidInput(  # the same turn, resent: it folds into the forgotten record
+            f"memory_capture: this turn is a forgotten (hidden) memory, {existing.id}; restore it first"
         )
     record_id = existing.id if existing is not None else uuid4()
     # Every target is checked before anything is written.
@@ -321,12 +348,11 @@ def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> 
         # superseded_by pointing at a record that was not written.
         store.insert(_new_record(request, vector.tolist(), now, record_id))
         store.update_many(updates)
-        result = Captured("inserted", record_id, "new memory stored verbatim", superseded=superseded)
+        reason = f"new memory stored verbatim; {anew}" if anew else "new memory stored verbatim"
+        result = Captured("inserted", record_id, reason, superseded=superseded)
     elif _same_turn(existing, request, now):
         store.update_many(updates)
-        result = Captured("skipped", record_id,
-                          "the same turn was already captured (same text, session and time)",
-                          superseded=superseded)
+        result = Captured("skipped", record_id, _skipped_reason(existing), superseded=superseded)
     else:
         changes, item = _reinforcement(existing, request, now)
         store.update_many([(record_id, changes, item), *updates])  # one commit
@@ -338,47 +364,126 @@ def capture(store: MemoryStore, embedder: Embedder, request: CaptureRequest) -> 
     return _reporting(replace(result, related=related_to(store, vector, record_id)), kinds)
 
 
+@dataclass
+class _BatchPlan:
+    """What a batch will do, decided before anything is written."""
+
+    #: Request index -> the stored record it folds into (skip or reinforce).
+    folds: dict[int, MemoryRow]
+    #: Text -> index of its first new request (inserted); later ones fold into it.
+    fresh: dict[str, int]
+    #: Request index of each new record -> its id.
+    ids: dict[int, UUID]
+    #: Request index -> why an identical stored text was not folded into.
+    anew: dict[int, str]
+    #: Id named by the batch (``Restored.record_id``) -> the record it became.
+    became: dict[UUID, UUID]
+
+
+def _plan_batch(store: MemoryStore, requests: list[CaptureRequest], now: datetime) -> _BatchPlan:
+    """Decide every request's fate and check the batch's supersede links
+    (with the stored links they lead into) for a cycle; reads only."""
+    folds: dict[int, MemoryRow] = {}
+    fresh: dict[str, int] = {}
+    anew: dict[int, str] = {}
+    for i, request in enumerate(requests):
+        if request.text in fresh:
+            continue
+        existing, anew[i] = _identical(store, request, now)
+        if existing is None:
+            fresh[request.text] = i
+        else:
+            folds[i] = existing
+    ids: dict[int, UUID] = {}
+    for i in fresh.values():
+        wanted = requests[i].restored.record_id if requests[i].restored else None
+        ids[i] = wanted if wanted is not None and store.row(wanted) is None and wanted not in ids.values() else uuid4()
+    became: dict[UUID, UUID] = {}
+    for i, request in enumerate(requests):
+        named = request.restored.record_id if request.restored else None
+        if named is not None:
+            became[named] = ids.get(i) or (folds[i].id if i in folds else ids[fresh[request.text]])
+    plan = _BatchPlan(folds, fresh, ids, anew, became)
+    _refuse_cycles(store, requests, plan)
+    return plan
+
+
+def _link_of(request: CaptureRequest, plan: _BatchPlan) -> UUID | None:
+    link = request.restored.superseded_by if request.restored else None
+    return plan.became.get(link, link) if link is not None else None
+
+
+def _refuse_cycles(store: MemoryStore, requests: list[CaptureRequest], plan: _BatchPlan) -> None:
+    """InvalidInput naming the records when the links the batch inserts, with
+    the stored links they lead into, go round in a cycle: every memory in it
+    would be superseded and recall would return none of them. (Records that
+    fold into a stored one bring no link: an import changes no stored record.)"""
+    links: dict[UUID, UUID] = {}
+    index_of: dict[UUID, int] = {}
+    for i, rid in plan.ids.items():
+        index_of[rid] = i
+        target = _link_of(requests[i], plan)
+        if target is not None and target != rid:  # a link to itself is dropped (_new_record)
+            links[rid] = target
+
+    def next_of(node: UUID) -> UUID | None:
+        if node in links or node in index_of:
+            return links.get(node)
+        row = store.row(node)
+        return row.superseded_by if row is not None else None
+
+    cycle = find_cycle(list(links), next_of)
+    if cycle is None:
+        return
+
+    def name(node: UUID) -> str:
+        if node not in index_of:
+            return f"stored memory {node}"
+        restored = requests[index_of[node]].restored
+        exported = restored.exported_id if restored else None
+        return f"records[{index_of[node]}]" + (f" (id {exported})" if exported else "")
+
+    chain = " -> ".join(name(node) for node in [*cycle, cycle[0]])
+    raise InvalidInput(
+        f"memory_import: the superseded_by links make a cycle ({chain}); every memory in it would be "
+        "superseded and none recalled. Fix or drop one of these links; nothing was imported"
+    )
+
+
+def check_batch(store: MemoryStore, requests: list[CaptureRequest]) -> None:
+    """Raise what ``capture_many`` would raise for ``requests`` before
+    writing (a supersede cycle); writes nothing. For an import's dry run."""
+    _plan_batch(store, [request for request, _ in map(_without_secrets, requests)], utcnow())
+
+
 def capture_many(
     store: MemoryStore, embedder: Embedder, requests: list[CaptureRequest]
 ) -> list[Captured]:
     """Capture a batch: new texts are embedded together and inserted in one
     commit; repeats (in the store or earlier in the batch) fold as in capture.
-    ``supersedes`` is not taken here; imported links come as ``restored``."""
+    ``supersedes`` is not taken here; imported links come as ``restored``,
+    and a batch whose links would make a cycle is refused before anything
+    is written."""
     cleaned = [_without_secrets(request) for request in requests]
     requests = [request for request, _ in cleaned]
     now = utcnow()
+    plan = _plan_batch(store, requests, now)
     results: list[Captured | None] = [None] * len(requests)
-    fresh: dict[str, int] = {}  # text -> index of its first new request in this batch
-    for i, request in enumerate(requests):
-        if request.text in fresh:
-            continue
-        folded = _fold_into_existing(store, request, now)
-        if folded is None:
-            fresh[request.text] = i
-        else:
-            results[i] = folded
-    order = list(fresh.values())
-    ids: dict[int, UUID] = {}
-    for i in order:
-        wanted = requests[i].restored.record_id if requests[i].restored else None
-        ids[i] = wanted if wanted is not None and store.row(wanted) is None and wanted not in ids.values() else uuid4()
-    # What each id named by the batch became: itself, or the record it folded into.
-    became: dict[UUID, UUID] = {}
-    for i, request in enumerate(requests):
-        named = request.restored.record_id if request.restored else None
-        if named is not None:
-            folded_into = results[i]
-            became[named] = ids.get(i) or (folded_into.record_id if folded_into else ids[fresh[request.text]])
+    for i, existing in plan.folds.items():
+        # Read again: an earlier request of the batch may have reinforced it.
+        results[i] = _fold_into(store, store.row(existing.id) or existing, requests[i], now)
+    order = list(plan.fresh.values())
     vectors = embedder.embed([requests[i].text for i in order]) if order else []
-    records = []
-    for i, vec in zip(order, vectors):
-        link = requests[i].restored.superseded_by if requests[i].restored else None
-        records.append(_new_record(requests[i], vec.tolist(), now, ids[i], became.get(link, link) if link else None))
+    records = [_new_record(requests[i], vec.tolist(), now, plan.ids[i], _link_of(requests[i], plan))
+               for i, vec in zip(order, vectors)]
     store.insert_many(records)
     for i, record in zip(order, records):
-        results[i] = Captured("inserted", record.id, "new memory stored verbatim")
+        results[i] = Captured("inserted", record.id, "; ".join(filter(None, ("new memory stored verbatim", plan.anew[i]))))
     for i, request in enumerate(requests):
         if results[i] is None:
-            # A repeat within the batch: fold into the record just inserted.
-            results[i] = _fold_into_existing(store, request, now)
+            # A repeat within the batch: fold into the record just inserted
+            # (whatever its state: the batch brought both).
+            inserted = store.row(plan.ids[plan.fresh[request.text]])
+            assert inserted is not None  # inserted above, under the caller's store lock
+            results[i] = _fold_into(store, inserted, request, now)
     return [_reporting(result, kinds) for result, (_, kinds) in zip(results, cleaned)]  # type: ignore[arg-type]

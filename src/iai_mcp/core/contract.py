@@ -183,7 +183,10 @@ class SessionStartParams(Params):
 class ExportParams(Params):
     """memory_export: one page of memories, in insertion order."""
 
-    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="Index of the first memory of the page.")
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description=(
+        "Where the page starts: 0, then the previous page's next_offset (a position in insertion "
+        "order, so memories forgotten between pages shift nothing)."
+    ))
     limit: int = Field(200, ge=1, le=MAX_PAGE, description="Most memories in the page.")
     include_hidden: bool = Field(False, description=(
         "Also export forgotten (hidden, still restorable) memories, with their undo deadline."
@@ -257,6 +260,7 @@ class ImportRecord(CaptureParams):
             hidden_at=parse_time(self.hidden_at), undo_until=parse_time(self.undo_until),
             valid_to=parse_time(self.valid_to) if self.superseded_by else None,
             superseded_by=imported_id(self.superseded_by) if self.superseded_by else None,
+            exported_id=exported,
         ))
 
 

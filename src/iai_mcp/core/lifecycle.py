@@ -22,12 +22,13 @@ from typing import Any
 from uuid import UUID
 
 from iai_mcp.core.contract import ForgetParams, RestoreParams, UpdateParams
+from iai_mcp.core.filters import filter_of
 from iai_mcp.core.limits import MAX_FORGET, MAX_TAGS
 from iai_mcp.core.results import Memory, memory_dict
 from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from iai_mcp.log import logger
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
-from iai_mcp.types import HistoryItem, MemoryRow, parse_time, utcnow
+from iai_mcp.types import HistoryItem, MemoryRow, utcnow
 
 _log = logger("iai_mcp.core")
 
@@ -59,15 +60,8 @@ def matching(store: MemoryStore, args: ForgetParams) -> list[MemoryRow]:
         rows = [_row_of(store, "memory_forget", rid) for rid in dict.fromkeys(args.ids)]
     else:
         rows = [row for row, code in zip(store.rows(), store.states().tolist()) if code != PURGED]
-    since, until = parse_time(args.since), parse_time(args.until)
-    wanted = set(args.tags or ())
-    return [
-        row for row in rows
-        if (args.session_id is None or row.session_id == args.session_id)
-        and wanted <= set(row.tags)
-        and (since is None or row.said_at >= since)
-        and (until is None or row.said_at <= until)
-    ]
+    keep = filter_of(args)
+    return [row for row in rows if keep.passes(row)]
 
 
 def forget(store: MemoryStore, args: ForgetParams, now: datetime | None = None) -> dict[str, Any]:

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from iai_mcp.core.contract import ListParams
+from iai_mcp.core.filters import filter_of
 from iai_mcp.core.results import ListedMemory, memory_dict
 from iai_mcp.errors import InvalidInput
 from iai_mcp.store import STATE_CODES, MemoryStore
-from iai_mcp.types import MemoryRow, parse_time
+from iai_mcp.types import MemoryRow
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STATES = {"active": ("active",), "hidden": ("hidden",), "superseded": ("superseded",),
@@ -80,21 +81,6 @@ def decode_cursor(cursor: str, order: str) -> tuple[SortKey, int | None]:
     return tuple(key), as_of
 
 
-def _passes(row: MemoryRow, args: ListParams, since: datetime | None, until: datetime | None) -> bool:
-    if args.tier is not None and row.tier != args.tier:
-        return False
-    if args.session_id is not None and row.session_id != args.session_id:
-        return False
-    if args.pinned is not None and row.pinned != args.pinned:
-        return False
-    if args.tags and not set(args.tags).issubset(row.tags):
-        return False
-    if args.tags_any and set(args.tags_any).isdisjoint(row.tags):
-        return False
-    said = row.said_at
-    return (since is None or said >= since) and (until is None or said <= until)
-
-
 def list_memories(store: MemoryStore, args: ListParams) -> dict[str, Any]:
     """One page of ``results.ListPage``: ``items`` and ``next_cursor`` (null
     after the last page)."""
@@ -107,12 +93,12 @@ def list_memories(store: MemoryStore, args: ListParams) -> dict[str, Any]:
     states = store.states()
     n = min(len(rows), len(states))
     codes = [STATE_CODES[name] for name in wanted]
-    since, until = parse_time(args.since), parse_time(args.until)
+    keep = filter_of(args)
     found: list[tuple[SortKey, MemoryRow]] = []
     for slot in np.flatnonzero(np.isin(states[:n], codes)):
         row = rows[slot]
         # Checked on the row too: a state change may land after the mask.
-        if row.state not in wanted or store.row(row.id) is None or not _passes(row, args, since, until):
+        if row.state not in wanted or store.row(row.id) is None or not keep.passes(row):
             continue
         key = sort_key(args.order, row, counts)
         if after is None or key > after:

@@ -24,6 +24,7 @@ from datetime import datetime
 
 import numpy as np
 
+from iai_mcp.core.filters import RowFilter, filter_of
 from iai_mcp.retrieval import KeywordIndex, fuse, top_k
 from iai_mcp.embed import Embedder
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
@@ -180,21 +181,8 @@ def _cue_vector(query: RecallQuery, embedder: Embedder | None) -> np.ndarray:
     return vec / norm if norm > 0 else vec
 
 
-def _passes(row: MemoryRow, query: RecallQuery) -> bool:
-    if query.tier is not None and row.tier != query.tier:
-        return False
-    if query.tags and not set(query.tags).issubset(row.tags):
-        return False
-    said = row.said_at
-    if query.since is not None and said < query.since:
-        return False
-    if query.until is not None and said > query.until:
-        return False
-    return True
-
-
 def _walk(
-    order: np.ndarray, rows: list[MemoryRow], states: np.ndarray, query: RecallQuery
+    order: np.ndarray, rows: list[MemoryRow], states: np.ndarray, query: RecallQuery, keep: RowFilter
 ) -> tuple[list[int], list[int]]:
     """``(hits, anti-hits)``: rows in ``order`` that pass the filters, until
     ``query.k`` hits; superseded ones met on the way are anti-hits (at most k)."""
@@ -202,7 +190,7 @@ def _walk(
     anti: list[int] = []
     for i in order:
         code = states[i]
-        if code == _HIDDEN or code == PURGED or not _passes(rows[i], query):
+        if code == _HIDDEN or code == PURGED or not keep.passes(rows[i]):
             continue
         if code == _SUPERSEDED and not query.include_superseded:
             if len(anti) < query.k:
@@ -243,13 +231,14 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> l
     dead = (states == _HIDDEN) | (states == PURGED)
     n_dead = int(np.count_nonzero(dead))
     fused, keyword = fused_scores(store, dense, query.cue, n, ~dead if n_dead else None)
-    filtering = query.tier is not None or query.tags or query.since or query.until
+    keep = filter_of(query)
+    filtering = bool(keep)
     # Filters are checked on a generous head of the ranking; only when they
     # reject most of it (or superseded rows fill it) do we walk the whole order.
     head = min(n, max(query.k * (20 if filtering else 1), 64))
-    picked, anti = _walk(top_k(fused, head), rows, states, query)
+    picked, anti = _walk(top_k(fused, head), rows, states, query, keep)
     if len(picked) < query.k and head < n and (filtering or len(picked) < _eligible(states, n_dead, query)):
-        picked, anti = _walk(np.argsort(-fused, kind="stable"), rows, states, query)
+        picked, anti = _walk(np.argsort(-fused, kind="stable"), rows, states, query, keep)
 
     anti_set = set(anti)
     found = [

@@ -22,11 +22,12 @@ the store (one whose text is already there folds into it as in capture).
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
 
-from iai_mcp.core.capture import Captured, CaptureRequest, capture_many
+from iai_mcp.core.capture import Captured, CaptureRequest, capture_many, check_batch
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import ExportedRecord, memory_dict
 from iai_mcp.embed import Embedder
@@ -56,32 +57,57 @@ def imported_id(exported: str) -> UUID:
     return uuid5(IMPORT_NAMESPACE, exported)
 
 
-def exported_slots(store: MemoryStore, include_hidden: bool = False) -> Any:
-    """Slots of the records an export holds, in insertion order: active and
-    superseded ones, and hidden ones when asked; never purged slots."""
-    import numpy as np
-
-    states = store.states()
+def _exportable(states: Any, include_hidden: bool) -> Any:
+    """Mask of the states an export holds: active and superseded records,
+    hidden ones when asked; never purged slots."""
     keep = (states == STATE_CODES["active"]) | (states == STATE_CODES["superseded"])
     if include_hidden:
         keep |= states == STATE_CODES["hidden"]
-    return np.flatnonzero(keep)
+    return keep
 
 
-def export_page(
-    store: MemoryStore, offset: int, limit: int, include_hidden: bool = False
-) -> tuple[list[dict[str, Any]], int]:
-    """The ``offset``-th to ``offset + limit``-th exported records, in
-    insertion order, and how many the export holds."""
-    rows = store.rows()
-    slots = exported_slots(store, include_hidden)
-    page = []
-    for slot in slots[offset:offset + limit]:
+@dataclass(frozen=True)
+class ExportPage:
+    records: list[dict[str, Any]]
+    #: Records the export holds now.
+    total: int
+    #: Where the next page starts, None after the last page.
+    next_offset: int | None
+
+
+def export_page(store: MemoryStore, offset: int, limit: int, include_hidden: bool = False) -> ExportPage:
+    """Up to ``limit`` exported records, in insertion order, from insertion
+    number ``offset`` on (``MemoryStore.seqs``: a keyset, not a count).
+
+    The position is fixed before any filtering, so a record forgotten
+    (hidden or purged) between two pages shifts nothing: every record that
+    was exportable when the export started and is not forgotten before its
+    page is exported exactly once. Indexing a list of exportable records
+    instead skipped one record per record forgotten in earlier pages. The
+    position also survives the daemon reopening the store, which drops
+    purged slots and so renumbers every later row.
+    """
+    import numpy as np
+
+    rows, seqs = store.rows(), store.seqs()
+    states = store.states()
+    n = min(len(rows), len(seqs), len(states))
+    keep = _exportable(states[:n], include_hidden)
+    start = bisect.bisect_left(seqs, offset, 0, n)
+    candidates = np.flatnonzero(keep[start:]) + start
+    records: list[dict[str, Any]] = []
+    scanned = 0
+    for slot in candidates.tolist():
+        if len(records) == limit:
+            break
+        scanned += 1
         row = rows[slot]
-        # Re-checked on the row itself: it may have been forgotten since.
-        if (row.state != "hidden" or include_hidden) and store.row(row.id) is not None:  # not purged meanwhile
-            page.append(export_record(store, row))
-    return page, len(slots)
+        # Re-checked on the row itself: it may have been forgotten since the mask.
+        if (row.state != "hidden" or include_hidden) and store.row(row.id) is not None:
+            records.append(export_record(store, row))
+    # limit >= 1, so a page that stopped early scanned at least one slot.
+    next_offset = seqs[candidates[scanned - 1]] + 1 if scanned < len(candidates) else None
+    return ExportPage(records, int(np.count_nonzero(keep)), next_offset)
 
 
 def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +116,17 @@ def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:
     return {**entry, "cue": redact(cue).text} if isinstance(cue, str) else entry
 
 
+def check_import(store: MemoryStore, items: list[ImportItem]) -> None:
+    """Raise what ``import_items`` would refuse (a supersede cycle through
+    the batch and the store); writes nothing. An import's dry run."""
+    check_batch(store, [item.request for item in items])
+
+
 def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]) -> list[Captured]:
     """Capture the batch (embedded together, one commit), then restore the
-    provenance of the records it inserted in one log transaction."""
+    provenance of the records it inserted in one log transaction. A batch
+    whose ``superseded_by`` links, with those already stored, make a cycle
+    is an InvalidInput naming them, and nothing is written."""
     results = capture_many(store, embedder, [item.request for item in items])
     pairs = []
     restored: set[Any] = set()

@@ -213,7 +213,13 @@ class MemoryStore:
         self._seqs.append(seq)
         self._rows.append(row)
         self._index_of[row.id] = index
-        self._by_text.setdefault(text_key(row.literal_surface), index)
+        key = text_key(row.literal_surface)
+        current = self._by_text.get(key)
+        # find_identical answers with an active record when there is one: a
+        # text said again after its record was forgotten or superseded is
+        # stored anew (core.capture), and its repeats fold into the new one.
+        if current is None or self._states[current] != STATE_CODES["active"]:
+            self._by_text[key] = index
         self._states[index] = STATE_CODES[row.state]
 
     # ------------------------------------------------------------- embedder
@@ -449,6 +455,12 @@ class MemoryStore:
     def rows(self) -> list[MemoryRow]:
         """The live row list, in insertion order (read it, never mutate it)."""
         return self._rows
+
+    def seqs(self) -> list[int]:
+        """Each row's insertion number (its LanceDB ``seq``), aligned with
+        ``rows()``: strictly increasing, kept by updates and across opens, so
+        a position in it survives forgetting (export pages by it)."""
+        return self._seqs
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(matrix, norms)`` views over the first ``len(self)`` rows; norms

@@ -1,0 +1,140 @@
+"""The commands about memories themselves: capture, recall, supersede,
+list, tags and show."""
+from __future__ import annotations
+
+import argparse
+
+from iai_mcp.cli.format import (
+    indent,
+    note,
+    one_line,
+    print_captured,
+    print_json,
+    provenance_line,
+)
+from iai_mcp.cli.options import (
+    AddCommand,
+    connected,
+    contract_options,
+    json_flag,
+    method_params,
+    text_argument,
+)
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    text = text_argument(args.text)
+    with connected(args) as backend:
+        result = backend.call("memory_capture", {**method_params(args, "memory_capture"), "text": text})
+    print_captured(result, args.json)
+    return 0
+
+
+def cmd_recall(args: argparse.Namespace) -> int:
+    with connected(args) as backend:
+        result = backend.call("memory_recall", method_params(args, "memory_recall"))
+    if args.json:
+        print_json(result)
+        return 0
+    if not result["hits"]:
+        print("no memories found")
+    for hit in result["hits"]:
+        print(f"{hit['score']:.3f}  {hit['ts'][:19]}  {hit['record_id']}  ({hit['reason']})")
+        print(indent(hit["literal_surface"]))
+    for anti in result.get("anti_hits", []):
+        print(f"superseded {anti['score']:.3f}  {anti['record_id']}  (replaced by {anti['superseded_by']} "
+              f"on {str(anti['valid_to'])[:19]})")
+        print(indent(anti["literal_surface"]))
+    return 0
+
+
+def cmd_supersede(args: argparse.Namespace) -> int:
+    text = text_argument(args.text)
+    params = {**method_params(args, "memory_capture"), "text": text, "supersedes": args.old_ids}
+    with connected(args) as backend:
+        result = backend.call("memory_capture", params)
+    print_captured(result, args.json)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    with connected(args) as backend:
+        page = backend.call("memory_list", method_params(args, "memory_list"))
+    if args.json:
+        print_json(page)
+        return 0
+    if not page["items"]:
+        print("no memories")
+    for item in page["items"]:
+        flags = " pinned" if item["pinned"] else ""
+        tags = f" [{', '.join(item['tags'])}]" if item["tags"] else ""
+        state = item["state"]
+        if item.get("undo_until"):
+            state += f" until {item['undo_until'][:10]}"
+        elif item.get("superseded_by"):
+            state += f" by {item['superseded_by']}"
+        print(f"{item['ts'][:19]}  {item['record_id']}  {state}{flags}{tags}")
+        print(f"    {one_line(item['literal_surface'])}")
+    if page["next_cursor"]:
+        note(f"more: add --cursor {page['next_cursor']}")
+    return 0
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    with connected(args) as backend:
+        result = backend.call("memory_tags", {})
+    if args.json:
+        print_json(result)
+        return 0
+    if not result["tags"]:
+        print("no tags")
+    for item in result["tags"]:
+        print(f"{item['count']:>6}  {item['tag']}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with connected(args) as backend:
+        record = backend.call("memory_get", {"id": args.id})
+    if args.json:
+        print_json(record)
+        return 0
+    for key in ("record_id", "tier", "role", "session_id", "ts", "tags", "pinned",
+                "language", "created_at", "updated_at", "reinforcements"):
+        print(f"{key}: {record.get(key)}")
+    print("text:")
+    print(indent(record["literal_surface"]))
+    provenance = record["provenance"]
+    print(f"provenance ({len(provenance)}):")
+    for entry in provenance:
+        print(provenance_line(entry))
+    return 0
+
+
+def add_commands(command: AddCommand) -> None:
+    p = command("capture", cmd_capture, "remember TEXT verbatim (reads stdin when TEXT is '-' or absent)")
+    p.add_argument("text", nargs="?", metavar="TEXT")
+    p.defer(lambda p: contract_options(p, "memory_capture", skip=("text",)))
+    json_flag(p)
+
+    p = command("recall", cmd_recall, "find the memories that match CUE, best first")
+    p.add_argument("cue", metavar="CUE")
+    p.defer(lambda p: contract_options(p, "memory_recall", skip=("cue", "cue_embedding")))
+    json_flag(p)
+
+    p = command("supersede", cmd_supersede,
+                "remember TEXT as replacing OLD_ID... (a correction; the old ones become anti-hits)")
+    p.add_argument("old_ids", nargs="+", metavar="OLD_ID")
+    p.add_argument("--text", metavar="TEXT", help="the new, correct words (default: read stdin)")
+    p.defer(lambda p: contract_options(p, "memory_capture", skip=("text", "supersedes")))
+    json_flag(p)
+
+    p = command("list", cmd_list, "list memories by state, tags, session or time, newest first")
+    p.defer(lambda p: contract_options(p, "memory_list"))
+    json_flag(p)
+
+    json_flag(command("tags", cmd_tags, "the tags on active memories, most used first"))
+
+    p = command("show", cmd_show, "show one memory and its provenance (when, by which cue, in which session)")
+    p.add_argument("id", metavar="ID")
+    json_flag(p)

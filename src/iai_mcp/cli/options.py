@@ -1,0 +1,131 @@
+"""What every ``iai-mcp`` command shares: the backend it talks to, and the
+options derived from the method contract.
+
+Standard library only at import: ``--help`` and the hooks stay fast. The
+contract (pydantic, ~90 ms of start-up) loads when a command whose options
+it gives is parsed or asked for help (``CommandParser``).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def connected(args: argparse.Namespace) -> Iterator[Any]:
+    """The backend of ``--store`` (``backend.connect``), closed after use."""
+    from iai_mcp import backend
+
+    connection = backend.connect(args.store)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def store_path(args: argparse.Namespace) -> Path:
+    from iai_mcp import backend
+
+    return backend.store_path(args.store)
+
+
+def text_argument(text: str | None) -> str:
+    """TEXT as given, or stdin when it is '-' or absent."""
+    if text is None or text == "-":
+        text = sys.stdin.read()
+        # The newline a shell pipe adds is not part of what was said.
+        text = text.removesuffix("\n")
+    return text
+
+
+def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
+    """The options given for ``method``'s parameters (``contract_options``);
+    one not given is left out, so the contract's default applies."""
+    from iai_mcp.core import contract
+
+    names = contract.method(method).params.model_fields
+    return {name: value for name, value in vars(args).items()
+            if name in names and value is not None and value is not False}
+
+
+def json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def batch_size(value: str) -> int:
+    from iai_mcp.core.limits import MAX_PAGE
+
+    try:
+        size = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 1 <= size <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PAGE}")
+    return size
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser whose contract-derived options are added on first
+    use (parsing or help). The contract imports pydantic, ~90 ms of start-up
+    that ``--help``, ``hook`` and every other command would otherwise pay on
+    each run for options they never show."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        self._deferred.append(add)
+
+    def _complete(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._complete()
+        return super().format_help()
+
+
+#: How a command module registers a command: name, function, help -> its parser.
+AddCommand = Callable[[str, Callable[[argparse.Namespace], int], str], CommandParser]
+
+
+def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tuple[str, ...] = ()) -> None:
+    """One option per parameter of ``method``'s contract (``core.contract``),
+    except ``skip``: ``--session-id`` for ``session_id``, choices from a
+    ``Literal``, a flag for a bool, a repeatable singular option for a list
+    (``--tag``), the description (and default) as help. No option has an
+    argparse default: one not given is not sent, and the contract's applies."""
+    from iai_mcp.core import contract
+
+    for name, field in contract.method(method).params.model_fields.items():
+        if name in skip:
+            continue
+        kind = field.annotation
+        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            kind = next(t for t in typing.get_args(kind) if t is not type(None))  # X | None
+        flag = "--" + name.replace("_", "-")
+        help = (field.description or "").replace("%", "%%")
+        if field.default not in (None, False):
+            help = f"{help.rstrip('.')} (default {field.default})"
+        options: dict[str, Any] = {"dest": name, "help": help}
+        if kind is bool:
+            options["action"] = "store_true"
+        elif typing.get_origin(kind) is list:
+            flag = flag.removesuffix("s")
+            options.update(action="append", metavar=flag[2:].upper(), help=f"{help.rstrip('.')}; repeat for several")
+        elif typing.get_origin(kind) is typing.Literal:
+            options["choices"] = list(typing.get_args(kind))
+        elif kind is int:
+            options["type"] = int
+        parser.add_argument(flag, **options)
