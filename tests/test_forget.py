@@ -406,8 +406,43 @@ def test_bench_recall_latency_with_part_of_the_store_forgotten(tmp_path, mode):
     subprocess.run([sys.executable, "-m", "bench.recall_latency", "--quick", "--forget", "0.1",
                     "--forget-mode", mode, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
                    cwd=repo, env=env, check=True, capture_output=True, timeout=600)
-    data = json.loads((tmp_path / "out" / "recall_latency_forget.json").read_text())
+    name = "recall_latency_forget.json" if mode == "purge" else f"recall_latency_forget_{mode}.json"
+    data = json.loads((tmp_path / "out" / name).read_text())
     assert data["command"].startswith("python -m bench.recall_latency ")
     assert data["config"]["forget"] == {"fraction": 0.1, "mode": mode}
     for size in data["sizes"]:
         assert size["forgotten"]["forgotten"] == size["records"] // 10 and size["end_to_end_ms"]["p95"] > 0
+
+
+def test_undo_until_only_when_the_call_hides_something(three):
+    store, (pin, *_) = three
+    assert dispatch(store, "memory_forget", {"tags": ["nothing-has-this"]})["undo_until"] is None
+    would = dispatch(store, "memory_forget", {"ids": [pin], "dry_run": True})
+    assert would["forgotten"] == [pin] and would["undo_until"] is not None
+    assert store.row(UUID(pin)).hidden_at is None  # dry run: nothing hidden
+    first = dispatch(store, "memory_forget", {"ids": [pin]})
+    assert datetime.fromisoformat(first["undo_until"]) == store.row(UUID(pin)).undo_until
+    again = dispatch(store, "memory_forget", {"ids": [pin]})
+    assert again["forgotten"] == [] and again["undo_until"] is None
+    assert dispatch(store, "memory_forget", {"ids": [pin], "dry_run": True})["undo_until"] is None
+
+
+def test_local_mode_purges_expired_memories_when_it_opens_the_store(tmp_path, fake_embedder, monkeypatch):
+    from iai_mcp import backend
+
+    root = tmp_path / "store"
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        ids = [capture(store, f"memory {i}") for i in range(3)]
+        store.set_undo_window(timedelta(0))
+        dispatch(store, "memory_forget", {"ids": ids[:1]})
+        assert store.row(UUID(ids[0])) is not None  # hidden, not purged yet
+    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    local = backend.connect(root)
+    try:
+        assert isinstance(local, backend.LocalBackend)
+        with pytest.raises(NotFound):
+            local.call("memory_get", {"id": ids[0]})
+        assert local.call("memory_get", {"id": ids[1]})["state"] == "active"
+    finally:
+        local.close()

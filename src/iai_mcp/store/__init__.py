@@ -143,8 +143,10 @@ class MemoryStore:
         self.store_id: str = self._meta["store_id"]
         self._records = RecordsTable(self.root)
         self._log = ProvenanceLog(self.root, self._cipher)
-        # A purge a killed process left half done is finished before any row is read.
-        unfinished = self._finish_purge()
+        self._purger = purging.Purger(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log,
+                                      rows=self.rows, commit=self._commit_rows)
+        # A purge a killed (or failed) process left: its rows are never loaded...
+        pending = self._purger.pending()
         self._rows: list[MemoryRow] = []
         self._seqs: list[int] = []  # LanceDB seq of each row, parallel to _rows
         self._index_of: dict[UUID, int] = {}
@@ -156,9 +158,11 @@ class MemoryStore:
         self._writes_since_compact = 0
         self.compact_every = compact_every
         self.load_problems: list[str] = []
-        self._load(skip=set(unfinished.seqs) if unfinished else set())
+        self._load(skip=set(pending.seqs) if pending else set())
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
+        if pending is not None:  # ...and it is finished once the rows it relinks are loaded
+            self._purger.finish()
         if embedder is not None:
             self.bind_embedder(embedder)
 
@@ -342,15 +346,18 @@ class MemoryStore:
                 planned.append((index, row))
             if not planned:
                 return []
-            latest = dict(planned)  # one row per record, its last planned state
-            self._records.replace(
-                [self._seal(row, self._matrix[index], self._seqs[index]) for index, row in latest.items()]
-            )
-            for index, row in latest.items():
-                self._rows[index] = row
-                self._states[index] = STATE_CODES[row.state]
-            self._after_write()
+            self._commit_rows(dict(planned))  # one row per record, its last planned state
             return [row for _, row in planned]
+
+    def _commit_rows(self, latest: dict[int, MemoryRow]) -> None:
+        """Write rewritten rows ``{slot: row}`` in one commit, then show them."""
+        self._records.replace(
+            [self._seal(row, self._matrix[index], self._seqs[index]) for index, row in latest.items()]
+        )
+        for index, row in latest.items():
+            self._rows[index] = row
+            self._states[index] = STATE_CODES[row.state]
+        self._after_write()
 
     def _after_write(self) -> None:
         self._writes_since_compact += 1
@@ -382,8 +389,9 @@ class MemoryStore:
 
     def purge(self, record_ids: Sequence[UUID]) -> list[UUID]:
         """Remove these records for good: afterwards no file of the store
-        holds their id, text, vector or provenance (see ``store.purge``).
-        NotFound (and nothing removed) if one is not in the store.
+        holds their id, text, vector or provenance, and no other record names
+        them (see ``store.purge``). NotFound (and nothing removed) if one is
+        not in the store; StoreError if a step fails (the purge stays pending).
 
         In memory each record's slot stays, emptied (``PURGED`` in
         ``states()``, a blank row, a zero vector), so every array keeps its
@@ -398,27 +406,31 @@ class MemoryStore:
                 indexes.append(index)
             if not indexes:
                 return []
-            self._finish_purge()  # one an earlier failure left behind
+            self._purger.finish()  # one an earlier failure left: alone first, merged below if it still fails
             ids = [self._rows[i].id for i in indexes]
-            intent = purging.Intent(tuple(map(str, ids)), tuple(self._seqs[i] for i in indexes))
-            purging.write_intent(self.root, self.sealer(purging.SEAL_PURPOSE), intent)
-            self._log.refuse(intent.record_ids)  # closes the race with the queue's worker
+            self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._seqs[i] for i in indexes)))
             self._tombstone(indexes)
             # Provenance a recall queued for them reaches the log now, and
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
-            if self._finish_purge() is not None:
-                raise StoreError(
-                    f"the purge of {len(ids)} record(s) could not finish (see the log); they are "
-                    "gone from this process, and the purge is retried at the next purge or open"
-                )
+            self._finish_pending(f"the purge of {len(ids)} record(s)")
             self._writes_since_compact = 0
             return ids
 
-    def _finish_purge(self) -> purging.Intent | None:
-        """A purge that did not finish (killed, or failed part-way), carried
-        out now; returned if it still cannot be (see ``purge.finish``)."""
-        return purging.finish(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log)
+    def finish_pending_purge(self) -> None:
+        """Finish a purge an earlier failure left pending (nothing to do when
+        none is); the automatic purge calls it on every run. StoreError if it
+        still cannot finish."""
+        with self._lock:
+            self._finish_pending("an earlier purge")
+
+    def _finish_pending(self, what: str) -> None:
+        unfinished = self._purger.finish()
+        if unfinished is not None:
+            raise StoreError(
+                f"{what} could not finish (see the log); its {len(unfinished.record_ids)} record(s) are gone "
+                "from this process, and the purge is retried at the next purge, automatic purge or open"
+            )
 
     def _tombstone(self, indexes: list[int]) -> None:
         blank, lost_texts = purging.blank_row(), set()
