@@ -298,6 +298,31 @@ def test_the_daemon_purges_expired_memories_and_survives_a_failure(tmp_path, fak
         assert rid not in log and UUID(rid).hex not in log
 
 
+def test_the_daemon_finishes_a_purge_that_failed_on_its_next_run(tmp_path, fake_embedder, monkeypatch, capsys):
+    """The failed purge leaves PURGED slots, not hidden ones: the next hourly
+    run has nothing due and still finishes it, as its log line promises."""
+    from iai_mcp.daemon import service
+    from iai_mcp.store.purge import INTENT_FILE
+    from tests.test_daemon import InThread, _eventually
+    from tests.test_purge import _failing, needles, scan
+
+    root = tmp_path / "store"
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        ids = [capture(store, f"memory {i}") for i in range(3)]
+        store.set_undo_window(timedelta(0))
+        dispatch(store, "memory_forget", {"ids": ids[:1]})
+    found = needles(root, ids[0])
+    monkeypatch.setattr(service, "AUTO_PURGE_EVERY_S", 0.1)
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    calls = _failing(monkeypatch, times=1)
+    with InThread(root):
+        assert _eventually(lambda: len(calls) >= 2 and not (root / INTENT_FILE).exists())
+    assert scan([root], found) == []
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e["event"] == "auto_purge_failed"]
+    assert len(failed) == 1 and failed[0]["consequence"] == "retried in 0 s"
+
+
 # --------------------------------------------------------------- CLI, MCP
 
 
