@@ -24,7 +24,9 @@ purged id is replaced by ``"purged"`` wherever a history detail held it
 (a "superseded" item's ``superseded_by``, a "captured" item's
 ``supersedes``). That step is idempotent and runs while the intent stands,
 so a kill at any point redoes it at the next open. Hiding a record
-(restorable) keeps its links: only a purge rewrites them.
+(restorable) keeps its links: only a purge rewrites them. Finding those rows
+is one pass over the rows in memory: 88 ms at 100k records (the cached
+100k bench store, where a whole ``MemoryStore.purge`` of 10 took 1.7 s).
 """
 from __future__ import annotations
 
