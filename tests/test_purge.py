@@ -397,3 +397,30 @@ def test_the_relink_is_finished_by_the_next_open(tmp_path, fake_embedder, monkey
         assert reopened.get(b) is None and reopened.row(UUID(a)).state == "active"
         assert b not in _api_text(reopened)
     assert scan([root], found) == []
+
+
+def test_a_relink_that_failed_is_done_by_the_next_open(tmp_path, fake_embedder, monkeypatch):
+    """The relink commit itself fails: B is gone from this process at once,
+    and the reopen relinks A and removes B."""
+    from iai_mcp.errors import StoreError
+    from iai_mcp.store.records_table import RecordsTable
+
+    root = tmp_path / "s"
+    store = MemoryStore(path=root, embedder=fake_embedder)
+    a = dispatch(store, "memory_capture", {"text": "billing runs on Postgres"})["record_id"]
+    b = dispatch(store, "memory_capture", {"text": "billing runs on DynamoDB", "supersedes": [a]})["record_id"]
+    found = needles(root, b)
+
+    def replace(self, rows):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(RecordsTable, "replace", replace)
+    with pytest.raises(StoreError):
+        store.purge([UUID(b)])
+    assert store.get(b) is None and (root / INTENT_FILE).exists()
+    store.close()
+    monkeypatch.undo()
+    with MemoryStore(path=root, embedder=fake_embedder) as reopened:
+        assert reopened.get(b) is None and reopened.row(UUID(a)).state == "active"
+        assert b not in _api_text(reopened)
+    assert scan([root], found) == []
