@@ -298,6 +298,31 @@ def test_the_daemon_purges_expired_memories_and_survives_a_failure(tmp_path, fak
         assert rid not in log and UUID(rid).hex not in log
 
 
+def test_the_daemon_finishes_a_purge_that_failed_on_its_next_run(tmp_path, fake_embedder, monkeypatch, capsys):
+    """The failed purge leaves PURGED slots, not hidden ones: the next hourly
+    run has nothing due and still finishes it, as its log line promises."""
+    from iai_mcp.daemon import service
+    from iai_mcp.store.purge import INTENT_FILE
+    from tests.test_daemon import InThread, _eventually
+    from tests.test_purge import _failing, needles, scan
+
+    root = tmp_path / "store"
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        ids = [capture(store, f"memory {i}") for i in range(3)]
+        store.set_undo_window(timedelta(0))
+        dispatch(store, "memory_forget", {"ids": ids[:1]})
+    found = needles(root, ids[0])
+    monkeypatch.setattr(service, "AUTO_PURGE_EVERY_S", 0.1)
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    calls = _failing(monkeypatch, times=1)
+    with InThread(root):
+        assert _eventually(lambda: len(calls) >= 2 and not (root / INTENT_FILE).exists())
+    assert scan([root], found) == []
+    events = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    failed = [e for e in events if e["event"] == "auto_purge_failed"]
+    assert len(failed) == 1 and failed[0]["consequence"] == "retried in 0 s"
+
+
 # --------------------------------------------------------------- CLI, MCP
 
 
@@ -406,8 +431,43 @@ def test_bench_recall_latency_with_part_of_the_store_forgotten(tmp_path, mode):
     subprocess.run([sys.executable, "-m", "bench.recall_latency", "--quick", "--forget", "0.1",
                     "--forget-mode", mode, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")],
                    cwd=repo, env=env, check=True, capture_output=True, timeout=600)
-    data = json.loads((tmp_path / "out" / "recall_latency_forget.json").read_text())
+    name = "recall_latency_forget.json" if mode == "purge" else f"recall_latency_forget_{mode}.json"
+    data = json.loads((tmp_path / "out" / name).read_text())
     assert data["command"].startswith("python -m bench.recall_latency ")
     assert data["config"]["forget"] == {"fraction": 0.1, "mode": mode}
     for size in data["sizes"]:
         assert size["forgotten"]["forgotten"] == size["records"] // 10 and size["end_to_end_ms"]["p95"] > 0
+
+
+def test_undo_until_only_when_the_call_hides_something(three):
+    store, (pin, *_) = three
+    assert dispatch(store, "memory_forget", {"tags": ["nothing-has-this"]})["undo_until"] is None
+    would = dispatch(store, "memory_forget", {"ids": [pin], "dry_run": True})
+    assert would["forgotten"] == [pin] and would["undo_until"] is not None
+    assert store.row(UUID(pin)).hidden_at is None  # dry run: nothing hidden
+    first = dispatch(store, "memory_forget", {"ids": [pin]})
+    assert datetime.fromisoformat(first["undo_until"]) == store.row(UUID(pin)).undo_until
+    again = dispatch(store, "memory_forget", {"ids": [pin]})
+    assert again["forgotten"] == [] and again["undo_until"] is None
+    assert dispatch(store, "memory_forget", {"ids": [pin], "dry_run": True})["undo_until"] is None
+
+
+def test_local_mode_purges_expired_memories_when_it_opens_the_store(tmp_path, fake_embedder, monkeypatch):
+    from iai_mcp import backend
+
+    root = tmp_path / "store"
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        ids = [capture(store, f"memory {i}") for i in range(3)]
+        store.set_undo_window(timedelta(0))
+        dispatch(store, "memory_forget", {"ids": ids[:1]})
+        assert store.row(UUID(ids[0])) is not None  # hidden, not purged yet
+    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    local = backend.connect(root)
+    try:
+        assert isinstance(local, backend.LocalBackend)
+        with pytest.raises(NotFound):
+            local.call("memory_get", {"id": ids[0]})
+        assert local.call("memory_get", {"id": ids[1]})["state"] == "active"
+    finally:
+        local.close()

@@ -235,3 +235,192 @@ def test_kill_9_during_purge_leaves_before_or_after(tmp_path, fake_embedder, mod
         if outcomes[-1] == "after":
             assert scan([root], {f"id {v}": v.encode() for v in victims}) == []
     assert "after" in outcomes
+
+
+# ------------------------------------------------- a purge that cannot finish
+
+
+def _failing(monkeypatch, times: int) -> list[int]:
+    """``RecordsTable.purge`` raises on its first ``times`` calls (a disk
+    full, a LanceDB error), then works; returns the call counter."""
+    from iai_mcp.store.records_table import RecordsTable
+
+    calls, real = [], RecordsTable.purge
+
+    def purge(self, seqs):
+        calls.append(1)
+        if len(calls) <= times:
+            raise OSError("no space left on device")
+        return real(self, seqs)
+
+    monkeypatch.setattr(RecordsTable, "purge", purge)
+    return calls
+
+
+def test_a_purge_that_cannot_finish_is_not_lost_by_the_next_one(tmp_path, fake_embedder, monkeypatch):
+    """The earlier purge still fails when the next one starts: its intent is
+    merged into the new one, so after a reopen its record is gone too."""
+    from iai_mcp.errors import StoreError
+
+    root = tmp_path / "s"
+    store = MemoryStore(path=root, embedder=fake_embedder)
+    ids = fill(store, 6)
+    found = needles(root, ids[0])
+    _failing(monkeypatch, times=2)
+    with pytest.raises(StoreError, match="could not finish"):
+        store.purge([UUID(ids[0])])
+    assert store.purge([UUID(ids[1])]) == [UUID(ids[1])]
+    assert not (root / INTENT_FILE).exists()
+    store.close()
+    monkeypatch.undo()
+    with MemoryStore(path=root) as reopened:
+        assert reopened.get(ids[0]) is None and reopened.get(ids[1]) is None
+        assert all(reopened.get(rid).literal_surface for rid in ids[2:])
+    assert scan([root], found) == []
+
+
+def test_a_purge_failing_for_good_stays_pending_with_the_new_one(tmp_path, fake_embedder, monkeypatch):
+    from iai_mcp.errors import StoreError
+
+    root = tmp_path / "s"
+    store = MemoryStore(path=root, embedder=fake_embedder)
+    ids = fill(store, 6)
+    _failing(monkeypatch, times=99)
+    for rid in ids[:2]:
+        with pytest.raises(StoreError):
+            store.purge([UUID(rid)])
+    store.close()
+    monkeypatch.undo()
+    with MemoryStore(path=root) as reopened:  # the open finishes both
+        assert reopened.get(ids[0]) is None and reopened.get(ids[1]) is None
+        assert not (root / INTENT_FILE).exists() and len(reopened) == 4
+
+
+def test_the_automatic_purge_finishes_a_pending_purge(tmp_path, fake_embedder, monkeypatch):
+    """Purged slots are PURGED, not hidden: the next automatic run has nothing
+    due, and still finishes what the failed one left."""
+    from datetime import UTC, datetime, timedelta
+
+    from iai_mcp.core import lifecycle
+    from iai_mcp.errors import StoreError
+
+    root = tmp_path / "s"
+    store = MemoryStore(path=root, embedder=fake_embedder)
+    ids = fill(store, 6)
+    found = needles(root, ids[0])
+    dispatch(store, "memory_forget", {"ids": ids[:1]})
+    later = datetime.now(UTC) + timedelta(days=31)
+    _failing(monkeypatch, times=1)
+    with pytest.raises(StoreError):
+        lifecycle.purge_expired(store, later)
+    assert (root / INTENT_FILE).exists() and scan([root], found)
+    assert lifecycle.purge_expired(store, later) == []
+    assert not (root / INTENT_FILE).exists() and scan([root], found) == []
+    store.close()
+
+
+# ------------------------------------------- purging a memory that superseded others
+
+
+def _api_text(store, include_hidden: bool = True) -> str:
+    """Everything memory_get, memory_list(state=all) and export show."""
+    import json
+
+    listed = dispatch(store, "memory_list", {"state": "all", "limit": 500})["items"]
+    exported = dispatch(store, "memory_export", {"include_hidden": include_hidden, "limit": 500})["records"]
+    got = [dispatch(store, "memory_get", {"id": item["record_id"]}) for item in listed]
+    return json.dumps([listed, exported, got], default=str)
+
+
+def test_purging_the_replacement_makes_what_it_superseded_active_again(store):
+    """A superseded by B, B by C; purging B: A is active again (history says
+    its replacement was purged), C's history no longer names B, and no file
+    or API result names B."""
+    a = dispatch(store, "memory_capture", {"text": "billing runs on Postgres"})["record_id"]
+    b = dispatch(store, "memory_capture", {"text": "billing runs on DynamoDB", "supersedes": [a]})["record_id"]
+    c = dispatch(store, "memory_capture", {"text": "billing runs on Spanner", "supersedes": [b]})["record_id"]
+    other = dispatch(store, "memory_capture", {"text": "unrelated note"})["record_id"]
+    assert dispatch(store, "memory_get", {"id": a})["state"] == "superseded"
+    assert b in _api_text(store)
+    found = needles(store.root, b)
+
+    dispatch(store, "memory_forget", {"ids": [b], "mode": "purge"})
+
+    got = dispatch(store, "memory_get", {"id": a})
+    assert got["state"] == "active" and got["superseded_by"] is None and got["valid_to"] is None
+    assert got["history"][-1]["action"] == "restored" and "purged" in got["history"][-1]["detail"]
+    assert dispatch(store, "memory_get", {"id": c})["state"] == "active"
+    assert dispatch(store, "memory_get", {"id": other})["history"][-1]["action"] == "captured"
+    text = _api_text(store)
+    assert b not in text and UUID(b).hex not in text and a in text and c in text
+    hits = dispatch(store, "memory_recall", {"cue": "billing runs on Postgres", "k": 10})
+    assert a in {h["record_id"] for h in hits["hits"]}
+    assert scan([store.root, config.overflow_dir()], found) == []
+    store.close()
+    with MemoryStore(path=store.root) as reopened:
+        assert reopened.row(UUID(a)).state == "active" and b not in _api_text(reopened)
+
+
+def test_purging_the_superseded_one_leaves_no_trace_in_its_replacement(store):
+    a = dispatch(store, "memory_capture", {"text": "standup at 9"})["record_id"]
+    b = dispatch(store, "memory_capture", {"text": "standup at 10", "supersedes": [a]})["record_id"]
+    dispatch(store, "memory_forget", {"ids": [a], "mode": "purge"})
+    assert dispatch(store, "memory_get", {"id": b})["state"] == "active"
+    assert a not in _api_text(store)
+
+
+def test_hiding_the_replacement_keeps_the_links(store):
+    a = dispatch(store, "memory_capture", {"text": "standup at 9"})["record_id"]
+    b = dispatch(store, "memory_capture", {"text": "standup at 10", "supersedes": [a]})["record_id"]
+    dispatch(store, "memory_forget", {"ids": [b]})
+    assert dispatch(store, "memory_get", {"id": a})["superseded_by"] == b
+    dispatch(store, "memory_restore", {"ids": [b]})
+    assert dispatch(store, "memory_get", {"id": a})["state"] == "superseded"
+
+
+def test_the_relink_is_finished_by_the_next_open(tmp_path, fake_embedder, monkeypatch):
+    """The purge of B fails after its intent was written: the reopen both
+    removes B and makes A active again."""
+    from iai_mcp.errors import StoreError
+
+    root = tmp_path / "s"
+    store = MemoryStore(path=root, embedder=fake_embedder)
+    a = dispatch(store, "memory_capture", {"text": "billing runs on Postgres"})["record_id"]
+    b = dispatch(store, "memory_capture", {"text": "billing runs on DynamoDB", "supersedes": [a]})["record_id"]
+    found = needles(root, b)
+    _failing(monkeypatch, times=1)
+    with pytest.raises(StoreError):
+        store.purge([UUID(b)])
+    store.close()
+    monkeypatch.undo()
+    with MemoryStore(path=root, embedder=fake_embedder) as reopened:
+        assert reopened.get(b) is None and reopened.row(UUID(a)).state == "active"
+        assert b not in _api_text(reopened)
+    assert scan([root], found) == []
+
+
+def test_a_relink_that_failed_is_done_by_the_next_open(tmp_path, fake_embedder, monkeypatch):
+    """The relink commit itself fails: B is gone from this process at once,
+    and the reopen relinks A and removes B."""
+    from iai_mcp.errors import StoreError
+    from iai_mcp.store.records_table import RecordsTable
+
+    root = tmp_path / "s"
+    store = MemoryStore(path=root, embedder=fake_embedder)
+    a = dispatch(store, "memory_capture", {"text": "billing runs on Postgres"})["record_id"]
+    b = dispatch(store, "memory_capture", {"text": "billing runs on DynamoDB", "supersedes": [a]})["record_id"]
+    found = needles(root, b)
+
+    def replace(self, rows):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(RecordsTable, "replace", replace)
+    with pytest.raises(StoreError):
+        store.purge([UUID(b)])
+    assert store.get(b) is None and (root / INTENT_FILE).exists()
+    store.close()
+    monkeypatch.undo()
+    with MemoryStore(path=root, embedder=fake_embedder) as reopened:
+        assert reopened.get(b) is None and reopened.row(UUID(a)).state == "active"
+        assert b not in _api_text(reopened)
+    assert scan([root], found) == []

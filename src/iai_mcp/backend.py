@@ -10,6 +10,8 @@ Environment read here (the composition root):
 ``IAI_MCP_LOCAL=1``
     ``connect()`` opens the store in this process instead of going through
     the daemon; the store lock then refuses any other process meanwhile.
+    No daemon runs the hourly automatic purge then, so the local backend
+    purges expired forgotten memories each time it opens the store.
 ``IAI_MCP_DAEMON_IDLE_TIMEOUT``
     Seconds a daemon with no connection and no request waits before exiting
     (default 600).
@@ -33,11 +35,14 @@ from typing import Any, Protocol
 
 from iai_mcp import config
 from iai_mcp.errors import InvalidInput
+from iai_mcp.log import logger
 
 LOCAL_ENV = "IAI_MCP_LOCAL"
 IDLE_TIMEOUT_ENV = "IAI_MCP_DAEMON_IDLE_TIMEOUT"
 TEST_EMBEDDER_ENV = "IAI_MCP_TEST_EMBEDDER"
 DEFAULT_IDLE_TIMEOUT_S = 600.0
+
+_log = logger("iai_mcp.backend")
 
 
 class Backend(Protocol):
@@ -93,6 +98,22 @@ class LocalBackend:
     def __init__(self, store) -> None:
         self.store = store
 
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> LocalBackend:
+        """The store at ``path`` opened in this process, its expired forgotten
+        memories purged first (what the daemon does at start and hourly). A
+        purge that fails is one log line and stays pending: it is retried at
+        the next open, and the store is served meanwhile."""
+        from iai_mcp.core import lifecycle
+        from iai_mcp.errors import IaiError
+
+        store = open_store(path)
+        try:
+            lifecycle.purge_expired(store)
+        except (IaiError, OSError) as exc:
+            _log.error("auto_purge_failed", error=f"{type(exc).__name__}: {exc}", consequence="retried at the next open")
+        return cls(store)
+
     def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
         from iai_mcp.core import dispatch
 
@@ -112,7 +133,7 @@ def connect(path: str | Path | None = None, *, local: bool | None = None) -> Bac
     if local is None:
         local = os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     if local:
-        return LocalBackend(open_store(path))
+        return LocalBackend.open(path)
     from iai_mcp.daemon.client import DaemonClient
 
     return DaemonClient(store_path(path)).connect()

@@ -45,6 +45,7 @@ from iai_mcp.embed import Embedder
 from iai_mcp.errors import InvalidInput, NotFound
 from iai_mcp.retrieval import top_k
 from iai_mcp.store import STATE_CODES, MemoryStore
+from iai_mcp.store.history import history_item
 from iai_mcp.types import HistoryItem, MemoryRecord, MemoryRow, utcnow
 
 #: Cosine (MiniLM) at or above which an active memory is listed as ``related``.
@@ -122,10 +123,6 @@ class Captured:
     superseded: tuple[UUID, ...] = ()
 
 
-def history_item(action: str, now: datetime, session_id: str | None, detail: Any = None) -> HistoryItem:
-    return {"ts": now.isoformat(), "action": action, "session_id": session_id, "detail": detail}
-
-
 def _without_secrets(request: CaptureRequest) -> tuple[CaptureRequest, tuple[str, ...]]:
     text = redact(request.text)
     cue = redact(request.cue) if request.cue else None
@@ -154,7 +151,7 @@ def _new_record(
         )
     restored = request.restored or Restored()
     detail = {"supersedes": [str(rid) for rid in request.supersedes]} if request.supersedes else None
-    history = list(restored.history) or [history_item("captured", now, request.session_id, detail)]
+    history = list(restored.history) or [history_item("captured", now, session_id=request.session_id, detail=detail)]
     record_id = record_id or uuid4()
     return MemoryRecord(
         id=record_id,
@@ -225,7 +222,8 @@ def _reinforcement(existing: MemoryRow, request: CaptureRequest, now: datetime) 
     kept = sum(1 for item in existing.history if item.get("action") == "reinforced")
     item = None
     if kept < MAX_REINFORCED_HISTORY:
-        item = history_item("reinforced", now, request.session_id, {"repeats": existing.reinforcements + 1})
+        item = history_item("reinforced", now, session_id=request.session_id,
+                            detail={"repeats": existing.reinforcements + 1})
     return changes, item
 
 
@@ -290,7 +288,8 @@ def supersede_plan(
                 f"{method}: superseding {target} would make a cycle: it already supersedes {new_id}"
             )
         changes = {"valid_to": valid_to, "superseded_by": new_id, "updated_at": now}
-        updates.append((target, changes, history_item("superseded", now, session_id, {"superseded_by": str(new_id)})))
+        updates.append((target, changes, history_item("superseded", now, session_id=session_id,
+                                                  detail={"superseded_by": str(new_id)})))
     return updates
 
 

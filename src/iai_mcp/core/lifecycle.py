@@ -1,6 +1,7 @@
 """Forgetting and correcting a memory's metadata: memory_forget,
 memory_restore, memory_update, and the automatic purge of forgotten memories
-whose undo window has ended (``purge_expired``, run by the daemon).
+whose undo window has ended (``purge_expired``, run by the daemon and by a
+local-mode backend when it opens the store).
 
 Forgetting has two modes. ``hide`` sets ``hidden_at``/``undo_until`` (and a
 "hidden" history item): from that commit on the record's state code is
@@ -28,13 +29,10 @@ from iai_mcp.core.results import Memory, memory_dict
 from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from iai_mcp.log import logger
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
-from iai_mcp.types import HistoryItem, MemoryRow, utcnow
+from iai_mcp.store.history import history_item
+from iai_mcp.types import MemoryRow, utcnow
 
 _log = logger("iai_mcp.core")
-
-
-def history_item(action: str, now: datetime, detail: str, session_id: str | None = None) -> HistoryItem:
-    return {"ts": now.isoformat(), "action": action, "session_id": session_id, "detail": detail}
 
 
 def _row_of(store: MemoryStore, method: str, record_id: str) -> MemoryRow:
@@ -77,12 +75,14 @@ def forget(store: MemoryStore, args: ForgetParams, now: datetime | None = None) 
         targets, until = matched, None
     else:
         targets = [row for row in matched if row.hidden_at is None]  # already hidden: deadline kept
-        until = now + store.undo_window
+        # The deadline this call sets (or, dry, would set): none when it hides nothing.
+        until = now + store.undo_window if targets else None
     if not args.dry_run and targets:
         if args.mode == "purge":
             store.purge([row.id for row in targets])
         else:
-            item = history_item("hidden", now, f"forgotten; restorable until {until.isoformat()}")
+            assert until is not None
+            item = history_item("hidden", now, detail=f"forgotten; restorable until {until.isoformat()}")
             store.update_many([(row.id, {"hidden_at": now, "undo_until": until}, item) for row in targets])
     return {
         "mode": args.mode,
@@ -109,7 +109,7 @@ def restore(store: MemoryStore, args: RestoreParams, now: datetime | None = None
             )
     targets = [row for row in rows if row.hidden_at is not None]
     if targets:
-        item = history_item("restored", now, "restored from forgotten")
+        item = history_item("restored", now, detail="restored from forgotten")
         store.update_many([(row.id, {"hidden_at": None, "undo_until": None}, item) for row in targets])
     return {"restored": [str(row.id) for row in targets]}
 
@@ -144,7 +144,7 @@ def update(store: MemoryStore, args: UpdateParams, now: datetime | None = None) 
         said += [f"+{t}" for t in add if t not in row.tags] + [f"-{t}" for t in row.tags if t in remove]
     if changes:
         now = now or utcnow()
-        store.update(row.id, history=history_item("updated", now, ", ".join(said)), updated_at=now, **changes)
+        store.update(row.id, history=history_item("updated", now, detail=", ".join(said)), updated_at=now, **changes)
     record = store.get(row.id)
     assert record is not None  # under the caller's store lock: it cannot have gone
     return memory_dict(record, Memory, provenance=record.provenance)
@@ -165,12 +165,18 @@ def expired(store: MemoryStore, now: datetime) -> list[UUID]:
 
 def purge_expired(store: MemoryStore, now: datetime | None = None) -> list[UUID]:
     """Purge every hidden memory whose undo window has ended (one purge for
-    all of them: a purge rewrites the fragments that held them). Returns
-    their ids. The daemon runs it at start and then periodically."""
+    all of them: a purge rewrites the fragments that held them), and finish
+    a purge an earlier failure left pending. Returns the ids purged now;
+    StoreError when a purge still cannot finish (it stays pending, so the
+    next run retries it). The daemon runs it at start and then hourly, a
+    local-mode backend when it opens the store."""
     due = expired(store, now or utcnow())
     if due:
-        store.purge(due)
+        store.purge(due)  # finishes a pending purge too
         _log("expired_purged", records=len(due))
+    else:
+        # Its records are PURGED slots, not hidden ones: nothing above is due for them.
+        store.finish_pending_purge()
     return due
 
 

@@ -317,8 +317,8 @@ class Daemon:
     def _auto_purge(self) -> None:
         """Purge expired forgotten memories now and every ``AUTO_PURGE_EVERY_S``,
         without a user action. A failure is one log line and a retry next
-        time: a purge that did not finish is recorded on disk and completed
-        by the next purge or open (``store.purge``), so nothing is lost."""
+        time: a purge that did not finish stays recorded on disk, and every
+        run finishes it (``lifecycle.purge_expired``), as does any open."""
         from iai_mcp.core import lifecycle
 
         while not self._stop_requested.is_set():

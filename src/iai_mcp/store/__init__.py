@@ -11,9 +11,9 @@ Layout of a store root::
     purge.pending         while a purge runs: what it removes (see store.purge)
 
 At open the store checks the key, decrypts every record once and keeps them
-in memory: rows as slotted objects, vectors in one float32 matrix. Reads and
-recall never touch the disk again; writes go to disk first, then to memory,
-so what memory shows has always been written.
+in memory (``store.slots``): rows as slotted objects, vectors in one float32
+matrix. Reads and recall never touch the disk again; writes go to disk
+first, then to memory, so what memory shows has always been written.
 
 Because of that in-memory state, one process at a time may hold a store
 open: ``MemoryStore`` takes an exclusive ``flock`` on ``store.lock`` at open
@@ -22,11 +22,10 @@ daemon that owns the store (``iai_mcp.daemon``, reached via ``backend.connect``)
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -45,8 +44,8 @@ from iai_mcp.errors import (
 )
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.store import purge as purging
+from iai_mcp.store.codec import open_row, seal_row, text_key
 from iai_mcp.store.crypto import Sealer
-from iai_mcp.store.codec import decode_row, encode_row, text_key
 from iai_mcp.store.meta import (
     META_FILE,
     UNDO_WINDOW_KEY,
@@ -58,7 +57,8 @@ from iai_mcp.store.meta import (
     write_json_atomic,
 )
 from iai_mcp.store.provenance_log import ProvenanceLog
-from iai_mcp.store.records_table import RecordsTable, SealedRow
+from iai_mcp.store.records_table import RecordsTable
+from iai_mcp.store.slots import PURGED, STATE_CODES, Slots
 from iai_mcp.types import (
     EMBED_DIM,
     ROW_FIELDS,
@@ -83,30 +83,6 @@ PURGE_FLUSH_S = 10.0
 class NamedEmbedder(Protocol):
     name: str
     dim: int
-
-
-def _return_freed_heap() -> None:
-    """Hand the heap freed after decrypting every row back to the OS (glibc
-    keeps it otherwise: about 80 MB at 100k records). A no-op elsewhere."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-_MIN_NORM = 1e-12
-
-#: ``states()`` codes: a row's ``state``, and ``PURGED`` for a slot whose
-#: record was purged while the store was open (its slot stays, emptied, so
-#: that every array keeps its alignment until the next open).
-STATE_CODES: dict[str, int] = {"active": 0, "hidden": 1, "superseded": 2}
-PURGED = 3
-
-
-def _headroom(rows: int) -> int:
-    """Spare matrix rows: an eighth, so growth copies rarely without holding
-    twice the vectors (the matrix is most of a large store's memory)."""
-    return max(1024, rows // 8)
 
 
 class MemoryStore:
@@ -143,84 +119,40 @@ class MemoryStore:
         self.store_id: str = self._meta["store_id"]
         self._records = RecordsTable(self.root)
         self._log = ProvenanceLog(self.root, self._cipher)
-        # A purge a killed process left half done is finished before any row is read.
-        unfinished = self._finish_purge()
-        self._rows: list[MemoryRow] = []
-        self._seqs: list[int] = []  # LanceDB seq of each row, parallel to _rows
-        self._index_of: dict[UUID, int] = {}
-        self._by_text: dict[bytes, int] = {}
-        self._matrix = np.zeros((0, EMBED_DIM), dtype=np.float32)
-        self._norms = np.zeros(0, dtype=np.float32)
-        self._states = np.zeros(0, dtype=np.int8)
+        self._purger = purging.Purger(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log,
+                                      rows=self.rows, commit=self._commit_rows)
+        # A purge a killed (or failed) process left: its rows are never loaded...
+        pending = self._purger.pending()
         self._next_seq = 0
         self._writes_since_compact = 0
         self.compact_every = compact_every
         self.load_problems: list[str] = []
-        self._load(skip=set(unfinished.seqs) if unfinished else set())
+        self._slots = Slots.load(self._records.count(), self._opened(skip=set(pending.seqs) if pending else set()))
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
+        if pending is not None:  # ...and it is finished once the rows it relinks are loaded
+            self._purger.finish()
         if embedder is not None:
             self.bind_embedder(embedder)
 
     # ------------------------------------------------------------------ open
 
-    def _load(self, skip: set[int]) -> None:
-        """Decrypt every row once, vectors straight into the matrix; rows of
-        ``skip`` (a purge that could not finish) are left out."""
-        expected = self._records.count()
-        matrix = np.zeros((expected + _headroom(expected), EMBED_DIM), dtype=np.float32)
-        rows: list[MemoryRow] = []
-        seqs: list[int] = []
+    def _opened(self, skip: set[int]) -> Iterator[tuple[MemoryRow, np.ndarray, int]]:
+        """Every row decrypted once, ``(row, vector, seq)``; rows of ``skip``
+        (a purge that could not finish) are left out."""
         for sealed in self._records.scan():
             self._next_seq = max(self._next_seq, sealed.seq + 1)
             if sealed.seq in skip:
                 continue
-            aad = sealed.id.encode()
             try:
-                row = decode_row(sealed.id, self._cipher.open(sealed.payload, b"row:" + aad))
-                vec = np.frombuffer(self._cipher.open(sealed.vector, b"vec:" + aad), np.float32)
-                if vec.shape != (EMBED_DIM,):
-                    raise CorruptData(f"vector has {vec.shape[0]} dimensions")
+                row, vec = open_row(self._cipher, sealed)
             except (CorruptData, ValueError, KeyError, TypeError) as exc:
                 # Never drop or rewrite it: report, keep it on disk, carry on.
                 problem = f"record {sealed.id} (seq {sealed.seq}) cannot be read: {exc}"
                 self.load_problems.append(problem)
                 log_event.warning("record_unreadable", record=self.log_name(sealed.id), error=str(exc))
                 continue
-            if len(rows) == len(matrix):  # rows written while we counted
-                matrix = np.concatenate([matrix, np.zeros_like(matrix[: _headroom(len(rows))])])
-            matrix[len(rows)] = vec
-            rows.append(row)
-            seqs.append(sealed.seq)
-        n = len(rows)
-        order = np.argsort(np.asarray(seqs, dtype=np.int64), kind="stable")
-        if n and np.any(order != np.arange(n)):
-            # Rewritten rows sit in newer fragments: restore capture order.
-            matrix[:n] = matrix[order]
-            rows = [rows[i] for i in order]
-            seqs = [seqs[i] for i in order]
-        self._matrix = matrix
-        self._norms = np.zeros(len(matrix), dtype=np.float32)
-        self._states = np.zeros(len(matrix), dtype=np.int8)
-        # Clamped: recall divides by these, and a zero vector must score 0, not NaN.
-        self._norms[:n] = np.maximum(np.linalg.norm(matrix[:n], axis=1), _MIN_NORM)
-        for row, seq in zip(rows, seqs):
-            self._remember(row, seq)
-        _return_freed_heap()
-
-    def _remember(self, row: MemoryRow, seq: int) -> None:
-        index = len(self._rows)
-        self._seqs.append(seq)
-        self._rows.append(row)
-        self._index_of[row.id] = index
-        key = text_key(row.literal_surface)
-        current = self._by_text.get(key)
-        # find_identical answers with an active record when there is one: a
-        # text said again after its record was forgotten or superseded is
-        # stored anew (core.capture), and its repeats fold into the new one.
-        if current is None or self._states[current] != STATE_CODES["active"]:
-            self._by_text[key] = index
-        self._states[index] = STATE_CODES[row.state]
+            yield row, vec, sealed.seq
 
     # ------------------------------------------------------------- embedder
 
@@ -249,17 +181,6 @@ class MemoryStore:
 
     # ---------------------------------------------------------------- write
 
-    def _seal(self, row: MemoryRow, vector: np.ndarray, seq: int) -> SealedRow:
-        rid = str(row.id)
-        aad = rid.encode()
-        return SealedRow(
-            id=rid,
-            seq=seq,
-            created_us=int(row.created_at.timestamp() * 1_000_000),
-            payload=self._cipher.seal(encode_row(row), b"row:" + aad),
-            vector=self._cipher.seal(vector.astype(np.float32).tobytes(), b"vec:" + aad),
-        )
-
     def insert(self, record: MemoryRecord) -> None:
         self.insert_many([record])
 
@@ -275,7 +196,7 @@ class MemoryStore:
             for record in records:
                 if not isinstance(record, MemoryRecord):
                     raise InvalidInput("insert takes MemoryRecord objects")
-                if record.id in self._index_of or record.id in seen:
+                if record.id in self._slots.index_of or record.id in seen:
                     raise InvalidInput(f"record {record.id} is already in the store")
                 seen.add(record.id)
                 vector = np.asarray(record.embedding, dtype=np.float32)
@@ -288,37 +209,19 @@ class MemoryStore:
                 for entry in record.provenance
             ]
             known = {r.id for r in records}
-            sealed_entries = self._log.seal(pairs, lambda rid: rid in self._index_of or rid in known)
+            sealed_entries = self._log.seal(pairs, lambda rid: rid in self._slots.index_of or rid in known)
             seq0 = self._next_seq
             self._records.append(
-                [self._seal(row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
+                [seal_row(self._cipher, row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
             )
             self._next_seq = seq0 + len(prepared)
             # The rows are committed: memory must show them before anything
             # else can fail, or a retry would write the same ids twice.
-            self._grow(len(prepared))
+            self._slots.reserve(len(prepared))
             for offset, (row, vector) in enumerate(prepared):
-                i = len(self._rows)
-                self._matrix[i] = vector
-                self._norms[i] = max(float(np.linalg.norm(vector)), _MIN_NORM)
-                self._remember(row, seq0 + offset)
+                self._slots.add(row, vector, seq0 + offset)
             self._log.append(sealed_entries)
             self._after_write()
-
-    def _grow(self, extra: int) -> None:
-        need = len(self._rows) + extra
-        if need <= self._matrix.shape[0]:
-            return
-        capacity = need + _headroom(need)
-        matrix = np.zeros((capacity, EMBED_DIM), dtype=np.float32)
-        norms = np.zeros(capacity, dtype=np.float32)
-        states = np.zeros(capacity, dtype=np.int8)
-        n = len(self._rows)
-        matrix[:n] = self._matrix[:n]
-        norms[:n] = self._norms[:n]
-        states[:n] = self._states[:n]
-        # Swap whole arrays: a reader holding the old ones still sees a consistent view.
-        self._matrix, self._norms, self._states = matrix, norms, states
 
     def update(self, record_id: UUID, *, history: HistoryItem | None = None, **changes: Any) -> MemoryRow:
         """Change fields of a stored record (not its text or vector), and
@@ -337,26 +240,29 @@ class MemoryStore:
                 bad = set(changes) - set(ROW_FIELDS) | ({"literal_surface", "history"} & set(changes))
                 if bad:
                     raise InvalidInput(f"cannot update {sorted(bad)}")
-                index = self._index_of.get(record_id)
+                index = self._slots.index_of.get(record_id)
                 if index is None:
                     raise NotFound(f"no record {record_id}")
-                current = next((row for i, row in reversed(planned) if i == index), self._rows[index])
+                current = next((row for i, row in reversed(planned) if i == index), self._slots.rows[index])
                 if item is not None:
                     changes = {**changes, "history": [*current.history, dict(item)]}
                 row = replace(current, **changes)
-                row.to_record(self._matrix[index].tolist(), [])  # validates the change
+                row.to_record(self._slots.matrix[index].tolist(), [])  # validates the change
                 planned.append((index, row))
             if not planned:
                 return []
-            latest = dict(planned)  # one row per record, its last planned state
-            self._records.replace(
-                [self._seal(row, self._matrix[index], self._seqs[index]) for index, row in latest.items()]
-            )
-            for index, row in latest.items():
-                self._rows[index] = row
-                self._states[index] = STATE_CODES[row.state]
-            self._after_write()
+            self._commit_rows(dict(planned))  # one row per record, its last planned state
             return [row for _, row in planned]
+
+    def _commit_rows(self, latest: dict[int, MemoryRow]) -> None:
+        """Write rewritten rows ``{slot: row}`` in one commit, then show them."""
+        slots = self._slots
+        self._records.replace(
+            [seal_row(self._cipher, row, slots.matrix[i], slots.seqs[i]) for i, row in latest.items()]
+        )
+        for index, row in latest.items():
+            slots.put(index, row)
+        self._after_write()
 
     def _after_write(self) -> None:
         self._writes_since_compact += 1
@@ -388,8 +294,9 @@ class MemoryStore:
 
     def purge(self, record_ids: Sequence[UUID]) -> list[UUID]:
         """Remove these records for good: afterwards no file of the store
-        holds their id, text, vector or provenance (see ``store.purge``).
-        NotFound (and nothing removed) if one is not in the store.
+        holds their id, text, vector or provenance, and no other record names
+        them (see ``store.purge``). NotFound (and nothing removed) if one is
+        not in the store; StoreError if a step fails (the purge stays pending).
 
         In memory each record's slot stays, emptied (``PURGED`` in
         ``states()``, a blank row, a zero vector), so every array keeps its
@@ -398,49 +305,37 @@ class MemoryStore:
         with self._lock:
             indexes = []
             for rid in dict.fromkeys(record_ids):
-                index = self._index_of.get(rid) if isinstance(rid, UUID) else None
+                index = self._slots.index_of.get(rid) if isinstance(rid, UUID) else None
                 if index is None:
                     raise NotFound(f"no record {rid}")
                 indexes.append(index)
             if not indexes:
                 return []
-            self._finish_purge()  # one an earlier failure left behind
-            ids = [self._rows[i].id for i in indexes]
-            intent = purging.Intent(tuple(map(str, ids)), tuple(self._seqs[i] for i in indexes))
-            purging.write_intent(self.root, self.sealer(purging.SEAL_PURPOSE), intent)
-            self._log.refuse(intent.record_ids)  # closes the race with the queue's worker
-            self._tombstone(indexes)
+            self._purger.finish()  # one an earlier failure left: alone first, merged below if it still fails
+            ids = [self._slots.rows[i].id for i in indexes]
+            self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._slots.seqs[i] for i in indexes)))
+            self._slots.empty(indexes, purging.blank_row())
             # Provenance a recall queued for them reaches the log now, and
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
-            if self._finish_purge() is not None:
-                raise StoreError(
-                    f"the purge of {len(ids)} record(s) could not finish (see the log); they are "
-                    "gone from this process, and the purge is retried at the next purge or open"
-                )
+            self._finish_pending(f"the purge of {len(ids)} record(s)")
             self._writes_since_compact = 0
             return ids
 
-    def _finish_purge(self) -> purging.Intent | None:
-        """A purge that did not finish (killed, or failed part-way), carried
-        out now; returned if it still cannot be (see ``purge.finish``)."""
-        return purging.finish(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log)
+    def finish_pending_purge(self) -> None:
+        """Finish a purge an earlier failure left pending (nothing to do when
+        none is); the automatic purge calls it on every run. StoreError if it
+        still cannot finish."""
+        with self._lock:
+            self._finish_pending("an earlier purge")
 
-    def _tombstone(self, indexes: list[int]) -> None:
-        blank, lost_texts = purging.blank_row(), set()
-        for i in indexes:
-            row = self._rows[i]
-            self._index_of.pop(row.id, None)
-            key = text_key(row.literal_surface)
-            if self._by_text.get(key) == i:
-                del self._by_text[key]
-                lost_texts.add(row.literal_surface)
-            self._rows[i] = blank
-            self._matrix[i], self._norms[i], self._states[i] = 0.0, _MIN_NORM, PURGED
-        if lost_texts:  # another record with the same text now answers find_identical
-            for j, row in enumerate(self._rows):
-                if row.literal_surface in lost_texts and self._states[j] != PURGED:
-                    self._by_text.setdefault(text_key(row.literal_surface), j)
+    def _finish_pending(self, what: str) -> None:
+        unfinished = self._purger.finish()
+        if unfinished is not None:
+            raise StoreError(
+                f"{what} could not finish (see the log); its {len(unfinished.record_ids)} record(s) are gone "
+                "from this process, and the purge is retried at the next purge, automatic purge or open"
+            )
 
     def log_name(self, record_id: UUID | str) -> str:
         """How log lines name a record: a short digest keyed by the store's
@@ -450,37 +345,38 @@ class MemoryStore:
     # ----------------------------------------------------------------- read
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._slots.rows)
 
     def rows(self) -> list[MemoryRow]:
         """The live row list, in insertion order (read it, never mutate it)."""
-        return self._rows
+        return self._slots.rows
 
     def seqs(self) -> list[int]:
         """Each row's insertion number (its LanceDB ``seq``), aligned with
         ``rows()``: strictly increasing, kept by updates and across opens, so
         a position in it survives forgetting (export pages by it)."""
-        return self._seqs
+        return self._slots.seqs
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """``(matrix, norms)`` views over the first ``len(self)`` rows; norms
         are clamped above 0 so callers can divide by them."""
-        n = len(self._rows)
-        return self._matrix[:n], self._norms[:n]
+        slots = self._slots
+        n = len(slots.rows)
+        return slots.matrix[:n], slots.norms[:n]
 
     def states(self) -> np.ndarray:
         """Each row's ``STATE_CODES`` value (int8), aligned with ``rows()`` and
         ``vectors()``: recall and packing mask hidden, superseded and purged
         rows with one vectorised comparison instead of a pass over 100k rows."""
-        return self._states[: len(self._rows)]
+        return self._slots.states[: len(self._slots.rows)]
 
     def row(self, record_id: UUID) -> MemoryRow | None:
-        index = self._index_of.get(record_id)
-        return None if index is None else self._rows[index]
+        index = self._slots.index_of.get(record_id)
+        return None if index is None else self._slots.rows[index]
 
     def find_identical(self, text: str) -> MemoryRow | None:
-        index = self._by_text.get(text_key(text))
-        return None if index is None else self._rows[index]
+        index = self._slots.by_text.get(text_key(text))
+        return None if index is None else self._slots.rows[index]
 
     def get(self, record_id: UUID | str) -> MemoryRecord | None:
         """The record with its provenance in append order, or None."""
@@ -488,12 +384,10 @@ class MemoryStore:
             rid = record_id if isinstance(record_id, UUID) else UUID(str(record_id))
         except ValueError:
             return None
-        index = self._index_of.get(rid)
+        index = self._slots.index_of.get(rid)
         if index is None:
             return None
-        return self._rows[index].to_record(
-            self._matrix[index].tolist(), self.provenance_of(rid)
-        )
+        return self._slots.rows[index].to_record(self._slots.matrix[index].tolist(), self.provenance_of(rid))
 
     def provenance_of(self, record_id: UUID) -> list[ProvenanceEntry]:
         """The record's provenance in append order; CorruptData if an entry cannot be read."""
@@ -525,7 +419,7 @@ class MemoryStore:
         needed: existence is answered from memory.
         """
         del records_cache
-        return self._log.append(self._log.seal(pairs, self._index_of.__contains__))
+        return self._log.append(self._log.seal(pairs, self._slots.index_of.__contains__))
 
     def queue_provenance_batch(self, pairs: Sequence[tuple[Any, ...]]) -> None:
         """The one entry point recall uses: hand off to the queue when it is
@@ -578,7 +472,7 @@ class MemoryStore:
         return {
             "path": str(self.root),
             "store_id": self.store_id,
-            "records": len(self._rows) - int(np.count_nonzero(self.states() == PURGED)),
+            "records": len(self) - int(np.count_nonzero(self.states() == PURGED)),
             "provenance_entries": self._log.count(),
             "versions": self._records.version_count(),
             "fragments": self._records.fragment_count(),

@@ -1,4 +1,4 @@
-"""Rows to bytes and back: what gets sealed for one record."""
+"""Rows to bytes and back: what gets sealed for one record, and the sealing."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +7,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from iai_mcp.types import ROW_FIELDS, MemoryRow
+import numpy as np
+
+from iai_mcp.errors import CorruptData
+from iai_mcp.store.crypto import Cipher
+from iai_mcp.store.records_table import SealedRow
+from iai_mcp.types import EMBED_DIM, ROW_FIELDS, MemoryRow
 
 _DATETIME_FIELDS = frozenset(
     {"last_reviewed", "created_at", "updated_at", "event_time", "hidden_at", "undo_until", "valid_to"}
@@ -46,3 +51,27 @@ def decode_row(record_id: str, payload: bytes) -> MemoryRow:
 def text_key(text: str) -> bytes:
     # Only ever held in memory; on disk the text exists sealed and nowhere else.
     return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def seal_row(cipher: Cipher, row: MemoryRow, vector: np.ndarray, seq: int) -> SealedRow:
+    """The table row of ``row``: payload and vector sealed, each bound to the id."""
+    rid = str(row.id)
+    aad = rid.encode()
+    return SealedRow(
+        id=rid,
+        seq=seq,
+        created_us=int(row.created_at.timestamp() * 1_000_000),
+        payload=cipher.seal(encode_row(row), b"row:" + aad),
+        vector=cipher.seal(vector.astype(np.float32).tobytes(), b"vec:" + aad),
+    )
+
+
+def open_row(cipher: Cipher, sealed: SealedRow) -> tuple[MemoryRow, np.ndarray]:
+    """``seal_row`` undone; CorruptData, ValueError, KeyError or TypeError
+    when it cannot be (the caller reports it and keeps the row on disk)."""
+    aad = sealed.id.encode()
+    row = decode_row(sealed.id, cipher.open(sealed.payload, b"row:" + aad))
+    vec = np.frombuffer(cipher.open(sealed.vector, b"vec:" + aad), np.float32)
+    if vec.shape != (EMBED_DIM,):
+        raise CorruptData(f"vector has {vec.shape[0]} dimensions")
+    return row, vec

@@ -13,15 +13,26 @@ them and prunes old versions so the directory stays bounded.
 
 ``purge`` removes rows so that no file of the table holds their bytes any
 more. A LanceDB delete only marks rows in a deletion file, and ``optimize``
-rewrites a fragment only when at least 10% of it is deleted (a threshold the
-lancedb API does not expose), so purge rewrites the rest of every fragment
-that held a purged row, in the same commit as the delete (``merge_insert``):
-each such fragment then holds no live row, and the cleanup that follows
-removes its file with every old version. Measured with a standalone script
-on 100k synthetic rows of 2 kB in one fragment (two targets): 2.1 s,
-dominated by rewriting 200 MB; a row in a recent small fragment costs
-milliseconds. ``python -m bench.recall_latency --forget 0.1`` reports the
-figure on real stores (``forget_ms``).
+rewrites a fragment only when at least 10% of it is deleted (lance's
+``materialize_deletions_threshold``, which lancedb's ``optimize`` does not
+expose): deleting 10 rows of the cached 100k bench store and optimizing left
+their sealed payloads in the fragment file. So purge rewrites the rest of
+every fragment that held a purged row, in the same commit as the delete
+(``merge_insert``): each such fragment then holds no live row, and the
+cleanup that follows removes its file with every old version. The cleanup
+rewrites nothing more (the new fragment has no deleted row): 0.01-0.02 s.
+
+Purging 10 records of that 100k store (one 200 MB fragment; the copy,
+``RecordsTable.purge`` alone, measured with a script over
+``/root/.cache/iai-mcp-bench/stores/synthetic-v1-s20260501-p10000-100000``):
+0.6-2.1 s on a shared 2-core machine (5 runs each), peak RSS 780-950 MB
+against 185 MB before, with the fragment-mates streamed into
+``merge_insert``; loading them first as one Arrow table, as this module did,
+peaked at 970-1005 MB. Most of the peak is ``merge_insert``'s own join,
+which no public option bounds. A row in a recent small fragment costs
+milliseconds.
+``python -m bench.recall_latency --forget 0.1`` reports the figure on real
+stores (``forget_ms``).
 """
 from __future__ import annotations
 
@@ -163,25 +174,22 @@ class RecordsTable:
         targets = sorted({int(s) for s in seqs})
         removed = 0
         if targets:
-            fragments, mates = _fragment_mates(self._table, targets)
+            fragments = _target_fragments(self._table, targets)
             removed = len(fragments)  # {seq: fragment} of the targets present
             if removed:  # else an earlier run removed them; only the cleanup is left
-                self._commit_purge(targets, mates)
+                self._commit_purge(targets, _fragment_mates(self._table, targets, set(fragments.values())))
         self.cleanup()
         return removed
 
-    def _commit_purge(self, targets: list[int], mates: pa.Table | None) -> None:
-        """One commit: the targets deleted, their fragment-mates rewritten."""
+    def _commit_purge(self, targets: list[int], mates: pa.RecordBatchReader) -> None:
+        """One commit: the targets deleted, their fragment-mates (streamed) rewritten."""
         gone = f"seq IN ({','.join(map(str, targets))})"
-        if mates is None:
-            self._table.delete(gone)
-        else:
-            (
-                self._table.merge_insert("seq")
-                .when_matched_update_all()
-                .when_not_matched_by_source_delete(gone)
-                .execute(mates)
-            )
+        (
+            self._table.merge_insert("seq")
+            .when_matched_update_all()
+            .when_not_matched_by_source_delete(gone)
+            .execute(mates)
+        )
 
     def cleanup(self) -> None:
         """Fold fragments and delete every old version and every file no
@@ -192,10 +200,9 @@ class RecordsTable:
             self._table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
 
 
-def _fragment_mates(table: Any, targets: list[int]) -> tuple[dict[int, int], pa.Table | None]:
-    """``({seq: fragment} of the targets still present, the other rows of
-    their fragments)``, in two streamed passes (ids and addresses first, then
-    only the rows to rewrite), so the table is never held in memory whole.
+def _target_fragments(table: Any, targets: list[int]) -> dict[int, int]:
+    """``{seq: fragment}`` of the targets still present, from one streamed
+    pass over the seq column only.
 
     Relies on LanceDB's ``_rowid`` being the row address (fragment id in the
     high 32 bits), which holds for tables without stable row ids (this table
@@ -210,15 +217,20 @@ def _fragment_mates(table: Any, targets: list[int]) -> tuple[dict[int, int], pa.
         if hit.any():
             fragments = batch.column("_rowid").to_numpy()[hit] >> 32
             found.update(zip(seqs[hit].tolist(), fragments.tolist()))
-    if not found:
-        return found, None
-    fragments = np.asarray(sorted(set(found.values())), dtype=np.uint64)
-    keep = []
-    for batch in table.search().with_row_id(True).limit(None).to_batches(4096):
-        mate = np.isin(batch.column("_rowid").to_numpy() >> 32, fragments)
-        mate &= ~np.isin(batch.column("seq").to_numpy(), wanted)
-        if mate.any():
-            keep.append(batch.filter(pa.array(mate)).select(SCHEMA.names))
-    if not keep:
-        return found, None
-    return found, pa.Table.from_batches(keep).cast(SCHEMA)
+    return found
+
+
+def _fragment_mates(table: Any, targets: list[int], fragments: Collection[int]) -> pa.RecordBatchReader:
+    """The other rows of ``fragments``, streamed batch by batch (the table is
+    read at the version current when ``merge_insert`` starts consuming them)."""
+    wanted = np.asarray(targets, dtype=np.int64)
+    held = np.asarray(sorted(fragments), dtype=np.uint64)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for batch in table.search().with_row_id(True).limit(None).to_batches(4096):
+            mate = np.isin(batch.column("_rowid").to_numpy() >> 32, held)
+            mate &= ~np.isin(batch.column("seq").to_numpy(), wanted)
+            if mate.any():
+                yield batch.filter(pa.array(mate)).select(SCHEMA.names).cast(SCHEMA)
+
+    return pa.RecordBatchReader.from_batches(SCHEMA, batches())
