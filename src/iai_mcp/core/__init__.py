@@ -9,9 +9,12 @@ Modules: ``contract`` (each method's parameters, declared once) and
 ``params`` (its field types, limits and errors), ``results`` (what methods
 return), ``dispatch`` (the method table), ``capture`` / ``recall`` /
 ``session_pack`` (the memory methods), ``lifecycle`` (forget, restore,
-update, and the automatic purge of forgotten memories), ``admin`` and
-``transfer`` (stats, export, import, compaction), ``redact`` (secrets out of text before it is
-stored), ``repair`` (``doctor --repair``).
+update, and the automatic purge of forgotten memories), ``listing``
+(``memory_list`` and ``memory_tags``), ``filters`` (the one metadata filter
+recall, listing and forget share), ``links`` (supersede cycles), ``admin``
+and ``transfer`` (stats, export, import, compaction), ``redact`` (secrets
+out of text before it is stored), ``warmup``, ``limits``, ``repair``
+(``doctor --repair``).
 
 ``dispatch`` and ``METHODS`` are loaded on first use: importing this package
 (as ``core.contract`` does, for the CLI and the daemon client) must not load
