@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from iai_mcp.cli.format import fail, note, print_json
-from iai_mcp.cli.options import AddCommand, batch_size, connected, json_flag, store_path
+from iai_mcp.cli.options import (
+    AddCommand,
+    batch_size,
+    call_and_show,
+    connected,
+    json_flag,
+    store_path,
+)
 from iai_mcp.errors import InvalidInput
 
 EXPORT_PAGE = 500
@@ -25,11 +32,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    with connected(args) as backend:
-        stats = backend.call("memory_stats", {})
-    if args.json:
-        print_json(stats)
-        return 0
+    return call_and_show(args, "memory_stats", {}, _show_stats)
+
+
+def _show_stats(stats: dict[str, Any]) -> None:
     spill = stats["spill"]
     print(f"store: {stats['path']}")
     print(f"memories: {stats['records']}")
@@ -41,18 +47,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
     print(f"spill: {spill['pending']} pending, {spill['quarantined']} quarantined in {spill['dir']}")
     if stats["unreadable_records"]:
         print(f"unreadable records: {stats['unreadable_records']}")
-    return 0
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
-    with connected(args) as backend:
-        result = backend.call("memory_compact", {})
-    if args.json:
-        print_json(result)
-    else:
-        print(f"versions: {result['versions_before']} -> {result['versions_after']}; "
-              f"fragments: {result['fragments_before']} -> {result['fragments_after']}")
-    return 0
+    return call_and_show(args, "memory_compact", {}, lambda result: print(
+        f"versions: {result['versions_before']} -> {result['versions_after']}; "
+        f"fragments: {result['fragments_before']} -> {result['fragments_after']}"))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

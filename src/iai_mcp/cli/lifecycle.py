@@ -15,6 +15,7 @@ from typing import Any
 from iai_mcp.cli.format import fail, print_json
 from iai_mcp.cli.options import (
     AddCommand,
+    call_and_show,
     connected,
     contract_options,
     json_flag,
@@ -80,25 +81,18 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    with connected(args) as backend:
-        result = backend.call("memory_restore", {"ids": args.ids})
-    if args.json:
-        print_json(result)
-    elif not result["restored"]:
+    return call_and_show(args, "memory_restore", {"ids": args.ids}, _show_restored)
+
+
+def _show_restored(result: dict[str, Any]) -> None:
+    if not result["restored"]:
         print("nothing to restore: none of these memories is forgotten")
     else:
         print(f"restored {len(result['restored'])}: " + " ".join(result["restored"]))
-    return 0
 
 
 def _update(args: argparse.Namespace, params: dict[str, Any], say: Callable[[dict[str, Any]], str]) -> int:
-    with connected(args) as backend:
-        record = backend.call("memory_update", {"id": args.id, **params})
-    if args.json:
-        print_json(record)
-    else:
-        print(say(record))
-    return 0
+    return call_and_show(args, "memory_update", {"id": args.id, **params}, lambda record: print(say(record)))
 
 
 def cmd_pin(args: argparse.Namespace) -> int:

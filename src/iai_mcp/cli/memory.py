@@ -3,17 +3,18 @@ list, tags and show."""
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from iai_mcp.cli.format import (
     indent,
     note,
     one_line,
     print_captured,
-    print_json,
     provenance_line,
 )
 from iai_mcp.cli.options import (
     AddCommand,
+    call_and_show,
     connected,
     contract_options,
     json_flag,
@@ -31,11 +32,10 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def cmd_recall(args: argparse.Namespace) -> int:
-    with connected(args) as backend:
-        result = backend.call("memory_recall", method_params(args, "memory_recall"))
-    if args.json:
-        print_json(result)
-        return 0
+    return call_and_show(args, "memory_recall", method_params(args, "memory_recall"), _show_recall)
+
+
+def _show_recall(result: dict[str, Any]) -> None:
     if not result["hits"]:
         print("no memories found")
     for hit in result["hits"]:
@@ -45,7 +45,6 @@ def cmd_recall(args: argparse.Namespace) -> int:
         print(f"superseded {anti['score']:.3f}  {anti['record_id']}  (replaced by {anti['superseded_by']} "
               f"on {str(anti['valid_to'])[:19]})")
         print(indent(anti["literal_surface"]))
-    return 0
 
 
 def cmd_supersede(args: argparse.Namespace) -> int:
@@ -58,11 +57,10 @@ def cmd_supersede(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    with connected(args) as backend:
-        page = backend.call("memory_list", method_params(args, "memory_list"))
-    if args.json:
-        print_json(page)
-        return 0
+    return call_and_show(args, "memory_list", method_params(args, "memory_list"), _show_page)
+
+
+def _show_page(page: dict[str, Any]) -> None:
     if not page["items"]:
         print("no memories")
     for item in page["items"]:
@@ -77,28 +75,24 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"    {one_line(item['literal_surface'])}")
     if page["next_cursor"]:
         note(f"more: add --cursor {page['next_cursor']}")
-    return 0
 
 
 def cmd_tags(args: argparse.Namespace) -> int:
-    with connected(args) as backend:
-        result = backend.call("memory_tags", {})
-    if args.json:
-        print_json(result)
-        return 0
+    return call_and_show(args, "memory_tags", {}, _show_tags)
+
+
+def _show_tags(result: dict[str, Any]) -> None:
     if not result["tags"]:
         print("no tags")
     for item in result["tags"]:
         print(f"{item['count']:>6}  {item['tag']}")
-    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    with connected(args) as backend:
-        record = backend.call("memory_get", {"id": args.id})
-    if args.json:
-        print_json(record)
-        return 0
+    return call_and_show(args, "memory_get", {"id": args.id}, _show_record)
+
+
+def _show_record(record: dict[str, Any]) -> None:
     for key in ("record_id", "tier", "role", "session_id", "ts", "tags", "pinned",
                 "language", "created_at", "updated_at", "reinforcements"):
         print(f"{key}: {record.get(key)}")
@@ -108,7 +102,6 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"provenance ({len(provenance)}):")
     for entry in provenance:
         print(provenance_line(entry))
-    return 0
 
 
 def add_commands(command: AddCommand) -> None:

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from iai_mcp.cli.format import print_json
+
 
 @contextmanager
 def connected(args: argparse.Namespace) -> Iterator[Any]:
@@ -27,6 +29,20 @@ def connected(args: argparse.Namespace) -> Iterator[Any]:
         yield connection
     finally:
         connection.close()
+
+
+def call_and_show(
+    args: argparse.Namespace, method: str, params: dict[str, Any], show: Callable[[dict[str, Any]], None]
+) -> int:
+    """What most commands are: one backend call, then the result as JSON
+    (``--json``) or as ``show`` prints it for a person."""
+    with connected(args) as backend:
+        result = backend.call(method, params)
+    if args.json:
+        print_json(result)
+    else:
+        show(result)
+    return 0
 
 
 def store_path(args: argparse.Namespace) -> Path:
