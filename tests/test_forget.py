@@ -471,3 +471,28 @@ def test_local_mode_purges_expired_memories_when_it_opens_the_store(tmp_path, fa
         assert local.call("memory_get", {"id": ids[1]})["state"] == "active"
     finally:
         local.close()
+
+
+def test_hiding_a_correction_brings_the_old_fact_back_until_it_is_restored(store):
+    """While the memory that replaced another is forgotten, the old one is the
+    current fact: recalled as a hit, with no trace of the hidden id anywhere a
+    client can see; restoring the replacement supersedes it again."""
+    old = dispatch(store, "memory_capture", {"text": "the office is in Leeds"})["record_id"]
+    new = dispatch(store, "memory_capture", {"text": "the office moved to York", "supersedes": [old]})["record_id"]
+    dispatch(store, "memory_forget", {"ids": [new]})
+
+    recalled = dispatch(store, "memory_recall", {"cue": "office Leeds"})
+    assert [h["record_id"] for h in recalled["hits"]] == [old] and recalled["anti_hits"] == []
+    shown = dispatch(store, "memory_get", {"id": old})
+    assert (shown["state"], shown["superseded_by"], shown["valid_to"]) == ("active", None, None)
+    listed = dispatch(store, "memory_list", {"state": "active"})["items"]
+    assert new not in json.dumps([recalled, listed])
+    # An export without hidden memories holds no link to one (its import would dangle).
+    exported = dispatch(store, "memory_export", {})["records"]
+    assert [r["id"] for r in exported] == [old] and exported[0]["superseded_by"] is None
+
+    dispatch(store, "memory_restore", {"ids": [new]})
+    again = dispatch(store, "memory_get", {"id": old})
+    assert (again["state"], again["superseded_by"]) == ("superseded", new)
+    assert [h["record_id"] for h in dispatch(store, "memory_recall", {"cue": "office"})["anti_hits"]] == [old]
+    assert [item["action"] for item in again["history"]][-3:] == ["superseded", "restored", "superseded"]

@@ -144,3 +144,17 @@ def test_list_and_tags_through_the_cli(cli):
     assert json.loads(out)["tags"][0] == {"tag": "work", "count": 2}
     code, _, err = cli("list", "--cursor", "garbage")
     assert code == 1 and "cursor" in err
+    # pinned is a yes/no the caller may leave unsaid: --pinned and --no-pinned.
+    code, out, _ = cli("list", "--no-pinned")
+    assert code == 0 and "alpha note" in out and "beta note" not in out
+    code, out, _ = cli("list", "--pinned")
+    assert code == 0 and "beta note" in out and "alpha note" not in out
+
+
+def test_show_says_where_a_memory_is_in_its_life(cli):
+    _, out, _ = cli("capture", "the office is in Leeds", "--json")
+    old = json.loads(out)["record_id"]
+    cli("supersede", old, "--text", "the office moved to York")
+    code, out, _ = cli("show", old)
+    assert code == 0 and "state: superseded" in out and "superseded_by: " in out
+    assert "history (2):" in out and "superseded" in out.split("history (2):")[1]

@@ -133,6 +133,7 @@ def test_tools_return_structured_results_and_errors_keep_serving(store):
                 await client.call_tool("memory_get", {"id": "not-a-uuid"}),
                 await client.call_tool("memory_get", {"id": "00000000-0000-0000-0000-000000000000"}),
                 await client.call_tool("memory_recall", {"cue": "x", "k": 0}),
+                await client.call_tool("memory_recall", {"cue": "x", "k": 500}),
             ]
             after = await client.call_tool("memory_recall", {"cue": "beagle"})
             return captured, recalled, got, errors, after
@@ -149,7 +150,9 @@ def test_tools_return_structured_results_and_errors_keep_serving(store):
     assert "tier" in texts[1] and "'episodic'" in texts[1]  # says what would be accepted
     assert "must be a record id" in texts[2]
     assert "not_found" in texts[3]
-    assert "\nk\n" in texts[4] and "greater than or equal to 1" in texts[4]
+    # Arguments the schema refuses are explained in dispatch's words, not pydantic's.
+    assert texts[4] == "invalid_input: memory_recall: 'k' must be at least 1"
+    assert texts[5] == "limit_exceeded: memory_recall: 'k' is 500; the maximum is 200"
     assert not after.isError and after.structuredContent["hits"]
     assert backend.closed.is_set()  # the lifespan closed the backend
 

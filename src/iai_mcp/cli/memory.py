@@ -93,11 +93,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def _show_record(record: dict[str, Any]) -> None:
-    for key in ("record_id", "tier", "role", "session_id", "ts", "tags", "pinned",
-                "language", "created_at", "updated_at", "reinforcements"):
+    for key in ("record_id", "state", "tier", "role", "session_id", "ts", "tags", "pinned",
+                "language", "created_at", "updated_at", "reinforcements", "valid_from"):
         print(f"{key}: {record.get(key)}")
+    for key in ("valid_to", "superseded_by", "undo_until"):  # only when they say something
+        if record.get(key):
+            print(f"{key}: {record[key]}")
     print("text:")
     print(indent(record["literal_surface"]))
+    history = record.get("history", [])
+    print(f"history ({len(history)}):")
+    for item in history:
+        detail = item.get("detail")
+        print(f"  {item['ts']}  {item['action']}" + (f": {detail}" if detail else ""))
     provenance = record["provenance"]
     print(f"provenance ({len(provenance)}):")
     for entry in provenance:

@@ -66,8 +66,7 @@ def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
     from iai_mcp.core import contract
 
     names = contract.method(method).params.model_fields
-    return {name: value for name, value in vars(args).items()
-            if name in names and value is not None and value is not False}
+    return {name: value for name, value in vars(args).items() if name in names and value is not None}
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:
@@ -128,7 +127,8 @@ def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tupl
         if name in skip:
             continue
         kind = field.annotation
-        if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+        optional = isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union
+        if optional:
             kind = next(t for t in typing.get_args(kind) if t is not type(None))  # X | None
         flag = "--" + name.replace("_", "-")
         help = (field.description or "").replace("%", "%%")
@@ -136,7 +136,10 @@ def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tupl
             help = f"{help.rstrip('.')} (default {field.default})"
         options: dict[str, Any] = {"dest": name, "help": help}
         if kind is bool:
-            options["action"] = "store_true"
+            # A yes/no that may be left unsaid (``pinned: bool | None``) gets
+            # --x and --no-x; a plain switch (default false) only --x.
+            options["action"] = argparse.BooleanOptionalAction if optional else "store_true"
+            options["default"] = None  # not given: not sent (so --no-x, False, is)
         elif typing.get_origin(kind) is list:
             flag = flag.removesuffix("s")
             options.update(action="append", metavar=flag[2:].upper(), help=f"{help.rstrip('.')}; repeat for several")

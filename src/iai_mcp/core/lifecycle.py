@@ -22,6 +22,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import numpy as np
+
 from iai_mcp.core.contract import ForgetParams, RestoreParams, UpdateParams
 from iai_mcp.core.filters import filter_of
 from iai_mcp.core.limits import MAX_FORGET, MAX_TAGS
@@ -30,7 +32,7 @@ from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from iai_mcp.log import logger
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
 from iai_mcp.store.history import history_item
-from iai_mcp.types import MemoryRow, utcnow
+from iai_mcp.types import HistoryItem, MemoryRow, utcnow
 
 _log = logger("iai_mcp.core")
 
@@ -83,7 +85,8 @@ def forget(store: MemoryStore, args: ForgetParams, now: datetime | None = None) 
         else:
             assert until is not None
             item = history_item("hidden", now, detail=f"forgotten; restorable until {until.isoformat()}")
-            store.update_many([(row.id, {"hidden_at": now, "undo_until": until}, item) for row in targets])
+            store.update_many([(row.id, {"hidden_at": now, "undo_until": until}, item) for row in targets]
+                              + _unlinked_by_hiding(store, {row.id for row in targets}, now))
     return {
         "mode": args.mode,
         "matched": len(matched),
@@ -110,8 +113,51 @@ def restore(store: MemoryStore, args: RestoreParams, now: datetime | None = None
     targets = [row for row in rows if row.hidden_at is not None]
     if targets:
         item = history_item("restored", now, detail="restored from forgotten")
-        store.update_many([(row.id, {"hidden_at": None, "undo_until": None}, item) for row in targets])
+        store.update_many([(row.id, {"hidden_at": None, "undo_until": None}, item) for row in targets]
+                          + _relinked_by_restoring(store, targets, now))
     return {"restored": [str(row.id) for row in targets]}
+
+
+# A memory superseded by one that is then forgotten (hidden) is the current
+# fact again while its replacement is hidden: recall returns it, and no hit,
+# anti-hit, listing or export names the hidden replacement. Restoring the
+# replacement supersedes it again; purging the replacement leaves it active
+# (``store.purge`` does the same for a replacement that was never hidden).
+
+#: The detail of the "restored" item a hidden replacement leaves; restore looks for it.
+REPLACEMENT_HIDDEN = "the memory that replaced it was forgotten"
+
+
+def _unlinked_by_hiding(
+    store: MemoryStore, hidden: set[UUID], now: datetime
+) -> list[tuple[UUID, dict[str, Any], HistoryItem]]:
+    rows = store.rows()
+    superseded = np.flatnonzero(store.states() == STATE_CODES["superseded"])  # only these can be linked
+    return [
+        (row.id, {"superseded_by": None, "valid_to": None, "updated_at": now},
+         history_item("restored", now, detail={"reason": REPLACEMENT_HIDDEN, "replaced_by": str(row.superseded_by)}))
+        for row in (rows[i] for i in superseded.tolist())
+        if row.superseded_by in hidden
+    ]
+
+
+def _relinked_by_restoring(
+    store: MemoryStore, restored: list[MemoryRow], now: datetime
+) -> list[tuple[UUID, dict[str, Any], HistoryItem]]:
+    by_id = {str(row.id): row for row in restored}
+    out = []
+    for code, row in zip(store.states().tolist(), store.rows()):
+        last = row.history[-1] if code == STATE_CODES["active"] and row.history else None
+        detail = last.get("detail") if last and last.get("action") == "restored" else None
+        if isinstance(detail, dict) and detail.get("reason") == REPLACEMENT_HIDDEN:
+            replacement = by_id.get(str(detail.get("replaced_by")))
+            if replacement is not None:
+                out.append((row.id, {"superseded_by": replacement.id, "valid_to": replacement.valid_from,
+                                     "updated_at": now},
+                            history_item("superseded", now, detail={
+                                "superseded_by": str(replacement.id),
+                                "reason": "the memory that replaced it was restored"})))
+    return out
 
 
 # ------------------------------------------------------------------ update
@@ -123,7 +169,8 @@ def update(store: MemoryStore, args: UpdateParams, now: datetime | None = None) 
     A parameter that asks for what is already so changes nothing."""
     add, remove = list(dict.fromkeys(args.tags_add or ())), set(args.tags_remove or ())
     if args.pinned is None and args.tier is None and not add and not remove:
-        raise InvalidInput("memory_update: nothing to change; give pinned, tags_add, tags_remove or tier")
+        raise InvalidInput("memory_update: nothing to change; give pinned, tags_add, tags_remove or tier "
+                           "(iai-mcp: pin, unpin, or tag --add/--remove)")
     both = sorted(set(add) & remove)
     if both:
         raise InvalidInput(f"memory_update: tag(s) {both} are both added and removed; choose one")

@@ -42,6 +42,7 @@ import anyio.lowlevel
 import mcp.types as mcp_types
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
+from pydantic import ValidationError
 from mcp.server.lowlevel import Server
 from mcp.server.stdio import stdio_server
 
@@ -160,6 +161,22 @@ def build_server(connect: Callable[[], Any]) -> tuple[Server, BackendSlot]:
     return server, slot
 
 
+def _in_our_words(name: str, arguments: dict[str, Any], error: ToolError) -> ToolError:
+    """FastMCP checks a tool's arguments against its schema before our code
+    runs and says what is wrong in pydantic's words; dispatch's check of the
+    same arguments (``core.contract``) names the parameter, the limit and what
+    to do, as the CLI and the daemon say it."""
+    if not isinstance(error.__cause__, ValidationError):
+        return error
+    from iai_mcp.core import contract
+
+    try:
+        contract.parse(name, arguments or {})
+    except IaiError as ours:
+        return ToolError(f"{ours.code}: {ours}")
+    return error
+
+
 def _serve_registry(server: Server, fastmcp: FastMCP) -> None:
     """Serve FastMCP's tools (and its empty resource and prompt lists) from ``server``.
 
@@ -169,8 +186,15 @@ def _serve_registry(server: Server, fastmcp: FastMCP) -> None:
     advertised (empty), as they always were.
     """
     server.list_tools()(fastmcp.list_tools)
+
+    async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
+        try:
+            return await fastmcp.call_tool(name, arguments)
+        except ToolError as exc:
+            raise _in_our_words(name, arguments, exc) from exc
+
     # FastMCP validates (and coerces) arguments itself, against the same schema.
-    server.call_tool(validate_input=False)(fastmcp.call_tool)
+    server.call_tool(validate_input=False)(call_tool)
     server.list_resources()(fastmcp.list_resources)
     server.read_resource()(fastmcp.read_resource)
     server.list_resource_templates()(fastmcp.list_resource_templates)
