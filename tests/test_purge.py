@@ -369,13 +369,20 @@ def test_purging_the_superseded_one_leaves_no_trace_in_its_replacement(store):
     assert a not in _api_text(store)
 
 
-def test_hiding_the_replacement_keeps_the_links(store):
+def test_hiding_the_replacement_suspends_the_link_and_purging_it_names_it_nowhere(store):
+    """While B (which replaced A) is hidden, A is the current fact; restoring B
+    links them again; purging the hidden B leaves A active and B named nowhere."""
     a = dispatch(store, "memory_capture", {"text": "standup at 9"})["record_id"]
     b = dispatch(store, "memory_capture", {"text": "standup at 10", "supersedes": [a]})["record_id"]
     dispatch(store, "memory_forget", {"ids": [b]})
-    assert dispatch(store, "memory_get", {"id": a})["superseded_by"] == b
+    assert (dispatch(store, "memory_get", {"id": a})["state"], dispatch(store, "memory_get", {"id": a})["superseded_by"]) == ("active", None)
     dispatch(store, "memory_restore", {"ids": [b]})
-    assert dispatch(store, "memory_get", {"id": a})["state"] == "superseded"
+    assert dispatch(store, "memory_get", {"id": a})["superseded_by"] == b
+    dispatch(store, "memory_forget", {"ids": [b]})
+    found = needles(store.root, b)
+    dispatch(store, "memory_forget", {"ids": [b], "mode": "purge"})
+    assert dispatch(store, "memory_get", {"id": a})["state"] == "active"
+    assert b not in _api_text(store) and scan([store.root, config.overflow_dir()], found) == []
 
 
 def test_the_relink_is_finished_by_the_next_open(tmp_path, fake_embedder, monkeypatch):
