@@ -376,12 +376,15 @@ def test_fuzz_memory_recall(seeded, params, pick):
     budget = params.get("budget_tokens")
     assert len(hits) <= (10 if k is None else k)
     budget = 1500 if budget is None else budget
-    assert out["budget_used"] <= budget or len(hits) == 1
+    assert out["budget_used"] <= budget  # issue 10: no exception for the first hit
     scores = [hit["score"] for hit in hits]
     assert scores == sorted(scores, reverse=True) and all(math.isfinite(s) for s in scores)
     for hit in hits:
         row = store.row(UUID(hit["record_id"]))
-        assert row is not None and hit["literal_surface"] == row.literal_surface
+        span = hit["excerpt"]  # issue 10: an oversized hit is a window of the text
+        assert row is not None and hit["literal_surface"] == (
+            row.literal_surface if span is None else row.literal_surface[span["start"]:span["end"]]
+        )
         if params.get("tier"):
             assert row.tier == params["tier"]
         assert set(params.get("tags") or []) <= set(row.tags)

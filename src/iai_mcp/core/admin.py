@@ -10,7 +10,7 @@ from typing import Any
 from iai_mcp.core.contract import ExportParams, ImportParams, NoParams, SessionStartParams
 from iai_mcp.core.results import PackedMemory, memory_dict
 from iai_mcp.embed import embedder_for
-from iai_mcp.core.session_pack import build_pack
+from iai_mcp.core.session_pack import build_pack, item_fields
 from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.crypto import key_file_mode_problem
@@ -28,7 +28,7 @@ def _session_start(store: MemoryStore, args: SessionStartParams) -> dict[str, An
     then most recently recalled, reinforced or captured).
     """
     pack = build_pack(store, args.budget_tokens, exclude_session=args.session_id)
-    memories = [memory_dict(item.row, PackedMemory, why=item.why, at=item.at.isoformat()) for item in pack.items]
+    memories = [memory_dict(item.row, PackedMemory, **item_fields(item)) for item in pack.items]
     return {"text": pack.text, "budget_used": pack.tokens, "memories": memories}
 
 

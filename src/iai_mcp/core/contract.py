@@ -145,7 +145,10 @@ class RecallParams(Params):
     )
     k: int = Field(10, ge=1, le=MAX_K, description="Most memories to return.")
     budget_tokens: int = Field(1500, ge=1, le=MAX_BUDGET_TOKENS, description=(
-        "Token budget for the returned texts; the best hit is always returned."
+        "Token budget for the returned texts (hits and anti_hits); budget_used never exceeds it. "
+        "Hits that fit are returned whole, in score order; one too long for what is left comes "
+        "back as an excerpt (its `excerpt` gives the character offsets and full length; "
+        "memory_get returns the whole). The best hit is always returned, excerpted if need be."
     ))
     tier: Tier | None = Field(None, description="Only memories of this tier.")
     tags: Tags = Field(None, max_length=MAX_TAGS, description="Only memories carrying all these tags.")
@@ -176,7 +179,10 @@ class SessionStartParams(Params):
         "The new conversation's id; its own memories are left out."
     ))
     budget_tokens: int = Field(
-        SESSION_PACK_TOKENS, ge=1, le=MAX_BUDGET_TOKENS, description="Token budget for the pack."
+        SESSION_PACK_TOKENS, ge=1, le=MAX_BUDGET_TOKENS, description=(
+            "Token budget for the pack; budget_used never exceeds it. Pinned memories come first, "
+            "as excerpts when they do not fit whole."
+        )
     )
 
 

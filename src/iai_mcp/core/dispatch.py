@@ -20,7 +20,7 @@ from iai_mcp.core.capture import capture
 from iai_mcp.core.contract import CaptureParams, GetParams, ListParams, NoParams, RecallParams
 from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.listing import list_memories, tag_counts
-from iai_mcp.core.recall import RecallQuery, recall
+from iai_mcp.core.recall import Hit, RecallQuery, recall
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import AntiHit, Memory, RecallHit, memory_dict
 from iai_mcp.embed import embedder_for
@@ -78,14 +78,21 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
         store.queue_provenance_batch(pairs)
     except Exception as exc:  # provenance never fails a recall
         _log.warning("provenance_failed", error=f"{type(exc).__name__}: {exc}", pairs=len(pairs))
-    hits = [
-        memory_dict(hit.row, RecallHit, score=round(hit.score, 6), reason=hit.reason)
-        for hit in result.hits
-    ]
+    hits = [memory_dict(hit.row, RecallHit, **_hit_fields(hit)) for hit in result.hits]
     anti_hits = [
         memory_dict(hit.row, AntiHit, score=round(hit.score, 6)) for hit in result.anti_hits
     ]
     return {"hits": hits, "anti_hits": anti_hits, "budget_used": result.budget_used}
+
+
+def _hit_fields(hit: Hit) -> dict[str, Any]:
+    """What a hit adds to its memory's summary; an excerpt replaces the text."""
+    fields: dict[str, Any] = {"score": round(hit.score, 6), "reason": hit.reason, "excerpt": None}
+    if hit.excerpt is not None:
+        part = hit.excerpt
+        fields["literal_surface"] = part.text
+        fields["excerpt"] = {"start": part.start, "end": part.end, "length": part.length}
+    return fields
 
 
 def _memory_get(store: MemoryStore, args: GetParams) -> dict[str, Any]:

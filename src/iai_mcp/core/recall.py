@@ -4,8 +4,9 @@ Hybrid ranking over what the store holds in memory: cosine similarity of
 the cue's embedding against every vector (one matvec), BM25 over the
 decrypted text, fused by ``iai_mcp.retrieval``; filters (tier, tags, time window) are
 applied to the best candidates, then hits are packed into the caller's
-token budget in score order. Provenance is not written here: the caller
-hands the hits to ``store.queue_provenance_batch``.
+token budget in score order, a hit too long for it as an excerpt
+(``pack``). Provenance is not written here: the caller hands the hits to
+``store.queue_provenance_batch``.
 
 Where a memory is in its life (``store.states()``) is applied with array
 masks, never a pass over the rows: hidden and purged rows neither rank nor
@@ -19,11 +20,12 @@ from __future__ import annotations
 import itertools
 import threading
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import numpy as np
 
+from iai_mcp.core.excerpt import Excerpt, excerpt
 from iai_mcp.core.filters import RowFilter, filter_of
 from iai_mcp.retrieval import KeywordIndex, fuse, top_k
 from iai_mcp.embed import Embedder
@@ -35,6 +37,9 @@ _SUPERSEDED = STATE_CODES["superseded"]
 
 #: About four characters a token, the usual rule of thumb for English text.
 CHARS_PER_TOKEN = 4
+#: Fewer tokens than this (about one sentence) make no useful excerpt of a
+#: hit after the best one: it is left out instead.
+MIN_EXCERPT_TOKENS = 25
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,8 @@ class Hit:
     reason: str
     #: A superseded memory that matched (an anti-hit), not a hit.
     anti: bool = False
+    #: Set when only this window of the text fits the budget.
+    excerpt: Excerpt | None = None
 
 
 @dataclass(frozen=True)
@@ -256,21 +263,50 @@ def _reason(dense: float, keyword: float) -> str:
 
 
 def recall(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> RecallResult:
-    """Rank, then pack hits in score order until k or the token budget; the
-    first hit is always returned when there is one. Anti-hits share the
-    budget: each is packed, in score order among the hits, when it fits."""
-    packed: list[Hit] = []
-    packed_anti: list[Hit] = []
+    """Rank, then pack the hits into the token budget (``pack``)."""
+    return pack(rank(store, embedder, query), query.cue, query.budget_tokens)
+
+
+def pack(ranked: list[Hit], cue: str, budget_tokens: int) -> RecallResult:
+    """``ranked`` (hits and anti-hits, best first) packed into ``budget_tokens``;
+    ``budget_used`` never exceeds it.
+
+    First every hit and anti-hit that fits whole is packed, in score order,
+    skipping those that do not fit (so one long memory no longer hides the
+    short ones after it). Then the hits that did not fit are excerpted, best
+    first, into what is left (``excerpt``), when at least
+    ``MIN_EXCERPT_TOKENS`` are left. The best hit always comes back: when it
+    is longer than the budget, half the budget is held back for its excerpt
+    while the others are packed whole, and the excerpt then takes all that is
+    left. Anti-hits are only ever packed whole. Hits come back in score order.
+    """
+    hits = [hit for hit in ranked if not hit.anti]
+    best = hits[0] if hits else None
+    oversized = best is not None and estimate_tokens(best.row.literal_surface) > budget_tokens
+    limit = budget_tokens // 2 if oversized else budget_tokens
     used = 0
-    for hit in rank(store, embedder, query):
+    chosen: dict[int, Hit] = {}  # rank position -> packed hit
+    anti: list[Hit] = []
+    deferred: list[int] = []
+    for pos, hit in enumerate(ranked):
         cost = estimate_tokens(hit.row.literal_surface)
-        if hit.anti:
-            if used + cost <= query.budget_tokens:
-                packed_anti.append(hit)
-                used += cost
+        if (hit is best and oversized) or used + cost > limit:
+            if not hit.anti:
+                deferred.append(pos)
             continue
-        if packed and used + cost > query.budget_tokens:
-            break
-        packed.append(hit)
         used += cost
-    return RecallResult(packed, used, packed_anti)
+        if hit.anti:
+            anti.append(hit)
+        else:
+            chosen[pos] = hit
+    for pos in deferred:
+        room = budget_tokens - used
+        hit = ranked[pos]
+        if room < MIN_EXCERPT_TOKENS and hit is not best:
+            continue
+        part = excerpt(hit.row.literal_surface, cue, room * CHARS_PER_TOKEN)
+        if not part.text:
+            continue
+        used += estimate_tokens(part.text)
+        chosen[pos] = replace(hit, excerpt=part)
+    return RecallResult([chosen[pos] for pos in sorted(chosen)], used, anti)

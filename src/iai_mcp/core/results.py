@@ -57,9 +57,22 @@ class MemorySummary(TypedDict):
     superseded_by: str | None
 
 
+class ExcerptSpan(TypedDict):
+    """Where a returned excerpt sits in the memory: ``literal_surface`` is
+    ``full_text[start:end]`` (character offsets) of a text ``length`` long;
+    ``memory_get`` returns the whole."""
+
+    start: int
+    end: int
+    length: int
+
+
 class RecallHit(MemorySummary):
     score: float
     reason: str
+    #: Null when ``literal_surface`` is the whole memory; else the memory was
+    #: longer than the budget left and ``literal_surface`` is this window of it.
+    excerpt: ExcerptSpan | None
 
 
 class AntiHit(TypedDict):
@@ -93,6 +106,8 @@ class PackedMemory(MemorySummary):
     pinned: bool
     why: Why
     at: str
+    #: As in ``RecallHit``: set when only a window of the memory fit the pack.
+    excerpt: ExcerptSpan | None
 
 
 class SessionPack(TypedDict):

@@ -3,9 +3,14 @@
 Pinned memories come first, then the ones touched most recently: recalled
 (the newest provenance entry), reinforced (said again) or captured. Texts
 are verbatim; whole memories are packed into a token budget and one that
-does not fit is left out rather than cut. The pack is rendered here, so the
-hook that prints it and the tool that returns it show the same text, and
+does not fit is left out, except a pinned one: it is cut to an excerpt of
+what is left (its opening sentences, marked ``[…]``), so a small budget
+still carries the user's standing preferences. The pack is rendered here, so
+the hook that prints it and the tool that returns it show the same text, and
 the budget counts exactly what is shown.
+
+Building the pack reads provenance and writes none: delivering a memory in
+a pack is not a use of it (it would otherwise keep itself "recalled").
 
 Only active memories are packed: a hidden (forgotten) or superseded one is
 left out from the moment its state changes (the store's state array is read
@@ -13,11 +18,13 @@ at every build; nothing is cached).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
-from iai_mcp.core.recall import estimate_tokens
+from iai_mcp.core.excerpt import Excerpt, excerpt
+from iai_mcp.core.recall import CHARS_PER_TOKEN, estimate_tokens
 from iai_mcp.core.results import Why
 from iai_mcp.store import STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow, parse_time
@@ -29,6 +36,10 @@ HEADER = (
 
 #: No rendered item costs less than this, so a fuller pack stops scanning.
 _MIN_ITEM_TOKENS = 6
+#: A pinned memory is cut to fewer characters than this only by leaving it out.
+_MIN_EXCERPT_CHARS = 16
+#: Ends an excerpt's line in the rendered pack.
+EXCERPT_MARK = " […]"
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class PackItem:
     row: MemoryRow
     why: Why
     at: datetime
+    #: Set when only this window of the text fit the pack.
+    excerpt: Excerpt | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +93,33 @@ def render_item(item: PackItem) -> str:
     role = f" {item.row.role}" if item.row.role else ""
     said = item.row.said_at.strftime("%Y-%m-%d")
     # Continuation lines are indented so a multi-line memory stays one bullet.
-    body = item.row.literal_surface.replace("\n", "\n  ")
+    text = item.row.literal_surface if item.excerpt is None else item.excerpt.text + EXCERPT_MARK
+    body = text.replace("\n", "\n  ")
     return f"- [{item.why}, said {said}{role}] {body}"
+
+
+def item_fields(item: PackItem) -> dict[str, Any]:
+    """What a packed item adds to its memory's summary (``results.PackedMemory``)."""
+    fields: dict[str, Any] = {"why": item.why, "at": item.at.isoformat(), "excerpt": None}
+    if item.excerpt is not None:
+        part = item.excerpt
+        fields["literal_surface"] = part.text
+        fields["excerpt"] = {"start": part.start, "end": part.end, "length": part.length}
+    return fields
+
+
+def _cut(item: PackItem, room_tokens: int) -> tuple[PackItem, str] | None:
+    """``item`` as an excerpt whose rendered line fits ``room_tokens``, or None."""
+    empty = render_item(replace(item, excerpt=Excerpt(0, 0, 0, "")))
+    chars = room_tokens * CHARS_PER_TOKEN - len(empty) - 1  # the line's "\n"
+    while chars >= _MIN_EXCERPT_CHARS:
+        cut = replace(item, excerpt=excerpt(item.row.literal_surface, "", chars))
+        line = render_item(cut)
+        over = len(line) + 1 - room_tokens * CHARS_PER_TOKEN
+        if over <= 0:
+            return cut, line
+        chars -= over  # indented line breaks made it longer than its text
+    return None
 
 
 def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | None = None) -> Pack:
@@ -98,7 +136,11 @@ def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | No
         line = render_item(item)
         cost = estimate_tokens(line + "\n")
         if used + cost > budget_tokens:
-            continue  # too long for what is left; a shorter one may still fit
+            cut = _cut(item, budget_tokens - used) if item.why == "pinned" else None
+            if cut is None:
+                continue  # too long for what is left; a shorter one may still fit
+            item, line = cut
+            cost = estimate_tokens(line + "\n")
         items.append(item)
         lines.append(line)
         used += cost
