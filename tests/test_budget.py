@@ -144,3 +144,10 @@ def test_session_pack_does_not_count_its_delivery_as_a_use(store):
         assert got["reinforcements"] == 0 and not [
             p for p in got["provenance"] if p.get("kind") != "capture"
         ]
+
+
+def test_the_cli_marks_an_excerpt(cli):
+    long_text = "Intro line. " + "The postmortem root cause was a stale cache key. " * 200
+    cli("capture", long_text)
+    code, out, _ = cli("recall", "postmortem root cause", "--budget-tokens", "50")
+    assert code == 0 and "[excerpt: characters " in out and f"of {len(long_text)};" in out

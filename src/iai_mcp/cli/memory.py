@@ -41,6 +41,9 @@ def _show_recall(result: dict[str, Any]) -> None:
     for hit in result["hits"]:
         print(f"{hit['score']:.3f}  {hit['ts'][:19]}  {hit['record_id']}  ({hit['reason']})")
         print(indent(hit["literal_surface"]))
+        if span := hit.get("excerpt"):
+            print(f"    [excerpt: characters {span['start']}-{span['end']} of {span['length']}; "
+                  f"'iai-mcp show {hit['record_id']}' prints all of it]")
     for anti in result.get("anti_hits", []):
         print(f"superseded {anti['score']:.3f}  {anti['record_id']}  (replaced by {anti['superseded_by']} "
               f"on {str(anti['valid_to'])[:19]})")
