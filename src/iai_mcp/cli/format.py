@@ -38,10 +38,7 @@ def provenance_line(entry: dict[str, Any]) -> str:
     return f"  {entry.get('ts', '?')}  {verb} {json.dumps(entry.get('cue'), ensure_ascii=False)}{where}"
 
 
-def print_captured(result: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        print_json(result)
-        return
+def show_captured(result: dict[str, Any]) -> None:
     print(f"{result['status']} {result['record_id']}: {result['reason']}")
     for item in result.get("related", []):
         print(f"  related {item['score']:.2f} {item['record_id']}: {one_line(item['excerpt'])}")

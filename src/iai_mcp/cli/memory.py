@@ -9,13 +9,12 @@ from iai_mcp.cli.format import (
     indent,
     note,
     one_line,
-    print_captured,
+    show_captured,
     provenance_line,
 )
 from iai_mcp.cli.options import (
     AddCommand,
     call_and_show,
-    connected,
     contract_options,
     json_flag,
     method_params,
@@ -23,12 +22,9 @@ from iai_mcp.cli.options import (
 )
 
 
-def cmd_capture(args: argparse.Namespace) -> int:
-    text = text_argument(args.text)
-    with connected(args) as backend:
-        result = backend.call("memory_capture", {**method_params(args, "memory_capture"), "text": text})
-    print_captured(result, args.json)
-    return 0
+def cmd_capture(args: argparse.Namespace, **extra: Any) -> int:
+    params = {**method_params(args, "memory_capture"), "text": text_argument(args.text), **extra}
+    return call_and_show(args, "memory_capture", params, show_captured)
 
 
 def cmd_recall(args: argparse.Namespace) -> int:
@@ -51,12 +47,7 @@ def _show_recall(result: dict[str, Any]) -> None:
 
 
 def cmd_supersede(args: argparse.Namespace) -> int:
-    text = text_argument(args.text)
-    params = {**method_params(args, "memory_capture"), "text": text, "supersedes": args.old_ids}
-    with connected(args) as backend:
-        result = backend.call("memory_capture", params)
-    print_captured(result, args.json)
-    return 0
+    return cmd_capture(args, supersedes=args.old_ids)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
