@@ -375,7 +375,8 @@ def test_hiding_the_replacement_suspends_the_link_and_purging_it_names_it_nowher
     a = dispatch(store, "memory_capture", {"text": "standup at 9"})["record_id"]
     b = dispatch(store, "memory_capture", {"text": "standup at 10", "supersedes": [a]})["record_id"]
     dispatch(store, "memory_forget", {"ids": [b]})
-    assert (dispatch(store, "memory_get", {"id": a})["state"], dispatch(store, "memory_get", {"id": a})["superseded_by"]) == ("active", None)
+    shown = dispatch(store, "memory_get", {"id": a})
+    assert (shown["state"], shown["superseded_by"]) == ("active", None)
     dispatch(store, "memory_restore", {"ids": [b]})
     assert dispatch(store, "memory_get", {"id": a})["superseded_by"] == b
     dispatch(store, "memory_forget", {"ids": [b]})
@@ -385,25 +386,35 @@ def test_hiding_the_replacement_suspends_the_link_and_purging_it_names_it_nowher
     assert b not in _api_text(store) and scan([store.root, config.overflow_dir()], found) == []
 
 
+def _replaced_fact(root, embedder):
+    """A store where B superseded A, and the bytes by which B could be found."""
+    store = MemoryStore(path=root, embedder=embedder)
+    a = dispatch(store, "memory_capture", {"text": "billing runs on Postgres"})["record_id"]
+    b = dispatch(store, "memory_capture", {"text": "billing runs on DynamoDB", "supersedes": [a]})["record_id"]
+    return store, a, b, needles(root, b)
+
+
+def _assert_relinked_after_reopen(root, embedder, a, b, found):
+    """After the reopen finished the purge of B: A is active, B is nowhere."""
+    with MemoryStore(path=root, embedder=embedder) as reopened:
+        assert reopened.get(b) is None and reopened.row(UUID(a)).state == "active"
+        assert b not in _api_text(reopened)
+    assert scan([root], found) == []
+
+
 def test_the_relink_is_finished_by_the_next_open(tmp_path, fake_embedder, monkeypatch):
     """The purge of B fails after its intent was written: the reopen both
     removes B and makes A active again."""
     from iai_mcp.errors import StoreError
 
-    root = tmp_path / "s"
-    store = MemoryStore(path=root, embedder=fake_embedder)
-    a = dispatch(store, "memory_capture", {"text": "billing runs on Postgres"})["record_id"]
-    b = dispatch(store, "memory_capture", {"text": "billing runs on DynamoDB", "supersedes": [a]})["record_id"]
-    found = needles(root, b)
+    store, a, b, found = _replaced_fact(tmp_path / "s", fake_embedder)
+    root = store.root
     _failing(monkeypatch, times=1)
     with pytest.raises(StoreError):
         store.purge([UUID(b)])
     store.close()
     monkeypatch.undo()
-    with MemoryStore(path=root, embedder=fake_embedder) as reopened:
-        assert reopened.get(b) is None and reopened.row(UUID(a)).state == "active"
-        assert b not in _api_text(reopened)
-    assert scan([root], found) == []
+    _assert_relinked_after_reopen(root, fake_embedder, a, b, found)
 
 
 def test_a_relink_that_failed_is_done_by_the_next_open(tmp_path, fake_embedder, monkeypatch):
@@ -412,11 +423,8 @@ def test_a_relink_that_failed_is_done_by_the_next_open(tmp_path, fake_embedder, 
     from iai_mcp.errors import StoreError
     from iai_mcp.store.records_table import RecordsTable
 
-    root = tmp_path / "s"
-    store = MemoryStore(path=root, embedder=fake_embedder)
-    a = dispatch(store, "memory_capture", {"text": "billing runs on Postgres"})["record_id"]
-    b = dispatch(store, "memory_capture", {"text": "billing runs on DynamoDB", "supersedes": [a]})["record_id"]
-    found = needles(root, b)
+    store, a, b, found = _replaced_fact(tmp_path / "s", fake_embedder)
+    root = store.root
 
     def replace(self, rows):
         raise OSError("no space left on device")
@@ -427,7 +435,4 @@ def test_a_relink_that_failed_is_done_by_the_next_open(tmp_path, fake_embedder, 
     assert store.get(b) is None and (root / INTENT_FILE).exists()
     store.close()
     monkeypatch.undo()
-    with MemoryStore(path=root, embedder=fake_embedder) as reopened:
-        assert reopened.get(b) is None and reopened.row(UUID(a)).state == "active"
-        assert b not in _api_text(reopened)
-    assert scan([root], found) == []
+    _assert_relinked_after_reopen(root, fake_embedder, a, b, found)
