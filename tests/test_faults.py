@@ -25,7 +25,7 @@ from iai_mcp.provenance_queue.journal import Journal
 from iai_mcp.provenance_queue.pending import SEAL_PURPOSE, decode_pairs, encode_pairs
 from iai_mcp.provenance_queue.spill import SpillDir
 from iai_mcp.store import MemoryStore
-from tests.test_provenance_queue import Gate
+from tests.test_provenance_queue import Failing, Gate
 from tests.test_store import _all_bytes_under, _make
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
@@ -589,21 +589,13 @@ def test_spill_waits_while_the_store_refuses_a_dead_queues_journal(tmp_path, _is
     store.insert(r)
     _dead_queue_journal(store, [[(r.id, {"cue": "older"})]])
     _spill_file(store, _isolate_home, ["newer"], r.id)
-    real = store.append_provenance_batch
-    refusals = {"left": 3}
-
-    def refuses_the_journal(pairs, records_cache=None):
-        if refusals["left"] and any(p.entry["cue"] == "older" for p in pairs):
-            refusals["left"] -= 1
-            raise OSError("database is locked")
-        return real(pairs, records_cache=records_cache)
-
-    store.append_provenance_batch = refuses_the_journal  # type: ignore[method-assign]
+    refusals = Failing(store, times=3, error=OSError("database is locked"),
+                       when=lambda pairs: any(p.entry["cue"] == "older" for p in pairs))
     q = ProvenanceWriteQueue(store, coalesce_ms=1)
     q.start()
     assert q.flush(timeout=10)
     q.stop()
-    assert refusals["left"] == 0
+    assert refusals.left == 0
     assert [e["cue"] for e in store.provenance_of(r.id)] == ["older", "newer"]
 
 

@@ -13,6 +13,7 @@ import pytest
 from iai_mcp.log import logger
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.store import MemoryStore
+from tests.test_provenance_queue import Failing
 from tests.test_store import _make
 
 
@@ -63,16 +64,7 @@ def test_the_provenance_worker_survives_a_full_disk_under_its_log(tmp_path, monk
     store = MemoryStore(path=tmp_path)
     r = _make()
     store.insert(r)
-    real = store.append_provenance_batch
-    failures = {"left": 1}
-
-    def flaky(pairs, records_cache=None):
-        if failures["left"]:
-            failures["left"] -= 1
-            raise OSError(errno.EIO, "simulated store failure")
-        return real(pairs, records_cache=records_cache)
-
-    store.append_provenance_batch = flaky  # type: ignore[method-assign]
+    Failing(store, times=1, error=OSError(errno.EIO, "simulated store failure"))
     monkeypatch.setattr(sys, "stderr", _FailingStream(errno.ENOSPC))
     queue = ProvenanceWriteQueue(store, coalesce_ms=1, journal=False)
     queue.start()

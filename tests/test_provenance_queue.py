@@ -42,6 +42,23 @@ class Gate:
         store.append_provenance_batch = gated  # type: ignore[method-assign]
 
 
+class Failing:
+    """Wraps store.append_provenance_batch so that its next ``times`` calls
+    (those whose pairs ``when`` picks) raise ``error``; ``left`` counts down."""
+
+    def __init__(self, store: MemoryStore, times: int, error: Exception, when=lambda pairs: True) -> None:
+        self.left = times
+        real = store.append_provenance_batch
+
+        def failing(pairs, records_cache=None):
+            if self.left and when(pairs):
+                self.left -= 1
+                raise error
+            return real(pairs, records_cache=records_cache)
+
+        store.append_provenance_batch = failing  # type: ignore[method-assign]
+
+
 def _store_with_one_record(tmp_path: Path) -> tuple[MemoryStore, object]:
     store = MemoryStore(path=tmp_path / "s")
     record = _make()
@@ -176,16 +193,7 @@ def test_one_atexit_registration_however_often_started(tmp_path, monkeypatch):
 
 def test_failed_write_reported_on_stderr_and_retried(tmp_path, capsys):
     store, r = _store_with_one_record(tmp_path)
-    real = store.append_provenance_batch
-    failures = {"left": 2}
-
-    def flaky(pairs, records_cache=None):
-        if failures["left"]:
-            failures["left"] -= 1
-            raise OSError("disk on fire")
-        return real(pairs, records_cache=records_cache)
-
-    store.append_provenance_batch = flaky  # type: ignore[method-assign]
+    Failing(store, times=2, error=OSError("disk on fire"))
     q = ProvenanceWriteQueue(store, coalesce_ms=1)
     q.start()
     q.enqueue([(r.id, {"cue": "survives"})])
