@@ -95,7 +95,6 @@ class _RecallIndex:
         self._session = np.zeros(0, dtype=np.int64)
         self._order: np.ndarray | None = None
         self._grouped = np.zeros(0, dtype=np.int64)
-        self._removed = np.zeros(0, dtype=bool)  # slots removed from the keyword index
         self._solo = itertools.count(1 << 40)  # codes for rows without a session
 
     def _code(self, session_id: str | None) -> int:
@@ -121,7 +120,6 @@ class _RecallIndex:
                     self.keywords.add(doc, rows[doc].literal_surface)
                     codes[offset] = self._code(rows[doc].session_id)
                 self._session = np.concatenate([self._session, codes])
-                self._removed = np.concatenate([self._removed, np.zeros(len(codes), dtype=bool)])
                 self._order = None
             if states is not None:
                 self._follow(states)
@@ -130,16 +128,15 @@ class _RecallIndex:
                 self._grouped = self._session[self._order]
             return self.keywords, self._session, self._order, self._grouped
 
-
     def _follow(self, states: np.ndarray) -> None:
-        m = min(len(states), len(self._removed))
+        removed = self.keywords.removed_mask()
+        m = min(len(states), len(removed))
         dead = (states[:m] == _HIDDEN) | (states[:m] == PURGED)
-        for slot in np.flatnonzero(dead != self._removed[:m]):
+        for slot in np.flatnonzero(dead != removed[:m]):
             if dead[slot]:
                 self.keywords.remove(int(slot))
             else:
                 self.keywords.restore(int(slot))
-            self._removed[slot] = dead[slot]
 
 
 _indexes: weakref.WeakKeyDictionary[MemoryStore, _RecallIndex] = weakref.WeakKeyDictionary()

@@ -119,6 +119,10 @@ class KeywordIndex:
     def removed(self, doc: int) -> bool:
         return bool(self._deleted[doc])
 
+    def removed_mask(self) -> np.ndarray:
+        """Which slots are removed (a bool copy: the index stays free to grow)."""
+        return np.frombuffer(self._deleted, dtype=np.int8).astype(bool)
+
     def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
         docs, tfs = self._docs[tid], self._tfs[tid]
         hit = self._cache.get(tid)
