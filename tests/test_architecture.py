@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "core": 3,
     "backend": 4, "daemon.wire": 4, "daemon.client": 4,
     "daemon": 5, "mcp_server": 5, "cli": 5, "hooks": 5, "doctor": 5, "__main__": 5, "__init__": 5,
+    "viewer": 5,
 }
 
 #: Upward imports the spec forces, each with its reason.

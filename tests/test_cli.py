@@ -17,6 +17,7 @@ COMMANDS = ["serve", "capture", "recall", "show", "stats", "export", "import", "
             "compact", "hooks", "hook", "daemon",
             "forget", "restore", "pin", "unpin", "tag",  # forgetting and correcting (issue 9)
             "supersede", "list", "tags"]
+COMMANDS += ["ui"]  # the web viewer (issue 12)
 
 
 def _subprocess_env(**extra: str) -> dict[str, str]:

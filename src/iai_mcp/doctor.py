@@ -109,3 +109,12 @@ def run_checks(store: str | Path | None = None) -> list[Check]:
             backend.close()
     checks.append(daemon_check)
     return checks
+
+
+def backend_checks(backend: Any, store_path: Path) -> list[Check]:
+    """The checks through a backend already open (the viewer's Overview)."""
+    try:
+        checks = _store_checks(backend)
+    except IaiError as exc:
+        checks = [Check("FAIL", "store", str(exc))]
+    return [*checks, _daemon_check(store_path)]

@@ -362,6 +362,21 @@ class ListParams(Params):
     ))
 
 
+# ---- the viewer's Overview page (issue 12) ------------------------------------
+
+#: Most days memory_overview charts (a year and a leap day).
+MAX_OVERVIEW_DAYS = 366
+#: Most memories in memory_overview's most_recalled.
+MAX_OVERVIEW_TOP = 100
+
+
+class OverviewParams(Params):
+    """memory_overview: counts, activity per day and the most recalled memories."""
+
+    days: int = Field(30, ge=1, le=MAX_OVERVIEW_DAYS, description="Days of captures and recalls to count, ending today (UTC).")
+    top: int = Field(10, ge=1, le=MAX_OVERVIEW_TOP, description="Most recalled memories to return.")
+
+
 @dataclass(frozen=True)
 class Method:
     """One dispatch method: its parameters and how adapters may use it."""
@@ -405,6 +420,9 @@ METHODS: dict[str, Method] = {
     # ---- correcting and browsing (issue 9) ----
     "memory_list": Method(ListParams, tool=True, resendable=True, read_only=True, idempotent=True),
     "memory_tags": Method(NoParams, tool=True, resendable=True, read_only=True, idempotent=True),
+    # ---- the viewer's Overview page (issue 12) ----
+    # Only reads; not resent (a person reloads the page), so the resendable set stays as pinned.
+    "memory_overview": Method(OverviewParams, read_only=True, idempotent=True),
 }
 
 

@@ -20,6 +20,7 @@ from iai_mcp.core.capture import capture
 from iai_mcp.core.contract import CaptureParams, GetParams, ListParams, NoParams, RecallParams
 from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.listing import list_memories, tag_counts
+from iai_mcp.core.overview import OVERVIEW_METHODS
 from iai_mcp.core.recall import Hit, RecallQuery, recall
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import AntiHit, Memory, RecallHit, memory_dict
@@ -124,6 +125,7 @@ METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
     **LIFECYCLE_METHODS,  # forget, restore, update (issue 9)
     "memory_list": _memory_list,
     "memory_tags": _memory_tags,
+    **OVERVIEW_METHODS,  # the viewer's Overview page (issue 12)
 }
 
 

@@ -1,0 +1,94 @@
+"""memory_overview: the numbers the viewer's Overview page draws.
+
+Counts of memories by state, of active ones by tier, tag and project; a
+day-by-day series of captures and recalls; the most recalled memories. No
+other method gives these without paging through every memory from outside.
+Read-only, not an MCP tool: an assistant has memory_list and memory_tags.
+
+Recalls per day need each provenance entry's time, which is sealed with the
+entry, so every entry of a recalled memory is opened once per call (a
+listing-sized cost, paid only when a person opens the page). An entry that
+cannot be read is counted in ``unreadable`` and left as it is on disk.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import date, timedelta
+from typing import Any
+
+from iai_mcp.core.contract import OverviewParams
+from iai_mcp.core.listing import tag_counts
+from iai_mcp.errors import CorruptData
+from iai_mcp.log import logger
+from iai_mcp.store import MemoryStore
+from iai_mcp.types import STATES, MemoryRow, parse_time, utcnow
+
+_log = logger("iai_mcp.core")
+
+#: Characters of a memory shown beside its recall count.
+EXCERPT_CHARS = 160
+
+
+def _project(row: MemoryRow) -> str | None:
+    # ``project`` arrives with the projects issue; until then every memory has none.
+    return getattr(row, "project", None)
+
+
+def _counted(counter: Counter, key: str) -> list[dict[str, Any]]:
+    return [{key: name, "count": n} for name, n in sorted(counter.items(), key=lambda i: (-i[1], str(i[0])))]
+
+
+def _recall_days(store: MemoryStore, counts: dict[Any, int], first: date) -> tuple[Counter, int]:
+    """Recalls per UTC day from ``first`` on, and how many entries could not be read."""
+    per_day: Counter = Counter()
+    unreadable = 0
+    for record_id in counts:
+        try:
+            entries = store.provenance_of(record_id)
+        except CorruptData as exc:
+            unreadable += counts[record_id]
+            _log.warning("overview_provenance_unreadable", record=store.log_name(record_id), error=str(exc))
+            continue
+        for entry in entries:
+            when = parse_time(entry.get("ts"))
+            if entry.get("kind") != "capture" and when is not None and when.date() >= first:
+                per_day[when.date()] += 1
+    return per_day, unreadable
+
+
+def overview(store: MemoryStore, args: OverviewParams) -> dict[str, Any]:
+    """``{states, tiers, tags, projects, days, most_recalled, unreadable}``;
+    ``days`` has one item per UTC day, oldest first, ending today."""
+    rows = [row for row in store.rows() if store.row(row.id) is not None]
+    active = [row for row in rows if row.state == "active"]
+    today = utcnow().date()
+    first = today - timedelta(days=args.days - 1)
+    captures = Counter(row.created_at.date() for row in rows if row.created_at.date() >= first)
+    counts, _ = store.provenance_counts()
+    known = {row.id: row for row in rows}
+    counts = {rid: n for rid, n in counts.items() if rid in known}
+    recalls, unreadable = _recall_days(store, counts, first)
+    top = sorted((rid for rid in counts if known[rid].state == "active"),
+                 key=lambda rid: (-counts[rid], str(rid)))[: args.top]
+    states = Counter(row.state for row in rows)
+    return {
+        "states": {state: states.get(state, 0) for state in STATES},
+        "tiers": _counted(Counter(row.tier for row in active), "tier"),
+        "tags": tag_counts(store)["tags"],
+        "projects": _counted(Counter(_project(row) for row in active), "project"),
+        "days": [
+            {"day": day.isoformat(), "captures": captures.get(day, 0), "recalls": recalls.get(day, 0)}
+            for day in (first + timedelta(days=i) for i in range(args.days))
+        ],
+        "most_recalled": [
+            {"record_id": str(rid), "count": counts[rid], "excerpt": known[rid].literal_surface[:EXCERPT_CHARS]}
+            for rid in top
+        ],
+        "unreadable": unreadable,
+    }
+
+
+OVERVIEW_METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
+    "memory_overview": overview,
+}

@@ -1,0 +1,282 @@
+"""The web viewer (issue 12) in-process: Starlette's TestClient in front of
+a local store with the hash embedder. Who gets in (token, Host, Origin),
+what every answer carries (CSP), that memory text is never markup, and
+that each page and action is the dispatch method it claims to be."""
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from starlette.testclient import TestClient
+
+PORT = 8765
+ORIGIN = f"http://127.0.0.1:{PORT}"
+TOKEN = "launch-token-abc"
+SCRIPT = "<script>alert('pwned')</script>"
+
+
+@pytest.fixture
+def backend(store):
+    from iai_mcp.backend import LocalBackend
+
+    return LocalBackend(store)
+
+
+@pytest.fixture
+def app(backend, store):
+    from iai_mcp.doctor import backend_checks
+    from iai_mcp.viewer.app import Viewer, create_app
+
+    return create_app(Viewer(backend, lambda b: backend_checks(b, store.root)), port=PORT, token=TOKEN)
+
+
+@pytest.fixture
+def anonymous(app):
+    return TestClient(app, base_url=ORIGIN, follow_redirects=False)
+
+
+@pytest.fixture
+def client(app):
+    """A browser that opened the launch link: it holds the cookie."""
+    c = TestClient(app, base_url=ORIGIN, follow_redirects=False)
+    assert c.get(f"/?token={TOKEN}").status_code == 303
+    return c
+
+
+@pytest.fixture
+def memory(backend):
+    return backend.call("memory_capture", {"text": f"coffee order {SCRIPT} oat milk", "cue": "what coffee",
+                                           "tags": ["drinks", "<b>bold</b>"]})["record_id"]
+
+
+def post(client, path, **data):
+    return client.post(path, data=data, headers={"origin": ORIGIN})
+
+
+# ------------------------------------------------------------ nobody else gets in
+
+
+@pytest.mark.parametrize("path", ["/", "/search?cue=coffee", "/browse", "/static/viewer.css", "/memory/{rid}"])
+def test_no_token_is_401_and_no_data(anonymous, memory, path):
+    r = anonymous.get(path.format(rid=memory))
+    assert r.status_code == 401
+    assert "coffee" not in r.text and memory not in r.text
+
+
+def test_a_wrong_token_is_401_and_sets_no_cookie(anonymous, memory):
+    for token in ("wrong", TOKEN + "x", "", "ü"):
+        r = anonymous.get(f"/?token={token}")
+        assert r.status_code == 401 and "set-cookie" not in r.headers
+    anonymous.cookies.set(f"iai_mcp_ui_{PORT}", "wrong")
+    assert anonymous.get("/browse").status_code == 401
+
+
+def test_the_token_becomes_a_strict_httponly_cookie_and_leaves_the_url(anonymous):
+    r = anonymous.get(f"/browse?state=all&token={TOKEN}")
+    assert r.status_code == 303 and r.headers["location"] == "/browse?state=all"
+    cookie = r.headers["set-cookie"]
+    assert cookie.startswith(f"iai_mcp_ui_{PORT}={TOKEN};")
+    assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+    assert anonymous.get("/browse?state=all").status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example:8765", "127.0.0.1:9999", "localhost", "127.0.0.1", "[::1]:8765"])
+def test_a_foreign_host_is_refused_even_with_the_cookie(client, memory, host):
+    r = client.get(f"/memory/{memory}", headers={"host": host})
+    assert r.status_code == 403 and "coffee" not in r.text
+    assert client.get(f"/memory/{memory}", headers={"host": f"localhost:{PORT}"}).status_code == 200
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", f"http://localhost:{PORT}", "null", f"https://127.0.0.1:{PORT}", None])
+def test_a_change_from_another_origin_or_none_is_refused_and_changes_nothing(client, backend, memory, origin):
+    headers = {} if origin is None else {"origin": origin}
+    r = client.post(f"/memory/{memory}/forget", data={"mode": "purge", "confirm": "yes"}, headers=headers)
+    assert r.status_code == 403
+    r = client.post(f"/memory/{memory}/pin", headers=headers)
+    assert r.status_code == 403
+    got = backend.call("memory_get", {"id": memory})
+    assert got["state"] == "active" and got["pinned"] is False
+
+
+def test_a_read_from_another_origin_is_refused(client, memory):
+    assert client.get(f"/memory/{memory}", headers={"origin": "http://evil.example"}).status_code == 403
+
+
+@pytest.mark.parametrize("path", ["/", f"/?token={TOKEN}", "/?token=bad", "/static/viewer.js", "/nowhere"])
+def test_every_answer_carries_the_security_headers(client, anonymous, path):
+    from iai_mcp.viewer.security import CSP
+
+    for c in (client, anonymous):
+        r = c.get(path)
+        assert r.headers["content-security-policy"] == CSP
+        assert "script-src 'self'" in CSP and "frame-ancestors 'none'" in CSP and "unsafe-inline" not in CSP
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["referrer-policy"] == "no-referrer"
+    r = client.get(path, headers={"host": "evil.example"})
+    assert r.status_code == 403 and r.headers["content-security-policy"] == CSP
+
+
+def test_a_script_memory_is_shown_as_text_everywhere(client, backend, memory):
+    backend.call("memory_recall", {"cue": "coffee"})
+    for path in (f"/memory/{memory}", "/search?cue=coffee", "/browse", "/", "/search?cue=" + SCRIPT):
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert SCRIPT not in r.text and "<b>bold</b>" not in r.text, path
+        # The only scripts are the viewer's own file; no inline script, no inline style.
+        assert re.findall(r"<script[^>]*>", r.text) == ['<script src="/static/viewer.js" defer>'], path
+        assert "style=" not in r.text and "<style" not in r.text, path
+    page = client.get(f"/memory/{memory}").text
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+# ------------------------------------------------------------ the pages
+
+
+def test_search_shows_scores_reasons_budget_and_anti_hits(client, backend, memory):
+    new = backend.call("memory_capture", {"text": "coffee order now black, no milk", "supersedes": [memory]})
+    r = client.get("/search?cue=coffee+order&budget_tokens=400&k=5")
+    assert r.status_code == 200
+    direct = backend.call("memory_recall", {"cue": "coffee order", "budget_tokens": 400, "k": 5})
+    hit = direct["hits"][0]
+    assert f"{hit['score']:.3f}" in r.text and hit["reason"] in r.text
+    assert re.search(r"budget used \d+ of 400 tokens", r.text)
+    anti = r.text.split("Anti-hits", 1)[1]
+    assert memory in anti and new["record_id"] in anti
+
+
+def test_search_records_the_viewer_as_the_recalling_session(client, backend, memory):
+    client.get("/search?cue=coffee")
+    trail = backend.call("memory_get", {"id": memory})["provenance"]
+    assert trail[-1]["session_id"] == "iai-mcp-ui" and trail[-1]["cue"] == "coffee"
+
+
+def test_search_filters_reach_recall(client, backend, memory):
+    other = backend.call("memory_capture", {"text": "coffee beans from Kenya", "tier": "semantic"})["record_id"]
+    r = client.get("/search?cue=coffee&tier=semantic")
+    assert other in r.text and memory not in r.text
+    r = client.get("/search?cue=coffee&tags=drinks")
+    assert memory in r.text and other not in r.text
+    r = client.get("/search?cue=coffee&until=2000-01-01")
+    assert memory not in r.text and other not in r.text
+
+
+def test_bad_input_is_a_clear_error_and_changes_nothing(client, backend, memory):
+    before = backend.call("memory_get", {"id": memory})
+    for path in ("/search?cue=coffee&k=abc", "/search?cue=coffee&k=0", "/browse?order=sideways", "/browse?cursor=zzz"):
+        r = client.get(path)
+        assert r.status_code == 400 and 'role="alert"' in r.text, path
+    assert client.get("/memory/not-a-uuid").status_code == 400
+    assert client.get("/memory/00000000-0000-4000-8000-000000000000").status_code == 404
+    r = post(client, f"/memory/{memory}/explode")
+    assert r.status_code == 400
+    r = post(client, f"/memory/{memory}/tag")  # nothing to change
+    assert r.status_code == 400
+    after = backend.call("memory_get", {"id": memory})
+    assert after["history"] == before["history"] and after["tags"] == before["tags"]
+
+
+def test_browse_pages_through_every_memory_once_by_the_cursor(client, backend):
+    ids = {backend.call("memory_capture", {"text": f"memory number {i}", "ts": f"2026-01-{i + 1:02d}T00:00:00Z"})["record_id"]
+           for i in range(5)}
+    seen, path = [], "/browse?limit=2&order=oldest"
+    while path:
+        r = client.get(path)
+        assert r.status_code == 200
+        seen += re.findall(r'class="memory" href="/memory/([0-9a-f-]{36})"', r.text)
+        nxt = re.search(r'<a rel="next" href="([^"]+)"', r.text)
+        path = nxt.group(1).replace("&amp;", "&") if nxt else None
+        if path:
+            assert "order=oldest" in path and "limit=2" in path
+    assert len(seen) == 5 and set(seen) == ids
+
+
+def test_the_memory_page_shows_text_metadata_history_and_provenance_newest_first(client, backend, memory):
+    backend.call("memory_recall", {"cue": "first cue coffee", "session_id": "s-1"})
+    backend.call("memory_recall", {"cue": "second cue coffee", "session_id": "s-2"})
+    r = client.get(f"/memory/{memory}")
+    text = r.text
+    assert "oat milk" in text and "drinks" in text and "captured" in text
+    prov = text.split("Provenance", 1)[1].split("History", 1)[0]
+    assert prov.index("second cue coffee") < prov.index("first cue coffee") < prov.index("what coffee")
+    assert "s-2" in prov and "captured with cue" in prov
+
+
+def test_forget_asks_first_shows_the_undo_window_then_restore_brings_it_back(client, backend, memory):
+    r = post(client, f"/memory/{memory}/forget", mode="hide")
+    assert r.status_code == 200 and "Are you sure?" in r.text and "restore it until" in r.text
+    assert backend.call("memory_get", {"id": memory})["state"] == "active"  # asked, not done
+    r = post(client, f"/memory/{memory}/forget", mode="hide", confirm="yes")
+    assert r.status_code == 303
+    page = client.get(r.headers["location"]).text
+    assert "Restorable until" in page and 'value="Restore"' not in page and ">Restore<" in page
+    assert backend.call("memory_get", {"id": memory})["state"] == "hidden"
+    r = post(client, f"/memory/{memory}/restore")
+    assert r.status_code == 303
+    got = backend.call("memory_get", {"id": memory})
+    assert got["state"] == "active" and [h["action"] for h in got["history"]][-2:] == ["hidden", "restored"]
+
+
+def test_purge_asks_first_then_erases(client, backend, memory):
+    from iai_mcp.errors import NotFound
+
+    r = post(client, f"/memory/{memory}/forget", mode="purge")
+    assert "cannot be undone" in r.text
+    backend.call("memory_get", {"id": memory})  # still there
+    r = post(client, f"/memory/{memory}/forget", mode="purge", confirm="yes")
+    assert r.status_code == 303 and r.headers["location"].startswith("/browse")
+    assert "Erased 1 memory" in client.get(r.headers["location"]).text
+    with pytest.raises(NotFound):
+        backend.call("memory_get", {"id": memory})
+
+
+def test_pin_unpin_and_tag_go_through_memory_update(client, backend, memory):
+    assert post(client, f"/memory/{memory}/pin").status_code == 303
+    assert backend.call("memory_get", {"id": memory})["pinned"] is True
+    assert post(client, f"/memory/{memory}/unpin").status_code == 303
+    assert backend.call("memory_get", {"id": memory})["pinned"] is False
+    assert post(client, f"/memory/{memory}/tag", tags_add="work, morning", tags_remove="drinks").status_code == 303
+    got = backend.call("memory_get", {"id": memory})
+    assert got["tags"] == ["<b>bold</b>", "work", "morning"]
+    assert [h["action"] for h in got["history"]].count("updated") == 3
+
+
+def test_supersede_asks_first_and_keeps_the_text_verbatim(client, backend, memory):
+    text = "coffee: now a flat white\r\n  with two shots "
+    r = post(client, f"/memory/{memory}/supersede", text=text)
+    assert r.status_code == 200 and "Are you sure?" in r.text
+    r = post(client, f"/memory/{memory}/supersede", text=text, confirm="yes")
+    assert r.status_code == 303
+    new_id = re.match(r"/memory/([0-9a-f-]{36})", r.headers["location"]).group(1)
+    assert backend.call("memory_get", {"id": new_id})["literal_surface"] == text.replace("\r\n", "\n")
+    old = backend.call("memory_get", {"id": memory})
+    assert old["state"] == "superseded" and old["superseded_by"] == new_id
+
+
+def test_overview_shows_counts_chart_most_recalled_and_health(client, backend, memory):
+    backend.call("memory_capture", {"text": "a procedure for tea", "tier": "procedural", "tags": ["drinks"]})
+    recalled = len(backend.call("memory_recall", {"cue": "coffee order"})["hits"])
+    today = datetime.now(UTC).date().isoformat()
+    r = client.get("/")
+    assert r.status_code == 200
+    assert re.search(r"<strong>2</strong> active", r.text)
+    assert "procedural" in r.text and "episodic" in r.text
+    assert re.search(r'<a href="/browse\?tags=drinks">drinks</a></td><td class="num">2<', r.text)
+    assert "<svg" in r.text and f"{today}: {recalled} recalls</title>" in r.text
+    assert f"{today}: 2 captures</title>" in r.text
+    assert f'/memory/{memory}">coffee order' in r.text and "recalled 1 times" in r.text
+    assert "Store health" in r.text and ">PASS<" in r.text and "embedder" in r.text
+
+
+def test_the_ui_command_takes_a_port_and_no_browser(capsys):
+    from iai_mcp.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["ui", "--help"])
+    out = capsys.readouterr().out
+    assert exc.value.code == 0 and "--port P" in out and "--no-browser" in out
+    for bad in ("70000", "-1", "http"):
+        with pytest.raises(SystemExit) as exc:
+            main(["ui", "--port", bad])
+        assert exc.value.code == 2
