@@ -112,7 +112,9 @@ def test_every_answer_carries_the_security_headers(client, anonymous, path):
         assert r.headers["content-security-policy"] == CSP
         assert "script-src 'self'" in CSP and "frame-ancestors 'none'" in CSP and "unsafe-inline" not in CSP
         assert r.headers["x-content-type-options"] == "nosniff"
-        assert r.headers["referrer-policy"] == "no-referrer"
+        # same-origin, not no-referrer: under no-referrer a browser posts the
+        # viewer's own forms with Origin: null (test_viewer_browser.py).
+        assert r.headers["referrer-policy"] == "same-origin"
     r = client.get(path, headers={"host": "evil.example"})
     assert r.status_code == 403 and r.headers["content-security-policy"] == CSP
 

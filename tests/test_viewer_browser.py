@@ -1,0 +1,177 @@
+"""The viewer as a person uses it (issue 12): ``iai-mcp ui --no-browser``
+started for real against a temporary store (its daemon with the hash
+embedder), driven in Debian's headless Chromium through Playwright: search,
+open a memory, see its provenance, forget it, restore it, page through a
+list. The run saves the screenshot the README shows (docs/viewer.png).
+
+A missing browser or Playwright fails these tests; it never skips them
+(``.ci/run`` installs Chromium with apt-get).
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "viewer.png"
+#: Every wait in these tests has this bound (a loaded 2-core machine included).
+WAIT_MS = 60_000
+
+MEMORIES = [
+    ("The user prefers oat milk in their coffee, never dairy.", "semantic", ["drinks", "preferences"]),
+    ("Deploys go out on Tuesdays after the 10:00 stand-up.", "procedural", ["work", "deploy"]),
+    ("Asked to keep answers short and to show the command first.", "semantic", ["preferences"]),
+    ("The staging database is db-stage-02; production is db-prod-01.", "semantic", ["work", "infra"]),
+    ("Debugged the flaky login test: the clock mock leaked between tests.", "episodic", ["work", "tests"]),
+    ("Coffee beans: the Kenyan roast from the corner shop.", "episodic", ["drinks"]),
+    ("Run the linters with `make check` before pushing.", "procedural", ["work"]),
+]
+
+
+@pytest.fixture
+def chromium():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium); "
+                    ".ci/run does this")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: pip install -e '.[dev]'")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def seeded_store(tmp_path, monkeypatch):
+    """A store with a few memories, some recalled, reached through its daemon."""
+    from iai_mcp import backend
+
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    root = tmp_path / "store"
+    connection = backend.connect(root)
+    try:
+        for text, tier, tags in MEMORIES:
+            connection.call("memory_capture", {"text": text, "tier": tier, "tags": tags, "session_id": "s-seed"})
+        for cue in ("coffee milk", "coffee", "deploy day", "answer style"):
+            connection.call("memory_recall", {"cue": cue, "k": 3, "session_id": "s-assistant"})
+    finally:
+        connection.close()
+    return root
+
+
+@pytest.fixture
+def viewer_link(seeded_store):
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "--store", str(seeded_store), "ui", "--no-browser"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    got = threading.Event()
+
+    def read() -> None:
+        lines.append(proc.stdout.readline())
+        got.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        assert got.wait(WAIT_MS / 1000), "iai-mcp ui printed no link"
+        link = lines[0].strip()
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\?token=[\w-]{40,}", link), (link, proc.stderr.read() if proc.poll() is not None else "")
+        yield link
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_link):
+    from playwright.sync_api import expect
+
+    page = chromium.new_page(viewport={"width": 1280, "height": 900})
+    page.set_default_timeout(WAIT_MS)
+    base = viewer_link.split("/?", 1)[0]
+
+    # Opening the link trades the token for a cookie and drops it from the address.
+    page.goto(viewer_link)
+    assert page.url == base + "/"
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    expect(page.locator(".stat").first).to_contain_text("7")
+    expect(page.locator("table.health")).to_contain_text("PASS")
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # Search: hits with scores and reasons, the budget.
+    page.get_by_role("link", name="Search").click()
+    page.locator('input[name="cue"]').fill("oat milk coffee")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("p.summary")).to_contain_text("budget used")
+    first = page.locator("table.hits tbody tr").first
+    expect(first.locator("td.num")).to_have_text(re.compile(r"\d\.\d{3}"))
+    expect(first.locator("td.reason")).not_to_be_empty()
+
+    # Open the memory: verbatim text and its provenance, newest first.
+    page.get_by_role("link", name=re.compile("oat milk")).first.click()
+    expect(page.locator("pre.verbatim")).to_have_text(MEMORIES[0][0])
+    trail = page.locator("ol.provenance li")
+    expect(trail.first).to_contain_text("oat milk coffee")  # the search just made
+    expect(trail.first).to_contain_text("iai-mcp-ui")
+    expect(page.locator("ol.provenance")).to_contain_text("s-assistant")
+    memory_url = page.url
+
+    # Forget it: the viewer asks first and shows the undo window.
+    page.get_by_role("button", name="Forget…").click()
+    expect(page.get_by_role("heading", name="Are you sure?")).to_be_visible()
+    expect(page.locator("p.question")).to_contain_text("restore it until")
+    page.get_by_role("button", name="Forget", exact=True).click()
+    expect(page.locator(".notice")).to_contain_text("Restorable until")
+    expect(page.locator(".meta-table")).to_contain_text("hidden")
+    page.get_by_role("link", name="Search").click()
+    page.locator('input[name="cue"]').fill("oat milk coffee")
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("p.summary")).to_be_visible()
+    expect(page.locator("table.hits")).not_to_contain_text("oat milk in their coffee")
+
+    # Restore it.
+    page.goto(memory_url)
+    page.get_by_role("button", name="Restore").click()
+    expect(page.locator(".notice")).to_contain_text("Restored")
+    expect(page.locator(".meta-table")).to_contain_text("active")
+    expect(page.locator("ol.history")).to_contain_text("restored")
+
+    # Page through a list, two at a time: every memory once.
+    page.get_by_role("link", name="Browse").click()
+    page.locator('input[name="limit"]').fill("2")
+    page.get_by_role("button", name="List").click()
+    seen: list[str] = []
+    while True:
+        seen += page.locator("a.memory").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+        following = page.locator('a[rel="next"]')
+        if following.count() == 0:
+            break
+        following.click()
+        page.wait_for_load_state()
+    assert len(seen) == len(MEMORIES) == len(set(seen))
+    expect(page.locator(".pager")).to_contain_text("last page")
+
+
+@pytest.mark.slow
+def test_another_site_in_the_same_browser_gets_nothing(chromium, viewer_link):
+    """A fresh browser context (no cookie) and a wrong token see no memory."""
+    base = viewer_link.split("/?", 1)[0]
+    page = chromium.new_page()
+    for url in (base + "/", base + "/browse", base + "/?token=guess"):
+        response = page.goto(url)
+        assert response.status == 401
+        assert "oat milk" not in page.content()
