@@ -282,3 +282,19 @@ def test_the_ui_command_takes_a_port_and_no_browser(capsys):
         with pytest.raises(SystemExit) as exc:
             main(["ui", "--port", bad])
         assert exc.value.code == 2
+
+
+def test_project_and_the_other_filters_are_sent_only_when_set():
+    from iai_mcp.viewer.pages import list_params, search_params
+
+    empty = {"cue": "tea", "tier": "", "tags": " , ", "project": "", "since": "", "until": "", "state": ""}
+    assert search_params(empty) == {"cue": "tea", "session_id": "iai-mcp-ui"}
+    full = {**empty, "tier": "semantic", "tags": "a, b", "project": "iai", "since": "2026-01-01",
+            "until": "2026-01-31", "state": "all", "k": "3"}
+    assert search_params(full) == {
+        "cue": "tea", "session_id": "iai-mcp-ui", "k": 3, "include_superseded": True, "tier": "semantic",
+        "tags": ["a", "b"], "project": "iai", "since": "2026-01-01", "until": "2026-01-31T23:59:59.999999+00:00",
+    }
+    assert list_params({"project": "iai", "pinned": "no", "state": "hidden"}) == {
+        "project": "iai", "pinned": False, "state": "hidden"}
+    assert list_params({"project": " ", "pinned": ""}) == {}

@@ -2,16 +2,17 @@
 memory (memory_get), each one backend call rendered as HTML."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-from iai_mcp.types import TIERS
+from iai_mcp.core.contract import RecallParams
+from iai_mcp.types import Tier
 from iai_mcp.viewer import forms
 from iai_mcp.viewer.markup import Html, h, join, options, page, url
 
 #: Recorded as the session of the viewer's recalls, so a provenance trail
 #: tells a person's searches from an assistant's.
 VIEWER_SESSION = "iai-mcp-ui"
-TIER_CHOICES = (("", "any tier"), *((t, t) for t in ("working", "episodic", "semantic", "procedural") if t in TIERS))
+TIER_CHOICES = (("", "any tier"), *((t, t) for t in get_args(Tier)))
 LIST_STATES = ("active", "hidden", "superseded", "all")
 ORDERS = ("newest", "oldest", "most_recalled")
 #: What an action just did, shown once on the memory page (by code, so a
@@ -70,7 +71,7 @@ def search_page(q: Any, call: Any) -> Html:
     if "cue" not in params:
         return page("Search", form, active="/search")
     result = call("memory_recall", params)
-    budget = params.get("budget_tokens", "default (1500)")
+    budget = params.get("budget_tokens", RecallParams.model_fields["budget_tokens"].default)
     rows = join(h(
         '<tr><td class="num">{score}</td><td>{link}{excerpt}<div class="meta">{tier} · {ts} · {tags}</div></td>'
         '<td class="reason">{reason}</td></tr>',
