@@ -103,6 +103,38 @@ def test_a_read_from_another_origin_is_refused(client, memory):
     assert client.get(f"/memory/{memory}", headers={"origin": "http://evil.example"}).status_code == 403
 
 
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_a_request_from_another_site_or_port_is_refused(client, memory, site):
+    # A page on 127.0.0.1:3000 is the same site as the viewer: its requests carry the cookie.
+    r = client.get(f"/memory/{memory}", headers={"sec-fetch-site": site})
+    assert r.status_code == 403 and "coffee" not in r.text
+    for ok in ("same-origin", "none"):
+        assert client.get(f"/memory/{memory}", headers={"sec-fetch-site": ok}).status_code == 200
+
+
+def test_the_token_redirect_stays_on_the_viewer():
+    """``//host`` as a path (HTTP clients normalise it away, so sent raw) must
+    not become a Location that leaves the viewer."""
+    import anyio
+    from starlette.applications import Starlette
+
+    from iai_mcp.viewer.security import Guard
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "method": "GET", "path": "//evil.example/x", "raw_path": b"//evil.example/x",
+             "query_string": f"token={TOKEN}&a=1".encode(), "headers": [(b"host", f"127.0.0.1:{PORT}".encode())]}
+    anyio.run(Guard(Starlette(), port=PORT, token=TOKEN), scope, receive, send)
+    headers = dict(sent[0]["headers"])
+    assert sent[0]["status"] == 303 and headers[b"location"] == b"/evil.example/x?a=1"
+
+
 @pytest.mark.parametrize("path", ["/", f"/?token={TOKEN}", "/?token=bad", "/static/viewer.js", "/nowhere"])
 def test_every_answer_carries_the_security_headers(client, anonymous, path):
     from iai_mcp.viewer.security import CSP

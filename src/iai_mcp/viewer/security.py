@@ -6,7 +6,9 @@ An ASGI middleware in front of every route (static files included):
   rebinds its own DNS name to 127.0.0.1 (DNS rebinding) is refused;
 - ``Origin``, when sent, must be this same origin, and a request that can
   change something (anything but GET and HEAD) must send it, so a form on
-  another site cannot post here (CSRF);
+  another site cannot post here (CSRF); ``Sec-Fetch-Site``, when sent, must
+  not say ``cross-site`` or ``same-site`` (a page on another port of this
+  machine is the same *site*, and would carry a ``SameSite`` cookie);
 - the token, random per launch, arrives once in the URL the command opens:
   it is then set as an ``HttpOnly`` ``SameSite=Strict`` cookie (named after
   the port: cookies are not kept apart by port) and the browser is sent to
@@ -22,7 +24,7 @@ from __future__ import annotations
 import hmac
 import secrets
 from http.cookies import SimpleCookie
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -98,13 +100,17 @@ class Guard:
             return PlainTextResponse("403 Forbidden: request from another origin", 403)
         if origin is None and scope["method"] not in SAFE_METHODS:
             return PlainTextResponse("403 Forbidden: a change must come from the viewer's own pages", 403)
+        if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
+            return PlainTextResponse("403 Forbidden: request from another site", 403)
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         offered = [value for name, value in query if name == TOKEN_PARAM]
         if offered:
             if len(offered) != 1 or not _same(offered[0], self.token):
                 return _unauthorized()
             rest = urlencode([(name, value) for name, value in query if name != TOKEN_PARAM])
-            response = RedirectResponse(scope["path"] + (f"?{rest}" if rest else ""), status_code=303)
+            # One leading slash: "//host" would send the browser to another site.
+            path = "/" + quote(scope["path"]).lstrip("/")
+            response = RedirectResponse(path + (f"?{rest}" if rest else ""), status_code=303)
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
             return response
         cookie = SimpleCookie()
