@@ -362,6 +362,19 @@ class ListParams(Params):
     ))
 
 
+# ---- hosts (issue 11) ----------------------------------------------------------
+
+
+class KeyedDigestParams(Params):
+    """keyed_digest: names for values, keyed by the store's key, so an
+    adapter can refer to something (a transcript path) without keeping it in clear."""
+
+    purpose: Literal["hook-cursor"] = Field(description="What the digests name; each purpose has its own subkey.")
+    values: list[Annotated[str, Field(max_length=4096)]] = Field(
+        min_length=1, max_length=MAX_PAGE, description="The values to digest, in order."
+    )
+
+
 @dataclass(frozen=True)
 class Method:
     """One dispatch method: its parameters and how adapters may use it."""
@@ -405,6 +418,8 @@ METHODS: dict[str, Method] = {
     # ---- correcting and browsing (issue 9) ----
     "memory_list": Method(ListParams, tool=True, resendable=True, read_only=True, idempotent=True),
     "memory_tags": Method(NoParams, tool=True, resendable=True, read_only=True, idempotent=True),
+    # ---- hosts (issue 11): hook cursors name transcripts by a keyed digest ----
+    "keyed_digest": Method(KeyedDigestParams, resendable=True, read_only=True, idempotent=True),
 }
 
 
