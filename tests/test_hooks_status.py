@@ -1,0 +1,104 @@
+"""``hooks status``: per host, checked rather than assumed (issue 11):
+installed, the command it names runs, the store it writes to is reachable,
+and when each hook last ran."""
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from iai_mcp import hooks
+from iai_mcp.types import parse_time
+
+SAMPLE = Path(__file__).parent / "data" / "sample_transcript.jsonl"
+
+
+def _status(cli, *args: str) -> tuple[int, dict[str, dict]]:
+    code, out, err = cli("hooks", "status", "--json", *args)
+    return code, {report["host"]: report for report in json.loads(out)}
+
+
+def _write_hooks(path: Path, program: str, store: Path, host: str = "claude-code") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hooks.install(path, hooks.hook_commands(program, str(store), host))
+
+
+def test_nothing_installed_is_said_plainly(cli):
+    code, reports = _status(cli)
+    assert code == 0 and set(reports) == {"claude-code", "codex"}
+    for report in reports.values():
+        assert report["installed"] == {"SessionStart": False, "Stop": False}
+        assert report["command_runs"] is None and report["store_reachable"] is None
+    code, out, _ = cli("hooks", "status")
+    assert out.splitlines()[0].startswith("claude-code: not installed (")
+    assert out.splitlines()[1].startswith("codex: not installed (")
+
+
+def test_a_hook_whose_command_is_gone_is_not_reported_as_working(cli, _isolate_home, tmp_path):
+    _write_hooks(_isolate_home / ".claude" / "settings.json", str(tmp_path / "gone" / "iai-mcp"), tmp_path / "nostore")
+    code, reports = _status(cli, "--host", "claude-code")
+    assert code == 1 and list(reports) == ["claude-code"]
+    report = reports["claude-code"]
+    assert report["installed"] == {"SessionStart": True, "Stop": True}
+    assert report["command_runs"] is False and "does not exist" in report["command_detail"]
+    assert report["store_reachable"] is False and report["store_detail"] == f"no store at {tmp_path / 'nostore'}"
+    code, out, _ = cli("hooks", "status", "--host", "claude-code")
+    assert "  command: FAILS: " in out and "  store: UNREACHABLE: " in out
+
+
+def _program(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "bin" / "iai-mcp"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+@pytest.mark.slow  # runs the installed command
+def test_status_runs_the_command_reaches_the_store_and_says_when_hooks_ran(cli, _isolate_home, tmp_path):
+    cli("capture", "a first memory")
+    program = _program(tmp_path, 'echo "iai-mcp 9.9 $*"')
+    _write_hooks(_isolate_home / ".codex" / "hooks.json", program, cli.store, "codex")
+    code, reports = _status(cli, "--host", "all")
+    report = reports["codex"]
+    assert code == 0 and reports["claude-code"]["installed"]["Stop"] is False
+    # Run with the hook's own --store, asking only for the version.
+    assert report["command_runs"] is True and report["command_detail"] == f"iai-mcp 9.9 --store {cli.store} --version"
+    assert report["store_reachable"] is True and report["store_detail"] == "1 memories"
+    assert report["last_run"] == {"session-start": None, "stop": None}
+
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(SAMPLE.read_bytes())
+    payload = json.dumps({"session_id": "s", "transcript_path": str(transcript)})
+    assert cli("hook", "--host", "codex", "stop", stdin=payload)[0] == 0
+    assert cli("hook", "--host", "codex", "session-start", stdin=payload)[0] == 0
+    _, reports = _status(cli, "--host", "codex")
+    stop, start = reports["codex"]["last_run"]["stop"], reports["codex"]["last_run"]["session-start"]
+    assert parse_time(stop["at"]) is not None and parse_time(start["at"]) is not None
+    assert stop["turns"] == 0  # the sample is a Claude Code transcript: nothing in it is Codex's
+    _, out, _ = cli("hooks", "status", "--host", "codex")
+    assert f"  stop: last ran {stop['at']}, 0 new of 0 turns" in out.splitlines()
+
+
+@pytest.mark.slow  # runs the installed command
+def test_a_command_that_fails_is_reported(cli, _isolate_home, tmp_path):
+    cli("capture", "x")
+    _write_hooks(_isolate_home / ".claude" / "settings.json", _program(tmp_path, "echo broken >&2; exit 3"), cli.store)
+    code, reports = _status(cli, "--host", "claude-code")
+    assert code == 1
+    assert reports["claude-code"]["command_runs"] is False
+    assert reports["claude-code"]["command_detail"].endswith("exited with status 3: broken")
+
+
+@pytest.mark.slow  # starts the real iai-mcp
+def test_the_installed_command_is_really_run(cli, _isolate_home):
+    from iai_mcp import __version__
+
+    cli("capture", "x")
+    assert cli("hooks", "install")[0] == 0
+    code, reports = _status(cli, "--host", "claude-code")
+    report = reports["claude-code"]
+    assert code == 0, report
+    assert report["command_runs"] is True and report["command_detail"] == f"iai-mcp {__version__}"
