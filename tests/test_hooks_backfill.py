@@ -84,7 +84,7 @@ def test_the_stop_hook_then_a_backfill_sends_nothing_again(cli, _isolate_home):
         _stop(cli, path)
     rows = _rows(cli.store)
     code, out, _ = cli("import-transcripts", "--json")
-    assert json.loads(out)["turns"] == 0 and _rows(cli.store) == rows
+    assert code == 0 and json.loads(out)["turns"] == 0 and _rows(cli.store) == rows
 
 
 def test_dry_run_counts_and_changes_nothing(cli, _isolate_home):

@@ -16,7 +16,7 @@ SAMPLE = Path(__file__).parent / "data" / "sample_transcript.jsonl"
 
 
 def _status(cli, *args: str) -> tuple[int, dict[str, dict]]:
-    code, out, err = cli("hooks", "status", "--json", *args)
+    code, out, _ = cli("hooks", "status", "--json", *args)
     return code, {report["host"]: report for report in json.loads(out)}
 
 
