@@ -168,3 +168,30 @@ def test_cursor_names_are_keyed_by_the_store(store, fake_embedder, tmp_path):
     for bad in ({"purpose": "anything", "values": ["x"]}, {"purpose": "hook-cursor", "values": []}):
         with pytest.raises(InvalidInput):
             dispatch(store, "keyed_digest", bad)
+
+
+@pytest.mark.slow  # real processes, the real daemon and model
+def test_backfill_and_hook_through_the_daemon_with_the_real_model(_isolate_home, tmp_path):
+    import subprocess
+    import sys
+
+    paths = _tree(_isolate_home)
+    store = tmp_path / "store"
+    env = {k: v for k, v in os.environ.items() if k not in ("IAI_MCP_LOCAL", "IAI_MCP_TEST_EMBEDDER")}
+
+    def run(*argv: str, stdin: str = "") -> dict:
+        done = subprocess.run([sys.executable, "-m", "iai_mcp", "--store", str(store), *argv, "--json"],
+                              input=stdin, capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    first = run("import-transcripts")
+    assert (first["transcripts"], first["inserted"]) == (len(paths), len(_said(paths)))
+    with paths[-1].open("a") as fh:
+        fh.write(json.dumps({"type": "user", "timestamp": "2025-10-01T08:00:00Z",
+                             "message": {"role": "user", "content": "Also: the cat is called Miso."}}) + "\n")
+    payload = json.dumps({"session_id": paths[-1].stem, "transcript_path": str(paths[-1])})
+    assert run("hook", "stop", stdin=payload) == {"turns": 1, "inserted": 1, "reinforced": 0, "skipped": 0}
+    assert run("import-transcripts")["turns"] == 0
+    hits = run("recall", "what is the cat called", "--k", "1")["hits"]
+    assert hits[0]["literal_surface"] == "Also: the cat is called Miso."
