@@ -102,3 +102,49 @@ def test_the_installed_command_is_really_run(cli, _isolate_home):
     report = reports["claude-code"]
     assert code == 0, report
     assert report["command_runs"] is True and report["command_detail"] == f"iai-mcp {__version__}"
+
+
+def test_a_failed_hook_run_shows_in_status(cli, _isolate_home, tmp_path):
+    """A background hook (Claude Code's async Stop) has nobody to tell but
+    status: its last failure is kept beside its last success."""
+    cli("capture", "x")
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(SAMPLE.read_bytes())
+    assert cli("hook", "stop", stdin=json.dumps({"session_id": "s", "transcript_path": str(transcript)}))[0] == 0
+    transcript.unlink()
+    code, _, err = cli("hook", "stop", stdin=json.dumps({"session_id": "s", "transcript_path": str(transcript)}))
+    assert code == 1 and "does not exist" in err
+    _write_hooks(_isolate_home / ".claude" / "settings.json", str(tmp_path / "gone" / "iai-mcp"), cli.store)
+    _, reports = _status(cli, "--host", "claude-code")
+    stop = reports["claude-code"]["last_run"]["stop"]
+    assert stop["turns"] == 7 and stop["error"] == f"InvalidInput: transcript {transcript} does not exist"
+    assert parse_time(stop["failed_at"]) >= parse_time(stop["at"])
+    _, out, _ = cli("hooks", "status", "--host", "claude-code")
+    assert f"; FAILED {stop['failed_at']}: InvalidInput: transcript {transcript} does not exist" in out
+
+    from iai_mcp.hooks.status import healthy
+
+    working = {"installed": {"SessionStart": True, "Stop": True}, "command_runs": True, "store_reachable": True,
+               "last_run": {"session-start": None, "stop": {"at": stop["at"]}}}
+    assert healthy(working) and not healthy({**working, "last_run": {"stop": stop}})
+
+
+def test_settings_name_one_host(cli, tmp_path):
+    code, _, err = cli("hooks", "status", "--settings", str(tmp_path / "x.json"))
+    assert code == 1 and "give one --host" in err
+
+
+def test_reinstalling_gives_older_entries_their_timeouts(cli, _isolate_home):
+    """Hooks installed by an earlier version (no timeout, not async) are
+    brought up to date by running install again, in place."""
+    path = _isolate_home / ".claude" / "settings.json"
+    path.parent.mkdir(parents=True)
+    commands = hooks.hook_commands(hooks.executable(), str(cli.store))
+    path.write_text(json.dumps({"hooks": {event: [{"matcher": "", "hooks": [{"type": "command", "command": command}]}]
+                                          for event, command in commands.items()}}))
+    code, _, err = cli("hooks", "install")
+    assert code == 0 and "Stop: updated the hook" in err
+    settings = json.loads(path.read_text())["hooks"]
+    assert settings["Stop"] == [{"matcher": "", "hooks": [
+        {"type": "command", "command": commands["Stop"], "timeout": 120, "async": True}]}]
+    assert settings["SessionStart"][0]["hooks"][0]["timeout"] == 30

@@ -34,11 +34,11 @@ def _config_path(args: argparse.Namespace, host: Any) -> Path:
 def cmd_hooks(args: argparse.Namespace) -> int:
     from iai_mcp import hooks
 
-    if args.action == "status":
-        return _status(args)
-    names = _hosts(args, "claude-code")
+    names = _hosts(args, "all" if args.action == "status" else "claude-code")
     if args.settings and len(names) > 1:
         raise InvalidInput("--settings names one file: give one --host with it")
+    if args.action == "status":
+        return _status(args, names)
     for name in names:
         host = hooks.host(name)
         path = _config_path(args, host)
@@ -81,12 +81,11 @@ def _reach(args: argparse.Namespace):
     return reach
 
 
-def _status(args: argparse.Namespace) -> int:
+def _status(args: argparse.Namespace, names: list[str]) -> int:
     from iai_mcp import hooks
     from iai_mcp.hooks.status import healthy, host_status
 
-    reports = [host_status(hooks.host(name), _config_path(args, hooks.host(name)), _reach(args))
-               for name in _hosts(args, "all")]
+    reports = [host_status(hooks.host(name), _config_path(args, hooks.host(name)), _reach(args)) for name in names]
     if args.json:
         print_json(reports)
     else:
@@ -107,21 +106,40 @@ def _show_status(report: dict[str, Any]) -> None:
     print(f"  store: {'reachable' if report['store_reachable'] else 'UNREACHABLE'}: "
           f"{report['store']} ({report['store_detail']})")
     for hook, run in report["last_run"].items():
-        if run is None:
-            print(f"  {hook}: never ran")
+        if run is None or "at" not in run:
+            line = f"  {hook}: never ran"
         elif hook == "stop":
-            print(f"  {hook}: last ran {run['at']}, {run.get('inserted', 0)} new of {run.get('turns', 0)} turns")
+            line = f"  {hook}: last ran {run['at']}, {run.get('inserted', 0)} new of {run.get('turns', 0)} turns"
         else:
-            print(f"  {hook}: last ran {run['at']}")
+            line = f"  {hook}: last ran {run['at']}"
+        if run is not None and "failed_at" in run:
+            line += f"; FAILED {run['failed_at']}: {run['error']}"
+        print(line)
 
 
 def cmd_hook(args: argparse.Namespace) -> int:
+    from iai_mcp import hooks
+    from iai_mcp.errors import IaiError
+    from iai_mcp.hooks import cursors
+
+    state_dir = store_path(args) / hooks.STATE_DIR
+    try:
+        return _run_hook(args, state_dir)
+    except (IaiError, OSError) as exc:
+        if state_dir.parent.is_dir():  # never make a store just to say it failed
+            try:
+                cursors.record_failure(state_dir, args.host, args.event, f"{type(exc).__name__}: {exc}")
+            except OSError:
+                pass  # the error itself is still reported, below
+        raise
+
+
+def _run_hook(args: argparse.Namespace, state_dir: Path) -> int:
     from iai_mcp import hooks
     from iai_mcp.hooks import cursors
 
     host = hooks.host(args.host)
     payload = hooks.parse_payload(sys.stdin.read())
-    state_dir = store_path(args) / hooks.STATE_DIR
     with connected(args) as backend:
         if args.event == "stop":
             counts = hooks.capture_transcript(backend, payload, state_dir, host.name)

@@ -101,7 +101,19 @@ def last_runs(state_dir: Path, host: str) -> dict[str, Any]:
 def record_run(state_dir: Path, host: str, hook: str, **counts: int) -> None:
     """Note that ``hook`` of ``host`` ran now (two hooks finishing at once
     may keep only one of their notes: each says only "ran at")."""
+    _note(state_dir, host, hook, {"at": utcnow().isoformat(), **counts})
+
+
+def record_failure(state_dir: Path, host: str, hook: str, error: str) -> None:
+    """Note that ``hook`` failed now, keeping when it last succeeded: a hook
+    that runs in the background has nobody to tell but ``hooks status``."""
+    previous = last_runs(state_dir, host).get(hook)
+    ok = {k: v for k, v in previous.items() if k not in ("failed_at", "error")} if isinstance(previous, dict) else {}
+    _note(state_dir, host, hook, {**ok, "failed_at": utcnow().isoformat(), "error": error})
+
+
+def _note(state_dir: Path, host: str, hook: str, note: dict[str, Any]) -> None:
     runs = last_runs(state_dir, host)
-    runs[hook] = {"at": utcnow().isoformat(), **counts}
+    runs[hook] = note
     state_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(_runs_path(state_dir, host), json.dumps(runs), fsync=False)

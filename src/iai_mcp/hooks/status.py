@@ -90,8 +90,10 @@ def host_status(
 
 
 def healthy(status: dict[str, Any]) -> bool:
-    """Installed hosts must be whole and working; one not installed is fine."""
+    """Installed hosts must be whole and working, and no hook's latest run a
+    failure; a host not installed is fine."""
     installed = status["installed"].values()
     if not any(installed):
         return True
-    return all(installed) and bool(status["command_runs"]) and bool(status["store_reachable"])
+    failing = any(run and "failed_at" in run for run in status["last_run"].values())
+    return all(installed) and bool(status["command_runs"]) and bool(status["store_reachable"]) and not failing
