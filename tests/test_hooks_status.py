@@ -124,7 +124,8 @@ def test_a_failed_hook_run_shows_in_status(cli, _isolate_home, tmp_path):
 
     from iai_mcp.hooks.status import healthy
 
-    working = {"installed": {"SessionStart": True, "Stop": True}, "command_runs": True, "store_reachable": True,
+    working = {"config_error": None, "installed": {"SessionStart": True, "Stop": True},
+               "command_runs": True, "store_reachable": True,
                "last_run": {"session-start": None, "stop": {"at": stop["at"]}}}
     assert healthy(working) and not healthy({**working, "last_run": {"stop": stop}})
 
@@ -148,3 +149,21 @@ def test_reinstalling_gives_older_entries_their_timeouts(cli, _isolate_home):
     assert settings["Stop"] == [{"matcher": "", "hooks": [
         {"type": "command", "command": commands["Stop"], "timeout": 120, "async": True}]}]
     assert settings["SessionStart"][0]["hooks"][0]["timeout"] == 30
+
+
+def test_an_unreadable_hooks_file_is_not_reported_as_not_installed(cli, _isolate_home):
+    path = _isolate_home / ".claude" / "settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{ broken")
+    code, reports = _status(cli, "--host", "claude-code")
+    assert code == 1 and reports["claude-code"]["config_error"].startswith(f"{path} could not be read")
+    assert cli("hooks", "status", "--host", "claude-code")[1].startswith("claude-code: UNREADABLE: ")
+
+
+def test_codex_without_its_hooks_feature_says_so(cli, _isolate_home, tmp_path):
+    _write_hooks(_isolate_home / ".codex" / "hooks.json", str(tmp_path / "gone" / "iai-mcp"), tmp_path, "codex")
+    (_isolate_home / ".codex" / "config.toml").write_text('model = "gpt-5-codex"\n')
+    _, reports = _status(cli, "--host", "codex")
+    assert len(reports["codex"]["missing"]) == 1 and "codex_hooks = true" in reports["codex"]["missing"][0]
+    (_isolate_home / ".codex" / "config.toml").write_text('model = "gpt-5-codex"\n[features]\ncodex_hooks = true\n')
+    assert _status(cli, "--host", "codex")[1]["codex"]["missing"] == []

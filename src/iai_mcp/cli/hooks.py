@@ -95,6 +95,9 @@ def _status(args: argparse.Namespace, names: list[str]) -> int:
 
 
 def _show_status(report: dict[str, Any]) -> None:
+    if report["config_error"]:
+        print(f"{report['host']}: UNREADABLE: {report['config_error']}")
+        return
     installed = [event for event, present in report["installed"].items() if present]
     missing = [event for event, present in report["installed"].items() if not present]
     if not installed:
@@ -102,6 +105,8 @@ def _show_status(report: dict[str, Any]) -> None:
         return
     what = "installed" if not missing else f"partly installed (missing {', '.join(missing)})"
     print(f"{report['host']}: {what} in {report['config']}")
+    for need in report["missing"]:
+        print(f"  note: {need}")
     print(f"  command: {'runs' if report['command_runs'] else 'FAILS'}: {report['command_detail']}")
     print(f"  store: {'reachable' if report['store_reachable'] else 'UNREACHABLE'}: "
           f"{report['store']} ({report['store_detail']})")

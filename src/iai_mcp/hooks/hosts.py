@@ -55,6 +55,8 @@ class Host:
     #: Whether SessionStart context goes out as JSON (``additionalContext``)
     #: rather than as plain stdout.
     json_context: bool = False
+    #: What else the host needs before it runs installed hooks, if missing.
+    missing: Callable[[], list[str]] = list
 
     def session_of(self, transcript: Path) -> str:
         """A transcript's session id, from its file name (both hosts name the
@@ -71,6 +73,24 @@ class Host:
 def _codex_home() -> Path:
     # Codex reads CODEX_HOME before falling back to ~/.codex.
     return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
+
+
+def _codex_feature_missing() -> list[str]:
+    """Codex versions that gate hooks behind ``[features] codex_hooks`` run
+    none until it is set; say so rather than report hooks that never run."""
+    import tomllib
+
+    path = _codex_home() / "config.toml"
+    try:
+        config = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        config = {}
+    except (OSError, ValueError) as exc:
+        return [f"{path} could not be read ({exc})"]
+    features = config.get("features")
+    if isinstance(features, dict) and features.get("codex_hooks") is True:
+        return []
+    return [f"{path} does not set [features] codex_hooks = true: Codex versions that need it run no hooks"]
 
 
 HOSTS: dict[str, Host] = {
@@ -103,6 +123,7 @@ HOSTS: dict[str, Host] = {
             "Stop": {"timeout": STOP_TIMEOUT_S},
         },
         json_context=True,
+        missing=_codex_feature_missing,
     ),
 }
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from iai_mcp.errors import InvalidInput
 from iai_mcp.hooks import cursors
 from iai_mcp.hooks.hosts import EVENTS, Host
 from iai_mcp.hooks.settings import command_argv, is_ours
@@ -23,11 +24,14 @@ PROBE_TIMEOUT_S = 30.0
 
 
 def installed_commands(path: Path) -> dict[str, str]:
-    """Our command per event in the hooks file at ``path`` (events without one are left out)."""
+    """Our command per event in the hooks file at ``path`` (events without
+    one are left out); ``InvalidInput`` if the file is there but unreadable."""
     try:
         settings = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+    except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"{path} could not be read ({exc})") from None
     hooks = settings.get("hooks") if isinstance(settings, dict) else None
     found: dict[str, str] = {}
     for event in EVENTS:
@@ -69,15 +73,20 @@ def host_status(
 ) -> dict[str, Any]:
     """One host's status. ``reach(store)`` opens the backend of that store
     (None: the default) and answers (reachable, detail, store path)."""
-    commands = installed_commands(path)
     status: dict[str, Any] = {
-        "host": host.name, "config": str(path),
-        "installed": {event: event in commands for event in EVENTS},
+        "host": host.name, "config": str(path), "config_error": None, "installed": dict.fromkeys(EVENTS, False),
         "command": None, "command_runs": None, "command_detail": None,
-        "store": None, "store_reachable": None, "store_detail": None, "last_run": {},
+        "store": None, "store_reachable": None, "store_detail": None, "last_run": {}, "missing": [],
     }
+    try:
+        commands = installed_commands(path)
+    except InvalidInput as exc:
+        status["config_error"] = str(exc)
+        return status
+    status["installed"] = {event: event in commands for event in EVENTS}
     if not commands:
         return status
+    status["missing"] = host.missing()
     command = commands.get("Stop") or next(iter(commands.values()))
     argv = command_argv(command) or []
     status["command"] = command
@@ -92,6 +101,8 @@ def host_status(
 def healthy(status: dict[str, Any]) -> bool:
     """Installed hosts must be whole and working, and no hook's latest run a
     failure; a host not installed is fine."""
+    if status["config_error"]:
+        return False
     installed = status["installed"].values()
     if not any(installed):
         return True
