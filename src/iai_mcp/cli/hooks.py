@@ -199,9 +199,12 @@ def cmd_import_transcripts(args: argparse.Namespace) -> int:
     if args.json:
         print_json(counts)
     else:
-        would = "would be " if args.dry_run else ""
-        print(f"{len(files)} transcript(s), {counts['turns']} new turn(s): {counts['inserted']} {would}stored"
-              + ("" if args.dry_run else f", {counts['reinforced']} reinforced, {counts['skipped']} already there"))
+        head = f"{len(files)} transcript(s), {counts['turns']} new turn(s): "
+        if args.dry_run:  # repeats of stored memories are only found by storing
+            print(f"{head}up to {counts['inserted']} would be stored")
+        else:
+            print(f"{head}{counts['inserted']} stored, {counts['reinforced']} reinforced, "
+                  f"{counts['skipped']} already there")
     return 0
 
 
