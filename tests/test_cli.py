@@ -16,7 +16,8 @@ from iai_mcp.cli import build_parser, main
 COMMANDS = ["serve", "capture", "recall", "show", "stats", "export", "import", "doctor",
             "compact", "hooks", "hook", "daemon",
             "forget", "restore", "pin", "unpin", "tag",  # forgetting and correcting (issue 9)
-            "supersede", "list", "tags"]
+            "supersede", "list", "tags",
+            "import-transcripts"]  # backfill (issue 11)
 COMMANDS += ["ui"]  # the web viewer (issue 12)
 
 

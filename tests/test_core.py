@@ -257,8 +257,8 @@ def test_resendable_methods_are_declared_in_the_contract():
     from iai_mcp.daemon import client, wire
 
     declared = {name for name, method in contract.METHODS.items() if method.resendable}
-    # memory_list and memory_tags only read (issue 9).
-    assert declared == {"memory_capture", "memory_recall", "memory_get", "memory_list", "memory_tags"}
+    # memory_list and memory_tags only read (issue 9); keyed_digest only computes (issue 11).
+    assert declared == {"memory_capture", "memory_recall", "memory_get", "memory_list", "memory_tags", "keyed_digest"}
     assert all(client._resendable(name) for name in declared | {wire.PING})
     assert not any(client._resendable(name) for name in set(contract.METHODS) - declared)
     assert not client._resendable("a_method_added_later")

@@ -10,7 +10,8 @@ store and the model when a command needs them.
 
 Modules: ``memory`` (capture, recall, supersede, list, tags, show),
 ``lifecycle`` (forget, restore, pin, unpin, tag), ``admin`` (serve, stats,
-export, import, doctor, compact, hooks, hook, daemon), ``options`` (the
+export, import, doctor, compact, daemon), ``hooks`` (hooks, hook,
+import-transcripts), ``options`` (the
 backend and the contract-derived options every command shares) and
 ``format`` (output).
 """
@@ -20,7 +21,7 @@ import argparse
 from collections.abc import Callable
 
 from iai_mcp import __version__
-from iai_mcp.cli import admin, lifecycle, memory, viewer
+from iai_mcp.cli import admin, hooks, lifecycle, memory, viewer
 from iai_mcp.cli.format import PROG, fail
 from iai_mcp.cli.options import CommandParser, contract_options
 from iai_mcp.errors import IaiError
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_serve(command)
     memory.add_commands(command)
     admin.add_commands(command)
+    hooks.add_commands(command)
     lifecycle.add_commands(command)
     viewer.add_commands(command)
     return parser

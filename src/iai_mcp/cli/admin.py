@@ -1,10 +1,9 @@
 """The commands around the store: serve, stats, export, import, doctor,
-compact, hooks, hook and daemon."""
+compact and daemon (the hooks' commands are in ``cli.hooks``)."""
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -180,50 +179,6 @@ def _repair(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_hooks(args: argparse.Namespace) -> int:
-    from iai_mcp import hooks
-
-    path = Path(args.settings).expanduser() if args.settings else hooks.default_settings_path()
-    if args.action == "install":
-        store = args.store or os.environ.get("IAI_MCP_STORE")
-        if store:
-            # Hooks run from each project's directory: a relative path would
-            # give every project a store (and a key) of its own.
-            store = str(Path(store).expanduser().resolve())
-        change = hooks.install(path, hooks.hook_commands(hooks.executable(), store), dry_run=args.dry_run)
-    else:
-        change = hooks.uninstall(path, dry_run=args.dry_run)
-    if args.dry_run:
-        print_json(change.settings)
-        note(f"dry run: {path} was not changed")
-    for line in change.notes:
-        note(line)
-    if not change.changed:
-        note(f"nothing to change in {path}")
-    elif not args.dry_run:
-        backup = f" (backup: {change.backup})" if change.backup else ""
-        note(f"{args.action}ed Claude Code hooks in {path}{backup}")
-    return 0
-
-
-def cmd_hook(args: argparse.Namespace) -> int:
-    from iai_mcp import hooks
-
-    payload = hooks.parse_payload(sys.stdin.read())
-    with connected(args) as backend:
-        if args.event == "session-start":
-            pack = hooks.session_start(backend, payload, args.budget_tokens)
-            if args.json:
-                print_json(pack)
-            elif pack["text"]:
-                sys.stdout.write(pack["text"])
-            return 0
-        counts = hooks.capture_transcript(backend, payload, store_path(args) / hooks.STATE_DIR)
-    if args.json:
-        print_json(counts)
-    return 0
-
-
 def cmd_daemon(args: argparse.Namespace) -> int:
     from iai_mcp.daemon import lifecycle as daemon
 
@@ -248,7 +203,7 @@ def add_serve(command: AddCommand) -> None:
 
 
 def add_commands(command: AddCommand) -> None:
-    from iai_mcp.core.limits import MAX_PAGE, SESSION_PACK_TOKENS
+    from iai_mcp.core.limits import MAX_PAGE
 
     json_flag(command("stats", cmd_stats, "counts, disk use, LanceDB versions and fragments, embedder"))
 
@@ -270,18 +225,6 @@ def add_commands(command: AddCommand) -> None:
     p.add_argument("--yes", action="store_true", help="with --repair: do not ask")
     json_flag(p)
     json_flag(command("compact", cmd_compact, "fold LanceDB fragments and prune old versions"))
-
-    p = command("hooks", cmd_hooks, "install or remove the Claude Code hooks")
-    p.add_argument("action", choices=["install", "uninstall"])
-    p.add_argument("--host", choices=["claude-code"], default="claude-code", help="the assistant (default claude-code)")
-    p.add_argument("--settings", metavar="FILE", help="settings file (default ~/.claude/settings.json)")
-    p.add_argument("--dry-run", action="store_true", help="print the resulting settings, change nothing")
-
-    p = command("hook", cmd_hook, "run a hook (Claude Code calls this with JSON on stdin)")
-    p.add_argument("event", choices=["session-start", "stop"])
-    p.add_argument("--budget-tokens", type=int, default=SESSION_PACK_TOKENS,
-                   help=f"session-start: token budget for the pack (default {SESSION_PACK_TOKENS})")
-    json_flag(p)
 
     p = command("daemon", cmd_daemon, "run, query or stop the per-store daemon")
     p.add_argument("action", choices=["run", "status", "stop"])

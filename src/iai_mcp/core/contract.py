@@ -375,6 +375,17 @@ class OverviewParams(Params):
 
     days: int = Field(30, ge=1, le=MAX_OVERVIEW_DAYS, description="Days of captures and recalls to count, ending today (UTC).")
     top: int = Field(10, ge=1, le=MAX_OVERVIEW_TOP, description="Most recalled memories to return.")
+# ---- hosts (issue 11) ----------------------------------------------------------
+
+
+class KeyedDigestParams(Params):
+    """keyed_digest: names for values, keyed by the store's key, so an
+    adapter can refer to something (a transcript path) without keeping it in clear."""
+
+    purpose: Literal["hook-cursor"] = Field(description="What the digests name; each purpose has its own subkey.")
+    values: list[Annotated[str, Field(max_length=4096)]] = Field(
+        min_length=1, max_length=MAX_PAGE, description="The values to digest, in order."
+    )
 
 
 @dataclass(frozen=True)
@@ -423,6 +434,8 @@ METHODS: dict[str, Method] = {
     # ---- the viewer's Overview page (issue 12) ----
     # Only reads; not resent (a person reloads the page), so the resendable set stays as pinned.
     "memory_overview": Method(OverviewParams, read_only=True, idempotent=True),
+    # ---- hosts (issue 11): hook cursors name transcripts by a keyed digest ----
+    "keyed_digest": Method(KeyedDigestParams, resendable=True, read_only=True, idempotent=True),
 }
 
 

@@ -18,6 +18,7 @@ from iai_mcp.core import contract
 from iai_mcp.core.admin import ADMIN_METHODS
 from iai_mcp.core.capture import capture
 from iai_mcp.core.contract import CaptureParams, GetParams, ListParams, NoParams, RecallParams
+from iai_mcp.core.digest import DIGEST_METHODS
 from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.listing import list_memories, tag_counts
 from iai_mcp.core.overview import OVERVIEW_METHODS
@@ -126,6 +127,7 @@ METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
     "memory_list": _memory_list,
     "memory_tags": _memory_tags,
     **OVERVIEW_METHODS,  # the viewer's Overview page (issue 12)
+    **DIGEST_METHODS,  # keyed_digest (issue 11)
 }
 
 

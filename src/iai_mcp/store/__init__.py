@@ -342,6 +342,12 @@ class MemoryStore:
         key, never its id (a purged record's id must not outlive it in a log)."""
         return self._cipher.digest(str(record_id).encode())
 
+    def keyed_digest(self, purpose: str, value: str) -> str:
+        """``value`` digested with a subkey of this store's key for ``purpose``
+        (``Cipher.purpose_digest``): lets an adapter name something (a hook
+        cursor names its transcript) without keeping it in clear."""
+        return self._cipher.purpose_digest(purpose, value.encode("utf-8", "surrogatepass"))
+
     # ----------------------------------------------------------------- read
 
     def __len__(self) -> int:

@@ -65,6 +65,15 @@ class Cipher:
         (``MemoryStore.log_name``); without the key it says nothing."""
         return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()[:chars]
 
+    def purpose_digest(self, purpose: str, data: bytes) -> str:
+        """A keyed digest of ``data`` under a subkey of its own for ``purpose``
+        (hex, 32 chars): stable for this key and purpose, unrelated to the log
+        digests (no record id starts with the purpose prefix) and to any
+        other purpose. Adapters ask for it (``keyed_digest``) instead of the
+        key, so key material never leaves the store."""
+        subkey = hmac.new(self._digest_key, b"purpose\0" + purpose.encode("utf-8"), hashlib.sha256).digest()
+        return hmac.new(subkey, data, hashlib.sha256).hexdigest()[:32]
+
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)

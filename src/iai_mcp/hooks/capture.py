@@ -1,0 +1,132 @@
+"""Capturing transcripts: the Stop hook (one transcript, the turns since
+its last run) and ``import-transcripts`` (every transcript of a host) share
+one parser per host, one cursor per transcript and one batching loop, so a
+turn a backfill stored is never sent again by the hook, and the reverse.
+
+Each turn is captured once. A cursor per transcript remembers how far the
+last run got, and every turn goes in with the transcript's session id and
+the turn's own timestamp, so a turn sent again (cursor lost, transcript
+rewritten, two runs at once) is "skipped" by capture rather than stored or
+reinforced twice. Records go through ``memory_import`` (core's
+``capture_many``), many transcripts to a batch.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from iai_mcp.errors import InvalidInput
+from iai_mcp.hooks import cursors
+from iai_mcp.hooks.hosts import Host
+from iai_mcp.hooks.transcript import batch_full, read_turns, record_size, records
+
+STATUSES = ("inserted", "reinforced", "skipped")
+
+
+@dataclass
+class _Run:
+    """One pass over some transcripts: records wait in ``batch`` and a
+    transcript's cursor is written once all of its records are stored."""
+
+    backend: Any
+    state_dir: Path
+    dry_run: bool
+    counts: dict[str, int] = field(default_factory=lambda: {"turns": 0, **dict.fromkeys(STATUSES, 0)})
+    batch: list[dict[str, Any]] = field(default_factory=list)
+    size: int = 0
+    #: (cursor key, offset) of transcripts whose records are all in ``batch`` or stored.
+    waiting: list[tuple[str, int]] = field(default_factory=list)
+
+    def add(self, record: dict[str, Any]) -> None:
+        n = record_size(record)
+        if batch_full(self.batch, self.size, n):
+            self.send()
+        self.batch.append(record)
+        self.size += n
+
+    def send(self) -> None:
+        """Store the batch, then move the cursors it completes. Only after
+        the batch is stored: a failed run is simply run again."""
+        if self.batch and not self.dry_run:
+            result = self.backend.call("memory_import", {"records": self.batch})
+            for status in STATUSES:
+                self.counts[status] += result[status]
+        elif self.dry_run:
+            self.counts["inserted"] += len(self.batch)  # at most: some may be repeats
+        self.batch, self.size = [], 0
+        if not self.dry_run:
+            for key, offset in self.waiting:
+                cursors.write(self.state_dir, key, offset)
+        self.waiting = []
+
+
+def capture_transcripts(
+    backend: Any,
+    host: Host,
+    transcripts: Sequence[tuple[Path, str | None]],
+    state_dir: Path,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Capture the turns of each ``(transcript, session id)`` after its
+    cursor; returns counts (``turns`` read, then ``inserted``, ``reinforced``,
+    ``skipped``; with ``dry_run`` nothing is sent and ``inserted`` counts the
+    records that would be). ``progress(turns)`` is called after each transcript."""
+    run = _Run(backend, state_dir, dry_run)
+    if not dry_run:
+        cursors.migrate(backend, state_dir)
+    for (transcript, session_id), key in zip(transcripts, cursors.keys(backend, [t for t, _ in transcripts])):
+        turns, end = read_turns(transcript, cursors.read(state_dir, key, transcript), host.turn_of)
+        run.counts["turns"] += len(turns)
+        for record in records(turns, session_id, host.tag):
+            run.add(record)
+        run.waiting.append((key, end))
+        if progress is not None:
+            progress(len(turns))
+    run.send()
+    return run.counts
+
+
+# -------------------------------------------------------------------- hook
+
+
+def parse_payload(raw: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise InvalidInput(f"hook input is not JSON ({exc}); the host sends a JSON object on stdin") from None
+    if not isinstance(payload, dict):
+        raise InvalidInput("hook input must be a JSON object")
+    return payload
+
+
+def _payload_field(payload: Mapping[str, Any], name: str) -> str | None:
+    value = payload.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"hook input: {name!r} must be a string")
+    return value
+
+
+def capture_transcript(backend: Any, payload: Mapping[str, Any], state_dir: Path, host: Host) -> dict[str, int]:
+    """The Stop hook: capture the turns of the payload's transcript that no
+    run has seen yet; returns counts."""
+    session_id = _payload_field(payload, "session_id")
+    raw_path = _payload_field(payload, "transcript_path")
+    if not raw_path:
+        raise InvalidInput(f"hook input has no 'transcript_path'; is this the Stop hook of {host.label}?")
+    transcript = Path(raw_path).expanduser()
+    if not transcript.is_file():
+        raise InvalidInput(f"transcript {transcript} does not exist")
+    counts = capture_transcripts(backend, host, [(transcript, session_id or host.session_of(transcript))], state_dir)
+    cursors.record_run(state_dir, host.name, "stop", **counts)
+    return counts
+
+
+def session_start(backend: Any, payload: Mapping[str, Any], budget_tokens: int) -> dict[str, Any]:
+    return backend.call("session_start", {
+        "session_id": _payload_field(payload, "session_id"), "budget_tokens": budget_tokens,
+    })

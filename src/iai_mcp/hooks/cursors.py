@@ -1,0 +1,119 @@
+"""Hook state beside the store: a byte cursor per transcript, and when each
+hook of each host last ran.
+
+A cursor file is named by a keyed digest of the transcript's path (the
+store's ``keyed_digest``, a subkey of its key) and holds the byte offset
+only: nothing in the state directory says which transcripts exist, and the
+store never hands out its key. Cursors written before this (``stop-*.json``,
+the path in clear) are migrated by ``migrate`` and then deleted.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from iai_mcp.fs import write_atomic
+from iai_mcp.types import utcnow
+
+STATE_DIR = "hook-state"
+PURPOSE = "hook-cursor"
+_OLD_CURSORS = "stop-*.json"
+
+
+def transcript_name(transcript: Path) -> str:
+    """The one spelling of a transcript's path that is digested, so the Stop
+    hook (given a path by the host) and a backfill (walking the tree) agree."""
+    return str(transcript.expanduser().resolve())
+
+
+def keys(backend: Any, transcripts: Sequence[Path]) -> list[str]:
+    """The cursor key of each transcript (one ``keyed_digest`` call per 1000)."""
+    names = [transcript_name(t) for t in transcripts]
+    digests: list[str] = []
+    for i in range(0, len(names), 1000):
+        digests += backend.call("keyed_digest", {"purpose": PURPOSE, "values": names[i:i + 1000]})["digests"]
+    return digests
+
+
+def _path(state_dir: Path, key: str) -> Path:
+    return state_dir / f"cursor-{key}.json"
+
+
+def read(state_dir: Path, key: str, transcript: Path) -> int:
+    try:
+        offset = int(json.loads(_path(state_dir, key).read_text("utf-8"))["offset"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+    # A transcript shorter than the cursor was rewritten: start again (capture skips repeats).
+    return offset if 0 <= offset <= transcript.stat().st_size else 0
+
+
+def write(state_dir: Path, key: str, offset: int) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    # No fsync: a cursor lost to a power cut only makes the next run send
+    # turns again, which capture skips (same session, text and time).
+    write_atomic(_path(state_dir, key), json.dumps({"offset": offset}), fsync=False)
+
+
+def migrate(backend: Any, state_dir: Path) -> int:
+    """Replace cursors that kept the transcript path in clear by keyed ones
+    (same offset), then delete them; returns how many were removed. One that
+    cannot be read, or whose transcript is gone, is only deleted: a lost
+    cursor makes the next run send its turns again, and capture skips them."""
+    old = sorted(state_dir.glob(_OLD_CURSORS)) if state_dir.is_dir() else []
+    if not old:
+        return 0
+    found: list[tuple[Path, int]] = []
+    for path in old:
+        try:
+            state = json.loads(path.read_text("utf-8"))
+            transcript, offset = Path(state["transcript"]), int(state["offset"])
+            if transcript.is_file() and 0 <= offset <= transcript.stat().st_size:
+                found.append((transcript, offset))
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    for (transcript, offset), key in zip(found, keys(backend, [t for t, _ in found]) if found else []):
+        if not _path(state_dir, key).exists():
+            write(state_dir, key, offset)
+    for path in old:
+        path.unlink(missing_ok=True)
+    return len(old)
+
+
+# ------------------------------------------------------------ last runs
+
+
+def _runs_path(state_dir: Path, host: str) -> Path:
+    return state_dir / f"runs-{host}.json"
+
+
+def last_runs(state_dir: Path, host: str) -> dict[str, Any]:
+    """``{hook: {"at": ISO time, ...counts}}`` of the last run of each hook."""
+    try:
+        runs = json.loads(_runs_path(state_dir, host).read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return runs if isinstance(runs, dict) else {}
+
+
+def record_run(state_dir: Path, host: str, hook: str, **counts: int) -> None:
+    """Note that ``hook`` of ``host`` ran now (two hooks finishing at once
+    may keep only one of their notes: each says only "ran at")."""
+    _note(state_dir, host, hook, {"at": utcnow().isoformat(), **counts})
+
+
+def record_failure(state_dir: Path, host: str, hook: str, error: str) -> None:
+    """Note that ``hook`` failed now, keeping when it last succeeded: a hook
+    that runs in the background has nobody to tell but ``hooks status``."""
+    previous = last_runs(state_dir, host).get(hook)
+    ok = {k: v for k, v in previous.items() if k not in ("failed_at", "error")} if isinstance(previous, dict) else {}
+    _note(state_dir, host, hook, {**ok, "failed_at": utcnow().isoformat(), "error": error})
+
+
+def _note(state_dir: Path, host: str, hook: str, note: dict[str, Any]) -> None:
+    runs = last_runs(state_dir, host)
+    runs[hook] = note
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(_runs_path(state_dir, host), json.dumps(runs), fsync=False)
