@@ -59,8 +59,18 @@ def _accepted(store, method: str, required: dict[str, Any]) -> str:
     return str(info.value)
 
 
+def _tool_list(app) -> dict[str, Any]:
+    async def scenario():
+        async with _session(app) as client:
+            return {t.name: t for t in (await client.list_tools()).tools}
+
+    return _run(scenario)
+
+
 def test_tool_schemas_come_from_the_contract(store):
-    app, _ = server.build_server(lambda: DirectBackend(store))
+    # With embeddings exposed the tools show every contract parameter; see
+    # test_cue_embedding_is_shown_only_to_hosts_that_opt_in for the default.
+    app, _ = server.build_server(lambda: DirectBackend(store), expose_embeddings=True)
 
     async def scenario():
         async with _session(app) as client:
@@ -370,3 +380,99 @@ def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder, 
         for hit in hits:
             entries = reopened.get(hit["record_id"]).provenance
             assert [(e["cue"], e["session_id"]) for e in entries] == [("garden shed", "term")]
+
+
+# ------------------------------------------- what the model sees (issue 11)
+
+
+def _call_all(app, calls: list[tuple[str, dict[str, Any]]]):
+    async def scenario():
+        async with _session(app) as client:
+            await client.initialize()
+            return [await client.call_tool(name, args) for name, args in calls]
+
+    return _run(scenario)
+
+
+def test_tool_descriptions_are_dedented(store):
+    tools = _tool_list(server.build_server(lambda: DirectBackend(store))[0])
+    for tool in tools.values():
+        lines = tool.description.splitlines()
+        assert len(lines) > 2, tool.name
+        # No line keeps the source's indentation; the text is otherwise the docstring.
+        assert all(line == line.lstrip() for line in lines), tool.name
+        assert tool.description == tool.description.strip()
+    assert "\nUse it when the user states a preference" in tools["memory_capture"].description
+
+
+def test_instructions_name_session_start(store):
+    app, _ = server.build_server(lambda: DirectBackend(store))
+
+    async def scenario():
+        async with _session(app) as client:
+            return await client.initialize()
+
+    instructions = _run(scenario).instructions
+    assert "session_start" in instructions and "memory_recall" in instructions
+
+
+def test_unknown_arguments_are_rejected_and_change_nothing(store):
+    app, _ = server.build_server(lambda: DirectBackend(store))
+    rid = dispatch(store, "memory_capture", {"text": "the shed key is under the blue pot"})["record_id"]
+    results_ = _call_all(app, [
+        ("memory_capture", {"text": "the garage code is 4512", "tiers": "semantic"}),
+        ("memory_forget", {"ids": [rid], "dryrun": True}),
+        ("memory_recall", {"cue": "shed key", "kk": 3}),
+        ("session_start", {"budget": 100}),
+        ("memory_tags", {"x": 1}),
+    ])
+    texts = [r.content[0].text for r in results_]
+    assert all(r.isError for r in results_), texts
+    assert texts[0] == ("invalid_input: memory_capture: unknown parameter(s) ['tiers']; accepted: "
+                        f"{sorted(contract.method('memory_capture').params.model_fields)}")
+    assert "unknown parameter(s) ['dryrun']" in texts[1] and "'dry_run'" in texts[1]
+    assert all(t.startswith("invalid_input: ") and "unknown parameter(s)" in t for t in texts)
+    # Nothing was captured and nothing forgotten.
+    assert [m["record_id"] for m in dispatch(store, "memory_list", {})["items"]] == [rid]
+
+
+def test_schema_errors_come_back_typed_like_value_errors(store):
+    """Every wrong-typed argument of every tool gets dispatch's typed error,
+    never pydantic's own text (its error URL, its ``type=`` tags)."""
+    app, _ = server.build_server(lambda: DirectBackend(store), expose_embeddings=True)
+    wrong = {"string": 12345, "integer": "many", "boolean": "maybe", "array": {"not": "a list"}, "number": "x"}
+    calls = []
+    for name, tool in _tool_list(app).items():
+        required = {f: "x" for f in tool.inputSchema.get("required", [])}
+        if name in ("memory_get", "memory_update"):
+            required = {"id": "00000000-0000-0000-0000-000000000000"}
+        for field, prop in tool.inputSchema["properties"].items():
+            kinds = [prop.get("type")] + [alt.get("type") for alt in prop.get("anyOf", [])]
+            kind = next((k for k in kinds if k in wrong), None)
+            if kind is not None:
+                calls.append((name, {**required, field: wrong[kind]}))
+    assert len(calls) > 30
+    for (name, args), result in zip(calls, _call_all(app, calls)):
+        text = result.content[0].text
+        assert result.isError, (name, args)
+        assert text.startswith(("invalid_input: ", "limit_exceeded: ")), (name, args, text)
+        assert "pydantic" not in text and "http" not in text and "type=" not in text, (name, args, text)
+
+
+def test_cue_embedding_is_shown_only_to_hosts_that_opt_in(store, monkeypatch):
+    hidden = _tool_list(server.build_server(lambda: DirectBackend(store))[0])
+    assert all("cue_embedding" not in t.inputSchema["properties"] for t in hidden.values())
+    shown = _tool_list(server.build_server(lambda: DirectBackend(store), expose_embeddings=True)[0])
+    assert "cue_embedding" in shown["memory_recall"].inputSchema["properties"]
+    # Not shown means not accepted either, with the parameters the model does see.
+    (refused,) = _call_all(server.build_server(lambda: DirectBackend(store))[0],
+                           [("memory_recall", {"cue": "x", "cue_embedding": [0.0] * 384})])
+    assert refused.isError and "unknown parameter(s) ['cue_embedding']" in refused.content[0].text
+    assert "'cue_embedding'" not in refused.content[0].text.split("accepted:")[1]
+    # The environment variable is the opt-in for hosts that start `iai-mcp serve` themselves.
+    from iai_mcp.mcp_server import runtime
+
+    monkeypatch.setenv(runtime.EXPOSE_EMBEDDINGS_ENV, "1")
+    assert runtime.expose_embeddings_default()
+    monkeypatch.setenv(runtime.EXPOSE_EMBEDDINGS_ENV, "")
+    assert not runtime.expose_embeddings_default()
