@@ -476,3 +476,51 @@ def test_cue_embedding_is_shown_only_to_hosts_that_opt_in(store, monkeypatch):
     assert runtime.expose_embeddings_default()
     monkeypatch.setenv(runtime.EXPOSE_EMBEDDINGS_ENV, "")
     assert not runtime.expose_embeddings_default()
+
+
+@pytest.mark.slow
+def test_a_lone_surrogate_gets_an_error_reply_over_stdio(tmp_path, fake_embedder):
+    """Raw bytes on the real stdio transport: a request the SDK cannot read
+    (a lone surrogate, escaped or as its UTF-8-style bytes; broken JSON) is
+    answered with a JSON-RPC error for its id, nothing is stored, and the
+    server serves on."""
+    store = tmp_path / "store"
+    env = _server_env(store, IAI_MCP_LOCAL="1", IAI_MCP_TEST_EMBEDDER="hash")
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "serve"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(120, proc.kill)  # a silent server is killed: readline then fails the test
+    watchdog.start()
+
+    def raw(line: bytes) -> dict[str, Any]:
+        proc.stdin.write(line + b"\n")
+        proc.stdin.flush()
+        return _reply(proc)
+
+    def capture(text_json: bytes, rid: int) -> bytes:
+        return (b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"memory_capture",'
+                b'"arguments":{"text":"%s"}}}' % (rid, text_json))
+
+    try:
+        _rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+        assert _reply(proc)["result"]["serverInfo"]["name"] == "iai-mcp"
+        _rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        escaped = raw(capture(b"my PIN is \\ud800 1234", 2))
+        as_bytes = raw(capture(b"my PIN is \xed\xa0\x80 1234", 3))
+        broken = raw(b'{"jsonrpc":"2.0","id":4,"method":')
+        surrogate_id = raw(b'{"jsonrpc":"2.0","id":"\\udc00","method":"tools/list"}')
+        fine = raw(capture(b"my PIN is 1234", 5))
+        listed = raw(b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"memory_list","arguments":{}}}')
+    finally:
+        watchdog.cancel()
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert escaped["id"] == 2 and escaped["error"]["code"] == -32700
+    assert "surrogate" in escaped["error"]["message"]
+    assert as_bytes["id"] == 3 and "not valid UTF-8 (byte 0xed at offset" in as_bytes["error"]["message"]
+    assert broken["id"] is None and broken["error"]["code"] == -32700
+    assert surrogate_id["id"] is None and "error" in surrogate_id
+    assert fine["result"]["structuredContent"]["status"] == "inserted"
+    # Only the well-formed capture was stored: nothing replaced the bad bytes with U+FFFD.
+    assert [m["literal_surface"] for m in listed["result"]["structuredContent"]["items"]] == ["my PIN is 1234"]
+    assert proc.stderr.read().decode().count('"event": "unreadable_message"') == 4

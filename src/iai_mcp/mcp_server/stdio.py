@@ -94,20 +94,30 @@ def parse_line(line: bytes) -> mcp_types.JSONRPCMessage | str:
         code = mcp_types.PARSE_ERROR
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        if first["type"] == "json_invalid":
-            problem, code = f"the message is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}", mcp_types.PARSE_ERROR
+        code = mcp_types.PARSE_ERROR if first["type"] == "json_invalid" else mcp_types.INVALID_REQUEST
+        if code == mcp_types.INVALID_REQUEST:
+            problem = "the message is not a JSON-RPC 2.0 request, notification or response"
+        elif _lenient_json(line) is not None:
+            # The standard library reads what pydantic refused: only a lone
+            # surrogate escape (valid JSON syntax, not valid Unicode) does that.
+            problem = "the message holds a lone surrogate (a \\ud800-\\udfff escape without its pair), which is not valid Unicode"
         else:
-            problem, code = "the message is not a JSON-RPC 2.0 request, notification or response", mcp_types.INVALID_REQUEST
+            problem = f"the message is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
     return _error_reply(_request_id(line), code, problem + "; send UTF-8 JSON-RPC, one message per line")
+
+
+def _lenient_json(line: bytes) -> Any:
+    """``line`` parsed by the standard library, which accepts lone surrogate
+    escapes; None if even that fails."""
+    try:
+        return json.loads(line.decode("utf-8", "replace"))
+    except ValueError:
+        return None
 
 
 def _request_id(line: bytes) -> str | int | None:
     """The id of the request on an unreadable ``line``, if it can be told."""
-    try:
-        # The standard library's parser accepts lone surrogate escapes.
-        message = json.loads(line.decode("utf-8", "replace"))
-    except ValueError:
-        return None
+    message = _lenient_json(line)
     rid = message.get("id") if isinstance(message, dict) else None
     if isinstance(rid, bool) or not isinstance(rid, (int, str)):
         return None
