@@ -24,7 +24,7 @@ from mcp.client.streamable_http import streamable_http_client
 from iai_mcp.core import contract
 from iai_mcp.errors import InvalidInput, StoreError
 from iai_mcp.mcp_server import http
-from iai_mcp.store import http_token
+from iai_mcp.store import http_token  # the store-level helper behind backend.http_token
 
 TOOLS = {name for name, method in contract.METHODS.items() if method.tool}
 

@@ -209,11 +209,10 @@ def serve_http(store: str | Path | None = None, where: str | None = None, *, all
     import uvicorn
 
     from iai_mcp import backend
-    from iai_mcp.store import http_token
 
     address = parse_address(where)
     refuse_remote(address, allow_remote)
-    token, made = http_token.load_or_create(backend.store_path(store))
+    token, made, token_file = backend.http_token(store)
     sock = _bind(address)
     port = sock.getsockname()[1]  # the one the system chose, for port 0
     if expose_embeddings is None:
@@ -222,7 +221,6 @@ def serve_http(store: str | Path | None = None, where: str | None = None, *, all
     app = build_app(server, slot, token, address, port)
     say = say or (lambda line: print(line, flush=True))
     say(f"iai-mcp {__version__}: MCP over streamable HTTP at http://{address.authority(port)}{MCP_PATH}")
-    token_file = http_token.token_path(backend.store_path(store))
     if made:
         say(f"bearer token (new, kept in {token_file}, mode 0600): {token}")
     else:
