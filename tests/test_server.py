@@ -3,6 +3,7 @@ and `iai-mcp serve` driven over stdio by the SDK's own client."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -524,3 +525,22 @@ def test_a_lone_surrogate_gets_an_error_reply_over_stdio(tmp_path, fake_embedder
     # Only the well-formed capture was stored: nothing replaced the bad bytes with U+FFFD.
     assert [m["literal_surface"] for m in listed["result"]["structuredContent"]["items"]] == ["my PIN is 1234"]
     assert proc.stderr.read().decode().count('"event": "unreadable_message"') == 4
+
+
+def test_value_errors_and_schema_errors_have_one_form(store):
+    """What dispatch refuses (a value) and what the schema refuses (a type,
+    a bound) read alike: ``<code>: <method>: <what to fix>``."""
+    app, _ = server.build_server(lambda: DirectBackend(store))
+    refused = _call_all(app, [
+        ("memory_capture", {"text": "   "}),  # value: dispatch
+        ("memory_capture", {"text": 5}),  # type: the schema
+        ("memory_recall", {"cue": "x", "k": 0}),  # bound: the schema
+        ("memory_get", {"id": "00000000-0000-0000-0000-000000000000"}),  # not found: the store
+        ("memory_forget", {}),  # value: dispatch
+    ])
+    texts = [r.content[0].text for r in refused]
+    assert texts[0] == "invalid_input: memory_capture: 'text' must not be empty"
+    assert texts[1] == "invalid_input: memory_capture: 'text' must be a string, got int"
+    assert texts[2] == "invalid_input: memory_recall: 'k' must be at least 1"
+    assert re.fullmatch(r"not_found: .+", texts[3]) and "Error executing" not in texts[3]
+    assert re.fullmatch(r"invalid_input: memory_forget: .+", texts[4]), texts[4]

@@ -174,10 +174,16 @@ def build_server(connect: Callable[[], Any], *, expose_embeddings: bool = False,
 
 
 def _in_our_words(name: str, arguments: dict[str, Any], error: ToolError) -> ToolError:
-    """FastMCP checks a tool's arguments against its schema before our code
-    runs and says what is wrong in pydantic's words; dispatch's check of the
-    same arguments (``core.contract``) names the parameter, the limit and what
-    to do, as the CLI and the daemon say it."""
+    """Every tool error in one form, ``<code>: <method>: <what to fix>``.
+
+    FastMCP wraps whatever a tool raises as "Error executing tool <name>:
+    ..."; the errors our tools raise are already in that form (``_typed``),
+    so they are passed on unwrapped. And FastMCP checks a tool's arguments
+    against its schema before our code runs, in pydantic's words; dispatch's
+    check of the same arguments (``core.contract``) names the parameter, the
+    limit and what to do, as the CLI and the daemon say it."""
+    if isinstance(error.__cause__, ToolError):
+        return error.__cause__
     if not isinstance(error.__cause__, ValidationError):
         return error
     from iai_mcp.core import contract
