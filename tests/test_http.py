@@ -208,6 +208,11 @@ def test_every_tool_over_http_with_the_sdk_client_and_only_with_the_token(tmp_pa
             port = url.split(":")[2].split("/")[0]
             foreign_host = raw.post(url, json=initialize, headers={**authorized, "Host": f"evil.example:{port}"})
             foreign_origin = raw.post(url, json=initialize, headers={**authorized, "Origin": "http://evil.example"})
+            # Raw bytes the SDK would answer with an empty body: a lone surrogate
+            # echoed back in "Unknown tool: ..." cannot be written out.
+            surrogate = raw.post(url, content=b'{"jsonrpc":"2.0","id":7,"method":"tools/call",'
+                                              b'"params":{"name":"memory_\\ud800","arguments":{}}}',
+                                 headers={**authorized, "Content-Type": "application/json"})
 
         async def refused_by_the_sdk_client() -> BaseException | None:
             try:
@@ -237,6 +242,8 @@ def test_every_tool_over_http_with_the_sdk_client_and_only_with_the_token(tmp_pa
         assert "Miso" not in response.text and "jsonrpc" not in response.text
     assert ok.status_code == 200 and "iai-mcp" in ok.text
     assert foreign_host.status_code == 421 and foreign_origin.status_code == 403
+    assert surrogate.status_code == 400 and surrogate.json()["id"] == 7
+    assert surrogate.json()["error"]["code"] == -32700 and "lone surrogate" in surrogate.json()["error"]["message"]
     assert sdk_refusal is not None and "401" in repr(sdk_refusal) + str(getattr(sdk_refusal, "exceptions", ""))
 
 

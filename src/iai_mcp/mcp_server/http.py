@@ -11,6 +11,8 @@ by uvicorn at ``http://HOST:PORT/mcp``. What keeps others out:
   it, or with another, the answer is 401 and nothing else. The token is made
   on first use, printed once, and kept mode 0600 in the store
   (``store.http_token``), so a configured host keeps working across restarts.
+- **Unreadable requests answered**: a body with a lone surrogate, invalid
+  UTF-8 or broken JSON gets a JSON-RPC error (``ReadableBodies``).
 - **Host and Origin checked** by the SDK's transport security (DNS
   rebinding): on loopback only ``127.0.0.1``, ``localhost`` and ``[::1]`` at
   our port; on a named address, that address. Bound to a wildcard address
@@ -35,15 +37,16 @@ from typing import Any
 import anyio
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE, TransportSecuritySettings
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from iai_mcp import __version__
 from iai_mcp.errors import InvalidInput
 from iai_mcp.log import logger
+from iai_mcp.mcp_server.messages import parse_line
 from iai_mcp.mcp_server.runtime import BackendSlot, backend_connector, build_server, expose_embeddings_default
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "MCP_PATH", "Address", "build_app", "parse_address", "serve_http"]
@@ -166,6 +169,50 @@ class BearerGuard:
         return hmac.compare_digest(given, self._expected)
 
 
+class ReadableBodies:
+    """A POST body the SDK could not read gets the JSON-RPC error reply stdio
+    gives the same message (``messages.parse_line``), with status 400; the
+    SDK would pass a lone surrogate on and then fail to write the reply,
+    answering with an empty body. The body is read once (at most the SDK's
+    limit) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self._app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > DEFAULT_MAX_REQUEST_BODY_SIZE:
+                await Response("request body too large", status_code=413)(scope, receive, send)
+                return
+        body = b"".join(chunks)
+        parsed = parse_line(body)
+        if isinstance(parsed, str):
+            _log.warning("unreadable_message", reply=parsed, bytes=len(body))
+            await Response(parsed, status_code=400, media_type="application/json")(scope, receive, send)
+            return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # after the body: the disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self._app(scope, replay, send)
+
+
 class _SessionEndpoint:
     """The session manager as an ASGI endpoint (a Starlette ``Route`` serves
     a non-function endpoint as a raw ASGI app, so /mcp is not redirected)."""
@@ -191,7 +238,7 @@ def build_app(server: Server, slot: BackendSlot, token: str, address: Address, p
             await anyio.to_thread.run_sync(slot.close)
 
     app = Starlette(routes=[Route(MCP_PATH, endpoint=_SessionEndpoint(manager))], lifespan=lifespan)
-    return BearerGuard(app, token)
+    return BearerGuard(ReadableBodies(app), token)
 
 
 def _bind(address: Address) -> socket.socket:

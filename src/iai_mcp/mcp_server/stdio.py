@@ -2,21 +2,14 @@
 
 Our own reader and writer, not the SDK's ``stdio_server``, for two reasons:
 
-- A line the SDK cannot read (invalid UTF-8, a lone surrogate escape such as
-  ``"\\ud800"``, broken JSON) goes to its session as an exception, which
-  answers with a log notification and never replies to the request: the
-  client waits for a reply that never comes. Here such a line gets a
-  JSON-RPC error reply with the request's id (``null`` when even that is
-  unreadable, as JSON-RPC prescribes for a parse error), and one log line.
-  Bytes are decoded strictly: replacing invalid UTF-8 with U+FFFD would
-  store words the user never said in a verbatim memory.
+- A line the SDK cannot read gets no reply from it; here it gets a JSON-RPC
+  error reply and one log line (see ``messages.parse_line``).
 - ``stdio_server()`` reads stdin on a worker thread that a cancelled task
   still waits for (see ``_StdinLines``), so SIGTERM would not stop it.
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -26,13 +19,11 @@ from typing import Any, BinaryIO
 import anyio
 import anyio.from_thread
 import anyio.lowlevel
-import mcp.types as mcp_types
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from mcp.server.lowlevel import Server
 from mcp.shared.message import SessionMessage
-from pydantic import ValidationError
-
 from iai_mcp.log import logger
+from iai_mcp.mcp_server.messages import parse_line
 
 __all__ = ["claim_stdout", "serve_stdio"]
 
@@ -82,55 +73,6 @@ class _StdinLines:
             return await self._receive.receive()
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
-
-
-def parse_line(line: bytes) -> mcp_types.JSONRPCMessage | str:
-    """The message on ``line``, or, if it cannot be read, the error reply to
-    send instead (already serialised)."""
-    try:
-        return mcp_types.JSONRPCMessage.model_validate_json(line.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        problem = f"the message is not valid UTF-8 (byte 0x{line[exc.start]:02x} at offset {exc.start})"
-        code = mcp_types.PARSE_ERROR
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        code = mcp_types.PARSE_ERROR if first["type"] == "json_invalid" else mcp_types.INVALID_REQUEST
-        if code == mcp_types.INVALID_REQUEST:
-            problem = "the message is not a JSON-RPC 2.0 request, notification or response"
-        elif _lenient_json(line) is not None:
-            # The standard library reads what pydantic refused: only a lone
-            # surrogate escape (valid JSON syntax, not valid Unicode) does that.
-            problem = "the message holds a lone surrogate (a \\ud800-\\udfff escape without its pair), which is not valid Unicode"
-        else:
-            problem = f"the message is not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
-    return _error_reply(_request_id(line), code, problem + "; send UTF-8 JSON-RPC, one message per line")
-
-
-def _lenient_json(line: bytes) -> Any:
-    """``line`` parsed by the standard library, which accepts lone surrogate
-    escapes; None if even that fails."""
-    try:
-        return json.loads(line.decode("utf-8", "replace"))
-    except ValueError:
-        return None
-
-
-def _request_id(line: bytes) -> str | int | None:
-    """The id of the request on an unreadable ``line``, if it can be told."""
-    message = _lenient_json(line)
-    rid = message.get("id") if isinstance(message, dict) else None
-    if isinstance(rid, bool) or not isinstance(rid, (int, str)):
-        return None
-    if isinstance(rid, str):
-        try:
-            rid.encode("utf-8")
-        except UnicodeEncodeError:
-            return None
-    return rid
-
-
-def _error_reply(rid: str | int | None, code: int, message: str) -> str:
-    return json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}})
 
 
 async def _read(lines: _StdinLines, to_server: ObjectSendStream[SessionMessage | Exception],
