@@ -99,11 +99,14 @@ def test_cli_refuses_a_remote_bind_without_allow_remote(cli):
     assert code == 1 and "--http only" in err
 
 
-def test_cli_help_names_the_default_address(cli):
-    from iai_mcp.cli import build_parser
+def test_cli_help_names_the_default_address(capsys):
+    from iai_mcp.cli import main
 
-    serve = build_parser()._subparsers._group_actions[0].choices["serve"]
-    assert f"{http.DEFAULT_HOST}:{http.DEFAULT_PORT}" in serve.format_help()
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default {http.DEFAULT_HOST}:{http.DEFAULT_PORT})" in shown
+    assert "--allow-remote" in shown and "--expose-embeddings" in shown
 
 
 # ------------------------------------------------------- a real server

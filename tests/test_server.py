@@ -544,3 +544,21 @@ def test_value_errors_and_schema_errors_have_one_form(store):
     assert texts[2] == "invalid_input: memory_recall: 'k' must be at least 1"
     assert re.fullmatch(r"not_found: .+", texts[3]) and "Error executing" not in texts[3]
     assert re.fullmatch(r"invalid_input: memory_forget: .+", texts[4]), texts[4]
+
+
+def test_serve_flags_reach_the_server(monkeypatch):
+    import iai_mcp.mcp_server as package
+    from iai_mcp.cli import main
+    from iai_mcp.mcp_server import http
+
+    seen = []
+    monkeypatch.setattr(package, "serve", lambda store, **kw: seen.append(("stdio", kw)))
+    monkeypatch.setattr(http, "serve_http", lambda store, where, **kw: seen.append((where, kw)))
+    assert main(["serve"]) == 0 and main(["serve", "--expose-embeddings"]) == 0
+    assert main(["serve", "--http"]) == 0 and main(["serve", "--http", "[::1]:9000", "--allow-remote"]) == 0
+    assert seen == [
+        ("stdio", {"expose_embeddings": None}),  # None: IAI_MCP_EXPOSE_EMBEDDINGS decides
+        ("stdio", {"expose_embeddings": True}),
+        ("", {"allow_remote": False, "expose_embeddings": None}),
+        ("[::1]:9000", {"allow_remote": True, "expose_embeddings": None}),
+    ]
