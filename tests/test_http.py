@@ -280,3 +280,14 @@ def test_a_remote_bind_refuses_to_start_and_says_why(tmp_path):
     assert refused.returncode == 1 and refused.stdout == ""
     assert "not a loopback address" in refused.stderr and "--allow-remote" in refused.stderr
     assert not (store / "http_token").exists()
+
+
+def test_a_port_in_use_is_a_clear_error_and_makes_no_token(cli):
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, out, err = cli("serve", "--http", f"127.0.0.1:{port}")
+    assert code == 1 and out == ""
+    assert f"cannot listen on 127.0.0.1:{port}" in err
+    assert not http_token.token_path(cli.store).exists()  # so the first real start still prints it

@@ -28,7 +28,7 @@ import hmac
 import ipaddress
 import signal
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,7 +251,7 @@ def _bind(address: Address) -> socket.socket:
 
 
 def serve_http(store: str | Path | None = None, where: str | None = None, *, allow_remote: bool = False,
-               expose_embeddings: bool | None = None, say: Callable[[str], Any] | None = None) -> None:
+               expose_embeddings: bool | None = None) -> None:
     """Serve MCP over streamable HTTP until SIGTERM or SIGINT."""
     import uvicorn
 
@@ -259,19 +259,22 @@ def serve_http(store: str | Path | None = None, where: str | None = None, *, all
 
     address = parse_address(where)
     refuse_remote(address, allow_remote)
-    token, made, token_file = backend.http_token(store)
-    sock = _bind(address)
+    sock = _bind(address)  # first: a token made for a server that never started would never be shown
     port = sock.getsockname()[1]  # the one the system chose, for port 0
+    try:
+        token, made, token_file = backend.http_token(store)
+    except BaseException:
+        sock.close()
+        raise
     if expose_embeddings is None:
         expose_embeddings = expose_embeddings_default()
     server, slot = build_server(backend_connector(store), expose_embeddings=expose_embeddings, close_after_run=False)
     app = build_app(server, slot, token, address, port)
-    say = say or (lambda line: print(line, flush=True))
-    say(f"iai-mcp {__version__}: MCP over streamable HTTP at http://{address.authority(port)}{MCP_PATH}")
+    print(f"iai-mcp {__version__}: MCP over streamable HTTP at http://{address.authority(port)}{MCP_PATH}")
     if made:
-        say(f"bearer token (new, kept in {token_file}, mode 0600): {token}")
+        print(f"bearer token (new, kept in {token_file}, mode 0600): {token}", flush=True)
     else:
-        say(f"bearer token: the one in {token_file}")
+        print(f"bearer token: the one in {token_file}", flush=True)
     _log("serving_http", version=__version__, host=address.host, port=port, remote=not address.loopback)
     config = uvicorn.Config(app, log_config=None, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
