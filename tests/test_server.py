@@ -3,6 +3,7 @@ and `iai-mcp serve` driven over stdio by the SDK's own client."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -59,8 +60,18 @@ def _accepted(store, method: str, required: dict[str, Any]) -> str:
     return str(info.value)
 
 
+def _tool_list(app) -> dict[str, Any]:
+    async def scenario():
+        async with _session(app) as client:
+            return {t.name: t for t in (await client.list_tools()).tools}
+
+    return _run(scenario)
+
+
 def test_tool_schemas_come_from_the_contract(store):
-    app, _ = server.build_server(lambda: DirectBackend(store))
+    # With embeddings exposed the tools show every contract parameter; see
+    # test_cue_embedding_is_shown_only_to_hosts_that_opt_in for the default.
+    app, _ = server.build_server(lambda: DirectBackend(store), expose_embeddings=True)
 
     async def scenario():
         async with _session(app) as client:
@@ -370,3 +381,184 @@ def test_sigterm_drains_provenance_of_returned_recalls(tmp_path, fake_embedder, 
         for hit in hits:
             entries = reopened.get(hit["record_id"]).provenance
             assert [(e["cue"], e["session_id"]) for e in entries] == [("garden shed", "term")]
+
+
+# ------------------------------------------- what the model sees (issue 11)
+
+
+def _call_all(app, calls: list[tuple[str, dict[str, Any]]]):
+    async def scenario():
+        async with _session(app) as client:
+            await client.initialize()
+            return [await client.call_tool(name, args) for name, args in calls]
+
+    return _run(scenario)
+
+
+def test_tool_descriptions_are_dedented(store):
+    tools = _tool_list(server.build_server(lambda: DirectBackend(store))[0])
+    for tool in tools.values():
+        lines = tool.description.splitlines()
+        assert len(lines) > 2, tool.name
+        # No line keeps the source's indentation; the text is otherwise the docstring.
+        assert all(line == line.lstrip() for line in lines), tool.name
+        assert tool.description == tool.description.strip()
+    assert "\nUse it when the user states a preference" in tools["memory_capture"].description
+
+
+def test_instructions_name_session_start(store):
+    app, _ = server.build_server(lambda: DirectBackend(store))
+
+    async def scenario():
+        async with _session(app) as client:
+            return await client.initialize()
+
+    instructions = _run(scenario).instructions
+    assert "session_start" in instructions and "memory_recall" in instructions
+
+
+def test_unknown_arguments_are_rejected_and_change_nothing(store):
+    app, _ = server.build_server(lambda: DirectBackend(store))
+    rid = dispatch(store, "memory_capture", {"text": "the shed key is under the blue pot"})["record_id"]
+    results_ = _call_all(app, [
+        ("memory_capture", {"text": "the garage code is 4512", "tiers": "semantic"}),
+        ("memory_forget", {"ids": [rid], "dryrun": True}),
+        ("memory_recall", {"cue": "shed key", "kk": 3}),
+        ("session_start", {"budget": 100}),
+        ("memory_tags", {"x": 1}),
+    ])
+    texts = [r.content[0].text for r in results_]
+    assert all(r.isError for r in results_), texts
+    assert texts[0] == ("invalid_input: memory_capture: unknown parameter(s) ['tiers']; accepted: "
+                        f"{sorted(contract.method('memory_capture').params.model_fields)}")
+    assert "unknown parameter(s) ['dryrun']" in texts[1] and "'dry_run'" in texts[1]
+    assert all(t.startswith("invalid_input: ") and "unknown parameter(s)" in t for t in texts)
+    # Nothing was captured and nothing forgotten.
+    assert [m["record_id"] for m in dispatch(store, "memory_list", {})["items"]] == [rid]
+
+
+def test_schema_errors_come_back_typed_like_value_errors(store):
+    """Every wrong-typed argument of every tool gets dispatch's typed error,
+    never pydantic's own text (its error URL, its ``type=`` tags)."""
+    app, _ = server.build_server(lambda: DirectBackend(store), expose_embeddings=True)
+    wrong = {"string": 12345, "integer": "many", "boolean": "maybe", "array": {"not": "a list"}, "number": "x"}
+    calls = []
+    for name, tool in _tool_list(app).items():
+        required = {f: "x" for f in tool.inputSchema.get("required", [])}
+        if name in ("memory_get", "memory_update"):
+            required = {"id": "00000000-0000-0000-0000-000000000000"}
+        for field, prop in tool.inputSchema["properties"].items():
+            kinds = [prop.get("type")] + [alt.get("type") for alt in prop.get("anyOf", [])]
+            kind = next((k for k in kinds if k in wrong), None)
+            if kind is not None:
+                calls.append((name, {**required, field: wrong[kind]}))
+    assert len(calls) > 30
+    for (name, args), result in zip(calls, _call_all(app, calls)):
+        text = result.content[0].text
+        assert result.isError, (name, args)
+        assert text.startswith(("invalid_input: ", "limit_exceeded: ")), (name, args, text)
+        assert "pydantic" not in text and "http" not in text and "type=" not in text, (name, args, text)
+
+
+def test_cue_embedding_is_shown_only_to_hosts_that_opt_in(store, monkeypatch):
+    hidden = _tool_list(server.build_server(lambda: DirectBackend(store))[0])
+    assert all("cue_embedding" not in t.inputSchema["properties"] for t in hidden.values())
+    shown = _tool_list(server.build_server(lambda: DirectBackend(store), expose_embeddings=True)[0])
+    assert "cue_embedding" in shown["memory_recall"].inputSchema["properties"]
+    # Not shown means not accepted either, with the parameters the model does see.
+    (refused,) = _call_all(server.build_server(lambda: DirectBackend(store))[0],
+                           [("memory_recall", {"cue": "x", "cue_embedding": [0.0] * 384})])
+    assert refused.isError and "unknown parameter(s) ['cue_embedding']" in refused.content[0].text
+    assert "'cue_embedding'" not in refused.content[0].text.split("accepted:")[1]
+    # The environment variable is the opt-in for hosts that start `iai-mcp serve` themselves.
+    from iai_mcp.mcp_server import runtime
+
+    monkeypatch.setenv(runtime.EXPOSE_EMBEDDINGS_ENV, "1")
+    assert runtime.expose_embeddings_default()
+    monkeypatch.setenv(runtime.EXPOSE_EMBEDDINGS_ENV, "")
+    assert not runtime.expose_embeddings_default()
+
+
+@pytest.mark.slow
+def test_a_lone_surrogate_gets_an_error_reply_over_stdio(tmp_path, fake_embedder):
+    """Raw bytes on the real stdio transport: a request the SDK cannot read
+    (a lone surrogate, escaped or as its UTF-8-style bytes; broken JSON) is
+    answered with a JSON-RPC error for its id, nothing is stored, and the
+    server serves on."""
+    store = tmp_path / "store"
+    env = _server_env(store, IAI_MCP_LOCAL="1", IAI_MCP_TEST_EMBEDDER="hash")
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "serve"], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(120, proc.kill)  # a silent server is killed: readline then fails the test
+    watchdog.start()
+
+    def raw(line: bytes) -> dict[str, Any]:
+        proc.stdin.write(line + b"\n")
+        proc.stdin.flush()
+        return _reply(proc)
+
+    def capture(text_json: bytes, rid: int) -> bytes:
+        return (b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"memory_capture",'
+                b'"arguments":{"text":"%s"}}}' % (rid, text_json))
+
+    try:
+        _rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}})
+        assert _reply(proc)["result"]["serverInfo"]["name"] == "iai-mcp"
+        _rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        escaped = raw(capture(b"my PIN is \\ud800 1234", 2))
+        as_bytes = raw(capture(b"my PIN is \xed\xa0\x80 1234", 3))
+        broken = raw(b'{"jsonrpc":"2.0","id":4,"method":')
+        surrogate_id = raw(b'{"jsonrpc":"2.0","id":"\\udc00","method":"tools/list"}')
+        fine = raw(capture(b"my PIN is 1234", 5))
+        listed = raw(b'{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"memory_list","arguments":{}}}')
+    finally:
+        watchdog.cancel()
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    assert escaped["id"] == 2 and escaped["error"]["code"] == -32700
+    assert "surrogate" in escaped["error"]["message"]
+    assert as_bytes["id"] == 3 and "not valid UTF-8 (byte 0xed at offset" in as_bytes["error"]["message"]
+    assert broken["id"] is None and broken["error"]["code"] == -32700
+    assert surrogate_id["id"] is None and "error" in surrogate_id
+    assert fine["result"]["structuredContent"]["status"] == "inserted"
+    # Only the well-formed capture was stored: nothing replaced the bad bytes with U+FFFD.
+    assert [m["literal_surface"] for m in listed["result"]["structuredContent"]["items"]] == ["my PIN is 1234"]
+    assert proc.stderr.read().decode().count('"event": "unreadable_message"') == 4
+
+
+def test_value_errors_and_schema_errors_have_one_form(store):
+    """What dispatch refuses (a value) and what the schema refuses (a type,
+    a bound) read alike: ``<code>: <method>: <what to fix>``."""
+    app, _ = server.build_server(lambda: DirectBackend(store))
+    refused = _call_all(app, [
+        ("memory_capture", {"text": "   "}),  # value: dispatch
+        ("memory_capture", {"text": 5}),  # type: the schema
+        ("memory_recall", {"cue": "x", "k": 0}),  # bound: the schema
+        ("memory_get", {"id": "00000000-0000-0000-0000-000000000000"}),  # not found: the store
+        ("memory_forget", {}),  # value: dispatch
+    ])
+    texts = [r.content[0].text for r in refused]
+    assert texts[0] == "invalid_input: memory_capture: 'text' must not be empty"
+    assert texts[1] == "invalid_input: memory_capture: 'text' must be a string, got int"
+    assert texts[2] == "invalid_input: memory_recall: 'k' must be at least 1"
+    assert re.fullmatch(r"not_found: .+", texts[3]) and "Error executing" not in texts[3]
+    assert re.fullmatch(r"invalid_input: memory_forget: .+", texts[4]), texts[4]
+
+
+def test_serve_flags_reach_the_server(monkeypatch):
+    import iai_mcp.mcp_server as package
+    from iai_mcp.cli import main
+    from iai_mcp.mcp_server import http
+
+    seen = []
+    monkeypatch.setattr(package, "serve", lambda store, **kw: seen.append(("stdio", kw)))
+    monkeypatch.setattr(http, "serve_http", lambda store, where, **kw: seen.append((where, kw)))
+    assert main(["serve"]) == 0 and main(["serve", "--expose-embeddings"]) == 0
+    assert main(["serve", "--http"]) == 0 and main(["serve", "--http", "[::1]:9000", "--allow-remote"]) == 0
+    assert seen == [
+        ("stdio", {"expose_embeddings": None}),  # None: IAI_MCP_EXPOSE_EMBEDDINGS decides
+        ("stdio", {"expose_embeddings": True}),
+        ("", {"allow_remote": False, "expose_embeddings": None}),
+        ("[::1]:9000", {"allow_remote": True, "expose_embeddings": None}),
+    ]

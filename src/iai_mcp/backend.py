@@ -137,3 +137,13 @@ def connect(path: str | Path | None = None, *, local: bool | None = None) -> Bac
     from iai_mcp.daemon.client import DaemonClient
 
     return DaemonClient(store_path(path)).connect()
+
+
+def http_token(path: str | Path | None = None) -> tuple[str, bool, Path]:
+    """The bearer token of ``serve --http`` for the store at ``path``: the
+    token, whether it was made just now, and the file the store keeps it in."""
+    from iai_mcp.store import http_token as tokens
+
+    root = store_path(path)
+    token, made = tokens.load_or_create(root)
+    return token, made, tokens.token_path(root)

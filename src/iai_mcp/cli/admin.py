@@ -24,9 +24,17 @@ IMPORT_BATCH = 200
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from iai_mcp.mcp_server import serve
+    expose = True if args.expose_embeddings else None  # None: IAI_MCP_EXPOSE_EMBEDDINGS decides
+    if args.http is None:
+        if args.allow_remote:
+            raise InvalidInput("--allow-remote applies to --http only (stdio is local by nature)")
+        from iai_mcp.mcp_server import serve
 
-    serve(args.store)
+        serve(args.store, expose_embeddings=expose)
+        return 0
+    from iai_mcp.mcp_server.http import serve_http
+
+    serve_http(args.store, args.http, allow_remote=args.allow_remote, expose_embeddings=expose)
     return 0
 
 
@@ -199,7 +207,16 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
 
 def add_serve(command: AddCommand) -> None:
-    command("serve", cmd_serve, "run the MCP server on stdin/stdout")
+    p = command("serve", cmd_serve, "run the MCP server on stdin/stdout, or over HTTP with --http")
+    # The default address is mcp_server.http's (DEFAULT_HOST, DEFAULT_PORT); not
+    # imported here, so `--help` stays free of the MCP SDK.
+    p.add_argument("--http", nargs="?", const="", metavar="HOST:PORT",
+                   help="serve over streamable HTTP at http://HOST:PORT/mcp (default 127.0.0.1:8731); "
+                        "every request needs the bearer token kept in the store's http_token file")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="with --http: allow a non-loopback address (others on the network can then try)")
+    p.add_argument("--expose-embeddings", action="store_true",
+                   help="show cue_embedding to the model (also IAI_MCP_EXPOSE_EMBEDDINGS=1)")
 
 
 def add_commands(command: AddCommand) -> None:

@@ -13,7 +13,7 @@ store), so the CLI and the daemon client can read the contract cheaply.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
@@ -146,18 +146,24 @@ def parse(model: type[P], method: str, params: Any) -> P:
         params = {}
     if not isinstance(params, Mapping):
         raise InvalidInput(f"{method}: params must be an object, got {type(params).__name__}")
-    accepted = model.model_fields
-    unknown = [name for name in params if name not in accepted]
-    if unknown:
-        raise InvalidInput(
-            f"{method}: unknown parameter(s) {sorted(map(str, unknown))}; accepted: {sorted(accepted)}"
-        )
+    refuse_unknown(method, params, model.model_fields)
     given = {name: value for name, value in params.items() if value is not None}
     try:
         return model.model_validate(given)
     except ValidationError as exc:
         # One message, the first problem in parameter order, as a person would fix them.
         raise error_for(method, exc.errors(include_url=False)[0]) from None
+
+
+def refuse_unknown(method: str, params: Mapping[str, Any], accepted: Iterable[str]) -> None:
+    """``InvalidInput`` naming what ``params`` holds beyond ``accepted``, and what is
+    accepted (the MCP server checks against the parameters its tools show)."""
+    accepted = set(accepted)
+    unknown = [name for name in params if name not in accepted]
+    if unknown:
+        raise InvalidInput(
+            f"{method}: unknown parameter(s) {sorted(map(str, unknown))}; accepted: {sorted(accepted)}"
+        )
 
 
 def _where(loc: tuple[Any, ...]) -> str:

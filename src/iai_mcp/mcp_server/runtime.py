@@ -1,4 +1,5 @@
-"""The MCP server's runtime: the backend slot, the MCP server, the stdio transport.
+"""The MCP server's runtime: the backend slot and the MCP server, served over
+stdio (``stdio``) or streamable HTTP (``http``).
 
 Every tool is a thin adapter: it passes its typed parameters to the backend
 (``backend.connect()``, which ends in ``core.dispatch``), returns the result
@@ -24,34 +25,30 @@ provenance queue, so no recall that returned loses its provenance.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import sys
 import threading
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from io import TextIOWrapper
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 import mcp.types as mcp_types
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.exceptions import ToolError
-from pydantic import ValidationError
 from mcp.server.lowlevel import Server
-from mcp.server.stdio import stdio_server
+from pydantic import ValidationError
 
 from iai_mcp import __version__
+from iai_mcp.core.params import refuse_unknown
 from iai_mcp.errors import IaiError, StoreError
 from iai_mcp.log import logger
+from iai_mcp.mcp_server.stdio import claim_stdout, serve_stdio
 from iai_mcp.mcp_server.tools import register_tools
 
 SERVER_NAME = "iai-mcp"
+EXPOSE_EMBEDDINGS_ENV = "IAI_MCP_EXPOSE_EMBEDDINGS"
 
 INSTRUCTIONS = """\
 iai-mcp is your long-term memory across conversations. It keeps what was said \
@@ -61,6 +58,8 @@ preferences, people, projects, decisions, facts they told you), call memory_reca
 with a short cue describing what you need.
 - When the user tells you something worth keeping, or asks you to remember it, call \
 memory_capture with the exact words.
+- At the start of a conversation, call session_start once for the memories to begin \
+with (pinned ones first), unless a hook has already given them to you.
 - memory_get shows one memory in full, with when and by which cue it was recalled.
 """
 
@@ -118,9 +117,14 @@ class BackendSlot:
             backend.close()
 
 
+def _typed(exc: IaiError) -> ToolError:
+    """An ``IaiError`` as the tool error the model reads: its code, then what to fix."""
+    return ToolError(f"{exc.code}: {exc}")
+
+
 def _tool_error(method: str, exc: Exception) -> ToolError:
     if isinstance(exc, IaiError):
-        return ToolError(f"{exc.code}: {exc}")
+        return _typed(exc)
     # A bug, not the caller's fault: keep the details on stderr, serve on.
     _log.warning("tool_failed", method=method, error=f"{type(exc).__name__}: {exc}",
          trace=traceback.format_exc(limit=5))
@@ -130,8 +134,15 @@ def _tool_error(method: str, exc: Exception) -> ToolError:
 # ------------------------------------------------------------------- tools
 
 
-def build_server(connect: Callable[[], Any]) -> tuple[Server, BackendSlot]:
-    """The MCP server with the memory tools, over a backend ``connect()`` opens lazily."""
+def build_server(connect: Callable[[], Any], *, expose_embeddings: bool = False,
+                 close_after_run: bool = True) -> tuple[Server, BackendSlot]:
+    """The MCP server with the memory tools, over a backend ``connect()`` opens lazily.
+
+    ``expose_embeddings`` shows ``tools.EMBEDDING_PARAMS`` to the model.
+    ``close_after_run``: the lifespan of ``server.run`` closes the backend,
+    right for stdio (one run per process); over HTTP every session is a run,
+    so the HTTP app closes the slot itself when it stops.
+    """
     slot = BackendSlot(connect)
 
     @asynccontextmanager
@@ -139,8 +150,9 @@ def build_server(connect: Callable[[], Any]) -> tuple[Server, BackendSlot]:
         try:
             yield slot
         finally:
-            # Blocking on purpose: shutdown must wait for the queue to drain.
-            slot.close()
+            if close_after_run:
+                # Blocking on purpose: shutdown must wait for the queue to drain.
+                slot.close()
 
     async def call(method: str, params: dict[str, Any]) -> Any:
         given = {name: value for name, value in params.items() if value is not None}
@@ -150,9 +162,9 @@ def build_server(connect: Callable[[], Any]) -> tuple[Server, BackendSlot]:
             raise _tool_error(method, exc) from exc
 
     fastmcp = FastMCP(SERVER_NAME, log_level="WARNING")
-    register_tools(fastmcp, call)
+    shown = register_tools(fastmcp, call, expose_embeddings=expose_embeddings)
     server: Server = Server(SERVER_NAME, version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
-    _serve_registry(server, fastmcp)
+    _serve_registry(server, fastmcp, shown)
 
     async def on_initialized(_notification: mcp_types.InitializedNotification) -> None:
         slot.warm_in_background()
@@ -162,10 +174,16 @@ def build_server(connect: Callable[[], Any]) -> tuple[Server, BackendSlot]:
 
 
 def _in_our_words(name: str, arguments: dict[str, Any], error: ToolError) -> ToolError:
-    """FastMCP checks a tool's arguments against its schema before our code
-    runs and says what is wrong in pydantic's words; dispatch's check of the
-    same arguments (``core.contract``) names the parameter, the limit and what
-    to do, as the CLI and the daemon say it."""
+    """Every tool error in one form, ``<code>: <method>: <what to fix>``.
+
+    FastMCP wraps whatever a tool raises as "Error executing tool <name>:
+    ..."; the errors our tools raise are already in that form (``_typed``),
+    so they are passed on unwrapped. And FastMCP checks a tool's arguments
+    against its schema before our code runs, in pydantic's words; dispatch's
+    check of the same arguments (``core.contract``) names the parameter, the
+    limit and what to do, as the CLI and the daemon say it."""
+    if isinstance(error.__cause__, ToolError):
+        return error.__cause__
     if not isinstance(error.__cause__, ValidationError):
         return error
     from iai_mcp.core import contract
@@ -173,11 +191,11 @@ def _in_our_words(name: str, arguments: dict[str, Any], error: ToolError) -> Too
     try:
         contract.parse(name, arguments or {})
     except IaiError as ours:
-        return ToolError(f"{ours.code}: {ours}")
+        return _typed(ours)
     return error
 
 
-def _serve_registry(server: Server, fastmcp: FastMCP) -> None:
+def _serve_registry(server: Server, fastmcp: FastMCP, shown: Mapping[str, frozenset[str]]) -> None:
     """Serve FastMCP's tools (and its empty resource and prompt lists) from ``server``.
 
     The same handlers, with the same ``validate_input=False``, that FastMCP
@@ -188,6 +206,13 @@ def _serve_registry(server: Server, fastmcp: FastMCP) -> None:
     server.list_tools()(fastmcp.list_tools)
 
     async def call_tool(name: str, arguments: dict[str, Any]) -> Any:
+        if name in shown:
+            # FastMCP drops arguments its schema does not name; a misspelt
+            # filter would then widen a recall or a forget without a word.
+            try:
+                refuse_unknown(name, arguments or {}, shown[name])
+            except IaiError as exc:
+                raise _typed(exc) from None
         try:
             return await fastmcp.call_tool(name, arguments)
         except ToolError as exc:
@@ -216,96 +241,30 @@ def _on_initialized(server: Server, handler: Callable[[mcp_types.InitializedNoti
     server.notification_handlers[mcp_types.InitializedNotification] = handler
 
 
-# ---------------------------------------------------------------- transport
+# ------------------------------------------------------------------ serve
 
 
-class _StdinLines:
-    """Lines of stdin, read on a daemon thread.
-
-    ``FastMCP.run_stdio_async`` (and ``stdio_server()`` without a ``stdin``)
-    reads stdin through ``anyio.wrap_file``, on a worker thread that a
-    cancelled task still waits for (modelcontextprotocol/python-sdk#3551):
-    measured with mcp 1.30, a bare ``run_stdio_async`` sent SIGTERM while its
-    stdin pipe stayed open was still running 10 s later and left only when
-    stdin closed. This reader hands lines over a memory stream, which
-    shutdown cancels at once; its thread is a daemon, abandoned at exit.
-    ``stdio_server(stdin=...)`` only iterates it, line by line.
-    """
-
-    def __init__(self, fd: int = 0) -> None:
-        self._fd = fd
-        self._send, self._receive = anyio.create_memory_object_stream[str](16)
-
-    def start(self) -> None:
-        token = anyio.lowlevel.current_token()
-        threading.Thread(target=self._pump, args=(token,), name="iai-mcp-stdin", daemon=True).start()
-
-    def _pump(self, token: Any) -> None:
-        pending = b""
-        try:
-            while chunk := os.read(self._fd, 65536):
-                *lines, pending = (pending + chunk).split(b"\n")
-                for line in lines:
-                    anyio.from_thread.run(self._send.send, line.decode("utf-8", "replace"), token=token)
-            if pending.strip():
-                anyio.from_thread.run(self._send.send, pending.decode("utf-8", "replace"), token=token)
-        except Exception:
-            pass  # the loop has finished or the stream was closed: nobody is reading
-        finally:
-            with contextlib.suppress(Exception):
-                anyio.from_thread.run_sync(self._send.close, token=token)
-
-    def __aiter__(self) -> _StdinLines:
-        return self
-
-    async def __anext__(self) -> str:
-        try:
-            return await self._receive.receive()
-        except anyio.EndOfStream:
-            raise StopAsyncIteration from None
+def expose_embeddings_default() -> bool:
+    """``IAI_MCP_EXPOSE_EMBEDDINGS=1``: a host that computes embeddings itself
+    opts in to seeing ``cue_embedding`` (``serve --expose-embeddings`` too)."""
+    return os.environ.get(EXPOSE_EMBEDDINGS_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _claim_stdout() -> BinaryIO:
-    """Keep the real stdout for JSON-RPC and point fd 1 at stderr, so a stray
-    print (ours or a native library's) can never corrupt the protocol."""
-    rpc = os.fdopen(os.dup(1), "wb")
-    sys.stdout.flush()
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    return rpc
-
-
-async def _serve(server: Server, rpc_out: BinaryIO) -> None:
-    """``server.run`` over stdio until stdin closes, SIGTERM or SIGINT; either
-    way ``server.run`` leaves through its lifespan's ``finally``."""
-    stdin = _StdinLines()
-    stdin.start()
-    stdout = anyio.wrap_file(TextIOWrapper(rpc_out, encoding="utf-8"))
-    async with anyio.create_task_group() as tg:
-
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                async for signum in signals:
-                    _log("shutdown", signal=signal.Signals(signum).name)
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(stop_on_signal)
-        async with stdio_server(stdin=stdin, stdout=stdout) as (read_stream, write_stream):  # type: ignore[arg-type]
-            await server.run(read_stream, write_stream, server.create_initialization_options())
-        tg.cancel_scope.cancel()
-
-
-def serve(store: str | Path | None = None) -> None:
-    """Serve MCP on stdin/stdout until stdin closes, SIGTERM or SIGINT."""
-
+def backend_connector(store: str | Path | None) -> Callable[[], Any]:
     def connect() -> Any:
         from iai_mcp import backend
 
         return backend.connect(store)
 
-    server, _ = build_server(connect)
-    rpc_out = _claim_stdout()
+    return connect
+
+
+def serve(store: str | Path | None = None, *, expose_embeddings: bool | None = None) -> None:
+    """Serve MCP on stdin/stdout until stdin closes, SIGTERM or SIGINT."""
+    if expose_embeddings is None:
+        expose_embeddings = expose_embeddings_default()
+    server, _ = build_server(backend_connector(store), expose_embeddings=expose_embeddings)
+    rpc_out = claim_stdout()
     _log("serving", version=__version__, pid=os.getpid())
-    anyio.run(_serve, server, rpc_out)
+    anyio.run(serve_stdio, server, rpc_out)
     _log("stopped")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Annotated, Any
 
 from annotated_types import Ge, Le
@@ -28,10 +28,16 @@ from iai_mcp.core.results import (
     TagList,
 )
 
-__all__ = ["register_tools", "tool_signature"]
+__all__ = ["EMBEDDING_PARAMS", "register_tools", "tool_signature"]
+
+#: Parameters that carry a raw embedding. A model cannot compute one (it would
+#: invent 384 numbers), and each costs a long schema entry in every prompt, so
+#: the tools leave them out unless the host opts in (``serve
+#: --expose-embeddings`` or ``IAI_MCP_EXPOSE_EMBEDDINGS=1``).
+EMBEDDING_PARAMS = frozenset({"cue_embedding"})
 
 
-def tool_signature(method: str, result: Any) -> inspect.Signature:
+def tool_signature(method: str, result: Any, hidden: Collection[str] = ()) -> inspect.Signature:
     """The signature FastMCP derives a tool's input schema from: one keyword
     parameter per field of the method's contract.
 
@@ -39,9 +45,12 @@ def tool_signature(method: str, result: Any) -> inspect.Signature:
     numeric bounds (so the model sees the range of ``k``). Length limits and
     content checks are left to dispatch, which answers them with a typed
     error (``limit_exceeded``, ``invalid_input``) saying what to change.
+    Fields named in ``hidden`` are left out.
     """
     parameters = []
     for name, field in contract.method(method).params.model_fields.items():
+        if name in hidden:
+            continue
         bounds = {}
         for constraint in field.metadata:
             if isinstance(constraint, Ge):
@@ -55,13 +64,17 @@ def tool_signature(method: str, result: Any) -> inspect.Signature:
     return inspect.Signature(parameters, return_annotation=result)
 
 
-def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable[Any]]) -> None:
+def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Awaitable[Any]], *,
+                   expose_embeddings: bool = False) -> dict[str, frozenset[str]]:
     """Add the memory tools to ``fastmcp``; each one is ``call(method, params)``.
+    Returns the parameters each tool shows (the contract's, less
+    ``EMBEDDING_PARAMS`` unless ``expose_embeddings``).
 
     Below, each tool is written as its name, its result type and its
     docstring; ``tool`` gives it the contract's parameters.
     """
-    registered: set[str] = set()
+    hidden = () if expose_embeddings else EMBEDDING_PARAMS
+    registered: dict[str, frozenset[str]] = {}
 
     def tool(manual: Callable[[], Awaitable[Any]]) -> None:
         method = manual.__name__
@@ -72,14 +85,17 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
             return await call(method, params)
 
         run.__name__ = run.__qualname__ = method
-        run.__doc__ = manual.__doc__
-        run.__signature__ = tool_signature(method, typing.get_type_hints(manual)["return"])  # type: ignore[attr-defined]
+        # FastMCP sends a docstring as written; a model reads it better without
+        # the source's indentation on every line after the first.
+        run.__doc__ = inspect.cleandoc(manual.__doc__ or "")
+        signature = tool_signature(method, typing.get_type_hints(manual)["return"], hidden)
+        run.__signature__ = signature  # type: ignore[attr-defined]
         declared = contract.method(method)
         fastmcp.add_tool(run, annotations=ToolAnnotations(
             readOnlyHint=declared.read_only, destructiveHint=declared.destructive,
             idempotentHint=declared.idempotent, openWorldHint=False,
         ))
-        registered.add(method)
+        registered[method] = frozenset(signature.parameters)
 
     @tool
     async def memory_capture() -> CaptureResult:
@@ -197,6 +213,7 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         the user asks what topics or labels their memories have.
         """
 
-    missing = {name for name, method in contract.METHODS.items() if method.tool} - registered
+    missing = {name for name, method in contract.METHODS.items() if method.tool} - set(registered)
     if missing:
         raise ValueError(f"core.contract declares MCP tools with no manual here: {sorted(missing)}")
+    return registered

@@ -9,6 +9,7 @@ Layout of a store root::
     provenance.sqlite3    append-only provenance log (see provenance_log)
     journal/              provenance queue journal segments (see iai_mcp.provenance_queue)
     purge.pending         while a purge runs: what it removes (see store.purge)
+    http_token            bearer token of `serve --http` (mode 0600; see store.http_token)
 
 At open the store checks the key, decrypts every record once and keeps them
 in memory (``store.slots``): rows as slotted objects, vectors in one float32
