@@ -255,7 +255,11 @@ class Daemon:
             reply = wire.encode({"id": request_id, "result": self._call(method, params)})
         except IaiError as exc:
             reply = wire.encode({"id": request_id, "error": wire.error_payload(exc)})
-        except Exception as exc:  # a bug: report it fully here, briefly to the client
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a bug: report it fully here, briefly to the client
+            # BaseException too: a panic in a Rust extension (pyo3's
+            # PanicException) would otherwise end this connection with no reply.
             log("request_failed", error=f"{type(exc).__name__}: {exc}",
                 traceback=traceback.format_exc(limit=20))
             internal = IaiError(

@@ -45,6 +45,7 @@ from iai_mcp.errors import (
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.store import purge as purging
 from iai_mcp.store.codec import open_row, seal_row, text_key
+from iai_mcp.store.compaction import CompactionSchedule, guarded
 from iai_mcp.store.crypto import Sealer
 from iai_mcp.store.meta import (
     META_FILE,
@@ -124,8 +125,7 @@ class MemoryStore:
         # A purge a killed (or failed) process left: its rows are never loaded...
         pending = self._purger.pending()
         self._next_seq = 0
-        self._writes_since_compact = 0
-        self.compact_every = compact_every
+        self._compaction = CompactionSchedule(self._records.version_count(), compact_every)
         self.load_problems: list[str] = []
         self._slots = Slots.load(self._records.count(), self._opened(skip=set(pending.seqs) if pending else set()))
         self._provenance_queue: ProvenanceWriteQueue | None = None
@@ -134,6 +134,7 @@ class MemoryStore:
             self._purger.finish()
         if embedder is not None:
             self.bind_embedder(embedder)
+        self._compaction.run_if_due(self.compact, "open")  # versions left by earlier processes
 
     # ------------------------------------------------------------------ open
 
@@ -265,16 +266,20 @@ class MemoryStore:
         self._after_write()
 
     def _after_write(self) -> None:
-        self._writes_since_compact += 1
-        if self.compact_every and self._writes_since_compact >= self.compact_every:
-            self.compact()
+        self._compaction.wrote()
+        self._compaction.run_if_due(self.compact, "after_write")
+
+    @property
+    def compact_every(self) -> int:
+        return self._compaction.every
 
     def compact(self) -> dict[str, Any]:
-        """Fold fragments and prune old LanceDB versions; checkpoint the log."""
+        """Fold fragments and prune old LanceDB versions; checkpoint the log.
+        StoreError, naming the original error, if it fails (store.compaction)."""
         with self._lock:
-            result = self._records.compact()
-            self._log.checkpoint()
-            self._writes_since_compact = 0
+            result = guarded("compaction", self._records.compact)
+            guarded("the provenance log checkpoint", self._log.checkpoint)
+            self._compaction.done()
             return result
 
     # ---------------------------------------------------------------- purge
@@ -319,7 +324,7 @@ class MemoryStore:
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
             self._finish_pending(f"the purge of {len(ids)} record(s)")
-            self._writes_since_compact = 0
+            self._compaction.done()
             return ids
 
     def finish_pending_purge(self) -> None:

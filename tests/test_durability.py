@@ -1,0 +1,181 @@
+"""Durability, round 2 (issue 13 items 1, 2, 7, 8): a resent recall, a full
+disk, versions across restarts, and the smaller edges (time windows, a FIFO
+in the spill directory, a read-only store)."""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import sqlite3
+import sys
+import threading
+import uuid
+
+import pytest
+
+from iai_mcp.core import dispatch
+from iai_mcp.core.capture import CaptureRequest, capture_many
+from iai_mcp.errors import StoreError
+from iai_mcp.store import MemoryStore
+from iai_mcp.store.records_table import RecordsTable
+from tests.test_daemon import InThread, _client
+
+WAIT_S = 30.0
+DISK_FULL = "database or disk is full"
+
+
+def _events(err: str, event: str) -> list[dict]:
+    return [e for e in (json.loads(line) for line in err.splitlines() if line.startswith("{"))
+            if e.get("event") == event]
+
+
+def _fill(store: MemoryStore, n: int = 8) -> None:
+    capture_many(store, store.embedder, [CaptureRequest(text=f"note {i} about the release plan") for i in range(n)])
+
+
+def _recall(store: MemoryStore, cue: str) -> list[str]:
+    hits = dispatch(store, "memory_recall", {"cue": cue, "k": 3})["hits"]
+    assert hits
+    return [hit["record_id"] for hit in hits]
+
+
+def _disk_full(store: MemoryStore) -> int:
+    """Make the provenance log really full: SQLite answers SQLITE_FULL (and
+    rolls the transaction back itself) once the file would grow. Returns the
+    limit it had, to give the space back with ``_disk_freed``."""
+    conn = store._log._conn
+    before = conn.execute("PRAGMA max_page_count").fetchone()[0]
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count={pages}")
+    return before
+
+
+def _disk_freed(store: MemoryStore, limit: int) -> None:
+    store._log._conn.execute(f"PRAGMA max_page_count={limit}")
+
+
+def _big_pairs(store: MemoryStore, n: int = 20) -> list[tuple]:
+    rid = store.rows()[0].id
+    return [(rid, {"cue": "x" * 4000, "n": i}) for i in range(n)]
+
+
+# ------------------------------------------------------------ 2. full disk
+
+
+def test_a_failed_rollback_does_not_hide_the_full_disk(store, capsys):
+    _fill(store)
+    limit = _disk_full(store)
+    with pytest.raises(sqlite3.OperationalError, match=DISK_FULL):
+        store.append_provenance_batch(_big_pairs(store))
+    # Space returns: the very next append works (no transaction left open).
+    _disk_freed(store, limit)
+    assert store.append_provenance_batch(_big_pairs(store)) == 20
+
+
+class _RaisingHandler(logging.Handler):
+    """A host's handler that lets its own failure through (logging only
+    guards ``emit``): what a handler writing to a full disk can do."""
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+class _FullStream(io.TextIOBase):
+    def write(self, s: str) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_provenance_worker_survives_a_full_disk_and_lands_everything_after(tmp_path, fake_embedder,
+                                                                          monkeypatch):
+    store = MemoryStore(path=tmp_path / "s", embedder=fake_embedder)
+    _fill(store)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")  # the spill directory cannot be created either
+    queue = store.enable_provenance_queue(coalesce_ms=1, spill_dir=blocker / "spill")
+    limit = _disk_full(store)
+    handler = _RaisingHandler()
+    logging.getLogger("iai_mcp").addHandler(handler)
+    monkeypatch.setattr(sys, "stderr", _FullStream())
+    try:
+        # Cues of a few pages each: no entry fits in what the log file has left.
+        cues = [f"full {i} " + "release plan " * 600 for i in range(4)]
+        returned = {cue: _recall(store, cue) for cue in cues}
+        assert not queue.flush(timeout=1.5)  # failing, retrying
+        assert queue._thread.is_alive()
+    finally:
+        logging.getLogger("iai_mcp").removeHandler(handler)
+        monkeypatch.setattr(sys, "stderr", sys.__stderr__)
+    _disk_freed(store, limit)
+    assert queue._thread.is_alive()
+    assert queue.flush(timeout=WAIT_S)  # no restart needed
+    for cue, rids in returned.items():
+        for rid in rids:
+            assert [e["cue"] for e in store.provenance_of(uuid.UUID(rid))].count(cue) == 1
+    store.close()
+
+
+class _Panic(BaseException):
+    """What pyo3 raises when LanceDB's Rust core panics (not an Exception)."""
+
+
+@pytest.mark.parametrize("failure", [
+    OSError(errno.ENOSPC, "No space left on device"),
+    _Panic("called `Result::unwrap()` on an `Err` value: No space left on device"),
+])
+def test_compact_on_a_full_disk_answers_with_a_typed_error_on_the_same_connection(
+    tmp_path, monkeypatch, failure
+):
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    root = tmp_path / "store"
+
+    def full(self):
+        raise failure
+
+    monkeypatch.setattr(RecordsTable, "compact", full)
+    with InThread(root):
+        client = _client(root)
+        client.call("memory_capture", {"text": "something to compact"})
+        connection = client._sock
+        with pytest.raises(StoreError, match="compaction failed.*No space left on device"):
+            client.call("memory_compact")
+        assert client._sock is connection  # answered, not dropped
+        assert client.call("memory_stats")["records"] == 1
+        client.close()
+
+
+def test_automatic_compaction_that_fails_never_fails_the_write(tmp_path, fake_embedder, monkeypatch, capsys):
+    store = MemoryStore(path=tmp_path / "s", embedder=fake_embedder, compact_every=2)
+
+    def full(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RecordsTable, "compact", full)
+    _fill(store, 4)  # one capture_many: its writes pass the threshold
+    for i in range(3):
+        capture_many(store, fake_embedder, [CaptureRequest(text=f"one more {i}")])
+    assert len(store) == 7
+    failed = _events(capsys.readouterr().err, "compaction_failed")
+    assert failed and "No space left on device" in failed[0]["error"]
+    store.close()
+
+
+# ------------------------------------------------- 7. versions across restarts
+
+
+def test_versions_stay_bounded_across_many_restarts(tmp_path, fake_embedder):
+    root = tmp_path / "s"
+    versions = []
+    for i in range(15):
+        with MemoryStore(path=root, embedder=fake_embedder, compact_every=6) as store:
+            capture_many(store, fake_embedder, [CaptureRequest(text=f"restart {i} note")])
+            capture_many(store, fake_embedder, [CaptureRequest(text=f"restart {i} other note")])
+            versions.append(store.stats()["versions"])
+    # Two writes per process never reach six in one process: only a count
+    # that survives the restart compacts.
+    assert max(versions) <= 6 + 2, versions
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        assert len(store) == 30
