@@ -7,6 +7,9 @@ import errno
 import io
 import json
 import logging
+import os
+import select
+import signal
 import sqlite3
 import sys
 import threading
@@ -16,6 +19,7 @@ import pytest
 
 from iai_mcp.core import dispatch
 from iai_mcp.core.capture import CaptureRequest, capture_many
+from iai_mcp.embed import HashEmbedder
 from iai_mcp.errors import StoreError
 from iai_mcp.store import MemoryStore
 from iai_mcp.store.records_table import RecordsTable
@@ -179,3 +183,77 @@ def test_versions_stay_bounded_across_many_restarts(tmp_path, fake_embedder):
     assert max(versions) <= 6 + 2, versions
     with MemoryStore(path=root, embedder=fake_embedder) as store:
         assert len(store) == 30
+
+
+# ------------------------------------------------------------ 1. resent recall
+
+
+@pytest.mark.slow
+def test_a_recall_resent_after_the_daemon_died_mid_reply_leaves_each_entry_once(tmp_path, monkeypatch):
+    """The issue's repro: five ~90k-character memories, a recall with
+    budget_tokens=100000 whose answer (hundreds of KB) cannot all fit in the
+    socket's buffers, the daemon SIGKILLed while it is sending it. The client
+    resends; the new daemon replays the dead one's journal and runs the
+    recall again: every hit must still have exactly one entry."""
+    from iai_mcp.daemon import client as daemon_client
+    from iai_mcp.daemon import lifecycle as daemon
+
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    monkeypatch.delenv("IAI_MCP_LOCAL", raising=False)
+    root = tmp_path / "store"
+    client = daemon_client.DaemonClient(root)
+    for i in range(5):
+        text = f"memory {i} about the garden shed. " + " ".join(f"w{i}x{j}" for j in range(15_000))
+        client.call("memory_capture", {"text": text[:90_000]})
+    first_pid = daemon.status(root)["pid"]
+    real_read = daemon_client.DaemonClient._read_reply
+    killed = []
+
+    def kill_while_the_daemon_sends(self, method, request_id):
+        if not killed:
+            # The daemon has run the recall (journaled its entries) once it
+            # starts answering; it is then blocked on the full socket.
+            readable, _, _ = select.select([self._sock], [], [], WAIT_S)
+            assert readable, "the daemon never answered"
+            os.kill(first_pid, signal.SIGKILL)
+            assert daemon.wait_for_exit(first_pid, WAIT_S)
+            killed.append(first_pid)
+        return real_read(self, method, request_id)
+
+    monkeypatch.setattr(daemon_client.DaemonClient, "_read_reply", kill_while_the_daemon_sends)
+    cue = "garden shed"
+    hits = client.call("memory_recall", {"cue": cue, "budget_tokens": 100_000, "session_id": "s"})["hits"]
+    assert killed and daemon.status(root)["pid"] != first_pid  # it really was resent to a new daemon
+    assert len(hits) == 5
+    client.close()
+    assert daemon.stop(root, timeout=WAIT_S)
+    with MemoryStore(path=root, embedder=HashEmbedder()) as store:
+        for hit in hits:
+            cues = [e["cue"] for e in store.provenance_of(uuid.UUID(hit["record_id"]))]
+            assert cues.count(cue) == 1, cues
+
+
+def test_one_request_key_leaves_one_entry_per_hit_however_often_it_runs(store):
+    _fill(store)
+    store.enable_provenance_queue(coalesce_ms=1)
+    params = {"cue": "release plan", "k": 3}
+    first = dispatch(store, "memory_recall", params, request_key="k1")["hits"]
+    again = dispatch(store, "memory_recall", params, request_key="k1")["hits"]
+    other = dispatch(store, "memory_recall", params, request_key="k2")["hits"]
+    assert [h["record_id"] for h in first] == [h["record_id"] for h in again] == [h["record_id"] for h in other]
+    assert store.flush_provenance(WAIT_S)
+    for hit in first:
+        assert len(store.provenance_of(uuid.UUID(hit["record_id"]))) == 2  # k1 once, k2 once
+
+
+def test_a_malformed_request_key_is_refused_and_nothing_runs(tmp_path, monkeypatch):
+    from iai_mcp.daemon import wire
+
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    root = tmp_path / "store"
+    with InThread(root) as served:
+        for key in (5, "", "k" * (wire.MAX_KEY_CHARS + 1)):
+            reply = json.loads(served._handle(wire.encode(
+                {"id": 1, "method": "memory_capture", "params": {"text": "never stored"}, "key": key})))
+            assert reply["error"]["code"] == "invalid_input" and "'key'" in reply["error"]["message"]
+        assert len(served.store) == 0

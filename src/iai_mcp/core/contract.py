@@ -380,10 +380,12 @@ class Method:
 
 
 #: Every dispatch method. Resendable: memory_get only reads; memory_recall
-#: reads and appends provenance (a recall that ran and whose answer was lost
-#: could leave its entries twice, but the daemon only loses a connection
-#: mid-request when it dies, and a killed daemon loses its unwritten queue
-#: with it); memory_capture is sent with a ``ts``, so a capture that already
+#: reads and appends provenance, and the resend carries the first send's
+#: request key, from which its entry ids derive: the run a killed daemon
+#: journaled (replayed by the next one) and the rerun are the same entries,
+#: written once (the log ignores an entry id it holds). Refusing to resend
+#: would have been less code but turns a daemon crash into a failed recall;
+#: the key reuses the dedup the journal replay already relies on. memory_capture is sent with a ``ts``, so a capture that already
 #: ran comes back "skipped" with the same record id (one caveat: a capture
 #: that reinforced an older identical text would reinforce it a second time).
 #: A method added later is not resent until someone has thought about it.
