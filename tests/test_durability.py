@@ -257,3 +257,90 @@ def test_a_malformed_request_key_is_refused_and_nothing_runs(tmp_path, monkeypat
                 {"id": 1, "method": "memory_capture", "params": {"text": "never stored"}, "key": key})))
             assert reply["error"]["code"] == "invalid_input" and "'key'" in reply["error"]["message"]
         assert len(served.store) == 0
+
+
+# -------------------------------------------------------------- 8. smaller
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("memory_recall", {"cue": "release plan"}), ("memory_list", {}), ("memory_forget", {}),
+])
+def test_since_after_until_is_a_typed_error_and_nothing_changes(store, method, extra):
+    from iai_mcp.errors import InvalidInput
+
+    _fill(store, 3)
+    with pytest.raises(InvalidInput, match="since .* is after until"):
+        dispatch(store, method, {**extra, "since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"})
+    assert len(dispatch(store, "memory_list", {})["items"]) == 3
+    # The same instant at both ends is a window, not a mistake.
+    dispatch(store, method, {**extra, "since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z",
+                             **({"dry_run": True} if method == "memory_forget" else {})})
+
+
+def test_a_fifo_in_the_spill_directory_is_skipped_not_waited_on(tmp_path, fake_embedder):
+    from iai_mcp.provenance_queue import pending
+    from iai_mcp.provenance_queue.batch import with_ids
+    from iai_mcp.provenance_queue.spill import SpillDir
+
+    store = MemoryStore(path=tmp_path / "s", embedder=fake_embedder)
+    _fill(store, 2)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    # Named like this store's oldest spill file, so it is the first one tried.
+    fifo = spill / f"prov-{store.store_id}-{0:020d}-{0:08d}{pending.SPILL_SUFFIX}"
+    os.mkfifo(fifo)
+    rid = store.rows()[0].id
+    line = pending.seal_batch(store.sealer(pending.SEAL_PURPOSE), with_ids([(rid, {"cue": "spilled"})]))
+    SpillDir(spill, store.store_id).write([(1, line)])
+    queue = store.enable_provenance_queue(coalesce_ms=1, spill_dir=spill)
+    try:
+        assert queue.flush(timeout=10), "the worker is stuck on the FIFO"
+        assert [e["cue"] for e in store.provenance_of(rid)] == ["spilled"]
+        assert fifo.exists()  # not ours: left where it is
+    finally:
+        # Should a worker be blocked opening it, a writer end lets it go.
+        try:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        queue.stop(timeout=5)
+        store.close()
+
+
+def _snapshot(root) -> dict[str, tuple[int, int, bytes | None]]:
+    """Every path under ``root`` with its mode, mtime and (files) bytes."""
+    return {str(p.relative_to(root)): (p.stat().st_mode, p.stat().st_mtime_ns,
+                                       p.read_bytes() if p.is_file() else None)
+            for p in sorted(root.rglob("*"))}
+
+
+def test_a_read_only_store_serves_reading_commands_and_writes_nothing(cli, monkeypatch):
+    from iai_mcp import fs
+
+    assert cli("capture", "the plan for the garden shed")[0] == 0
+    assert cli("capture", "what the roof needs")[0] == 0
+    code, out, _ = cli("recall", "garden shed", "--json")
+    record_id = json.loads(out)["hits"][0]["record_id"]
+    root = cli.store
+    for path in [root, *root.rglob("*")]:  # chmod -R a-w
+        path.chmod(path.stat().st_mode & ~0o222)
+    if os.geteuid() == 0:
+        # root writes through any mode: the permission check is the part that
+        # cannot be real here, so it says what it would say to anyone else.
+        monkeypatch.setattr(fs, "writable", lambda directory: False, raising=False)
+    else:
+        assert not fs.writable(root)
+    before = _snapshot(root)
+    try:
+        for argv in (("recall", "garden shed"), ("show", record_id), ("list",), ("stats",),
+                     ("export", "--plaintext")):
+            code, out, err = cli(*argv)
+            assert code == 0, (argv, err)
+            assert out.strip(), argv
+        assert _snapshot(root) == before  # nothing created, changed or removed
+        code, out, err = cli("capture", "refused")
+        assert code != 0 and "read-only" in err
+        assert _snapshot(root) == before
+    finally:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)

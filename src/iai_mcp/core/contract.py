@@ -51,6 +51,7 @@ from iai_mcp.core.params import (
     Text,
     Time,
     Vector,
+    ordered_window,
 )
 from iai_mcp.core.params import (
     parse as parse_model,
@@ -162,6 +163,8 @@ class RecallParams(Params):
         "Also return memories a newer one replaced, as hits; by default they come back "
         "only as anti_hits."
     ))
+
+    _window = model_validator(mode="after")(ordered_window)
 
 
 class GetParams(Params):
@@ -313,6 +316,8 @@ class ForgetParams(Params):
     ))
     dry_run: bool = Field(False, description="Say what would be forgotten; change nothing.")
 
+    _window = model_validator(mode="after")(ordered_window)
+
 
 class RestoreParams(Params):
     """memory_restore: bring back memories forgotten in hide mode."""
@@ -361,6 +366,8 @@ class ListParams(Params):
         "next_cursor of the previous page, to continue where it stopped."
     ))
 
+    _window = model_validator(mode="after")(ordered_window)
+
 
 @dataclass(frozen=True)
 class Method:
@@ -394,8 +401,8 @@ METHODS: dict[str, Method] = {
     "memory_recall": Method(RecallParams, tool=True, resendable=True, read_only=True),
     "memory_get": Method(GetParams, tool=True, resendable=True, read_only=True, idempotent=True),
     "session_start": Method(SessionStartParams, tool=True, read_only=True),
-    "memory_stats": Method(NoParams),
-    "memory_export": Method(ExportParams),
+    "memory_stats": Method(NoParams, read_only=True),  # read_only: served on a read-only store
+    "memory_export": Method(ExportParams, read_only=True),
     "memory_import": Method(ImportParams),
     "memory_compact": Method(NoParams),
     "warmup": Method(NoParams),

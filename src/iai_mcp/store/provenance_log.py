@@ -61,17 +61,29 @@ CREATE INDEX IF NOT EXISTS entries_by_record ON entries (record_id, seq);
 """
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing beside the log: ``immutable=1`` when
+    no WAL is waiting (SQLite then creates no ``-shm`` or ``-wal``); with a
+    WAL a killed writer left, ``mode=ro`` so its commits are read too."""
+    waiting = path.with_name(path.name + "-wal").exists()
+    uri = f"{path.as_uri()}?{'mode=ro' if waiting else 'immutable=1'}"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+
+
 class ProvenanceLog:
     """The log of one store, sealing entries with the store's cipher."""
 
-    def __init__(self, root: Path, cipher: Cipher) -> None:
+    def __init__(self, root: Path, cipher: Cipher, *, read_only: bool = False) -> None:
         self.path = root / FILE_NAME
         self._cipher = cipher
+        self._lock = threading.Lock()
+        self._refused: set[str] = set()  # ids of purged records: their entries are never written
+        if read_only:
+            self._conn = _connect_read_only(self.path)
+            return
         # One connection shared by the caller thread and the queue worker;
         # the lock serialises them (SQLite has one writer anyway).
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._refused: set[str] = set()  # ids of purged records: their entries are never written
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
