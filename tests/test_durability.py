@@ -344,3 +344,18 @@ def test_a_read_only_store_serves_reading_commands_and_writes_nothing(cli, monke
     finally:
         for path in [root, *root.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_a_store_opened_read_only_by_a_relative_path_reads_and_changes_nothing(tmp_path, fake_embedder,
+                                                                               monkeypatch):
+    with MemoryStore(path=tmp_path / "s", embedder=fake_embedder) as store:
+        _fill(store, 3)
+        store.enable_provenance_queue(coalesce_ms=1)
+        wanted = _recall(store, "release plan")
+    before = _snapshot(tmp_path / "s")
+    monkeypatch.chdir(tmp_path)
+    with MemoryStore(path="s", embedder=fake_embedder, read_only=True) as store:
+        assert _recall(store, "release plan") == wanted
+        assert len(store.provenance_of(uuid.UUID(wanted[0]))) == 1  # the earlier recall's, read back
+        assert store.stats()["records"] == 3
+    assert _snapshot(tmp_path / "s") == before

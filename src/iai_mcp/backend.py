@@ -156,7 +156,12 @@ def connect(path: str | Path | None = None, *, local: bool | None = None) -> Bac
     """
     root = store_path(path)
     if root.is_dir() and not fs.writable(root):
-        return ReadOnlyBackend.open(root)
+        from iai_mcp.daemon.client import DaemonClient, DaemonNotRunning
+
+        try:  # a daemon started before the store became read-only still owns it
+            return DaemonClient(root, autostart=False).connect()
+        except DaemonNotRunning:
+            return ReadOnlyBackend.open(root)
     if local is None:
         local = os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     if local:

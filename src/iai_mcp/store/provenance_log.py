@@ -66,7 +66,7 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     no WAL is waiting (SQLite then creates no ``-shm`` or ``-wal``); with a
     WAL a killed writer left, ``mode=ro`` so its commits are read too."""
     waiting = path.with_name(path.name + "-wal").exists()
-    uri = f"{path.as_uri()}?{'mode=ro' if waiting else 'immutable=1'}"
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if waiting else 'immutable=1'}"
     return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
 
 
