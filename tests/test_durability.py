@@ -12,7 +12,6 @@ import select
 import signal
 import sqlite3
 import sys
-import threading
 import uuid
 
 import pytest
