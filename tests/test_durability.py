@@ -12,6 +12,7 @@ import select
 import signal
 import sqlite3
 import sys
+import threading
 import uuid
 
 import pytest
@@ -276,7 +277,7 @@ def test_since_after_until_is_a_typed_error_and_nothing_changes(store, method, e
                              **({"dry_run": True} if method == "memory_forget" else {})})
 
 
-def test_a_fifo_in_the_spill_directory_is_skipped_not_waited_on(tmp_path, fake_embedder):
+def test_a_fifo_in_the_spill_or_journal_directory_is_skipped_not_waited_on(tmp_path, fake_embedder):
     from iai_mcp.provenance_queue import pending
     from iai_mcp.provenance_queue.batch import with_ids
     from iai_mcp.provenance_queue.spill import SpillDir
@@ -288,22 +289,42 @@ def test_a_fifo_in_the_spill_directory_is_skipped_not_waited_on(tmp_path, fake_e
     # Named like this store's oldest spill file, so it is the first one tried.
     fifo = spill / f"prov-{store.store_id}-{0:020d}-{0:08d}{pending.SPILL_SUFFIX}"
     os.mkfifo(fifo)
+    # And one named like a dead queue's journal segment, which start() replays.
+    store.journal_dir.mkdir(exist_ok=True)
+    journal_fifo = store.journal_dir / f"prov-{store.store_id}-{0:020d}-1-{0:06d}{pending.JOURNAL_SUFFIX}"
+    os.mkfifo(journal_fifo)
     rid = store.rows()[0].id
     line = pending.seal_batch(store.sealer(pending.SEAL_PURPOSE), with_ids([(rid, {"cue": "spilled"})]))
     SpillDir(spill, store.store_id).write([(1, line)])
-    queue = store.enable_provenance_queue(coalesce_ms=1, spill_dir=spill)
+    flushed: list[bool] = []
+    # start() replays the journal on this thread: run it on another, so a
+    # worker or a start blocked on a FIFO fails the test instead of hanging it.
+    runner = threading.Thread(target=lambda: flushed.append(
+        store.enable_provenance_queue(coalesce_ms=1, spill_dir=spill).flush(timeout=10)), daemon=True)
+    runner.start()
+    runner.join(WAIT_S)
     try:
-        assert queue.flush(timeout=10), "the worker is stuck on the FIFO"
+        assert flushed == [True], "start or the worker is stuck on a FIFO"
         assert [e["cue"] for e in store.provenance_of(rid)] == ["spilled"]
-        assert fifo.exists()  # not ours: left where it is
+        assert fifo.exists() and journal_fifo.exists()  # not ours: left where they are
     finally:
-        # Should a worker be blocked opening it, a writer end lets it go.
-        try:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            pass
-        queue.stop(timeout=5)
+        if flushed != [True]:
+            _let_fifo_readers_go([fifo, journal_fifo], seconds=3)
+        store.disable_provenance_queue(timeout=5)
         store.close()
+
+
+def _let_fifo_readers_go(paths, seconds: float) -> None:
+    """Open and close the write end of each FIFO for a while: a reader
+    blocked opening one then reads an empty file and goes on."""
+    tick = threading.Event()
+    for _ in range(int(seconds / 0.05)):
+        for path in paths:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass  # no reader waiting (ENXIO) or already gone
+        tick.wait(0.05)
 
 
 def _snapshot(root) -> dict[str, tuple[int, int, bytes | None]]:
