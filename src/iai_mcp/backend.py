@@ -128,7 +128,7 @@ class ReadOnlyBackend(LocalBackend):
     opened in this process to read it: the methods the contract marks
     ``read_only`` are served, with recall's provenance not recorded; every
     other method is refused with a ``StoreError`` and nothing is tried. No
-    daemon: it could not even create its socket beside the store."""
+    daemon is started for it: one could not create its socket beside the store."""
 
     @classmethod
     def open(cls, path: str | Path | None = None) -> ReadOnlyBackend:
