@@ -33,8 +33,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from iai_mcp import config
-from iai_mcp.errors import InvalidInput
+from iai_mcp import config, fs
+from iai_mcp.errors import InvalidInput, StoreError
 from iai_mcp.log import logger
 
 LOCAL_ENV = "IAI_MCP_LOCAL"
@@ -123,13 +123,45 @@ class LocalBackend:
         self.store.close()
 
 
+class ReadOnlyBackend(LocalBackend):
+    """A store this process may not write (read-only directory or disk),
+    opened in this process to read it: the methods the contract marks
+    ``read_only`` are served, with recall's provenance not recorded; every
+    other method is refused with a ``StoreError`` and nothing is tried. No
+    daemon is started for it: one could not create its socket beside the store."""
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> ReadOnlyBackend:
+        from iai_mcp.store import MemoryStore
+
+        return cls(MemoryStore(path=store_path(path), embedder=embedder_for_tests(), read_only=True))
+
+    def call(self, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        from iai_mcp.core import contract
+
+        if not contract.method(method).read_only:
+            raise StoreError(f"{method}: the store at {self.store.root} is read-only here; nothing was "
+                             "changed. Reading works (recall, get, list, tags, stats, export); to change "
+                             "it, make the directory writable")
+        return super().call(method, params)
+
+
 def connect(path: str | Path | None = None, *, local: bool | None = None) -> Backend:
     """The backend for the store at ``path``.
 
     By default a ``DaemonClient`` of the daemon that owns the store, started
     now if none is running. ``local=True`` (or ``IAI_MCP_LOCAL=1``) opens the
-    store in this process instead.
+    store in this process instead. A store in a directory this process may
+    not write is opened in this process to read only (``ReadOnlyBackend``).
     """
+    root = store_path(path)
+    if root.is_dir() and not fs.writable(root):
+        from iai_mcp.daemon.client import DaemonClient, DaemonNotRunning
+
+        try:  # a daemon started before the store became read-only still owns it
+            return DaemonClient(root, autostart=False).connect()
+        except DaemonNotRunning:
+            return ReadOnlyBackend.open(root)
     if local is None:
         local = os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     if local:

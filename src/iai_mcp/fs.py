@@ -65,6 +65,12 @@ def atomic_writer(target: Path, *, mode: int = 0o600, fsync: bool = True) -> Ite
         raise
 
 
+def writable(directory: Path) -> bool:
+    """Whether this process may create files in ``directory`` (False on a
+    read-only directory or file system). Root may write anywhere."""
+    return os.access(directory, os.W_OK)
+
+
 def try_lock(fd: int) -> bool:
     """Exclusive non-blocking flock on ``fd``; False if another open file holds it."""
     try:

@@ -16,6 +16,7 @@ Reporting must never kill the work it reports on: the handler writes to
 whatever ``sys.stderr`` is at the time and drops a line it cannot write (a
 full disk under ``daemon.log``, a closed pipe) instead of raising or printing
 a traceback: the only place it could report the failure is the one failing.
+Nor does a ``log(...)`` call raise, whatever handler or filter a host added.
 """
 from __future__ import annotations
 
@@ -69,13 +70,22 @@ class StructuredLogger:
         self._logger = logging.getLogger(component)
 
     def __call__(self, event: str, **fields: Any) -> None:
-        self._logger.info(event, extra={"fields": fields})
+        self._emit(logging.INFO, event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
-        self._logger.warning(event, extra={"fields": fields})
+        self._emit(logging.WARNING, event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
-        self._logger.error(event, extra={"fields": fields})
+        self._emit(logging.ERROR, event, fields)
+
+    def _emit(self, level: int, event: str, fields: dict[str, Any]) -> None:
+        # ``logging`` lets a handler's or filter's own exception through (only
+        # ``emit`` is guarded, by handleError): a host's handler writing to a
+        # full disk would otherwise kill the worker thread that is reporting.
+        try:
+            self._logger.log(level, event, extra={"fields": fields})
+        except Exception:
+            pass  # dropped: see the module docstring
 
 
 def logger(component: str) -> StructuredLogger:

@@ -51,6 +51,7 @@ from iai_mcp.core.params import (
     Text,
     Time,
     Vector,
+    ordered_window,
 )
 from iai_mcp.core.params import (
     parse as parse_model,
@@ -162,6 +163,8 @@ class RecallParams(Params):
         "Also return memories a newer one replaced, as hits; by default they come back "
         "only as anti_hits."
     ))
+
+    _window = model_validator(mode="after")(ordered_window)
 
 
 class GetParams(Params):
@@ -313,6 +316,8 @@ class ForgetParams(Params):
     ))
     dry_run: bool = Field(False, description="Say what would be forgotten; change nothing.")
 
+    _window = model_validator(mode="after")(ordered_window)
+
 
 class RestoreParams(Params):
     """memory_restore: bring back memories forgotten in hide mode."""
@@ -361,6 +366,8 @@ class ListParams(Params):
         "next_cursor of the previous page, to continue where it stopped."
     ))
 
+    _window = model_validator(mode="after")(ordered_window)
+
 
 # ---- the viewer's Overview page (issue 12) ------------------------------------
 
@@ -406,10 +413,12 @@ class Method:
 
 
 #: Every dispatch method. Resendable: memory_get only reads; memory_recall
-#: reads and appends provenance (a recall that ran and whose answer was lost
-#: could leave its entries twice, but the daemon only loses a connection
-#: mid-request when it dies, and a killed daemon loses its unwritten queue
-#: with it); memory_capture is sent with a ``ts``, so a capture that already
+#: reads and appends provenance, and the resend carries the first send's
+#: request key, from which its entry ids derive: the run a killed daemon
+#: journaled (replayed by the next one) and the rerun are the same entries,
+#: written once (the log ignores an entry id it holds). Refusing to resend
+#: would have been less code but turns a daemon crash into a failed recall;
+#: the key reuses the dedup the journal replay already relies on. memory_capture is sent with a ``ts``, so a capture that already
 #: ran comes back "skipped" with the same record id (one caveat: a capture
 #: that reinforced an older identical text would reinforce it a second time).
 #: A method added later is not resent until someone has thought about it.
@@ -418,8 +427,8 @@ METHODS: dict[str, Method] = {
     "memory_recall": Method(RecallParams, tool=True, resendable=True, read_only=True),
     "memory_get": Method(GetParams, tool=True, resendable=True, read_only=True, idempotent=True),
     "session_start": Method(SessionStartParams, tool=True, read_only=True),
-    "memory_stats": Method(NoParams),
-    "memory_export": Method(ExportParams),
+    "memory_stats": Method(NoParams, read_only=True),  # read_only: served on a read-only store
+    "memory_export": Method(ExportParams, read_only=True),
     "memory_import": Method(ImportParams),
     "memory_compact": Method(NoParams),
     "warmup": Method(NoParams),

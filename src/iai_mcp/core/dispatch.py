@@ -28,8 +28,9 @@ from iai_mcp.core.results import AntiHit, Memory, RecallHit, memory_dict
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import NotFound
 from iai_mcp.log import logger
+from iai_mcp.provenance_queue.batch import keyed_entry_id
 from iai_mcp.store import MemoryStore
-from iai_mcp.types import parse_time, utcnow
+from iai_mcp.types import ProvenancePair, new_entry_id, parse_time, utcnow
 
 #: How long memory_get waits for queued provenance, so a recall that
 #: returned is visible in the record that follows.
@@ -53,7 +54,7 @@ def _memory_capture(store: MemoryStore, args: CaptureParams) -> dict[str, Any]:
     }
 
 
-def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
+def _memory_recall(store: MemoryStore, args: RecallParams, request_key: str | None = None) -> dict[str, Any]:
     query = RecallQuery(
         cue=args.cue,
         cue_embedding=None if args.cue_embedding is None else np.asarray(args.cue_embedding, dtype=np.float32),
@@ -73,7 +74,8 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
     # redacted like the memories (ranking above used the cue as given).
     cue = redact(query.cue).text
     pairs = [
-        (hit.row.id, {"ts": now, "cue": cue, "session_id": session_id})
+        ProvenancePair(hit.row.id, {"ts": now, "cue": cue, "session_id": session_id},
+                       keyed_entry_id(request_key, hit.row.id) if request_key else new_entry_id())
         for hit in result.hits
     ]
     try:
@@ -131,7 +133,21 @@ METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
 }
 
 
-def dispatch(store: MemoryStore, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Run ``method`` with ``params`` against ``store`` and return its result."""
+#: Methods whose writes a request key makes idempotent: their entry ids derive from it.
+_KEYED: dict[str, Callable[..., dict[str, Any]]] = {"memory_recall": _memory_recall}
+
+
+def dispatch(
+    store: MemoryStore, method: str, params: Mapping[str, Any] | None = None, *, request_key: str | None = None
+) -> dict[str, Any]:
+    """Run ``method`` with ``params`` against ``store`` and return its result.
+
+    ``request_key`` names one request however often it is sent (the daemon
+    client sends one with each call and keeps it on a resend): a recall run
+    twice under one key leaves its provenance entries once.
+    """
     args = contract.parse(method, params)  # UnknownMethod / InvalidInput before anything runs
+    keyed = _KEYED.get(method)
+    if keyed is not None and request_key is not None:
+        return keyed(store, args, request_key=request_key)
     return METHODS[method](store, args)

@@ -121,6 +121,17 @@ def _vector(value: Any) -> Any:
     raise _invalid(f"must be a list of {EMBED_DIM} finite numbers")
 
 
+def ordered_window(params: P) -> P:
+    """A model check for methods with ``since`` and ``until``: a window that
+    ends before it starts matches nothing, which is a mistake to say, not an
+    empty answer to give."""
+    since, until = parse_time(getattr(params, "since", None)), parse_time(getattr(params, "until", None))
+    if since is not None and until is not None and since > until:
+        raise _invalid(f"since ({params.since}) is after until ({params.until}): no memory "  # type: ignore[attr-defined]
+                       "can match; swap them or drop one")
+    return params
+
+
 #: Field types of the contract. Every check sits at the top of the field's
 #: annotation (never inside a list or an Optional), so the bare type is what
 #: the MCP tool schemas are derived from.

@@ -12,7 +12,9 @@ If the daemon goes away between two calls (idle exit, ``daemon stop``, a
 crash), the next call reconnects, starting a new daemon, and is sent once
 more. A request whose connection broke after it was sent may or may not
 have run; it is sent again only for methods where running twice is
-harmless (``core.contract`` declares which). A daemon that is stopping
+harmless (``core.contract`` declares which); it goes with the same request
+``key`` (``wire``), so a recall that ran before the break and runs again
+leaves its provenance once. A daemon that is stopping
 answers the requests it will not run with ``daemon_stopping``; those are
 sent again whatever the method.
 
@@ -107,7 +109,11 @@ class DaemonClient:
             self._next_id += 1
             request_id = self._next_id
             try:
-                payload = wire.encode({"id": request_id, "method": method, "params": params})
+                # The key stays the same when the payload is sent again below:
+                # the daemon that runs the resend writes what the first run
+                # wrote (see wire), not a second copy.
+                payload = wire.encode({"id": request_id, "method": method, "params": params,
+                                       "key": os.urandom(16).hex()})
             except (TypeError, ValueError) as exc:
                 raise InvalidInput(f"{method}: params must be plain JSON values ({exc})") from None
             if len(payload) > wire.MAX_MESSAGE_BYTES:

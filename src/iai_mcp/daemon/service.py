@@ -252,10 +252,17 @@ class Daemon:
                 raise InvalidInput("the request's 'method' must be a string")
             if params is not None and not isinstance(params, dict):
                 raise InvalidInput("the request's 'params' must be an object")
-            reply = wire.encode({"id": request_id, "result": self._call(method, params)})
+            key = request.get("key")
+            if key is not None and not (isinstance(key, str) and 0 < len(key) <= wire.MAX_KEY_CHARS):
+                raise InvalidInput(f"the request's 'key' must be a string of 1-{wire.MAX_KEY_CHARS} characters")
+            reply = wire.encode({"id": request_id, "result": self._call(method, params, key)})
         except IaiError as exc:
             reply = wire.encode({"id": request_id, "error": wire.error_payload(exc)})
-        except Exception as exc:  # a bug: report it fully here, briefly to the client
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a bug: report it fully here, briefly to the client
+            # BaseException too: a panic in a Rust extension (pyo3's
+            # PanicException) would otherwise end this connection with no reply.
             log("request_failed", error=f"{type(exc).__name__}: {exc}",
                 traceback=traceback.format_exc(limit=20))
             internal = IaiError(
@@ -268,7 +275,7 @@ class Daemon:
             reply = wire.encode({"id": request_id, "error": wire.error_payload(error)})
         return reply
 
-    def _call(self, method: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    def _call(self, method: str, params: dict[str, Any] | None, key: str | None = None) -> dict[str, Any]:
         if method == wire.PING:
             return self.describe()
         # One store call at a time. Captures must be: find-identical-then-insert
@@ -280,7 +287,7 @@ class Daemon:
         with self._store_lock:
             with self._state_lock:
                 self._requests += 1
-            return self._dispatch(self.store, method, params)
+            return self._dispatch(self.store, method, params, request_key=key)
 
     def describe(self) -> dict[str, Any]:
         with self._state_lock:

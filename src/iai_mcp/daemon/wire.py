@@ -3,9 +3,14 @@
 Newline-delimited JSON over an ``AF_UNIX`` ``SOCK_STREAM`` socket. JSON
 escapes every newline inside a string, so one message is exactly one line::
 
-    -> {"id": 7, "method": "memory_recall", "params": {"cue": "..."}}
+    -> {"id": 7, "method": "memory_recall", "params": {"cue": "..."}, "key": "9f2c..."}
     <- {"id": 7, "result": {...}}
     <- {"id": 7, "error": {"code": "invalid_input", "type": "InvalidInput", "message": "..."}}
+
+``key`` (optional) names the request however often it is sent: the client
+draws one per call and sends the same one again when it resends the call
+to a new daemon, and the daemon hands it to ``dispatch`` (``request_key``),
+which makes a recall's provenance entries the same on both runs.
 
 An error crosses the wire as the name of its class in ``iai_mcp.errors``
 and comes back out as that class with the same message, so adapters on the
@@ -35,6 +40,9 @@ from iai_mcp.errors import IaiError, LimitExceeded, StoreError
 #: most 100k characters (under 1 MB as JSON); a recall answer is bounded by
 #: its token budget. 32 MiB leaves room for memory_get on a much-recalled record.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+
+#: Longest request ``key`` the daemon accepts (the client sends 32 hex digits).
+MAX_KEY_CHARS = 128
 
 #: sockaddr_un holds 108 bytes on Linux and 104 on macOS, NUL included.
 MAX_SOCKET_PATH_BYTES = 100

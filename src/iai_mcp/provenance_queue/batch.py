@@ -7,6 +7,7 @@ the journal and, if it comes to that, a spill file carry.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,6 +42,14 @@ def with_ids(pairs: Sequence[Any]) -> list[ProvenancePair]:
             record_id, entry = pair
             out.append(ProvenancePair(record_id, entry, ids[32 * i : 32 * i + 32]))
     return out
+
+
+def keyed_entry_id(request_key: str, record_id: Any) -> str:
+    """The entry id of ``record_id``'s entry from the request ``request_key``:
+    the same every time that request runs. A client resends a recall whose
+    answer it lost with the same key, so the run the dead daemon journaled
+    and the run the new daemon makes write one entry per hit, not two."""
+    return hashlib.blake2b(f"{request_key}\0{record_id}".encode(), digest_size=16).hexdigest()
 
 
 def seal(sealer: pending.Sealer, pairs: list[ProvenancePair], log: Any) -> bytes | None:

@@ -37,6 +37,7 @@ import base64
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -233,13 +234,37 @@ def ours(directory: Path, store_id: str, suffix: str) -> list[tuple[str, Path]]:
         return []
     found = []
     for path in directory.glob(f"*{suffix}"):
-        if QUARANTINED in path.name:
+        if QUARANTINED in path.name or not _regular(path):
             continue
         match = NAME.match(path.name)
         if match and match["store"] != store_id:
             continue  # another store's: not ours to read or remove
         found.append((match["order"] if match else "", path.name, path))
     return [(order, path) for order, _name, path in sorted(found)]
+
+
+def _regular(path: Path) -> bool:
+    """A plain file, not a symlink: opening a FIFO someone left under a
+    spill or journal name would block the worker forever, and a device or a
+    link is nothing this package wrote. Such a path is passed over."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` if it is still a plain file when opened
+    (``O_NONBLOCK``: a FIFO swapped in after the listing does not block);
+    OSError otherwise, FileNotFoundError if it is gone."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path.name} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 def state(directory: Path, store_id: str, suffix: str) -> tuple[int, int]:

@@ -278,7 +278,11 @@ class ProvenanceWriteQueue:
             try:
                 if not self._step():
                     return
-            except Exception as exc:  # background work survives anything: keep the data, carry on
+            except BaseException as exc:  # background work survives anything: keep the data, carry on
+                # BaseException: a Rust extension's panic arrives as one (pyo3's
+                # PanicException). Only an exit asked of this thread ends it.
+                if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                    raise
                 if not self._recover(exc):
                     return
 
@@ -314,7 +318,7 @@ class ProvenanceWriteQueue:
                 _log.warning("journal_maintenance_failed", error=f"{type(exc).__name__}: {exc}")
         return True
 
-    def _recover(self, exc: Exception) -> bool:
+    def _recover(self, exc: BaseException) -> bool:
         """After an unexpected failure in a turn: put the batch it carried
         back in front of memory (older than anything there; if the log has
         it already, its entry ids make the rewrite a no-op), report, back

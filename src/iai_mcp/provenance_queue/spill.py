@@ -60,7 +60,7 @@ class SpillDir:
             self._remove(path, log)
             return
         try:
-            data = path.read_bytes()
+            data = pending.read_regular(path)
         except FileNotFoundError:
             return
         except OSError as exc:

@@ -46,6 +46,7 @@ from iai_mcp.errors import (
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.store import purge as purging
 from iai_mcp.store.codec import open_row, seal_row, text_key
+from iai_mcp.store.compaction import CompactionSchedule, guarded
 from iai_mcp.store.crypto import Sealer
 from iai_mcp.store.meta import (
     META_FILE,
@@ -53,7 +54,9 @@ from iai_mcp.store.meta import (
     fix_key_file_mode,
     log_event,
     open_meta,
+    release_lock,
     take_owner_lock,
+    take_reader_lock,
     undo_window,
     write_json_atomic,
 )
@@ -100,13 +103,19 @@ class MemoryStore:
         *,
         embedder: NamedEmbedder | None = None,
         compact_every: int = 200,
+        read_only: bool = False,
     ) -> None:
         self.root = Path(path).expanduser() if path is not None else config.default_store_path()
-        self.root.mkdir(parents=True, exist_ok=True)
+        #: Opened only to read (a read-only directory or disk): nothing under
+        #: ``root`` is created or changed, recall's provenance is not recorded.
+        self.read_only = read_only
+        if not read_only:
+            self.root.mkdir(parents=True, exist_ok=True)
         # A store dropped without close() still frees its lock when collected:
         # nothing can write through an unreachable store (a running provenance
         # queue holds a reference, so a store with pending writes is never collected).
-        self._owner_lock = weakref.finalize(self, os.close, take_owner_lock(self.root))
+        lock = take_reader_lock(self.root) if read_only else take_owner_lock(self.root)
+        self._owner_lock = weakref.finalize(self, release_lock, lock)
         try:
             self._open(embedder, compact_every)
         except BaseException:
@@ -118,23 +127,24 @@ class MemoryStore:
         # Only the key settings, never the whole environment: nothing else here needs it.
         self._meta, self._cipher = open_meta(self.root, config.key_settings())
         self.store_id: str = self._meta["store_id"]
-        self._records = RecordsTable(self.root)
-        self._log = ProvenanceLog(self.root, self._cipher)
+        self._records = RecordsTable(self.root, read_only=self.read_only)
+        self._log = ProvenanceLog(self.root, self._cipher, read_only=self.read_only)
         self._purger = purging.Purger(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log,
                                       rows=self.rows, commit=self._commit_rows)
         # A purge a killed (or failed) process left: its rows are never loaded...
         pending = self._purger.pending()
         self._next_seq = 0
-        self._writes_since_compact = 0
-        self.compact_every = compact_every
+        self._compaction = CompactionSchedule(self._records.version_count(), compact_every)
         self.load_problems: list[str] = []
         self._slots = Slots.load(self._records.count(), self._opened(skip=set(pending.seqs) if pending else set()))
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
-        if pending is not None:  # ...and it is finished once the rows it relinks are loaded
+        if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
             self._purger.finish()
         if embedder is not None:
             self.bind_embedder(embedder)
+        if not self.read_only:
+            self._compaction.run_if_due(self.compact, "open")  # versions left by earlier processes
 
     # ------------------------------------------------------------------ open
 
@@ -169,7 +179,7 @@ class MemoryStore:
             )
         if embedder.dim != EMBED_DIM:
             raise EmbedderMismatch(f"embedder {embedder.name} gives {embedder.dim}-d vectors, not {EMBED_DIM}")
-        if not recorded:
+        if not recorded and not self.read_only:
             with self._lock:
                 self._meta["embedder"] = {"name": embedder.name, "dim": embedder.dim}
                 write_json_atomic(self.root / META_FILE, self._meta)
@@ -266,16 +276,20 @@ class MemoryStore:
         self._after_write()
 
     def _after_write(self) -> None:
-        self._writes_since_compact += 1
-        if self.compact_every and self._writes_since_compact >= self.compact_every:
-            self.compact()
+        self._compaction.wrote()
+        self._compaction.run_if_due(self.compact, "after_write")
+
+    @property
+    def compact_every(self) -> int:
+        return self._compaction.every
 
     def compact(self) -> dict[str, Any]:
-        """Fold fragments and prune old LanceDB versions; checkpoint the log."""
+        """Fold fragments and prune old LanceDB versions; checkpoint the log.
+        StoreError, naming the original error, if it fails (store.compaction)."""
         with self._lock:
-            result = self._records.compact()
-            self._log.checkpoint()
-            self._writes_since_compact = 0
+            result = guarded("compaction", self._records.compact)
+            guarded("the provenance log checkpoint", self._log.checkpoint)
+            self._compaction.done()
             return result
 
     # ---------------------------------------------------------------- purge
@@ -320,7 +334,7 @@ class MemoryStore:
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
             self._finish_pending(f"the purge of {len(ids)} record(s)")
-            self._writes_since_compact = 0
+            self._compaction.done()
             return ids
 
     def finish_pending_purge(self) -> None:
@@ -432,6 +446,9 @@ class MemoryStore:
         """The one entry point recall uses: hand off to the queue when it is
         enabled, else write synchronously on the caller's thread."""
         if not pairs:
+            return
+        if self.read_only:
+            log_event.warning("provenance_not_recorded", pairs=len(pairs), reason="the store is read-only")
             return
         queue = self._provenance_queue
         if queue is not None:

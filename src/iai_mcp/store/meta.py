@@ -12,7 +12,7 @@ from uuid import uuid4
 
 from iai_mcp.config import KeySettings
 from iai_mcp.errors import StoreError, StoreLocked
-from iai_mcp.fs import open_locked, write_atomic
+from iai_mcp.fs import open_locked, try_lock, write_atomic
 from iai_mcp.log import logger
 from iai_mcp.store import crypto
 
@@ -50,6 +50,27 @@ def take_owner_lock(root: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def take_reader_lock(root: Path) -> int | None:
+    """``take_owner_lock`` for a store opened read-only (``MemoryStore(read_only=True)``):
+    the same exclusive flock, taken on an fd opened for reading, so nothing
+    is created or written (no pid); None when the store has no lock file."""
+    try:
+        fd = os.open(root / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    if not try_lock(fd):
+        os.close(fd)
+        holder = lock_holder(root)
+        raise StoreLocked(f"store {root} is open in {f'process {holder}' if holder else 'another process'}; "
+                          "it is read-only here, so only that process can serve it", holder_pid=holder)
+    return fd
+
+
+def release_lock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def lock_holder(root: Path) -> int | None:

@@ -28,7 +28,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -60,17 +61,29 @@ CREATE INDEX IF NOT EXISTS entries_by_record ON entries (record_id, seq);
 """
 
 
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing beside the log: ``immutable=1`` when
+    no WAL is waiting (SQLite then creates no ``-shm`` or ``-wal``); with a
+    WAL a killed writer left, ``mode=ro`` so its commits are read too."""
+    waiting = path.with_name(path.name + "-wal").exists()
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if waiting else 'immutable=1'}"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+
+
 class ProvenanceLog:
     """The log of one store, sealing entries with the store's cipher."""
 
-    def __init__(self, root: Path, cipher: Cipher) -> None:
+    def __init__(self, root: Path, cipher: Cipher, *, read_only: bool = False) -> None:
         self.path = root / FILE_NAME
         self._cipher = cipher
+        self._lock = threading.Lock()
+        self._refused: set[str] = set()  # ids of purged records: their entries are never written
+        if read_only:
+            self._conn = _connect_read_only(self.path)
+            return
         # One connection shared by the caller thread and the queue worker;
         # the lock serialises them (SQLite has one writer anyway).
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._lock = threading.Lock()
-        self._refused: set[str] = set()  # ids of purged records: their entries are never written
         with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
@@ -147,17 +160,42 @@ class ProvenanceLog:
             if self._refused:  # sealed before its record was purged, written after: dropped
                 rows = [row for row in rows if row[1] not in self._refused]
             before = self._conn.total_changes
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 self._conn.executemany(
                     "INSERT OR IGNORE INTO entries (entry_id, record_id, sealed) VALUES (?, ?, ?)",
                     rows,
                 )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
             return self._conn.total_changes - before
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (lock held), rolled back on failure.
+
+        On a full disk SQLite answers ``SQLITE_FULL`` and has already rolled
+        the transaction back itself, so a blind ``ROLLBACK`` fails with "no
+        transaction is active" and that error would replace the one that
+        matters. The rollback is issued only while a transaction is open, and
+        if it fails the original error is the one raised (the rollback's is
+        logged). A transaction a failed rollback left open is rolled back
+        before the next one starts, so one bad moment never leaves the log
+        refusing every later append ("cannot start a transaction within a
+        transaction") until a restart.
+        """
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                try:
+                    self._conn.execute("ROLLBACK")
+                except sqlite3.Error as failed:
+                    _log.warning("provenance_rollback_failed", error=f"{type(failed).__name__}: {failed}",
+                                 original=f"{type(exc).__name__}: {exc}",
+                                 action="rolled back before the next write")
+            raise
 
     def _for_record(self, record_id: str) -> list[tuple[int, str, bytes]]:
         """``(seq, entry_id, sealed)`` of one record, in append order."""
@@ -194,17 +232,12 @@ class ProvenanceLog:
         ids = sorted({str(rid) for rid in record_ids})
         with self._lock:
             before = self._conn.total_changes
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction():
                 for start in range(0, len(ids), 500):  # under SQLite's bound-parameter limit
                     chunk = ids[start:start + 500]
                     self._conn.execute(
                         f"DELETE FROM entries WHERE record_id IN ({','.join('?' * len(chunk))})", chunk
                     )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
             deleted = self._conn.total_changes - before
             busy, *_ = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:

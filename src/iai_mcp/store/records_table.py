@@ -85,9 +85,12 @@ def version_count(root: Path) -> int:
 
 
 class RecordsTable:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False) -> None:
         self._db = lancedb.connect(str(root))
-        self._table = self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+        if read_only:  # opening an existing table writes nothing; creating one would
+            self._table = self._db.open_table(TABLE)
+        else:
+            self._table = self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
 
     def _batch(self, rows: list[SealedRow]) -> pa.Table:
         return pa.Table.from_pydict(
