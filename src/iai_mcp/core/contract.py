@@ -405,6 +405,8 @@ METHODS: dict[str, Method] = {
     # ---- correcting and browsing (issue 9) ----
     "memory_list": Method(ListParams, tool=True, resendable=True, read_only=True, idempotent=True),
     "memory_tags": Method(NoParams, tool=True, resendable=True, read_only=True, idempotent=True),
+    # ---- damage (issue 13): doctor reads everything once ----
+    "memory_verify": Method(NoParams, read_only=True),
 }
 
 

@@ -98,10 +98,12 @@ def _hit_fields(hit: Hit) -> dict[str, Any]:
 def _memory_get(store: MemoryStore, args: GetParams) -> dict[str, Any]:
     record_id = UUID(args.id)
     store.flush_provenance(GET_FLUSH_TIMEOUT_S)
-    record = store.get(record_id)
-    if record is None:
+    row = store.row(record_id)
+    if row is None:
         raise NotFound(f"memory_get: no memory with id {record_id}")
-    return memory_dict(record, Memory, provenance=record.provenance)
+    # An entry that cannot be read is left out and counted, never a failed get.
+    provenance, damaged = store.read_provenance(record_id)
+    return {**memory_dict(row, Memory, provenance=provenance), "provenance_damaged": damaged}
 
 
 # ---- correcting and browsing (issue 9) ---------------------------------------
