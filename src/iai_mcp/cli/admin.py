@@ -79,7 +79,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_to(out: Any, args: argparse.Namespace) -> int:
-    written = 0
+    written = damaged = 0
     with connected(args) as backend:
         offset: int | None = 0
         while offset is not None:
@@ -88,7 +88,11 @@ def _export_to(out: Any, args: argparse.Namespace) -> int:
             for record in page["records"]:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             written += len(page["records"])
+            damaged += page.get("provenance_damaged", 0)
             offset = page["next_offset"]
+    if damaged:
+        note(f"{damaged} provenance entr{'y' if damaged == 1 else 'ies'} could not be read and "
+             f"{'was' if damaged == 1 else 'were'} left out; run: iai-mcp doctor")
     return written
 
 

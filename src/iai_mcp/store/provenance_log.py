@@ -26,6 +26,7 @@ the WAL into the database and cuts the WAL to zero bytes.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -326,16 +327,24 @@ def readable_rows(conn: sqlite3.Connection, damage: Damage) -> Iterator[tuple[in
 def copy_readable(source: Path, target: Path) -> tuple[int, Damage]:
     """Copy every entry of the log at ``source`` that can be read into a new
     log at ``target`` (sealed as they are: no key needed); ``(copied, damage)``.
-    ``source`` is only read."""
+
+    ``source`` is never opened itself: SQLite would add ``-shm`` and ``-wal``
+    files beside it, even read-only. It is read from a copy (with its WAL,
+    which may hold the last commits) beside ``target``, removed afterwards."""
     damage = Damage()
+    staged = target.with_name(f"{target.name}.source")
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{staged}{suffix}")
     dst = sqlite3.connect(target, isolation_level=None)
     try:
         dst.executescript(_SCHEMA)
         copied = 0
+        src = sqlite3.connect(staged)  # reads nothing yet
         try:
-            src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
             src.execute("SELECT 1 FROM sqlite_master").fetchall()
         except sqlite3.DatabaseError as exc:
+            src.close()
             damage.add(1, exc)  # nothing in it can be read
             return 0, damage
         try:
@@ -349,3 +358,5 @@ def copy_readable(source: Path, target: Path) -> tuple[int, Damage]:
         return copied, damage
     finally:
         dst.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{staged}{suffix}").unlink(missing_ok=True)
