@@ -308,3 +308,30 @@ def test_repair_salvage_into_a_new_directory_leaves_the_store_as_it_is(tmp_path,
         assert len(rescued) == 10
     with MemoryStore(path=cli.store) as original:
         assert original.stats()["damaged"] == 5
+
+
+@pytest.mark.slow
+def test_doctor_reports_the_daemon_it_started_as_running(tmp_path, monkeypatch, capsys):
+    """doctor reaches the store through a daemon it starts on demand; that
+    daemon is running when doctor reports (it was checked before, as not running)."""
+    from iai_mcp.cli import main
+    from iai_mcp.daemon import lifecycle as daemon
+
+    store = tmp_path / "store"
+    monkeypatch.setenv("IAI_MCP_STORE", str(store))
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    monkeypatch.delenv("IAI_MCP_LOCAL", raising=False)
+    assert daemon.status(store) is None
+    code = main(["doctor"])
+    out = capsys.readouterr().out
+    status = daemon.status(store)
+    assert code == 0 and status is not None, out
+    assert f"PASS daemon: running: pid={status['pid']}" in out  # before: "PASS daemon: not running"
+
+
+def test_a_store_that_is_behind_is_a_one_line_error_in_the_cli(tmp_path, cli):
+    _store(cli.store)
+    _manifests(cli.store)[0].unlink()
+    code, out, err = cli("stats")
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("iai-mcp: error: the records table") and "doctor --repair" in err
