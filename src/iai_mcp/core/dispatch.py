@@ -22,7 +22,7 @@ from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.listing import list_memories, tag_counts
 from iai_mcp.core.recall import Hit, RecallQuery, recall
 from iai_mcp.core.redact import redact
-from iai_mcp.core.results import AntiHit, Memory, RecallHit, memory_dict
+from iai_mcp.core.results import AntiHit, RecallHit, memory_dict, memory_in_full
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import NotFound
 from iai_mcp.log import logger
@@ -101,9 +101,7 @@ def _memory_get(store: MemoryStore, args: GetParams) -> dict[str, Any]:
     row = store.row(record_id)
     if row is None:
         raise NotFound(f"memory_get: no memory with id {record_id}")
-    # An entry that cannot be read is left out and counted, never a failed get.
-    provenance, damaged = store.read_provenance(record_id)
-    return {**memory_dict(row, Memory, provenance=provenance), "provenance_damaged": damaged}
+    return memory_in_full(store, row)
 
 
 # ---- correcting and browsing (issue 9) ---------------------------------------
