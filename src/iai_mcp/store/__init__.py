@@ -137,7 +137,10 @@ class MemoryStore:
         self.load_problems: list[str] = []
         self._slots = Slots.load(rows, self._opened(skip=set(pending.seqs) if pending else set()))
         if expected is None or version != expected["version"] or self._next_seq != expected.get("next_seq"):
-            self._record_expected(version, rows)  # an older store, or a commit whose meta write was cut
+            try:  # an older store, or a commit whose meta write was cut
+                self._record_expected(version, rows)
+            except OSError as exc:  # a read-only store is still read; the next commit records it
+                log_event.warning("expectation_not_recorded", error=str(exc))
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if pending is not None:  # ...and it is finished once the rows it relinks are loaded
