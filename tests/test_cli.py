@@ -220,7 +220,7 @@ def test_doctor_passes_on_a_fresh_store(cli):
     code, out, _ = cli("doctor")
     assert code == 0
     names = [line.split(":")[0] for line in out.splitlines()]
-    assert names == ["PASS store", "PASS key", "PASS embedder", "PASS spill", "PASS journal",
+    assert names == ["PASS store", "PASS provenance", "PASS key", "PASS embedder", "PASS spill", "PASS journal",
                      "PASS versions", "PASS daemon"]
     assert (cli.store / "meta.json").exists()  # the first run created the store
     checks = json.loads(cli("doctor", "--json")[1])

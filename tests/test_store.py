@@ -187,7 +187,7 @@ def test_provenance_does_not_add_lance_versions(tmp_path):
     assert store.stats()["versions"] == before
 
 
-def test_corrupt_provenance_entry_raises_and_history_kept(tmp_path):
+def test_corrupt_provenance_entry_is_skipped_with_a_count_and_history_kept(tmp_path):
     import sqlite3
 
     store = MemoryStore(path=tmp_path)
@@ -201,10 +201,9 @@ def test_corrupt_provenance_entry_raises_and_history_kept(tmp_path):
     db.commit()
     db.close()
     reopened = MemoryStore(path=tmp_path)
-    from iai_mcp.errors import CorruptData
-
-    with pytest.raises(CorruptData):
-        reopened.get(r.id)
+    # issue 13: the damaged entry is skipped and counted, the rest served (it used to fail the get).
+    assert [e["cue"] for e in reopened.get(r.id).provenance] == ["b"]
+    assert reopened.read_provenance(r.id) == ([{"cue": "b"}], 1)
     reopened.append_provenance_batch([(r.id, {"cue": "c"})])
     assert reopened._log.count() == 3  # nothing reset or dropped
 

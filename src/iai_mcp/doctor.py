@@ -48,6 +48,7 @@ def _store_checks(backend: Any) -> list[Check]:
         checks.append(Check("FAIL", "records", f"{stats['unreadable_records']} records cannot be "
                                                "decrypted or parsed (left untouched on disk); "
                                                "restore the store from a backup"))
+    checks += _damage_checks(backend.call("memory_verify", {}))
     checks.append(_key_check(stats))
     try:
         warm = backend.call("warmup", {})
@@ -78,6 +79,31 @@ def _store_checks(backend: Any) -> list[Check]:
     return checks
 
 
+def _damage_checks(found: dict[str, Any]) -> list[Check]:
+    """What ``memory_verify`` found damaged: served around, reported here."""
+    checks = []
+    records, provenance = found["records"], found["provenance"]
+    fix = "run: iai-mcp doctor --repair (salvages what can be read; the damaged store is moved aside)"
+    if records["damaged"]:
+        checks.append(Check("FAIL", "damaged", f"{records['damaged']} record(s) are in LanceDB data files that "
+                                               f"cannot be read ({records['errors'][0]}); the rest is served; {fix}"))
+    if records["history_problem"]:
+        checks.append(Check("FAIL", "damaged", f"the records table's version history cannot be read "
+                                               f"({records['history_problem']}); {fix}"))
+    if provenance["problem"]:
+        checks.append(Check("FAIL", "provenance", f"{provenance['problem']}; records are served without "
+                                                  "provenance; run: iai-mcp doctor --repair (rebuilds the log "
+                                                  "from what can be read, keeping the damaged file)"))
+    elif provenance["damaged"]:
+        checks.append(Check("FAIL", "provenance", f"{provenance['damaged']} of "
+                                                  f"{provenance['damaged'] + provenance['entries']} provenance "
+                                                  "entries cannot be read (skipped when shown or exported); run: "
+                                                  "iai-mcp doctor --repair"))
+    else:
+        checks.append(Check("PASS", "provenance", f"{provenance['entries']} entries read and authenticated"))
+    return checks
+
+
 def _daemon_check(store_path: Path) -> Check:
     from iai_mcp.daemon import lifecycle as daemon
 
@@ -93,8 +119,6 @@ def _daemon_check(store_path: Path) -> Check:
 def run_checks(store: str | Path | None = None) -> list[Check]:
     from iai_mcp.backend import connect, store_path
 
-    # Before connecting: connect() starts the daemon on demand.
-    daemon_check = _daemon_check(store_path(store))
     checks: list[Check] = []
     try:
         backend = connect(store)
@@ -107,7 +131,9 @@ def run_checks(store: str | Path | None = None) -> list[Check]:
             checks.append(Check("FAIL", "store", str(exc)))
         finally:
             backend.close()
-    checks.append(daemon_check)
+    # After connecting: connect() starts the daemon on demand, and that daemon
+    # is running (checked before, it was reported "not running").
+    checks.append(_daemon_check(store_path(store)))
     return checks
 
 

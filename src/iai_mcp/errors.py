@@ -14,6 +14,7 @@ MCP: a tool error)::
     │   ├── KeyUnavailable    no key where the store says its key lives
     │   ├── WrongKey          a key was found but it does not open this store
     │   ├── CorruptData       a record or log entry failed authentication or parsing
+    │   ├── StoreBehind       the records table is older or smaller than the store last wrote
     │   └── EmbedderMismatch  the store's vectors came from another embedder
     └── EmbedderError         the embedding model cannot be loaded or run
 
@@ -72,6 +73,14 @@ class WrongKey(StoreError):
 
 class CorruptData(StoreError):
     code = "corrupt_data"
+
+
+class StoreBehind(StoreError):
+    """The records table is at an older version, or holds other rows, than the
+    store recorded at its last commit (a lost manifest, a restored copy):
+    refused rather than shown as a silently smaller store."""
+
+    code = "store_behind"
 
 
 class EmbedderMismatch(StoreError):

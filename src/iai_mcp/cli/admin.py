@@ -17,7 +17,7 @@ from iai_mcp.cli.options import (
     json_flag,
     store_path,
 )
-from iai_mcp.errors import InvalidInput
+from iai_mcp.errors import IaiError, InvalidInput
 
 EXPORT_PAGE = 500
 IMPORT_BATCH = 200
@@ -86,7 +86,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_to(out: Any, args: argparse.Namespace) -> int:
-    written = 0
+    written = damaged = 0
     with connected(args) as backend:
         offset: int | None = 0
         while offset is not None:
@@ -95,7 +95,11 @@ def _export_to(out: Any, args: argparse.Namespace) -> int:
             for record in page["records"]:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             written += len(page["records"])
+            damaged += page.get("provenance_damaged", 0)
             offset = page["next_offset"]
+    if damaged:
+        note(f"{damaged} provenance entr{'y' if damaged == 1 else 'ies'} could not be read and "
+             f"{'was' if damaged == 1 else 'were'} left out; run: iai-mcp doctor")
     return written
 
 
@@ -150,7 +154,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from iai_mcp.doctor import run_checks
 
-    if args.repair:
+    if args.repair or args.dry_run or args.salvage:
         return _repair(args)
     checks = run_checks(args.store)
     if args.json:
@@ -163,26 +167,43 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def _repair(args: argparse.Namespace) -> int:
     """Show what repair would do, ask, then do it. The daemon is stopped
-    first: repair replays journals and compacts, which needs the store alone."""
+    first: repair replays journals, compacts and salvages, which needs the
+    store alone. Never a traceback: ours is one line (exit 1), anything else
+    one line naming it (exit 3) and a log line."""
+    try:
+        return _repair_steps(args)
+    except IaiError as exc:
+        fail(str(exc))
+        return 1
+    except Exception as exc:  # damage a library reports in its own terms
+        from iai_mcp.log import logger
+
+        logger("iai_mcp.cli")("repair_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        fail(f"doctor --repair stopped on an unexpected {type(exc).__name__}: {exc}. Nothing was deleted; "
+             "a damaged store is only ever moved aside")
+        return 3
+
+
+def _repair_steps(args: argparse.Namespace) -> int:
     from iai_mcp.core.repair import repair
     from iai_mcp.daemon import lifecycle as daemon
 
     root = store_path(args)
-    planned = repair(root, apply=False)
-    if not planned:
-        print("nothing to repair")
-        return 0
+    planned = repair(root, apply=False, salvage_to=args.salvage)
     for line in planned:
         print(line)
+    if args.dry_run or planned == ["nothing to repair"]:
+        return 0
     if not args.yes:
         if not sys.stdin.isatty():
-            fail("doctor --repair asks before changing anything; run it in a terminal or add --yes")
+            fail("doctor --repair asks before changing anything; run it in a terminal, add --yes, "
+                 "or --dry-run to only list what it would do")
             return 2
         if input("Apply these repairs? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 1
     daemon.stop(root)
-    for line in repair(root, apply=True):
+    for line in repair(root, apply=True, salvage_to=args.salvage):
         print(line)
     return 0
 
@@ -240,6 +261,11 @@ def add_commands(command: AddCommand) -> None:
     p.add_argument("--repair", action="store_true",
                    help="fix what can be fixed without losing data (asks first)")
     p.add_argument("--yes", action="store_true", help="with --repair: do not ask")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --repair: only list what it would do (never asks, changes nothing)")
+    p.add_argument("--salvage", metavar="DEST",
+                   help="with --repair: copy what can be read into a new store at DEST (same key); "
+                        "the store itself is left as it is")
     json_flag(p)
     json_flag(command("compact", cmd_compact, "fold LanceDB fragments and prune old versions"))
 

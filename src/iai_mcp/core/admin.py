@@ -71,6 +71,12 @@ def _memory_stats(store: MemoryStore, args: NoParams) -> dict[str, Any]:
     }
 
 
+def _memory_verify(store: MemoryStore, args: NoParams) -> dict[str, Any]:
+    """Read every record and provenance entry once and say what is damaged
+    (``MemoryStore.verify``): what doctor reports. No params."""
+    return store.verify()
+
+
 def _memory_compact(store: MemoryStore, args: NoParams) -> dict[str, Any]:
     """Fold LanceDB fragments, prune old versions, checkpoint the provenance log.
 
@@ -88,10 +94,12 @@ def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
     as ``offset`` for the next page. It is a position in insertion order,
     not a count, so memories forgotten between pages shift nothing
     (``transfer.export_page``). The text is plaintext. Hidden (forgotten)
-    memories only with ``include_hidden``.
+    memories only with ``include_hidden``. ``provenance_damaged``: entries of
+    the page's records that could not be read, left out (doctor reports them).
     """
     page = export_page(store, args.offset, args.limit, args.include_hidden)
-    return {"records": page.records, "total": page.total, "next_offset": page.next_offset}
+    return {"records": page.records, "total": page.total, "next_offset": page.next_offset,
+            "provenance_damaged": page.provenance_damaged}
 
 
 def _memory_import(store: MemoryStore, args: ImportParams) -> dict[str, Any]:
@@ -129,6 +137,7 @@ ADMIN_METHODS: dict[str, Callable[[MemoryStore, Any], dict[str, Any]]] = {
     "memory_export": _memory_export,
     "memory_import": _memory_import,
     "memory_compact": _memory_compact,
+    "memory_verify": _memory_verify,
     "session_start": _session_start,
     "warmup": _warmup,
 }

@@ -445,6 +445,8 @@ METHODS: dict[str, Method] = {
     "memory_overview": Method(OverviewParams, read_only=True, idempotent=True),
     # ---- hosts (issue 11): hook cursors name transcripts by a keyed digest ----
     "keyed_digest": Method(KeyedDigestParams, resendable=True, read_only=True, idempotent=True),
+    # ---- damage (issue 13): doctor reads everything once ----
+    "memory_verify": Method(NoParams, read_only=True),
 }
 
 

@@ -24,7 +24,7 @@ from iai_mcp.core.listing import list_memories, tag_counts
 from iai_mcp.core.overview import OVERVIEW_METHODS
 from iai_mcp.core.recall import Hit, RecallQuery, recall
 from iai_mcp.core.redact import redact
-from iai_mcp.core.results import AntiHit, Memory, RecallHit, memory_dict
+from iai_mcp.core.results import AntiHit, RecallHit, memory_dict, memory_in_full
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import NotFound
 from iai_mcp.log import logger
@@ -102,10 +102,10 @@ def _hit_fields(hit: Hit) -> dict[str, Any]:
 def _memory_get(store: MemoryStore, args: GetParams) -> dict[str, Any]:
     record_id = UUID(args.id)
     store.flush_provenance(GET_FLUSH_TIMEOUT_S)
-    record = store.get(record_id)
-    if record is None:
+    row = store.row(record_id)
+    if row is None:
         raise NotFound(f"memory_get: no memory with id {record_id}")
-    return memory_dict(record, Memory, provenance=record.provenance)
+    return memory_in_full(store, row)
 
 
 # ---- correcting and browsing (issue 9) ---------------------------------------

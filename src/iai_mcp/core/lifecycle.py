@@ -27,7 +27,7 @@ import numpy as np
 from iai_mcp.core.contract import ForgetParams, RestoreParams, UpdateParams
 from iai_mcp.core.filters import filter_of
 from iai_mcp.core.limits import MAX_FORGET, MAX_TAGS
-from iai_mcp.core.results import Memory, memory_dict
+from iai_mcp.core.results import memory_in_full
 from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from iai_mcp.log import logger
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
@@ -192,9 +192,9 @@ def update(store: MemoryStore, args: UpdateParams, now: datetime | None = None) 
     if changes:
         now = now or utcnow()
         store.update(row.id, history=history_item("updated", now, detail=", ".join(said)), updated_at=now, **changes)
-    record = store.get(row.id)
-    assert record is not None  # under the caller's store lock: it cannot have gone
-    return memory_dict(record, Memory, provenance=record.provenance)
+    updated = store.row(row.id)
+    assert updated is not None  # under the caller's store lock: it cannot have gone
+    return memory_in_full(store, updated)
 
 
 # -------------------------------------------------------------- auto-purge

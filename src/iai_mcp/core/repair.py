@@ -14,10 +14,18 @@ skipped. The steps, in order:
 3. Journal segments a dead process left, and this store's spill files, are
    replayed into the provenance log (the queue's own start and drain; what
    cannot be read is quarantined there, not deleted).
-4. The records table is compacted (fragments folded, old versions pruned).
+4. Damage (``core.salvage_plan``): a records table that is behind what the
+   store last committed, or has unreadable data files, is salvaged: what can
+   be read is copied into a fresh store with the same key, and the damaged
+   store is moved aside to ``<root>.damaged-<time>`` (never deleted). A
+   damaged provenance log alone is rebuilt from what can be read, the
+   damaged file kept in ``recovered/<time>/``.
+5. The records table is compacted (fragments folded, old versions pruned).
 
-Steps 3 and 4 open the store, so they need its key and the store must not be
+Steps 3 to 5 open the store, so they need its key and the store must not be
 open in another process; otherwise they are skipped with a line saying why.
+While a live process (the daemon) has the store open, its journal is its
+own, being written, and is not counted as work.
 """
 from __future__ import annotations
 
@@ -27,9 +35,11 @@ import time
 from pathlib import Path
 
 from iai_mcp import config, fs
+from iai_mcp.core.damage import Diagnosis, diagnose, fix_damage
 from iai_mcp.errors import StoreError
 from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import JOURNAL_DIR, META_FILE, MemoryStore, fix_key_file_mode
+from iai_mcp.store.meta import in_use
 from iai_mcp.store.records_table import version_count
 
 DRAIN_TIMEOUT_S = 120.0
@@ -54,9 +64,12 @@ def repair(
     *,
     apply: bool,
     spill_dir: str | os.PathLike[str] | None = None,
+    salvage_to: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """Repair the store at ``store_root`` (with ``apply``) or say what repairing
-    would do (without). Returns one line per action."""
+    would do (without). ``salvage_to``: copy what can be read into a new store
+    there, whatever the damage, and leave this one as it is. Returns one line
+    per action."""
     root = Path(store_root).expanduser()
     spill = Path(spill_dir) if spill_dir is not None else config.overflow_dir()
     lines: list[str] = []
@@ -80,25 +93,49 @@ def repair(
     if store_id is None:
         lines.append(f"{root / META_FILE} is unreadable: restore it from backup before anything else")
         return lines
+    # A live owner (the daemon): its journal is being written, not left over,
+    # and the store cannot be opened here to look for damage (doctor asks it).
+    live = in_use(root) is not None
+    diagnosis = None if live else diagnose(root)
+    if salvage_to is not None:
+        diagnosis = Diagnosis("salvage", f"asked to salvage into {salvage_to}")
+    if not apply:
+        return lines + _plan(root, spill, store_id, diagnosis, salvage_to, live) or ["nothing to repair"]
+    if live:
+        return lines + _replay_and_compact(root, spill, 0, 0)  # says why it is skipped
+    fixed, usable = fix_damage(root, diagnosis, Path(salvage_to) if salvage_to is not None else None)
+    lines += fixed
+    if not usable:
+        return lines
     journal = journal_state(root / JOURNAL_DIR, store_id)
     spilled = spill_state(store_id, spill)
-    if not apply:
-        if journal["segments"]:
-            lines.append(f"would replay {journal['segments']} journal segment(s) in {journal['dir']}")
-        if spilled["pending"]:
-            lines.append(f"would replay {spilled['pending']} spill file(s) in {spilled['dir']}")
-        try:
-            versions = version_count(root)
-        except StoreError as exc:
-            lines.append(f"cannot compact: {exc}; nothing else here can fix that, restore the store "
-                         "directory from a backup")
-            return lines
-        if versions > 1:
-            lines.append(f"would compact the records table ({versions} versions)")
-        return lines or ["nothing to repair"]
     return lines + _replay_and_compact(root, spill, journal["segments"], spilled["pending"]) or [
         "nothing to repair"
     ]
+
+
+def _plan(root: Path, spill: Path, store_id: str, diagnosis: Diagnosis | None, salvage_to: object,
+          live: bool) -> list[str]:
+    lines = [] if diagnosis is None else [diagnosis.plan(root, salvage_to)]
+    if diagnosis is not None and not diagnosis.usable_after:
+        return lines
+    journal = journal_state(root / JOURNAL_DIR, store_id)
+    spilled = spill_state(store_id, spill)
+    if journal["segments"] and not live:
+        lines.append(f"would replay {journal['segments']} journal segment(s) in {journal['dir']}")
+    if spilled["pending"]:
+        lines.append(f"would replay {spilled['pending']} spill file(s) in {spilled['dir']}")
+    if diagnosis is not None and diagnosis.kind in ("behind", "records"):
+        return lines  # the salvaged store is compacted as it is written
+    try:
+        versions = version_count(root)
+    except StoreError as exc:
+        lines.append(f"cannot compact: {exc}; nothing else here can fix that, restore the store "
+                     "directory from a backup")
+        return lines
+    if versions > 1:
+        lines.append(f"would compact the records table ({versions} versions)")
+    return lines
 
 
 def _replay_and_compact(root: Path, spill: Path, segments: int, pending: int) -> list[str]:

@@ -100,6 +100,8 @@ class Memory(MemorySummary):
     provenance: list[dict[str, Any]]
     # Every lifecycle action on it ({ts, action, session_id, detail}); memory_get only.
     history: list[dict[str, Any]]
+    #: Provenance entries that could not be read (damaged), left out of ``provenance``.
+    provenance_damaged: int
 
 
 class PackedMemory(MemorySummary):
@@ -211,3 +213,10 @@ def memory_dict(row: MemoryRow, shape: type = MemorySummary, **known: Any) -> di
         name: known[name] if name in known else _FIELDS[name](row)
         for name in shape.__annotations__
     }
+
+
+def memory_in_full(store: Any, row: MemoryRow) -> dict[str, Any]:
+    """``row`` as ``Memory`` (memory_get, memory_update) with its provenance:
+    an entry that cannot be read is left out and counted, never a failed call."""
+    provenance, damaged = store.read_provenance(row.id)
+    return memory_dict(row, Memory, provenance=provenance, provenance_damaged=damaged)

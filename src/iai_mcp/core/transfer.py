@@ -41,10 +41,12 @@ class ImportItem:
     provenance: list[ProvenanceEntry] = field(default_factory=list)
 
 
-def export_record(store: MemoryStore, row: MemoryRow) -> dict[str, Any]:
+def export_record(store: MemoryStore, row: MemoryRow) -> tuple[dict[str, Any], int]:
     """``row`` as an export line (``results.ExportedRecord``; import reads it
-    back as ``contract.ImportRecord``)."""
-    return memory_dict(row, ExportedRecord, provenance=store.provenance_of(row.id))
+    back as ``contract.ImportRecord``), and how many of its provenance entries
+    could not be read and were left out."""
+    provenance, damaged = store.read_provenance(row.id)
+    return memory_dict(row, ExportedRecord, provenance=provenance), damaged
 
 
 #: Namespace of ``imported_id`` (a fixed, random UUID: never change it, or
@@ -73,6 +75,8 @@ class ExportPage:
     total: int
     #: Where the next page starts, None after the last page.
     next_offset: int | None
+    #: Provenance entries of this page's records that could not be read (left out).
+    provenance_damaged: int = 0
 
 
 def export_page(store: MemoryStore, offset: int, limit: int, include_hidden: bool = False) -> ExportPage:
@@ -96,7 +100,7 @@ def export_page(store: MemoryStore, offset: int, limit: int, include_hidden: boo
     start = bisect.bisect_left(seqs, offset, 0, n)
     candidates = np.flatnonzero(keep[start:]) + start
     records: list[dict[str, Any]] = []
-    scanned = 0
+    scanned = damaged = 0
     for slot in candidates.tolist():
         if len(records) == limit:
             break
@@ -104,10 +108,12 @@ def export_page(store: MemoryStore, offset: int, limit: int, include_hidden: boo
         row = rows[slot]
         # Re-checked on the row itself: it may have been forgotten since the mask.
         if (row.state != "hidden" or include_hidden) and store.row(row.id) is not None:
-            records.append(export_record(store, row))
+            record, unread = export_record(store, row)
+            records.append(record)
+            damaged += unread
     # limit >= 1, so a page that stopped early scanned at least one slot.
     next_offset = seqs[candidates[scanned - 1]] + 1 if scanned < len(candidates) else None
-    return ExportPage(records, int(np.count_nonzero(keep)), next_offset)
+    return ExportPage(records, int(np.count_nonzero(keep)), next_offset, damaged)
 
 
 def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:

@@ -49,12 +49,15 @@ from iai_mcp.store.codec import open_row, seal_row, text_key
 from iai_mcp.store.compaction import CompactionSchedule, guarded
 from iai_mcp.store.crypto import Sealer
 from iai_mcp.store.meta import (
+    EXPECTED_KEY,
     META_FILE,
     UNDO_WINDOW_KEY,
+    check_expected,
     fix_key_file_mode,
     log_event,
     open_meta,
     release_lock,
+    record_expected,
     take_owner_lock,
     take_reader_lock,
     undo_window,
@@ -127,16 +130,28 @@ class MemoryStore:
         # Only the key settings, never the whole environment: nothing else here needs it.
         self._meta, self._cipher = open_meta(self.root, config.key_settings())
         self.store_id: str = self._meta["store_id"]
-        self._records = RecordsTable(self.root, read_only=self.read_only)
+        expected = self._meta.get(EXPECTED_KEY)
+        self._records = RecordsTable(self.root, read_only=self.read_only, create=expected is None,
+                                     on_commit=self._record_expected)
+        version = self._records.version()
+        rows = self._records.count() if version is not None else 0
+        check_expected(self.root, self._meta, self._cipher, version, rows)
+        # Never reuse a seq, not even one a damaged data file hides from the scan.
+        self._next_seq = int(expected.get("next_seq", 0)) if expected else 0
         self._log = ProvenanceLog(self.root, self._cipher, read_only=self.read_only)
         self._purger = purging.Purger(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log,
                                       rows=self.rows, commit=self._commit_rows)
         # A purge a killed (or failed) process left: its rows are never loaded...
         pending = self._purger.pending()
-        self._next_seq = 0
-        self._compaction = CompactionSchedule(self._records.version_count(), compact_every)
+        self._compaction = CompactionSchedule(self._records.readable_version_count() or 0, compact_every)
         self.load_problems: list[str] = []
-        self._slots = Slots.load(self._records.count(), self._opened(skip=set(pending.seqs) if pending else set()))
+        self._slots = Slots.load(rows, self._opened(skip=set(pending.seqs) if pending else set()))
+        stale = expected is None or version != expected["version"] or self._next_seq != expected.get("next_seq")
+        if stale and not self.read_only:
+            try:  # an older store, or a commit whose meta write was cut
+                self._record_expected(version, rows)
+            except OSError as exc:  # a read-only store is still read; the next commit records it
+                log_event.warning("expectation_not_recorded", error=str(exc))
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
@@ -164,6 +179,19 @@ class MemoryStore:
                 log_event.warning("record_unreadable", record=self.log_name(sealed.id), error=str(exc))
                 continue
             yield row, vec, sealed.seq
+
+    def _record_expected(self, version: int, rows: int) -> None:
+        """After each commit: what the records table must hold from now on
+        (``meta.check_expected`` refuses a table that is behind it)."""
+        with self._lock:
+            record_expected(self._meta, self._cipher, version, rows, self._next_seq)
+            write_json_atomic(self.root / META_FILE, self._meta)
+
+    @property
+    def damaged(self) -> int:
+        """Rows of the records table that could not be read at open (a
+        damaged data file) plus rows that fail decryption: served without them."""
+        return self._records.damage.rows + len(self.load_problems)
 
     # ------------------------------------------------------------- embedder
 
@@ -222,10 +250,12 @@ class MemoryStore:
             known = {r.id for r in records}
             sealed_entries = self._log.seal(pairs, lambda rid: rid in self._slots.index_of or rid in known)
             seq0 = self._next_seq
+            # Taken before the commit, so the expectation it records holds them (a failed
+            # append only leaves a gap in the seqs, which nothing minds).
+            self._next_seq = seq0 + len(prepared)
             self._records.append(
                 [seal_row(self._cipher, row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
             )
-            self._next_seq = seq0 + len(prepared)
             # The rows are committed: memory must show them before anything
             # else can fail, or a retry would write the same ids twice.
             self._slots.reserve(len(prepared))
@@ -411,8 +441,32 @@ class MemoryStore:
         return self._slots.rows[index].to_record(self._slots.matrix[index].tolist(), self.provenance_of(rid))
 
     def provenance_of(self, record_id: UUID) -> list[ProvenanceEntry]:
-        """The record's provenance in append order; CorruptData if an entry cannot be read."""
+        """The record's readable provenance in append order (see ``read_provenance``)."""
         return self._log.entries(record_id)
+
+    def read_provenance(self, record_id: UUID) -> tuple[list[ProvenanceEntry], int]:
+        """``(entries, damaged)``: the record's provenance in append order, and
+        how many of its entries cannot be read (skipped and logged, left on
+        disk as they are: ``doctor`` reports them)."""
+        return self._log.read(record_id)
+
+    def verify(self) -> dict[str, Any]:
+        """What is damaged, read in full (doctor): ``records`` (``damaged``: rows
+        a damaged data file hides, ``unreadable``: rows that fail decryption,
+        ``errors``, ``history_problem``: why the table's version list cannot be
+        read, or None) and ``provenance`` (``ProvenanceLog.verify``)."""
+        with self._lock:
+            try:
+                self._records.version_count()
+                history = None
+            except Exception as exc:  # an old manifest LanceDB cannot read: compaction would fail on it
+                history = f"{type(exc).__name__}: {exc}"[:300]
+            return {
+                "records": {"damaged": self._records.damage.rows, "unreadable": len(self.load_problems),
+                            "errors": [*self._records.damage.errors, *self.load_problems[:5]],
+                            "history_problem": history},
+                "provenance": self._log.verify(),
+            }
 
     def provenance_counts(self, as_of: int | None = None) -> tuple[dict[UUID, int], int]:
         """``({record_id: provenance entries}, as_of)``: how often each record
@@ -503,6 +557,8 @@ class MemoryStore:
             "embedder": self.embedder_name,
             "key_source": self._meta["key_source"]["kind"],
             "unreadable_records": len(self.load_problems),
+            "damaged": self.damaged,
+            "provenance_log_problem": self._log.unavailable,
         }
 
     def close(self) -> None:

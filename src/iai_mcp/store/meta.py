@@ -2,6 +2,7 @@
 check, embedder identity) and store.lock (the single-owner flock)."""
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import time
@@ -11,7 +12,7 @@ from typing import Any
 from uuid import uuid4
 
 from iai_mcp.config import KeySettings
-from iai_mcp.errors import StoreError, StoreLocked
+from iai_mcp.errors import StoreBehind, StoreError, StoreLocked
 from iai_mcp.fs import open_locked, try_lock, write_atomic
 from iai_mcp.log import logger
 from iai_mcp.store import crypto
@@ -23,6 +24,9 @@ FORMAT_VERSION = 1
 #: be restored before it is purged. Absent in older stores: the default holds.
 UNDO_WINDOW_KEY = "undo_window_s"
 DEFAULT_UNDO_WINDOW = timedelta(days=30)
+#: meta.json key of what the records table held after the store's last commit
+#: (``{"version", "rows", "mac"}``): absent in older stores until their next open.
+EXPECTED_KEY = "records_table"
 
 
 log_event = logger("iai_mcp.store")
@@ -71,6 +75,15 @@ def take_reader_lock(root: Path) -> int | None:
 def release_lock(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)
+def in_use(root: Path) -> int | None:
+    """Whether another process has the store open now: the pid ``store.lock``
+    names (0 if none is written yet) while its flock is held, else None. The
+    lock is taken and released at once to know."""
+    fd = open_locked(root / LOCK_FILE)
+    if fd is None:
+        return lock_holder(root) or 0
+    os.close(fd)
+    return None
 
 
 def lock_holder(root: Path) -> int | None:
@@ -156,3 +169,47 @@ def undo_window(meta: dict[str, Any]) -> timedelta:
     if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and seconds >= 0:
         return timedelta(seconds=seconds)
     return DEFAULT_UNDO_WINDOW
+
+
+def _expected_mac(cipher: crypto.Cipher, store_id: str, version: int, rows: int, next_seq: int) -> str:
+    return cipher.digest(f"records_table:{store_id}:{version}:{rows}:{next_seq}".encode(), chars=32)
+
+
+def record_expected(meta: dict[str, Any], cipher: crypto.Cipher, version: int, rows: int, next_seq: int) -> None:
+    """Remember (in ``meta``, MACed with the store's key so it cannot be
+    lowered by hand) the table version and row count a commit left, and the
+    next insertion number (seqs are never reused)."""
+    meta[EXPECTED_KEY] = {"version": version, "rows": rows, "next_seq": next_seq,
+                          "mac": _expected_mac(cipher, meta["store_id"], version, rows, next_seq)}
+
+
+def check_expected(root: Path, meta: dict[str, Any], cipher: crypto.Cipher, version: int | None, rows: int) -> None:
+    """StoreBehind unless the records table (``version`` None: not found) is
+    at least as new as the last commit recorded, with the rows it recorded.
+
+    A newer version is fine: a process killed between a LanceDB commit and
+    the meta write that records it leaves exactly that. The same version
+    with other rows, or an older one, is a lost or replaced manifest."""
+    expected = meta.get(EXPECTED_KEY)
+    fix = ("run `iai-mcp doctor --repair` to salvage what can be read into a fresh store "
+           "(the damaged one is moved aside, never deleted), or restore the store from a backup")
+    if expected is None:
+        if version is None:  # an older store whose table has data files but no manifest
+            raise StoreBehind(f"the records table in {root} has data files but no readable manifest; {fix}")
+        return
+    try:
+        want_version, want_rows = int(expected["version"]), int(expected["rows"])
+        mac = _expected_mac(cipher, meta["store_id"], want_version, want_rows, int(expected["next_seq"]))
+        sound = hmac.compare_digest(str(expected["mac"]), mac)
+    except (KeyError, TypeError, ValueError):
+        sound = False
+    if not sound:
+        raise StoreBehind(f"{root / META_FILE} holds a records-table expectation that fails its check "
+                          f"(edited or damaged); {fix}")
+    if version is None:
+        raise StoreBehind(f"the records table in {root} is missing (no readable manifest) but the store "
+                          f"last committed version {want_version} with {want_rows} records; {fix}")
+    if version < want_version or (version == want_version and rows != want_rows):
+        raise StoreBehind(f"the records table in {root} is at version {version} with {rows} records, but the "
+                          f"store last committed version {want_version} with {want_rows} records "
+                          f"(a manifest was lost or the table replaced); {fix}")

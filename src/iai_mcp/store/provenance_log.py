@@ -26,6 +26,7 @@ the WAL into the database and cuts the WAL to zero bytes.
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +38,7 @@ from uuid import UUID
 from iai_mcp.errors import CorruptData
 from iai_mcp.log import logger
 from iai_mcp.store.crypto import Cipher
+from iai_mcp.store.damage import Damage, read_ranges
 from iai_mcp.types import ProvenanceEntry, ProvenancePair, new_entry_id
 
 _log = logger("iai_mcp.store")
@@ -78,18 +80,35 @@ class ProvenanceLog:
         self._cipher = cipher
         self._lock = threading.Lock()
         self._refused: set[str] = set()  # ids of purged records: their entries are never written
+        #: Why the log cannot be opened (a damaged page 1: header or schema), or
+        #: None. The store still opens and serves its records without provenance;
+        #: ``doctor --repair`` rebuilds the log from what can be read.
+        self.unavailable: str | None = None
         if read_only:
             self._conn = _connect_read_only(self.path)
             return
         # One connection shared by the caller thread and the queue worker;
         # the lock serialises them (SQLite has one writer anyway).
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA busy_timeout=10000")
-            self._conn.execute("PRAGMA secure_delete=ON")
-            self._conn.executescript(_SCHEMA)
+        try:
+            with self._lock:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA busy_timeout=10000")
+                self._conn.execute("PRAGMA secure_delete=ON")
+                self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.unavailable = f"{self.path} cannot be opened ({exc})"
+            _log.warning("provenance_log_unavailable", error=str(exc),
+                         consequence="records are served without provenance; run iai-mcp doctor --repair")
+
+    def _usable(self) -> bool:
+        return self.unavailable is None
+
+    def _refuse_writes(self) -> None:
+        if self.unavailable is not None:
+            raise CorruptData(f"{self.unavailable}; provenance cannot be written until "
+                              "`iai-mcp doctor --repair` rebuilds the log")
 
     def seal(
         self, pairs: Iterable[ProvenancePair | tuple[Any, ...]], exists: Callable[[UUID], bool]
@@ -122,25 +141,40 @@ class ProvenanceLog:
         return sealed
 
     def entries(self, record_id: UUID) -> list[ProvenanceEntry]:
-        """One record's entries in append order. Reading fails loudly
-        (CorruptData); the stored history is left exactly as it is."""
+        """One record's readable entries in append order (see ``read``)."""
+        return self.read(record_id)[0]
+
+    def read(self, record_id: UUID) -> tuple[list[ProvenanceEntry], int]:
+        """``(entries, damaged)``: one record's entries in append order, and
+        how many of its entries could not be read (skipped, reported, left in
+        the log exactly as they are). A query the log cannot answer at all (a
+        damaged page) counts as one."""
         rid = str(record_id)
-        out = []
-        for seq, entry_id, sealed in self._for_record(rid):
+        try:
+            rows = self._for_record(rid)
+        except sqlite3.DatabaseError as exc:
+            _log.warning("provenance_unreadable", record=self._cipher.digest(rid.encode()), error=str(exc))
+            return [], 1
+        out, damaged = [], 0
+        for seq, entry_id, sealed in rows:
             try:
                 out.append(json.loads(self._cipher.open(sealed, _aad(rid, entry_id))))
             except (CorruptData, ValueError) as exc:
-                raise CorruptData(
-                    f"provenance entry {seq} of record {rid} cannot be read ({exc}); "
-                    "the log was not changed"
-                ) from None
-        return out
+                damaged += 1
+                _log.warning("provenance_unreadable", record=self._cipher.digest(rid.encode()), seq=seq,
+                             error=str(exc))
+        return out, damaged
 
     def latest(self, limit: int) -> list[tuple[UUID, ProvenanceEntry]]:
         """Each record's newest entry, most recent first (at most ``limit``);
         an entry that cannot be read is reported and left out."""
-        out = []
-        for rid, entry_id, sealed in self._latest_per_record(limit):
+        out: list[tuple[UUID, ProvenanceEntry]] = []
+        try:
+            latest = self._latest_per_record(limit)
+        except sqlite3.DatabaseError as exc:
+            _log.warning("provenance_unreadable", error=str(exc))
+            return out
+        for rid, entry_id, sealed in latest:
             try:
                 out.append((UUID(rid), json.loads(self._cipher.open(sealed, _aad(rid, entry_id)))))
             except (CorruptData, ValueError) as exc:
@@ -156,6 +190,7 @@ class ProvenanceLog:
         rows = list(rows)
         if not rows:
             return 0
+        self._refuse_writes()
         with self._lock:
             if self._refused:  # sealed before its record was purged, written after: dropped
                 rows = [row for row in rows if row[1] not in self._refused]
@@ -207,8 +242,15 @@ class ProvenanceLog:
             return cur.fetchall()
 
     def count(self) -> int:
-        with self._lock:
-            return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        """Entries in the log; 0 when it cannot be opened or counted (``unavailable``, doctor)."""
+        if not self._usable():
+            return 0
+        try:
+            with self._lock:
+                return self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            _log.warning("provenance_unreadable", error=str(exc))
+            return 0
 
     def _latest_per_record(self, limit: int) -> list[tuple[str, str, bytes]]:
         """``(record_id, entry_id, sealed)`` of each record's newest entry,
@@ -230,6 +272,7 @@ class ProvenanceLog:
         their bytes, then checkpoint and truncate the WAL; returns how many
         entries went. Idempotent."""
         ids = sorted({str(rid) for rid in record_ids})
+        self._refuse_writes()
         with self._lock:
             before = self._conn.total_changes
             with self._transaction():
@@ -250,19 +293,103 @@ class ProvenanceLog:
     def counts(self, up_to: int | None = None) -> tuple[dict[str, int], int]:
         """``({record_id: entries}, newest seq)``, counting only entries up to
         seq ``up_to`` when given, so a paged listing can keep the counts it
-        started with. One indexed GROUP BY; entries stay sealed."""
-        with self._lock:
-            newest = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
-            limit = newest if up_to is None else min(up_to, newest)
-            rows = self._conn.execute(
-                "SELECT record_id, COUNT(*) FROM entries WHERE seq <= ? GROUP BY record_id", (limit,)
-            ).fetchall()
+        started with. One indexed GROUP BY; entries stay sealed. Empty when
+        the log cannot be read (the order then ignores recalls)."""
+        if not self._usable():
+            return {}, 0
+        try:
+            with self._lock:
+                newest = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM entries").fetchone()[0]
+                limit = newest if up_to is None else min(up_to, newest)
+                rows = self._conn.execute(
+                    "SELECT record_id, COUNT(*) FROM entries WHERE seq <= ? GROUP BY record_id", (limit,)
+                ).fetchall()
+        except sqlite3.DatabaseError as exc:
+            _log.warning("provenance_unreadable", error=str(exc))
+            return {}, 0
         return dict(rows), limit
 
+    def verify(self) -> dict[str, Any]:
+        """Every entry read and opened once (doctor): ``{"entries": readable,
+        "damaged": unreadable or unauthenticated, "problem": why the log
+        cannot be opened or null, "errors": a few, in the library's words}``."""
+        if not self._usable():
+            return {"entries": 0, "damaged": 0, "problem": self.unavailable, "errors": []}
+        damage = Damage()
+        readable = 0
+        with self._lock:
+            for _seq, entry_id, record_id, sealed in readable_rows(self._conn, damage):
+                try:
+                    self._cipher.open(sealed, _aad(record_id, entry_id))
+                    readable += 1
+                except CorruptData as exc:
+                    damage.add(1, exc)
+        return {"entries": readable, "damaged": damage.rows, "problem": None, "errors": damage.errors}
+
     def checkpoint(self) -> None:
+        if not self._usable():
+            return
         with self._lock:
             self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def readable_rows(conn: sqlite3.Connection, damage: Damage) -> Iterator[tuple[int, str, str, bytes]]:
+    """Every ``(seq, entry_id, record_id, sealed)`` of the log ``conn`` can
+    still read, in seq order, read by seq range around damaged pages (each
+    seq it cannot read counted in ``damage``; a gap a purge left inside a
+    damaged page counts too, so the count is an upper bound)."""
+    try:
+        newest = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+    except sqlite3.DatabaseError:
+        newest = None
+    if newest is None:
+        try:
+            newest = conn.execute("SELECT MAX(seq) FROM entries").fetchone()
+        except sqlite3.DatabaseError as exc:
+            damage.add(1, exc)  # nothing says how many entries there were
+            return
+    query = "SELECT seq, entry_id, record_id, sealed FROM entries WHERE seq >= ? AND seq < ? ORDER BY seq"
+    yield from read_ranges(lambda lo, hi: conn.execute(query, (lo, hi)).fetchall(), 1, int(newest[0] or 0) + 1,
+                           damage, chunk=1024)
+
+
+def copy_readable(source: Path, target: Path) -> tuple[int, Damage]:
+    """Copy every entry of the log at ``source`` that can be read into a new
+    log at ``target`` (sealed as they are: no key needed); ``(copied, damage)``.
+
+    ``source`` is never opened itself: SQLite would add ``-shm`` and ``-wal``
+    files beside it, even read-only. It is read from a copy (with its WAL,
+    which may hold the last commits) beside ``target``, removed afterwards."""
+    damage = Damage()
+    staged = target.with_name(f"{target.name}.source")
+    for suffix in ("", "-wal"):
+        if Path(f"{source}{suffix}").exists():
+            shutil.copyfile(f"{source}{suffix}", f"{staged}{suffix}")
+    dst = sqlite3.connect(target, isolation_level=None)
+    try:
+        dst.executescript(_SCHEMA)
+        copied = 0
+        src = sqlite3.connect(staged)  # reads nothing yet
+        try:
+            src.execute("SELECT 1 FROM sqlite_master").fetchall()
+        except sqlite3.DatabaseError as exc:
+            src.close()
+            damage.add(1, exc)  # nothing in it can be read
+            return 0, damage
+        try:
+            dst.execute("BEGIN")
+            for row in readable_rows(src, damage):
+                dst.execute("INSERT OR IGNORE INTO entries (seq, entry_id, record_id, sealed) VALUES (?, ?, ?, ?)", row)
+                copied += 1
+            dst.execute("COMMIT")
+        finally:
+            src.close()
+        return copied, damage
+    finally:
+        dst.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{staged}{suffix}").unlink(missing_ok=True)

@@ -37,7 +37,7 @@ stores (``forget_ms``).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -48,6 +48,10 @@ import numpy as np
 import pyarrow as pa
 
 from iai_mcp.errors import CorruptData
+from iai_mcp.log import logger
+from iai_mcp.store.damage import Damage, read_ranges
+
+_log = logger("iai_mcp.store")
 
 TABLE = "records"
 
@@ -85,12 +89,33 @@ def version_count(root: Path) -> int:
 
 
 class RecordsTable:
-    def __init__(self, root: Path, *, read_only: bool = False) -> None:
+    """The table of one store. With ``create`` False (the store has committed
+    before) a missing table is not created anew: ``version()`` is then None and
+    the store refuses to open (``meta.check_expected``) instead of showing an
+    empty store. A ``read_only`` table never creates one. ``on_commit(version,
+    rows)`` runs after every commit, so the store can record what the table
+    must hold from then on."""
+
+    def __init__(self, root: Path, *, read_only: bool = False, create: bool = True,
+                 on_commit: Callable[[int, int], None] | None = None) -> None:
         self._db = lancedb.connect(str(root))
-        if read_only:  # opening an existing table writes nothing; creating one would
-            self._table = self._db.open_table(TABLE)
-        else:
-            self._table = self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True)
+        self._on_commit = on_commit
+        #: Rows the last ``scan`` could not read (a damaged fragment).
+        self.damage = Damage()
+        # Data files with no manifest to name them: never a fresh table over them.
+        create = create and not read_only and not any((root / f"{TABLE}.lance" / "data").glob("*.lance"))
+        try:
+            self._table: Any = self._db.open_table(TABLE)
+        except ValueError:  # LanceDB's "was not found"
+            self._table = self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True) if create else None
+
+    def version(self) -> int | None:
+        """The table's current version; None when it could not be found."""
+        return None if self._table is None else int(self._table.version)
+
+    def _committed(self) -> None:
+        if self._on_commit is not None:
+            self._on_commit(int(self._table.version), self._table.count_rows())
 
     def _batch(self, rows: list[SealedRow]) -> pa.Table:
         return pa.Table.from_pydict(
@@ -108,6 +133,7 @@ class RecordsTable:
         """Add rows in one commit (one version, one fragment)."""
         if rows:
             self._table.add(self._batch(rows))
+            self._committed()
 
     def replace(self, rows: list[SealedRow]) -> None:
         """Rewrite existing rows by id in one commit (no filter strings built)."""
@@ -118,34 +144,58 @@ class RecordsTable:
                 .when_not_matched_insert_all()
                 .execute(self._batch(rows))
             )
+            self._committed()
 
     def scan(self, batch_rows: int = 4096) -> Iterator[SealedRow]:
-        """Every row, in storage order (not necessarily ``seq`` order: a
-        rewritten row moves to a newer fragment).
+        """Every row that can be read, in storage order (not necessarily
+        ``seq`` order: a rewritten row moves to a newer fragment).
 
         Streamed batch by batch: materialising the table (``to_arrow``) and
         sorting it held two copies of every sealed row at once and, through
         Arrow's allocator, kept that memory after the open (1.3 GB resident
         for 100k records, against ~0.5 GB streamed).
+
+        When the stream fails (a damaged data file), the rest is read by row
+        offset around the damage (``damage.read_ranges``): rows already given
+        are not given twice, and ``self.damage`` counts the rows that cannot
+        be read.
         """
-        reader = self._table.search().limit(None).to_batches(batch_rows)
-        for batch in reader:
-            cols = {name: batch.column(name).to_pylist() for name in SCHEMA.names}
-            for i in range(batch.num_rows):
-                yield SealedRow(
-                    cols["id"][i],
-                    cols["seq"][i],
-                    cols["created_us"][i],
-                    cols["payload"][i],
-                    cols["vector"][i],
-                )
+        self.damage = Damage()
+        seen: set[int] = set()
+        try:
+            for batch in self._table.search().limit(None).to_batches(batch_rows):
+                for row in _rows(batch):
+                    seen.add(row.seq)
+                    yield row
+        except Exception as exc:  # LanceDB reports a damaged file as ValueError, OSError, RuntimeError...
+            _log.warning("records_scan_failed", error=f"{type(exc).__name__}: {exc}"[:300],
+                         consequence="reading the rest row range by row range")
+            for row in read_ranges(self._take, 0, self.count(), self.damage, batch_rows):
+                if row.seq not in seen:
+                    yield row
+            if self.damage.rows:
+                _log.warning("records_damaged", rows=self.damage.rows, error=self.damage.errors[0])
         pa.default_memory_pool().release_unused()
+
+    def _take(self, lo: int, hi: int) -> list[SealedRow]:
+        return list(_rows(self._table.take_offsets(list(range(lo, hi))).to_arrow()))
 
     def count(self) -> int:
         return self._table.count_rows()
 
     def version_count(self) -> int:
         return len(self._table.list_versions())
+
+    def readable_version_count(self) -> int | None:
+        """``version_count``, or None when an old manifest cannot be read: the
+        newest version still serves, and ``doctor`` reports (and ``--repair``
+        salvages) the damaged history, so opening must not fail on it."""
+        try:
+            return self.version_count()
+        except Exception as exc:  # LanceDB reports damage as RuntimeError, ValueError, OSError...
+            _log.warning("version_history_unreadable", error=f"{type(exc).__name__}: {exc}",
+                         consequence="no compaction until iai-mcp doctor --repair")
+            return None
 
     def fragment_count(self) -> int:
         return self._table.stats()["fragment_stats"]["num_fragments"]
@@ -158,6 +208,7 @@ class RecordsTable:
             # users of the table; this process is the table's only user.
             warnings.simplefilter("ignore", UserWarning)
             self._table.optimize(cleanup_older_than=timedelta(0))
+        self._committed()
         return {
             "versions_before": before[0],
             "fragments_before": before[1],
@@ -201,6 +252,13 @@ class RecordsTable:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # see compact
             self._table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+        self._committed()
+
+
+def _rows(batch: Any) -> Iterator[SealedRow]:
+    cols = {name: batch.column(name).to_pylist() for name in SCHEMA.names}
+    for i in range(batch.num_rows):
+        yield SealedRow(cols["id"][i], cols["seq"][i], cols["created_us"][i], cols["payload"][i], cols["vector"][i])
 
 
 def _target_fragments(table: Any, targets: list[int]) -> dict[int, int]:
