@@ -123,13 +123,29 @@ class LocalBackend:
         self.store.close()
 
 
-def connect(path: str | Path | None = None, *, local: bool | None = None) -> Backend:
+#: The file every store has from its first open (``store.META_FILE``; named
+#: here so the thin client need not import the store, ~1 s; a test pins the two).
+STORE_MARKER = "meta.json"
+
+
+def store_exists(path: str | Path | None = None) -> bool:
+    return (store_path(path) / STORE_MARKER).is_file()
+
+
+def connect(path: str | Path | None = None, *, local: bool | None = None, create: bool = True) -> Backend:
     """The backend for the store at ``path``.
 
     By default a ``DaemonClient`` of the daemon that owns the store, started
     now if none is running. ``local=True`` (or ``IAI_MCP_LOCAL=1``) opens the
-    store in this process instead.
+    store in this process instead. ``create=False``: a path with no store is
+    a ``NotFound`` and nothing is created (no folder, key or daemon), so a
+    mistyped ``--store`` on a read-only command does not make a new store.
     """
+    if not create and not store_exists(path):
+        from iai_mcp.errors import NotFound
+
+        raise NotFound(f"no memory store at {store_path(path)}; check --store or IAI_MCP_STORE "
+                       "('iai-mcp init' creates a new, empty store there)")
     if local is None:
         local = os.environ.get(LOCAL_ENV, "").strip().lower() in ("1", "true", "yes", "on")
     if local:

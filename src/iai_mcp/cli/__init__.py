@@ -20,7 +20,7 @@ import argparse
 from collections.abc import Callable
 
 from iai_mcp import __version__
-from iai_mcp.cli import admin, lifecycle, memory
+from iai_mcp.cli import admin, lifecycle, memory, transfer
 from iai_mcp.cli.format import PROG, fail
 from iai_mcp.cli.options import CommandParser, contract_options
 from iai_mcp.errors import IaiError
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_serve(command)
     memory.add_commands(command)
     admin.add_commands(command)
+    transfer.add_commands(command)
     lifecycle.add_commands(command)
     return parser
 

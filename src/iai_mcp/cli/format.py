@@ -42,3 +42,8 @@ def show_captured(result: dict[str, Any]) -> None:
     print(f"{result['status']} {result['record_id']}: {result['reason']}")
     for item in result.get("related", []):
         print(f"  related {item['score']:.2f} {item['record_id']}: {one_line(item['excerpt'])}")
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 memory``, ``2 memories``, ``0 records``."""
+    return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"

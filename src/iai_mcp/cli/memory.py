@@ -24,7 +24,7 @@ from iai_mcp.cli.options import (
 
 def cmd_capture(args: argparse.Namespace, **extra: Any) -> int:
     params = {**method_params(args, "memory_capture"), "text": text_argument(args.text), **extra}
-    return call_and_show(args, "memory_capture", params, show_captured)
+    return call_and_show(args, "memory_capture", params, show_captured, create=True)
 
 
 def cmd_recall(args: argparse.Namespace) -> int:

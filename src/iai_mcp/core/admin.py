@@ -90,7 +90,7 @@ def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
     (``transfer.export_page``). The text is plaintext. Hidden (forgotten)
     memories only with ``include_hidden``.
     """
-    page = export_page(store, args.offset, args.limit, args.include_hidden)
+    page = export_page(store, args.offset, args.limit, args.include_hidden, args.max_bytes)
     return {"records": page.records, "total": page.total, "next_offset": page.next_offset}
 
 

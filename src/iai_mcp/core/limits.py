@@ -24,3 +24,8 @@ SESSION_PACK_TOKENS = 3000
 #: Memories one memory_forget may match; past it the call changes nothing
 #: and asks for narrower selectors (its answer lists every id it forgot).
 MAX_FORGET = 10_000
+#: Bytes of JSON one export page holds by default, and at most: a page stops
+#: before the record that would pass it (a page always holds one record), so
+#: an export of any size crosses the daemon's wire (32 MiB a message) in pages.
+EXPORT_PAGE_BYTES = 4 * 1024 * 1024
+MAX_EXPORT_PAGE_BYTES = 16 * 1024 * 1024

@@ -1,0 +1,65 @@
+"""Our own export and import keep everything (issue 11): an export imported
+into an empty store gives back the same memories, field for field."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+
+
+def _busy_store(cli):
+    """A store where every field an export carries differs from its default."""
+    cli("capture", "billing runs on Postgres", "--session-id", "a", "--ts", "2024-01-02T03:04:05Z",
+        "--role", "user", "--tier", "semantic", "--tag", "infra", "--tag", "billing")
+    old = json.loads(cli("list", "--json")[1])["items"][0]["record_id"]
+    cli("capture", "billing runs on Postgres", "--session-id", "b")  # a reinforcement
+    new = json.loads(cli("supersede", old, "--text", "billing moved to DynamoDB", "--json")[1])["record_id"]
+    pinned = json.loads(cli("capture", "call me Sam", "--pinned", "--language", "de", "--json")[1])["record_id"]
+    gone = json.loads(cli("capture", "my locker code is 4821", "--json")[1])["record_id"]
+    cli("recall", "where does billing run", "--session-id", "r1")  # provenance
+    cli("tag", pinned, "--add", "name")  # history: updated
+    cli("forget", "--id", gone)  # state: hidden, with its undo deadline
+    return old, new, pinned, gone
+
+
+def test_export_then_import_into_an_empty_store_keeps_everything(cli, tmp_path):
+    old, new, pinned, gone = _busy_store(cli)
+    first = tmp_path / "first.jsonl"
+    assert cli("export", "--plaintext", "--include-hidden", "-o", str(first))[0] == 0
+    records = _lines(first)
+    by_id = {r["id"]: r for r in records}
+    # The store really holds what the comparison is about.
+    assert set(by_id) == {old, new, pinned, gone}
+    assert by_id[old]["reinforcements"] == 1 and by_id[old]["state"] == "superseded"
+    assert by_id[gone]["state"] == "hidden" and by_id[pinned]["pinned"]
+    assert by_id[new]["provenance"] or by_id[old]["provenance"]
+    assert [h["action"] for h in by_id[pinned]["history"]] == ["captured", "updated"]
+
+    other = str(tmp_path / "other")
+    code, out, err = cli("--store", other, "import", str(first))
+    assert code == 0, err
+    second = tmp_path / "second.jsonl"
+    assert cli("--store", other, "export", "--plaintext", "--include-hidden", "-o", str(second))[0] == 0
+    # Ids, texts, ts/created_at/updated_at, tags, pins, reinforcements,
+    # provenance, state (and its deadlines and links) and history: all of it.
+    assert _lines(second) == records
+    assert second.read_bytes() == first.read_bytes()
+    # `show <old id>` finds the memory in the new store.
+    code, out, _ = cli("--store", other, "show", old, "--json")
+    assert code == 0 and json.loads(out)["superseded_by"] == new
+
+
+@pytest.mark.parametrize("content, says", [
+    (b'{"text": "caf\xe9"}\n', "line 1: not UTF-8"),
+    (b'{"text": "fine"}\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n", "line 2: nested too deeply"),
+])
+def test_import_of_invalid_utf8_or_deep_nesting_is_a_clear_error(cli, tmp_path, content, says):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    code, _, err = cli("import", str(path))
+    assert code == 1 and says in err and len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not cli.store.exists()  # nothing imported, not even an empty store made
