@@ -63,3 +63,48 @@ def test_import_of_invalid_utf8_or_deep_nesting_is_a_clear_error(cli, tmp_path, 
     code, _, err = cli("import", str(path))
     assert code == 1 and says in err and len(err.splitlines()) == 1 and "Traceback" not in err
     assert not cli.store.exists()  # nothing imported, not even an empty store made
+
+
+def test_export_pages_are_bounded_in_bytes_and_hold_every_record_once(store):
+    from iai_mcp.core import dispatch
+
+    for i in range(5):
+        dispatch(store, "memory_capture", {"text": f"{i} " + "x" * 1000})
+    dispatch(store, "memory_capture", {"text": "big " + "y" * 5000})
+    one = dispatch(store, "memory_export", {"limit": 1})["records"][0]
+    size = len(json.dumps(one, ensure_ascii=False, separators=(",", ":")).encode()) + 1
+    budget = 2 * size + size // 2  # room for two of the small records, not three
+    pages, offset = [], 0
+    while offset is not None:
+        page = dispatch(store, "memory_export", {"offset": offset, "limit": 1000, "max_bytes": budget})
+        pages.append(page["records"])
+        offset = page["next_offset"]
+    assert [len(p) for p in pages] == [2, 2, 1, 1]  # the record larger than a page comes alone
+    assert all(len(json.dumps(p, ensure_ascii=False, separators=(",", ":")).encode()) <= budget for p in pages[:3])
+    assert [r["text"][:2] for p in pages for r in p] == ["0 ", "1 ", "2 ", "3 ", "4 ", "bi"]
+
+
+@pytest.mark.slow
+def test_export_through_the_daemon_of_more_than_one_wire_message(cli, tmp_path, monkeypatch):
+    """The daemon's single reply is at most 32 MiB; an export of ~36 MB must
+    still come through (it used to fail with a message about k and budget)."""
+    from iai_mcp import backend
+    from iai_mcp.daemon import wire
+
+    monkeypatch.delenv("IAI_MCP_LOCAL")  # through the daemon, as a user runs it
+    text_chars, count = 90_000, 400
+    assert text_chars * count > wire.MAX_MESSAGE_BYTES
+    connection = backend.connect(cli.store)
+    try:
+        for start in range(0, count, 40):
+            connection.call("memory_import", {"records": [
+                {"text": f"memory {i}: " + f"word{i} " * (text_chars // (len(str(i)) + 5))}
+                for i in range(start, start + 40)]})
+    finally:
+        connection.close()
+    target = tmp_path / "big.jsonl"
+    code, _, err = cli("export", "--plaintext", "-o", str(target))
+    assert code == 0, err
+    assert target.stat().st_size > wire.MAX_MESSAGE_BYTES
+    records = _lines(target)
+    assert len(records) == count and len({r["id"] for r in records}) == count
