@@ -120,7 +120,7 @@ def test_capture_recall_show(cli):
     assert [h["record_id"] for h in hits] == [rid]
     code, out, _ = cli("show", rid)
     assert code == 0
-    assert "tags: ['pets', 'alice']" in out and "reinforcements: 1" in out
+    assert "tags: pets, alice" in out and "reinforcements: 1" in out  # issue 11: no Python reprs
     assert 'recalled by cue "beagle named Max" in session r1' in out
     assert "provenance (2):" in out
     code, out, _ = cli("show", rid, "--json")

@@ -3,22 +3,19 @@ hooks, hook and daemon (export and import: ``cli.transfer``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from iai_mcp.cli.format import fail, note, print_json
+from iai_mcp.cli.format import fail, human, note, plural, print_json
 from iai_mcp.cli.options import (
     AddCommand,
-    batch_size,
     call_and_show,
     connected,
     json_flag,
     store_path,
 )
-from iai_mcp.errors import InvalidInput
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from iai_mcp.mcp_server import serve
@@ -53,9 +50,9 @@ def _show_stats(stats: dict[str, Any]) -> None:
     print(f"memories: {stats['records']}")
     print(f"provenance entries: {stats['provenance_entries']}")
     print(f"disk: {stats['disk_bytes']:,} bytes")
-    print(f"lancedb: {stats['versions']} versions, {stats['fragments']} fragments")
+    print(f"lancedb: {plural(stats['versions'], 'version')}, {plural(stats['fragments'], 'fragment')}")
     print(f"embedder: {stats['embedder'] or 'none yet (first capture binds it)'}")
-    print(f"key: {stats['key_source']}")
+    print(f"key: {human('key', stats['key_source'])}")
     print(f"spill: {spill['pending']} pending, {spill['quarantined']} quarantined in {spill['dir']}")
     if stats["unreadable_records"]:
         print(f"unreadable records: {stats['unreadable_records']}")
@@ -120,6 +117,11 @@ def cmd_hooks(args: argparse.Namespace) -> int:
         change = hooks.install(path, hooks.hook_commands(hooks.executable(), store), dry_run=args.dry_run)
     else:
         change = hooks.uninstall(path, dry_run=args.dry_run)
+    if args.json:
+        print_json({"action": args.action, "settings_file": str(path), "changed": change.changed,
+                    "dry_run": args.dry_run, "backup": str(change.backup) if change.backup else None,
+                    "notes": list(change.notes), **({"settings": change.settings} if args.dry_run else {})})
+        return 0
     if args.dry_run:
         print_json(change.settings)
         note(f"dry run: {path} was not changed")
@@ -159,14 +161,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return daemon.run(path, idle_timeout=args.idle_timeout)
     if args.action == "stop":
         stopped = daemon.stop(path, args.timeout)
-        print("stopped" if stopped else "no daemon was running")
+        if args.json:
+            print_json({"stopped": stopped})
+        else:
+            print("stopped" if stopped else "no daemon was running")
         return 0
     status = daemon.status(path)
     if args.json:
         print_json(status)
     else:
         print("not running" if status is None else
-              "running: " + ", ".join(f"{k}={v}" for k, v in status.items()))
+              "running: " + "; ".join(f"{k} {human(k, v)}" for k, v in status.items() if v is not None))
     return 0
 
 
@@ -175,7 +180,7 @@ def add_serve(command: AddCommand) -> None:
 
 
 def add_commands(command: AddCommand) -> None:
-    from iai_mcp.core.limits import MAX_PAGE, SESSION_PACK_TOKENS
+    from iai_mcp.core.limits import SESSION_PACK_TOKENS
 
     json_flag(command("init", cmd_init, "create a new, empty store at --store (other commands never create one)"))
     json_flag(command("stats", cmd_stats, "counts, disk use, LanceDB versions and fragments, embedder"))
@@ -192,6 +197,7 @@ def add_commands(command: AddCommand) -> None:
     p.add_argument("--host", choices=["claude-code"], default="claude-code", help="the assistant (default claude-code)")
     p.add_argument("--settings", metavar="FILE", help="settings file (default ~/.claude/settings.json)")
     p.add_argument("--dry-run", action="store_true", help="print the resulting settings, change nothing")
+    json_flag(p)
 
     p = command("hook", cmd_hook, "run a hook (Claude Code calls this with JSON on stdin)")
     p.add_argument("event", choices=["session-start", "stop"])
