@@ -140,3 +140,14 @@ def test_cli_import_of_a_damaged_file_imports_nothing(cli, tmp_path):
     code, out, err = cli("import", "--from", "claude-ai", str(path))
     assert code == 1 and "conversation 1 (v), message 1" in err and len(err.splitlines()) == 1
     assert json.loads(cli("stats", "--json")[1])["records"] == 0
+
+
+def test_progress_shows_on_a_terminal_only(cli, monkeypatch):
+    import sys
+
+    path = DATA / "chatgpt" / "conversations.json"
+    code, _, err = cli("import", "--from", "chatgpt", str(path), "--dry-run")
+    assert code == 0 and err == ""  # not a terminal: no progress bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, _, err = cli("import", "--from", "chatgpt", str(path))
+    assert code == 0 and "importing:" in err and "/3 " in err  # a bar over the 3 memories
