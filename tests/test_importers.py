@@ -151,3 +151,20 @@ def test_progress_shows_on_a_terminal_only(cli, monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code, _, err = cli("import", "--from", "chatgpt", str(path))
     assert code == 0 and "importing:" in err and "/3 " in err  # a bar over the 3 memories
+
+
+def test_a_text_said_twice_is_one_memory_and_a_second_import_changes_nothing(cli, tmp_path):
+    def chat(cid, t, text):
+        return {"uuid": cid, "chat_messages": [
+            {"uuid": f"{cid}-1", "sender": "human", "text": text, "created_at": t},
+            {"uuid": f"{cid}-2", "sender": "assistant", "text": f"reply in {cid}", "created_at": t}]}
+
+    path = tmp_path / "conversations.json"
+    path.write_text(json.dumps([chat("a", "2025-01-01T00:00:00Z", "ok, go on"),
+                                chat("b", "2025-01-02T00:00:00Z", "ok, go on")]))
+    first = json.loads(cli("import", "--from", "claude-ai", str(path), "--json")[1])
+    assert (first["records"], first["inserted"]) == (3, 3)
+    again = json.loads(cli("import", "--from", "claude-ai", str(path), "--json")[1])
+    assert (again["inserted"], again["reinforced"], again["skipped"]) == (0, 0, 3)
+    items = json.loads(cli("list", "--json")[1])["items"]
+    assert [i["reinforcements"] for i in items if i["literal_surface"] == "ok, go on"] == [1]

@@ -73,7 +73,38 @@ def read(fmt: str, path: Path) -> list[Item]:
     reader = _readers().get(fmt)
     if reader is None:
         raise InvalidInput(f"unknown import format {fmt!r}; known: {', '.join(FORMATS)}")
-    return list(reader(path))
+    items = list(reader(path))
+    return items if fmt == NATIVE else fold_repeats(items)
+
+
+#: This program's own format: its records are kept whole, never folded.
+NATIVE = "iai-mcp"
+
+
+def fold_repeats(items: list[Item]) -> list[Item]:
+    """One item per distinct text, the first said, counting the later ones as
+    its ``reinforcements`` (what capturing them one by one would do).
+
+    Without this, a text said twice ("ok, go on") would be inserted once and
+    then reinforced by its second occurrence on every import of the same
+    file, so importing again (or resuming) would change the count each time.
+    Folded here, the file holds one record per text and a second import skips it.
+    """
+    first: dict[str, int] = {}
+    kept: list[Item] = []
+    repeats: dict[int, int] = {}
+    for item in items:
+        text = item.record.get("text")
+        if isinstance(text, str) and text in first:
+            repeats[first[text]] = repeats.get(first[text], 0) + 1
+            continue
+        if isinstance(text, str):
+            first[text] = len(kept)
+        kept.append(item)
+    for index, count in repeats.items():
+        item = kept[index]
+        kept[index] = Item(item.where, {**item.record, "reinforcements": count})
+    return kept
 
 
 def check(items: list[Item]) -> None:
