@@ -18,7 +18,7 @@ from typing import Any
 
 from iai_mcp.errors import InvalidInput
 from iai_mcp.importers import Item
-from iai_mcp.importers.source import NOTHING, iso_time, load_json, need
+from iai_mcp.importers.source import NOTHING, conversations, iso_time, need
 
 ROLES = ("user", "assistant")
 TEXT_CONTENT = ("text", "multimodal_text")
@@ -51,10 +51,7 @@ def _text(message: dict[str, Any]) -> str:
 
 def read(path: Path) -> Iterator[Item]:
     name = str(path)
-    conversations = load_json(path)
-    if not isinstance(conversations, list):
-        raise InvalidInput(f"{name}: expected a list of conversations (ChatGPT's conversations.json){NOTHING}")
-    for i, conversation in enumerate(conversations):
+    for i, conversation in conversations(path, "ChatGPT"):
         where = f"{name}, conversation {i}"
         mapping = need(conversation, "mapping", dict, where)
         session = conversation.get("conversation_id") or conversation.get("id")

@@ -16,7 +16,7 @@ from typing import Any
 
 from iai_mcp.errors import InvalidInput
 from iai_mcp.importers import Item
-from iai_mcp.importers.source import NOTHING, iso_time, load_json, need
+from iai_mcp.importers.source import NOTHING, conversations, iso_time, need
 
 ROLES = {"human": "user", "assistant": "assistant"}
 
@@ -34,10 +34,7 @@ def _text(message: dict[str, Any]) -> str:
 
 def read(path: Path) -> Iterator[Item]:
     name = str(path)
-    conversations = load_json(path)
-    if not isinstance(conversations, list):
-        raise InvalidInput(f"{name}: expected a list of conversations (Claude.ai's conversations.json){NOTHING}")
-    for i, conversation in enumerate(conversations):
+    for i, conversation in conversations(path, "Claude.ai"):
         where = f"{name}, conversation {i}"
         session = need(conversation, "uuid", str, where)
         where = f"{name}, conversation {i} ({session})"

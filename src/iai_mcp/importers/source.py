@@ -115,3 +115,12 @@ def need(mapping: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
         got = "nothing" if value is None else type(value).__name__
         raise InvalidInput(f"{where}: {key!r} must be {names}, got {got}{NOTHING}")
     return value
+
+
+def conversations(path: Path, product: str) -> Iterator[tuple[int, Any]]:
+    """(index, conversation) of a chat product's ``conversations.json``: a
+    JSON list, one object per conversation."""
+    document = load_json(path)
+    if not isinstance(document, list):
+        raise InvalidInput(f"{path}: expected a list of conversations ({product}'s conversations.json){NOTHING}")
+    yield from enumerate(document)
