@@ -124,3 +124,16 @@ def test_hooks_json_says_what_it_would_change(cli, tmp_path):
     result = json.loads(out)
     assert code == 0 and result["changed"] is True and result["dry_run"] is True
     assert "hooks" in result["settings"] and not settings.exists()
+
+
+def test_values_are_rendered_for_people():
+    from datetime import datetime
+
+    from iai_mcp.cli.format import human, when
+
+    local = datetime.fromtimestamp(1795961687.75).astimezone().isoformat(sep=" ", timespec="seconds")
+    assert human("started_at", 1795961687.75) == local  # not started_at=1795961687.75
+    assert when("2026-12-05T09:55:00.609954+00:00").startswith(
+        datetime.fromisoformat("2026-12-05T09:55:00+00:00").astimezone().strftime("%Y-%m-%d %H:%M:%S"))
+    assert human("tags", ["a", "b"]) == "a, b" and human("pinned", False) == "no"
+    assert human("key", {"kind": "file", "name": None}) == "kind=file"

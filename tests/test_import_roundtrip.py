@@ -108,3 +108,17 @@ def test_export_through_the_daemon_of_more_than_one_wire_message(cli, tmp_path, 
     assert target.stat().st_size > wire.MAX_MESSAGE_BYTES
     records = _lines(target)
     assert len(records) == count and len({r["id"] for r in records}) == count
+
+
+def test_every_exported_field_is_one_import_takes():
+    """An export line carries every field of a memory; import must accept each
+    (a field added to memories later, such as a project, rides along)."""
+    from iai_mcp.core.contract import ImportRecord
+    from iai_mcp.core.results import ExportedRecord, Memory
+
+    exported = set(ExportedRecord.__annotations__)
+    assert {"id", "text", "reinforcements", "history", "provenance", "hidden_at"} <= exported
+    from iai_mcp.core.results import EXPORT_NAMES
+
+    assert {EXPORT_NAMES.get(name, name) for name in Memory.__annotations__} <= exported
+    assert exported <= set(ImportRecord.model_fields)
