@@ -78,9 +78,10 @@ def test_human_output_has_no_python_reprs(cli):
 
 
 def test_plurals(cli):
-    cli("capture", "only one")
-    out = cli("recall", "only one")[1]
-    assert "1 memory" in out or "only one" in out
+    rid = json.loads(cli("capture", "only one", "--json")[1])["record_id"]
+    out = cli("forget", "--id", rid, "--dry-run")[1]
+    assert out.startswith("would forget 1 of 1 matching memory\n")
+    assert "1 fragment\n" in cli("stats")[1]
     path = cli.store.parent / "one.jsonl"
     path.write_text(json.dumps({"text": "another"}) + "\n")
     out = cli("import", str(path))[1]
