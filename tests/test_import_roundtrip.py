@@ -122,3 +122,14 @@ def test_every_exported_field_is_one_import_takes():
 
     assert {EXPORT_NAMES.get(name, name) for name in Memory.__annotations__} <= exported
     assert exported <= set(ImportRecord.model_fields)
+
+
+def test_texts_with_unicode_line_separators_survive_the_round_trip(cli, tmp_path):
+    text = "first\u2028second\u2029third\x85fourth\x1cfifth\r\nsixth"
+    cli("capture", text)
+    dump = tmp_path / "dump.jsonl"
+    cli("export", "--plaintext", "-o", str(dump))
+    code, out, err = cli("--store", str(tmp_path / "other"), "import", str(dump))
+    assert code == 0, err
+    record = json.loads(cli("--store", str(tmp_path / "other"), "list", "--json")[1])["items"][0]
+    assert record["literal_surface"] == text

@@ -78,8 +78,12 @@ def load_json(path: Path) -> Any:
 
 
 def json_lines(text: str, name: str) -> Iterator[tuple[int, Any]]:
-    """(line number, value) for each non-blank line of a JSON-lines text."""
-    for number, line in enumerate(text.splitlines(), 1):
+    """(line number, value) for each non-blank line of a JSON-lines text.
+
+    Split on newlines only: ``str.splitlines`` also splits on U+2028, U+0085
+    and the like, which an export (``ensure_ascii=False``) writes raw inside
+    a memory's text, and would cut a valid record in two."""
+    for number, line in enumerate(text.split("\n"), 1):
         if line.strip():
             yield number, parse_json(line, f"{name}, line {number}", number)
 
