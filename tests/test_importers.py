@@ -89,6 +89,11 @@ def test_claude_ai_one_memory_per_message_with_roles_and_times():
      "conversation 0 (u), message 0: unknown sender 'robot'"),
     ("claude-ai", "conversations.json", '{"not": "a list"}', "expected a list of conversations"),
     ("chatgpt", "conversations.json", '[\n  {"id": "c",\n   "mapping": {]\n}', "line 3: not JSON"),
+    ("claude-ai", "conversations.json", '[\n{"uuid": "a", "chat_messages": []},\n{"uuid": "b", "chat_messages": []},\n'
+     '{"uuid": "c", "chat_messages": [{"sender": "human", "text": 3.5}, {"sender": "alien"}]}\n]',
+     "line 4, conversation 2 (c), message 1: unknown sender 'alien'"),
+    ("chatgpt", "conversations.json", '[{"id": "c", "mapping": {}}] trailing', "line 1: not JSON (extra data"),
+    ("claude-ai", "conversations.json", "[" * 50_000 + "]" * 50_000, "nested too deeply"),
 ])
 def test_damaged_input_is_an_error_naming_where(tmp_path, fmt, name, content, says):
     path = tmp_path / name

@@ -50,14 +50,12 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def read(path: Path) -> Iterator[Item]:
-    name = str(path)
-    for i, conversation in conversations(path, "ChatGPT"):
-        where = f"{name}, conversation {i}"
+    for where, conversation in conversations(path, "ChatGPT"):
         mapping = need(conversation, "mapping", dict, where)
         session = conversation.get("conversation_id") or conversation.get("id")
         if not isinstance(session, str):
             raise InvalidInput(f"{where}: 'id' must be a string{NOTHING}")
-        where = f"{name}, conversation {i} ({session})"
+        where = f"{where} ({session})"
         started = iso_time(conversation.get("create_time"), f"{where}.create_time")
         for node in _thread(mapping, conversation.get("current_node"), where):
             message = node.get("message")

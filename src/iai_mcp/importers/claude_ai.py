@@ -33,11 +33,9 @@ def _text(message: dict[str, Any]) -> str:
 
 
 def read(path: Path) -> Iterator[Item]:
-    name = str(path)
-    for i, conversation in conversations(path, "Claude.ai"):
-        where = f"{name}, conversation {i}"
+    for where, conversation in conversations(path, "Claude.ai"):
         session = need(conversation, "uuid", str, where)
-        where = f"{name}, conversation {i} ({session})"
+        where = f"{where} ({session})"
         for j, message in enumerate(need(conversation, "chat_messages", list, where)):
             at = f"{where}, message {j}"
             sender = need(message, "sender", str, at)

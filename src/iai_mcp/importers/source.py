@@ -121,10 +121,56 @@ def need(mapping: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
     return value
 
 
-def conversations(path: Path, product: str) -> Iterator[tuple[int, Any]]:
-    """(index, conversation) of a chat product's ``conversations.json``: a
-    JSON list, one object per conversation."""
-    document = load_json(path)
-    if not isinstance(document, list):
-        raise InvalidInput(f"{path}: expected a list of conversations ({product}'s conversations.json){NOTHING}")
-    yield from enumerate(document)
+def _array_items(text: str, name: str) -> Iterator[tuple[int, Any]]:
+    """(line it starts on, value) for each element of a top-level JSON
+    array: a chat export is one array, often on one line per element, and an
+    error in element 3000 names the line it starts on."""
+    decoder = json.JSONDecoder()
+    ws = " \t\r\n"
+
+    def refuse(at: int, problem: str) -> InvalidInput:
+        line = text.count("\n", 0, at) + 1
+        return InvalidInput(f"{name}, line {line}: not JSON ({problem} at column "
+                            f"{at - text.rfind(chr(10), 0, at)}){NOTHING}")
+
+    at = len(text) - len(text.lstrip(ws))
+    if not text.startswith("[", at):
+        raise InvalidInput(f"{name}: expected a list of conversations{NOTHING}")
+    at += 1
+    first = True
+    while True:
+        while at < len(text) and text[at] in ws:
+            at += 1
+        if text.startswith("]", at):
+            break
+        if not first:
+            if not text.startswith(",", at):
+                raise refuse(at, "expected ',' or ']'")
+            at += 1
+            while at < len(text) and text[at] in ws:
+                at += 1
+        first = False
+        line = text.count("\n", 0, at) + 1
+        try:
+            value, at = decoder.raw_decode(text, at)
+        except RecursionError:
+            raise InvalidInput(f"{name}, line {line}: nested too deeply (more than {MAX_DEPTH} levels)"
+                               f"{NOTHING}") from None
+        except json.JSONDecodeError as exc:
+            raise refuse(exc.pos, exc.msg) from None
+        check_depth(value, f"{name}, line {line}")
+        yield line, value
+    if text[at + 1:].strip(ws):
+        raise refuse(at + 1 + len(text[at + 1:]) - len(text[at + 1:].lstrip(ws)), "extra data after the list")
+
+
+def conversations(path: Path, product: str) -> Iterator[tuple[str, Any]]:
+    """(where, conversation) for each conversation of a chat product's
+    ``conversations.json`` (a JSON list, one object per conversation);
+    ``where`` names the file, the line the conversation starts on and its index."""
+    name = str(path)
+    text = read_text(path)
+    if not text.lstrip(" \t\r\n").startswith("["):
+        raise InvalidInput(f"{name}: expected a list of conversations ({product}'s conversations.json){NOTHING}")
+    for index, (line, conversation) in enumerate(_array_items(text, name)):
+        yield f"{name}, line {line}, conversation {index}", conversation
