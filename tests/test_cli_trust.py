@@ -138,3 +138,11 @@ def test_values_are_rendered_for_people():
         datetime.fromisoformat("2026-12-05T09:55:00+00:00").astimezone().strftime("%Y-%m-%d %H:%M:%S"))
     assert human("tags", ["a", "b"]) == "a, b" and human("pinned", False) == "no"
     assert human("key", {"kind": "file", "name": None}) == "kind=file"
+
+
+def test_export_json_reports_what_it_wrote(cli, tmp_path):
+    cli("capture", "one")
+    target = tmp_path / "out.jsonl"
+    code, out, err = cli("export", "--plaintext", "-o", str(target), "--json")
+    assert code == 0 and err == ""
+    assert json.loads(out) == {"written": 1, "output": str(target), "plaintext": True}
