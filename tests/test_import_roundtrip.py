@@ -133,3 +133,21 @@ def test_texts_with_unicode_line_separators_survive_the_round_trip(cli, tmp_path
     assert code == 0, err
     record = json.loads(cli("--store", str(tmp_path / "other"), "list", "--json")[1])["items"][0]
     assert record["literal_surface"] == text
+
+
+def test_a_much_recalled_memory_keeps_all_its_provenance(store, tmp_path, fake_embedder):
+    """A memory recalled more than 10,000 times (a pinned preference, a year of
+    sessions) used to be refused on import: provenance capped at 10,000 entries."""
+    from uuid import UUID
+
+    from iai_mcp.core import dispatch
+    from iai_mcp.store import MemoryStore
+
+    rid = dispatch(store, "memory_capture", {"text": "I prefer tabs"})["record_id"]
+    store.append_provenance_batch([(UUID(rid), {"ts": f"2025-01-01T00:00:{i % 60:02d}+00:00", "cue": f"cue {i}",
+                                                "session_id": "s"}) for i in range(12_000)])
+    record = dispatch(store, "memory_export", {})["records"][0]
+    assert len(record["provenance"]) == 12_000
+    with MemoryStore(path=tmp_path / "other", embedder=fake_embedder) as other:
+        assert dispatch(other, "memory_import", {"records": [record]})["inserted"] == 1
+        assert dispatch(other, "memory_get", {"id": rid})["provenance"] == record["provenance"]

@@ -18,7 +18,12 @@ MAX_LANGUAGE_CHARS = 32
 #: Records per export page or import call.
 MAX_PAGE = 1000
 MAX_OFFSET = 2**62
-MAX_PROVENANCE_PER_RECORD = 10_000
+#: Provenance entries (and history items) one imported record may carry. A
+#: memory gains an entry each time it is recalled, with no cap in the store,
+#: so an export of a much-recalled memory must import back whole (issue 11):
+#: 100,000 entries of a typical ~150 bytes are ~15 MB, within the daemon's
+#: 32 MiB a message.
+MAX_PROVENANCE_PER_RECORD = 100_000
 #: The session pack's default token budget.
 SESSION_PACK_TOKENS = 3000
 #: Memories one memory_forget may match; past it the call changes nothing
