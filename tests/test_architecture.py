@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "errors": 0, "types": 0, "config": 0, "log": 0, "fs": 0, "retrieval": 0,
     "embed": 1, "provenance_queue": 1,
     "store": 2,
-    "core": 3,
+    "core": 3, "importers": 3,
     "backend": 4, "daemon.wire": 4, "daemon.client": 4,
     "daemon": 5, "mcp_server": 5, "cli": 5, "hooks": 5, "doctor": 5, "__main__": 5, "__init__": 5,
     "viewer": 5,

@@ -17,7 +17,8 @@ COMMANDS = ["serve", "capture", "recall", "show", "stats", "export", "import", "
             "compact", "hooks", "hook", "daemon",
             "forget", "restore", "pin", "unpin", "tag",  # forgetting and correcting (issue 9)
             "supersede", "list", "tags",
-            "import-transcripts"]  # backfill (issue 11)
+            "import-transcripts",  # backfill (issue 11)
+            "init"]  # issue 11: the one command besides capture, import and serve that creates a store
 COMMANDS += ["ui"]  # the web viewer (issue 12)
 
 
@@ -95,6 +96,7 @@ def test_help_and_usage_errors_load_nothing_heavy():
 
 def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
     env = _subprocess_env(IAI_MCP_STORE=str(tmp_path / "s"), IAI_MCP_LOCAL="1", IAI_MCP_TEST_EMBEDDER="hash")
+    subprocess.run([sys.executable, "-m", "iai_mcp", "init"], capture_output=True, env=env, timeout=60, check=True)
     done = subprocess.run([sys.executable, "-m", "iai_mcp", "show", "not-a-uuid"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert done.returncode == 1 and done.stdout == ""
@@ -120,7 +122,7 @@ def test_capture_recall_show(cli):
     assert [h["record_id"] for h in hits] == [rid]
     code, out, _ = cli("show", rid)
     assert code == 0
-    assert "tags: ['pets', 'alice']" in out and "reinforcements: 1" in out
+    assert "tags: pets, alice" in out and "reinforcements: 1" in out  # issue 11: no Python reprs
     assert 'recalled by cue "beagle named Max" in session r1' in out
     assert "provenance (2):" in out
     code, out, _ = cli("show", rid, "--json")
@@ -148,6 +150,7 @@ def test_capture_rejects_empty_text_and_writes_nothing(cli):
 
 
 def test_recall_on_an_empty_store(cli):
+    cli("init")
     code, out, _ = cli("recall", "anything")
     assert (code, out) == (0, "no memories found\n")
 
@@ -172,7 +175,7 @@ def test_export_needs_plaintext_and_says_so(cli, tmp_path):
     assert not target.exists()
     code, out, err = cli("export", "--plaintext", "-o", str(target))
     assert code == 0 and out == ""
-    assert err == f"iai-mcp: wrote 1 memories IN PLAINTEXT to {target}\n"
+    assert err == f"iai-mcp: wrote 1 memory IN PLAINTEXT to {target}\n"
     assert target.stat().st_mode & 0o777 == 0o600
     assert json.loads(target.read_text())["text"] == "secret-ish diary entry"
     code, out, err = cli("export", "--plaintext")
@@ -191,7 +194,8 @@ def test_export_import_round_trip_and_reimport_is_skipped(cli, tmp_path):
     code, out, _ = cli("--store", other, "import", str(dump), "--batch-size", "3")
     assert code == 0 and out == "imported 7 records: 7 inserted, 0 reinforced, 0 skipped\n"
     code, out, _ = cli("--store", other, "import", str(dump), "--json")
-    assert json.loads(out) == {"records": 7, "inserted": 0, "reinforced": 0, "skipped": 7}
+    assert json.loads(out) == {"records": 7, "format": "iai-mcp", "dry_run": False,
+                               "inserted": 0, "reinforced": 0, "skipped": 7}
     code, out, _ = cli("--store", other, "export", "--plaintext")
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["text"] for r in records] == texts
@@ -199,10 +203,11 @@ def test_export_import_round_trip_and_reimport_is_skipped(cli, tmp_path):
 
 
 def test_import_with_a_bad_line_imports_nothing(cli, tmp_path):
+    cli("init")
     good = json.dumps({"text": "fine"})
     for content, message in [
         (f"{good}\nnot json\n", "line 2: not JSON"),
-        (f"{good}\n{good}\n{json.dumps({'text': 'x', 'tier': 'cosmic'})}\n", "records[0]"),
+        (f"{good}\n{good}\n{json.dumps({'text': 'x', 'tier': 'cosmic'})}\n", "line 3: 'tier' must be one of"),
     ]:
         path = tmp_path / "bad.jsonl"
         path.write_text(content)

@@ -134,7 +134,7 @@ def test_import_round_trip_into_a_new_store(store, tmp_path, fake_embedder):
         out = dispatch(other, "memory_import", {"records": exported})
         assert (out["inserted"], out["reinforced"], out["skipped"]) == (1, 0, 0)
         got = dispatch(other, "memory_get", {"id": out["record_ids"][0]})
-        assert out["record_ids"][0] != rid
+        assert out["record_ids"][0] == rid  # issue 11: an import keeps the exported id
         assert got["literal_surface"] == "The launch moved to June 3"
         assert (got["session_id"], got["role"], got["tags"], got["pinned"]) == ("s1", "user", ["launch"], True)
         assert got["ts"].startswith("2024-04-01T10:00:00")

@@ -189,6 +189,7 @@ def test_cli_import_checks_the_whole_file_for_cycles_before_the_first_batch(cli,
              {"id": _B, "text": "billing runs on DynamoDB", "superseded_by": _A}]
     path = tmp_path / "export.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    cli("init")
     code, _, err = cli("import", str(path), "--batch-size", "1")  # A and B in different calls
     assert code == 1 and "cycle" in err and _A in err and _B in err
     code, out, _ = cli("list", "--json")

@@ -146,14 +146,31 @@ class ReadOnlyBackend(LocalBackend):
         return super().call(method, params)
 
 
-def connect(path: str | Path | None = None, *, local: bool | None = None) -> Backend:
+#: The file every store has from its first open (``store.META_FILE``; named
+#: here so the thin client need not import the store, ~1 s; a test pins the two).
+STORE_MARKER = "meta.json"
+
+
+def store_exists(path: str | Path | None = None) -> bool:
+    return (store_path(path) / STORE_MARKER).is_file()
+
+
+def connect(path: str | Path | None = None, *, local: bool | None = None, create: bool = True) -> Backend:
     """The backend for the store at ``path``.
 
     By default a ``DaemonClient`` of the daemon that owns the store, started
     now if none is running. ``local=True`` (or ``IAI_MCP_LOCAL=1``) opens the
-    store in this process instead. A store in a directory this process may
-    not write is opened in this process to read only (``ReadOnlyBackend``).
+    store in this process instead. ``create=False``: a path with no store is
+    a ``NotFound`` and nothing is created (no folder, key or daemon), so a
+    mistyped ``--store`` on a read-only command does not make a new store. A
+    store in a directory this process may not write is opened in this process
+    to read only (``ReadOnlyBackend``).
     """
+    if not create and not store_exists(path):
+        from iai_mcp.errors import NotFound
+
+        raise NotFound(f"no memory store at {store_path(path)}; check --store or IAI_MCP_STORE "
+                       "('iai-mcp init' creates a new, empty store there)")
     root = store_path(path)
     if root.is_dir() and not fs.writable(root):
         from iai_mcp.daemon.client import DaemonClient, DaemonNotRunning

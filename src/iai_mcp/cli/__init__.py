@@ -21,7 +21,7 @@ import argparse
 from collections.abc import Callable
 
 from iai_mcp import __version__
-from iai_mcp.cli import admin, hooks, lifecycle, memory, viewer
+from iai_mcp.cli import admin, hooks, lifecycle, memory, transfer, viewer
 from iai_mcp.cli.format import PROG, fail
 from iai_mcp.cli.options import CommandParser, contract_options
 from iai_mcp.errors import IaiError
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_commands(command)
     admin.add_commands(command)
     hooks.add_commands(command)
+    transfer.add_commands(command)
     lifecycle.add_commands(command)
     viewer.add_commands(command)
     return parser

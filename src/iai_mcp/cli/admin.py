@@ -1,26 +1,21 @@
-"""The commands around the store: serve, stats, export, import, doctor,
-compact and daemon (the hooks' commands are in ``cli.hooks``)."""
+"""The commands around the store: serve, init, stats, doctor, compact and
+daemon (hooks, hook and import-transcripts: ``cli.hooks``; export and
+import: ``cli.transfer``)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Any
 
-from iai_mcp.cli.format import fail, note, print_json
+from iai_mcp.cli.format import fail, human, plural, print_json
 from iai_mcp.cli.options import (
     AddCommand,
-    batch_size,
     call_and_show,
     connected,
     json_flag,
     store_path,
 )
 from iai_mcp.errors import IaiError, InvalidInput
-
-EXPORT_PAGE = 500
-IMPORT_BATCH = 200
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -38,6 +33,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """Create an empty store (the only command besides capture, import and
+    serve that may), or say that one is there already."""
+    from iai_mcp import backend
+
+    existed = backend.store_exists(args.store)
+    with connected(args, create=True) as connection:
+        stats = connection.call("memory_stats", {})
+    if args.json:
+        print_json({"path": stats["path"], "created": not existed, "key": stats["key_source"]})
+    else:
+        print(f"{'a store already exists' if existed else 'created an empty store'} at {stats['path']} "
+              f"(key: {stats['key_source']})")
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     return call_and_show(args, "memory_stats", {}, _show_stats)
 
@@ -48,9 +59,9 @@ def _show_stats(stats: dict[str, Any]) -> None:
     print(f"memories: {stats['records']}")
     print(f"provenance entries: {stats['provenance_entries']}")
     print(f"disk: {stats['disk_bytes']:,} bytes")
-    print(f"lancedb: {stats['versions']} versions, {stats['fragments']} fragments")
+    print(f"lancedb: {plural(stats['versions'], 'version')}, {plural(stats['fragments'], 'fragment')}")
     print(f"embedder: {stats['embedder'] or 'none yet (first capture binds it)'}")
-    print(f"key: {stats['key_source']}")
+    print(f"key: {human('key', stats['key_source'])}")
     print(f"spill: {spill['pending']} pending, {spill['quarantined']} quarantined in {spill['dir']}")
     if stats["unreadable_records"]:
         print(f"unreadable records: {stats['unreadable_records']}")
@@ -60,95 +71,6 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return call_and_show(args, "memory_compact", {}, lambda result: print(
         f"versions: {result['versions_before']} -> {result['versions_after']}; "
         f"fragments: {result['fragments_before']} -> {result['fragments_after']}"))
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    if not args.plaintext:
-        raise InvalidInput(
-            "export writes every memory in plaintext (the store keeps them encrypted); "
-            "pass --plaintext to confirm, and keep the file somewhere safe"
-        )
-    if not args.output:
-        written = _export_to(sys.stdout, args)
-    else:
-        # fs.atomic_writer: a temp file beside the target, owner-only, renamed
-        # over it only when every page is written (pages stream through it, so
-        # the export is never held in memory): a failed export never truncates
-        # yesterday's backup, and an existing file never keeps a looser mode.
-        import codecs
-
-        from iai_mcp.fs import atomic_writer
-
-        with atomic_writer(Path(args.output), mode=0o600) as raw:
-            written = _export_to(codecs.getwriter("utf-8")(raw), args)
-    note(f"wrote {written} memories IN PLAINTEXT to {args.output or 'stdout'}")
-    return 0
-
-
-def _export_to(out: Any, args: argparse.Namespace) -> int:
-    written = damaged = 0
-    with connected(args) as backend:
-        offset: int | None = 0
-        while offset is not None:
-            page = backend.call("memory_export", {"offset": offset, "limit": EXPORT_PAGE,
-                                                  "include_hidden": args.include_hidden or None})
-            for record in page["records"]:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            written += len(page["records"])
-            damaged += page.get("provenance_damaged", 0)
-            offset = page["next_offset"]
-    if damaged:
-        note(f"{damaged} provenance entr{'y' if damaged == 1 else 'ies'} could not be read and "
-             f"{'was' if damaged == 1 else 'were'} left out; run: iai-mcp doctor")
-    return written
-
-
-def _read_export(source: str) -> list[Any]:
-    if source == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        with open(source, encoding="utf-8") as fh:
-            lines = fh.read().splitlines()
-    records = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except ValueError as exc:
-            raise InvalidInput(f"{source}, line {number}: not JSON ({exc}); nothing was imported") from None
-    return records
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    from iai_mcp.core.links import cycle_in_export
-
-    records = _read_export(args.file)
-    # Batches are separate calls: links between two batches are checked here,
-    # on the whole file, before the first one is written.
-    cycle = cycle_in_export(records)
-    if cycle:
-        raise InvalidInput(f"{args.file}: the superseded_by links make a cycle "
-                           f"({' -> '.join([*cycle, cycle[0]])}); fix or drop one; nothing was imported")
-    batches = [records[i:i + args.batch_size] for i in range(0, len(records), args.batch_size)]
-    totals = {"inserted": 0, "reinforced": 0, "skipped": 0}
-    with connected(args) as backend:
-        # Check every batch first, so a bad line anywhere imports nothing.
-        for i, batch in enumerate(batches):
-            try:
-                backend.call("memory_import", {"records": batch, "dry_run": True})
-            except InvalidInput as exc:
-                raise type(exc)(f"batch starting at record {i * args.batch_size + 1}: {exc}") from None
-        for batch in batches:
-            result = backend.call("memory_import", {"records": batch})
-            for status in totals:
-                totals[status] += result[status]
-    if args.json:
-        print_json({"records": len(records), **totals})
-    else:
-        print(f"imported {len(records)} records: {totals['inserted']} inserted, "
-              f"{totals['reinforced']} reinforced, {totals['skipped']} skipped")
-    return 0
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -216,14 +138,17 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         return daemon.run(path, idle_timeout=args.idle_timeout)
     if args.action == "stop":
         stopped = daemon.stop(path, args.timeout)
-        print("stopped" if stopped else "no daemon was running")
+        if args.json:
+            print_json({"stopped": stopped})
+        else:
+            print("stopped" if stopped else "no daemon was running")
         return 0
     status = daemon.status(path)
     if args.json:
         print_json(status)
     else:
         print("not running" if status is None else
-              "running: " + ", ".join(f"{k}={v}" for k, v in status.items()))
+              "running: " + "; ".join(f"{k} {human(k, v)}" for k, v in status.items() if v is not None))
     return 0
 
 
@@ -241,21 +166,9 @@ def add_serve(command: AddCommand) -> None:
 
 
 def add_commands(command: AddCommand) -> None:
-    from iai_mcp.core.limits import MAX_PAGE
 
+    json_flag(command("init", cmd_init, "create a new, empty store at --store (other commands never create one)"))
     json_flag(command("stats", cmd_stats, "counts, disk use, LanceDB versions and fragments, embedder"))
-
-    p = command("export", cmd_export, "write every memory as JSONL, in plaintext (needs --plaintext)")
-    p.add_argument("--plaintext", action="store_true", help="confirm that the output is unencrypted")
-    p.add_argument("-o", "--output", metavar="FILE", help="write here (mode 0600) instead of stdout")
-    p.add_argument("--include-hidden", action="store_true",
-                   help="also export forgotten (hidden, still restorable) memories")
-
-    p = command("import", cmd_import, "import a JSONL export (re-embedded; repeats are skipped)")
-    p.add_argument("file", metavar="FILE", help="the export file, or '-' for stdin")
-    p.add_argument("--batch-size", type=batch_size, default=IMPORT_BATCH, metavar="N",
-                   help=f"records per call, 1-{MAX_PAGE} (default {IMPORT_BATCH})")
-    json_flag(p)
 
     p = command("doctor", cmd_doctor, "check the store, key, embedder, spill/journal and daemon")
     p.add_argument("--repair", action="store_true",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -47,6 +48,14 @@ def cmd_hooks(args: argparse.Namespace) -> int:
             change = hooks.install(path, commands, options=host.entry_options, dry_run=args.dry_run)
         else:
             change = hooks.uninstall(path, dry_run=args.dry_run)
+        if args.json:  # one JSON line per host
+            print(json.dumps({
+                "host": host.name, "action": args.action, "settings_file": str(path),
+                "changed": change.changed, "dry_run": args.dry_run,
+                "backup": str(change.backup) if change.backup else None, "notes": list(change.notes),
+                **({"settings": change.settings} if args.dry_run else {}),
+            }, ensure_ascii=False))
+            continue
         if args.dry_run:
             print_json(change.settings)
             note(f"dry run: {path} was not changed")
@@ -145,7 +154,7 @@ def _run_hook(args: argparse.Namespace, state_dir: Path) -> int:
 
     host = hooks.host(args.host)
     payload = hooks.parse_payload(sys.stdin.read())
-    with connected(args) as backend:
+    with connected(args, create=True) as backend:
         if args.event == "stop":
             counts = hooks.capture_transcript(backend, payload, state_dir, host.name)
             if args.json:
@@ -192,7 +201,7 @@ def cmd_import_transcripts(args: argparse.Namespace) -> int:
         # Whole transcripts only: a cursor never moves past turns left out.
         files = [f for f in files if f.stat().st_mtime >= args.since]
     transcripts = [(f, host.session_of(f)) for f in files]
-    with connected(args) as backend, _Progress(len(files)) as tick:
+    with connected(args, create=True) as backend, _Progress(len(files)) as tick:
         counts = hooks.capture_transcripts(backend, host, transcripts, store_path(args) / hooks.STATE_DIR,
                                            dry_run=args.dry_run, progress=tick)
     counts = {"transcripts": len(files), **counts}

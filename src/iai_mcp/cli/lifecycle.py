@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from iai_mcp.cli.format import fail, print_json
+from iai_mcp.cli.format import fail, plural, print_json, when
 from iai_mcp.cli.options import (
     AddCommand,
     call_and_show,
@@ -51,7 +51,8 @@ def _confirmed_purge(args: argparse.Namespace, backend: Any, params: dict[str, A
         return preview  # nothing to erase, and nothing erased
     for rid in shown:
         print(f"  {rid}")
-    answer = input(f"Erase these {len(shown)} memories for good? This cannot be undone. [y/N] ")
+    these = "this memory" if len(shown) == 1 else f"these {len(shown)} memories"
+    answer = input(f"Erase {these} for good? This cannot be undone. [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         print("nothing changed")
         return 1
@@ -72,11 +73,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
         return 0
     forgotten, dry = result["forgotten"], params.get("dry_run", False)
     verb = ("would purge" if dry else "purged") if result["mode"] == "purge" else ("would forget" if dry else "forgot")
-    print(f"{verb} {len(forgotten)} of {result['matched']} matching memories")
+    print(f"{verb} {len(forgotten)} of {plural(result['matched'], 'matching memory', 'matching memories')}")
     for rid in forgotten:
         print(f"  {rid}")
     if result["undo_until"] and forgotten:
-        print(f"restorable with 'iai-mcp restore ID' until {result['undo_until']}; erased for good after that")
+        print(f"restorable with 'iai-mcp restore ID' until {when(result['undo_until'])}; erased for good after that")
     return 0
 
 

@@ -20,11 +20,13 @@ from iai_mcp.cli.format import print_json
 
 
 @contextmanager
-def connected(args: argparse.Namespace) -> Iterator[Any]:
-    """The backend of ``--store`` (``backend.connect``), closed after use."""
+def connected(args: argparse.Namespace, *, create: bool = False) -> Iterator[Any]:
+    """The backend of ``--store`` (``backend.connect``), closed after use.
+    Only the commands that add memories (capture, import, init) pass
+    ``create``; any other on a path with no store is an error that creates nothing."""
     from iai_mcp import backend
 
-    connection = backend.connect(args.store)
+    connection = backend.connect(args.store, create=create)
     try:
         yield connection
     finally:
@@ -32,11 +34,12 @@ def connected(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def call_and_show(
-    args: argparse.Namespace, method: str, params: dict[str, Any], show: Callable[[dict[str, Any]], None]
+    args: argparse.Namespace, method: str, params: dict[str, Any], show: Callable[[dict[str, Any]], None],
+    *, create: bool = False,
 ) -> int:
     """What most commands are: one backend call, then the result as JSON
     (``--json``) or as ``show`` prints it for a person."""
-    with connected(args) as backend:
+    with connected(args, create=create) as backend:
         result = backend.call(method, params)
     if args.json:
         print_json(result)

@@ -97,7 +97,7 @@ def _memory_export(store: MemoryStore, args: ExportParams) -> dict[str, Any]:
     memories only with ``include_hidden``. ``provenance_damaged``: entries of
     the page's records that could not be read, left out (doctor reports them).
     """
-    page = export_page(store, args.offset, args.limit, args.include_hidden)
+    page = export_page(store, args.offset, args.limit, args.include_hidden, args.max_bytes)
     return {"records": page.records, "total": page.total, "next_offset": page.next_offset,
             "provenance_damaged": page.provenance_damaged}
 

@@ -85,6 +85,10 @@ class Restored:
     superseded_by: UUID | None = None
     #: The id the record was exported with: how an error names it.
     exported_id: str | None = None
+    #: What an export keeps beside the lifecycle (None: a fresh record's value).
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    reinforcements: int = 0
 
 
 @dataclass(frozen=True)
@@ -169,13 +173,14 @@ def _new_record(
         never_decay=request.pinned,
         never_merge=False,
         provenance=provenance,
-        created_at=now,
-        updated_at=now,
+        created_at=restored.created_at or now,
+        updated_at=restored.updated_at or restored.created_at or now,
         language=request.language,
         tags=list(dict.fromkeys(request.tags)),
         session_id=request.session_id,
         role=request.role,
         event_time=request.said_at or now,
+        reinforcements=restored.reinforcements,
         hidden_at=restored.hidden_at,
         undo_until=restored.undo_until,
         # A link to itself (an import whose two ends folded together) is no link.

@@ -28,8 +28,10 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from iai_mcp.core.limits import (
+    EXPORT_PAGE_BYTES,
     MAX_BUDGET_TOKENS,
     MAX_CUE_CHARS,
+    MAX_EXPORT_PAGE_BYTES,
     MAX_ID_CHARS,
     MAX_K,
     MAX_LANGUAGE_CHARS,
@@ -200,6 +202,10 @@ class ExportParams(Params):
     include_hidden: bool = Field(False, description=(
         "Also export forgotten (hidden, still restorable) memories, with their undo deadline."
     ))
+    max_bytes: int = Field(EXPORT_PAGE_BYTES, ge=1, le=MAX_EXPORT_PAGE_BYTES, description=(
+        "Most bytes of JSON in the page: it stops before the record that would pass them "
+        "(a page always holds at least one record)."
+    ))
 
 
 def _json_data(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
@@ -214,17 +220,17 @@ def _json_data(entries: list[dict[str, Any]] | None) -> list[dict[str, Any]] | N
 class ImportRecord(CaptureParams):
     """One record of memory_import: a capture plus what export wrote beside it.
 
-    ``created_at``, ``updated_at`` and ``reinforcements`` are accepted and
-    ignored: they are exported for the reader; a new record gets fresh values.
-    Its id is derived from the exported ``id`` (``transfer.imported_id``), so
-    a ``superseded_by`` link finds its record in whichever import call
-    brings it.
+    An inserted record keeps the exported ``id`` (``transfer.imported_id``;
+    an id that is not a UUID is mapped to one), ``created_at``,
+    ``updated_at`` and ``reinforcements``, so an export imported into an
+    empty store is the same store, and a ``superseded_by`` link finds its
+    record in whichever import call brings it.
     """
 
-    id: Any = Field(None, description="The exported id; the new record's id is derived from it.")
-    created_at: Any = Field(None, description="Ignored.")
-    updated_at: Any = Field(None, description="Ignored.")
-    reinforcements: Any = Field(None, description="Ignored.")
+    id: Any = Field(None, description="The exported id, kept (an id that is not a UUID is mapped to one).")
+    created_at: Time = Field(None, max_length=MAX_TIME_CHARS, description="When it was first stored; default now.")
+    updated_at: Time = Field(None, max_length=MAX_TIME_CHARS, description="When it last changed; default created_at.")
+    reinforcements: int = Field(0, ge=0, le=2**62, description="How many times an identical capture was folded into it.")
     provenance: Annotated[list[dict[str, Any]] | None, AfterValidator(_json_data)] = Field(
         None, max_length=MAX_PROVENANCE_PER_RECORD,
         description="The record's provenance entries, restored when the record is inserted.",
@@ -270,6 +276,8 @@ class ImportRecord(CaptureParams):
             valid_to=parse_time(self.valid_to) if self.superseded_by else None,
             superseded_by=imported_id(self.superseded_by) if self.superseded_by else None,
             exported_id=exported,
+            created_at=parse_time(self.created_at), updated_at=parse_time(self.updated_at),
+            reinforcements=self.reinforcements,
         ))
 
 

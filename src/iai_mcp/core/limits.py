@@ -18,9 +18,19 @@ MAX_LANGUAGE_CHARS = 32
 #: Records per export page or import call.
 MAX_PAGE = 1000
 MAX_OFFSET = 2**62
-MAX_PROVENANCE_PER_RECORD = 10_000
+#: Provenance entries (and history items) one imported record may carry. A
+#: memory gains an entry each time it is recalled, with no cap in the store,
+#: so an export of a much-recalled memory must import back whole (issue 11):
+#: 100,000 entries of a typical ~150 bytes are ~15 MB, within the daemon's
+#: 32 MiB a message.
+MAX_PROVENANCE_PER_RECORD = 100_000
 #: The session pack's default token budget.
 SESSION_PACK_TOKENS = 3000
 #: Memories one memory_forget may match; past it the call changes nothing
 #: and asks for narrower selectors (its answer lists every id it forgot).
 MAX_FORGET = 10_000
+#: Bytes of JSON one export page holds by default, and at most: a page stops
+#: before the record that would pass it (a page always holds one record), so
+#: an export of any size crosses the daemon's wire (32 MiB a message) in pages.
+EXPORT_PAGE_BYTES = 4 * 1024 * 1024
+MAX_EXPORT_PAGE_BYTES = 16 * 1024 * 1024

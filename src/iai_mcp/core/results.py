@@ -118,14 +118,27 @@ class SessionPack(TypedDict):
     memories: list[PackedMemory]
 
 
-# Functional form: ``id`` and ``text`` are the export format's names.
-ExportedRecord = TypedDict("ExportedRecord", {
+#: The export format's names for two fields of a memory.
+EXPORT_NAMES = {"record_id": "id", "literal_surface": "text"}
+
+_EXPORTED: dict[str, Any] = {
     "id": str, "text": str, "tier": str, "tags": list[str], "session_id": str | None,
     "role": str | None, "ts": str, "pinned": bool, "language": str, "created_at": str,
     "updated_at": str, "reinforcements": int, "provenance": list[dict[str, Any]],
     # issue 9: the lifecycle travels with the record.
     "state": str, "valid_from": str, "valid_to": str | None, "superseded_by": str | None,
     "hidden_at": str | None, "undo_until": str | None, "history": list[dict[str, Any]],
+}
+# An export line: the fields above in the file's order, then every other field
+# of a ``Memory`` (one added there later is exported too, and imported as far
+# as ``contract.ImportRecord`` takes it: a test pins that it takes them all).
+# ``provenance_damaged`` is not a field but a count of one read (the export
+# page reports its own total).
+NOT_EXPORTED = {"provenance_damaged"}
+ExportedRecord = TypedDict("ExportedRecord", {  # type: ignore[misc]
+    **_EXPORTED,
+    **{name: kind for name, kind in Memory.__annotations__.items()
+       if EXPORT_NAMES.get(name, name) not in _EXPORTED and name not in NOT_EXPORTED},
 })
 
 

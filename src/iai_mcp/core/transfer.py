@@ -6,14 +6,15 @@ export moves a store to another embedder) and goes through capture, so a
 record already present is skipped (same text, session and time) and the
 same export imported twice changes nothing. Provenance is restored for the
 records an import inserts, and for skipped ones that have none yet (an
-earlier import stored them but failed before their provenance); reinforcement
-counts and creation times start afresh.
+earlier import stored them but failed before their provenance). An inserted
+record keeps its id, its creation and update times and its reinforcement
+count: an export imported into an empty store gives back the same store.
 
 The lifecycle travels too: a hidden memory keeps its undo deadline, a
 superseded one its ``valid_to`` and link, every record its history. Export
 leaves hidden memories out unless asked (``include_hidden``): forgetting one
-takes it out of exports too. An imported record's id is derived from its
-exported id (``imported_id``), so a ``superseded_by`` link finds the record
+takes it out of exports too. An imported record keeps its exported id
+(``imported_id``), so a ``superseded_by`` link finds the record
 it names in whichever import call brings that record, and an import never
 creates a record it does not contain: a link to a memory that was purged (or
 left out) stays a link to nothing, and the replaced memory stays replaced
@@ -23,11 +24,13 @@ the store (one whose text is already there folds into it as in capture).
 from __future__ import annotations
 
 import bisect
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID, uuid5
 
 from iai_mcp.core.capture import Captured, CaptureRequest, capture_many, check_batch
+from iai_mcp.core.limits import EXPORT_PAGE_BYTES
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import ExportedRecord, memory_dict
 from iai_mcp.embed import Embedder
@@ -55,8 +58,14 @@ IMPORT_NAMESPACE = UUID("8f0c2a4e-6a55-4f37-9a3e-2b7d1c9e5f41")
 
 
 def imported_id(exported: str) -> UUID:
-    """The id a record exported as ``exported`` gets when imported."""
-    return uuid5(IMPORT_NAMESPACE, exported)
+    """The id a record exported as ``exported`` gets when imported: the same
+    id, so ``show <id>`` and every link still find it after a round trip; an
+    id that is not a UUID (another tool's export) is mapped to one, the same
+    one each time."""
+    try:
+        return UUID(exported)
+    except ValueError:
+        return uuid5(IMPORT_NAMESPACE, exported)
 
 
 def _exportable(states: Any, include_hidden: bool) -> Any:
@@ -79,9 +88,15 @@ class ExportPage:
     provenance_damaged: int = 0
 
 
-def export_page(store: MemoryStore, offset: int, limit: int, include_hidden: bool = False) -> ExportPage:
+def export_page(
+    store: MemoryStore, offset: int, limit: int, include_hidden: bool = False,
+    max_bytes: int = EXPORT_PAGE_BYTES,
+) -> ExportPage:
     """Up to ``limit`` exported records, in insertion order, from insertion
-    number ``offset`` on (``MemoryStore.seqs``: a keyset, not a count).
+    number ``offset`` on (``MemoryStore.seqs``: a keyset, not a count), and
+    no more than ``max_bytes`` of JSON (one record at least): a page of long,
+    much-recalled memories still fits the daemon's wire. The caller pages
+    on with ``next_offset``, so an export of any size goes through.
 
     The position is fixed before any filtering, so a record forgotten
     (hidden or purged) between two pages shifts nothing: every record that
@@ -100,17 +115,22 @@ def export_page(store: MemoryStore, offset: int, limit: int, include_hidden: boo
     start = bisect.bisect_left(seqs, offset, 0, n)
     candidates = np.flatnonzero(keep[start:]) + start
     records: list[dict[str, Any]] = []
-    scanned = damaged = 0
+    scanned = size = damaged = 0
     for slot in candidates.tolist():
         if len(records) == limit:
             break
-        scanned += 1
         row = rows[slot]
         # Re-checked on the row itself: it may have been forgotten since the mask.
         if (row.state != "hidden" or include_hidden) and store.row(row.id) is not None:
             record, unread = export_record(store, row)
+            # Measured as the wire writes it (compact, UTF-8), plus a separator.
+            cost = len(json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode("utf-8")) + 1
+            if records and size + cost > max_bytes:
+                break
             records.append(record)
+            size += cost
             damaged += unread
+        scanned += 1
     # limit >= 1, so a page that stopped early scanned at least one slot.
     next_offset = seqs[candidates[scanned - 1]] + 1 if scanned < len(candidates) else None
     return ExportPage(records, int(np.count_nonzero(keep)), next_offset, damaged)

@@ -108,7 +108,7 @@ def serve(store: str | None, port: int, *, open_browser: bool, say: Callable[[st
     sock = bind(port)
     port = sock.getsockname()[1]
     token = new_token()
-    connection = backends.connect(store)
+    connection = backends.connect(store, create=False)
     try:
         viewer = Viewer(connection, lambda b: backend_checks(b, backends.store_path(store)))
         app = create_app(viewer, port=port, token=token)
