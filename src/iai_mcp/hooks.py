@@ -32,7 +32,7 @@ from typing import Any
 
 from iai_mcp.daemon import wire
 from iai_mcp.errors import InvalidInput
-from iai_mcp.fs import write_atomic
+from iai_mcp.fs import make_private_dir, write_atomic
 from iai_mcp.types import parse_time
 
 #: Hook event -> the ``iai-mcp hook`` subcommand that serves it.
@@ -328,7 +328,7 @@ def _read_cursor(path: Path, transcript: Path) -> int:
 
 
 def _write_cursor(path: Path, transcript: Path, offset: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     # No fsync: a cursor lost to a power cut only makes the next run send
     # turns again, which capture skips (same session, text and time).
     write_atomic(path, json.dumps({"transcript": str(transcript), "offset": offset}), fsync=False)

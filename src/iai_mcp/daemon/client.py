@@ -34,7 +34,7 @@ from typing import Any
 
 from iai_mcp.daemon import wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
-from iai_mcp.fs import try_lock
+from iai_mcp.fs import make_private_dir, try_lock
 
 #: A cold start opens the store (seconds at 100k records) before it listens.
 SPAWN_TIMEOUT_S = 60.0
@@ -211,7 +211,7 @@ class DaemonClient:
     def _start_daemon_and_connect(self) -> socket.socket:
         deadline = time.monotonic() + self.spawn_timeout
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.root)
             lock_fd = os.open(self.root / wire.SPAWN_LOCK_FILE,
                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:

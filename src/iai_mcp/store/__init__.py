@@ -35,6 +35,7 @@ from uuid import UUID
 import numpy as np
 
 from iai_mcp import config
+from iai_mcp.fs import make_private_dir, private_umask
 from iai_mcp.errors import (
     CorruptData,
     EmbedderMismatch,
@@ -101,7 +102,11 @@ class MemoryStore:
         compact_every: int = 200,
     ) -> None:
         self.root = Path(path).expanduser() if path is not None else config.default_store_path()
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Owner-only, whichever process opens the store first (a CLI in
+        # IAI_MCP_LOCAL mode, a test, the daemon): LanceDB and SQLite files
+        # take the umask, the root its own mode.
+        private_umask()
+        make_private_dir(self.root)
         # A store dropped without close() still frees its lock when collected:
         # nothing can write through an unreachable store (a running provenance
         # queue holds a reference, so a store with pending writes is never collected).
