@@ -100,6 +100,7 @@ class MemoryStore:
         *,
         embedder: NamedEmbedder | None = None,
         compact_every: int = 200,
+        key_settings: config.KeySettings | None = None,
     ) -> None:
         self.root = Path(path).expanduser() if path is not None else config.default_store_path()
         # Owner-only, whichever process opens the store first (a CLI in
@@ -112,15 +113,15 @@ class MemoryStore:
         # queue holds a reference, so a store with pending writes is never collected).
         self._owner_lock = weakref.finalize(self, os.close, take_owner_lock(self.root))
         try:
-            self._open(embedder, compact_every)
+            self._open(embedder, compact_every, key_settings or config.key_settings())
         except BaseException:
             self._release_owner_lock()
             raise
 
-    def _open(self, embedder: NamedEmbedder | None, compact_every: int) -> None:
+    def _open(self, embedder: NamedEmbedder | None, compact_every: int, key_settings: config.KeySettings) -> None:
         self._lock = threading.RLock()
         # Only the key settings, never the whole environment: nothing else here needs it.
-        self._meta, self._cipher = open_meta(self.root, config.key_settings())
+        self._meta, self._cipher = open_meta(self.root, key_settings)
         self.store_id: str = self._meta["store_id"]
         self._records = RecordsTable(self.root)
         self._log = ProvenanceLog(self.root, self._cipher)
@@ -473,6 +474,11 @@ class MemoryStore:
 
     # -------------------------------------------------------------- admin
 
+    @property
+    def key_source(self) -> str:
+        """Where the key comes from: ``file``, ``keyring`` or ``passphrase``."""
+        return str(self._meta["key_source"]["kind"])
+
     def stats(self) -> dict[str, Any]:
         return {
             "path": str(self.root),
@@ -482,7 +488,7 @@ class MemoryStore:
             "versions": self._records.version_count(),
             "fragments": self._records.fragment_count(),
             "embedder": self.embedder_name,
-            "key_source": self._meta["key_source"]["kind"],
+            "key_source": self.key_source,
             "unreadable_records": len(self.load_problems),
         }
 
