@@ -196,3 +196,30 @@ def test_the_spawned_daemon_keeps_no_passphrase_and_refuses_who_lacks_it(root, m
     monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
     assert [h["literal_surface"] for h in _recall(root)["hits"]] == [SECRET_TEXT]
     assert daemon.stop(root, timeout=WAIT_S)
+
+
+@pytest.mark.slow
+def test_a_daemon_run_by_hand_with_the_passphrase_in_its_environment_drops_it(root):
+    """``iai-mcp daemon run`` with IAI_MCP_CRYPTO_PASSPHRASE set re-executes
+    itself (same pid) with the passphrase on a pipe, out of /proc/<pid>/environ."""
+    import subprocess
+
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = {**os.environ, "PYTHONPATH": src, PASSPHRASE_ENV: PASSPHRASE}
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "--store", str(root), "daemon", "run"],
+                            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        info = None
+        for _ in range(int(WAIT_S / 0.05)):
+            if (info := daemon.status(root)) is not None or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert info is not None and info["pid"] == proc.pid
+        if sys.platform.startswith("linux"):
+            assert PASSPHRASE.encode() not in Path(f"/proc/{proc.pid}/environ").read_bytes()
+            assert PASSPHRASE.encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        assert daemon.stop(root, timeout=WAIT_S) and proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

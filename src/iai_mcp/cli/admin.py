@@ -230,7 +230,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     path = store_path(args)
     if args.action == "run":
         key_settings = None
-        if args.passphrase_stdin:
+        if not args.passphrase_stdin:
+            daemon.exec_without_passphrase(path, args.idle_timeout)  # returns if there is none
+        else:
             from iai_mcp.config import KeySettings
 
             key_settings = KeySettings(passphrase=sys.stdin.buffer.read().decode("utf-8") or None)

@@ -115,6 +115,38 @@ def run(
         os.close(wake_w)
 
 
+#: A passphrase longer than this is not re-piped (a pipe buffer holds 64 KiB).
+_MAX_PIPED_PASSPHRASE = 60_000
+
+
+def exec_without_passphrase(store_path: str | os.PathLike[str] | None, idle_timeout: float | None) -> None:
+    """A ``daemon run`` started with ``IAI_MCP_CRYPTO_PASSPHRASE`` in its
+    environment replaces itself (same pid) with one that reads it from a pipe
+    on stdin: ``/proc/<pid>/environ`` shows the environment a process was
+    started with, whatever ``os.environ`` says later. Returns when there is
+    nothing to hide."""
+    import sys
+
+    passphrase = os.environ.get(config.PASSPHRASE_ENV)
+    if not passphrase or len(passphrase.encode("utf-8")) > _MAX_PIPED_PASSPHRASE:
+        return
+    read_end, write_end = os.pipe()
+    os.write(write_end, passphrase.encode("utf-8"))
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    from iai_mcp import backend
+
+    root = wire.canonical_root(backend.store_path(store_path))
+    argv = [sys.executable, "-m", "iai_mcp", "--store", str(root), "daemon", "run", "--passphrase-stdin"]
+    if idle_timeout is not None:
+        argv += ["--idle-timeout", repr(idle_timeout)]
+    env = {k: v for k, v in os.environ.items() if k != config.PASSPHRASE_ENV}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
 def status(store_path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """What the running daemon says about itself (``ping``), or None if none answers."""
     from iai_mcp import backend
