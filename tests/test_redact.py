@@ -405,3 +405,9 @@ def test_tags_session_ids_and_provenance_fields_are_redacted(store):
     dump = repr([store.provenance_of(r.id) for r in store.rows()]) + repr([(r.tags, r.session_id) for r in store.rows()])
     for secret in (GHP, ANTHROPIC, STRIPE, AWS_ID, GHO, SLACK):
         assert secret not in dump
+
+
+def test_a_long_password_is_redacted_whole():
+    long = "a1" * 300
+    for text in (f"my password is {long}", f"mysql -p{long} db", f"sshpass -p {long} ssh h"):
+        assert long[-10:] not in redact(text).text

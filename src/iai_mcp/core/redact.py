@@ -311,14 +311,14 @@ def _url_spans(text: str) -> Iterator[_Span]:
         yield _Span(base + colon + 1, base + at, "connection-string", 2)
 
 
-_QUOTED_OR_BARE = r"(?:'(?P<sq>[^'\n]{1,256}+)'|\"(?P<dq>[^\"\n]{1,256}+)\"|(?P<bare>[^\s'\"]{1,256}+))"
+_QUOTED_OR_BARE = r"(?:'(?P<sq>[^'\n]{1,256}+)'|\"(?P<dq>[^\"\n]{1,256}+)\"|(?P<bare>[^\s'\"]++))"
 _TOOL_PASSWORDS = (
     # mysql -pSECRET (attached; a bare -p prompts). Bounded scan: linear time.
     re.compile(r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mariadb)\b[^\n]{0,300}?[ \t]-p" + _QUOTED_OR_BARE),
     re.compile(r"\bsshpass\b[^\n]{0,100}?[ \t]-p[ \t]*+" + _QUOTED_OR_BARE),
 )
 _PROSE_PASSWORD = re.compile(
-    r"(?i)\b(?:password|passphrase|passwd|passcode)[ \t]++(?:is|was)[ \t]++(?P<bare>[^\s]{2,128}+)"
+    r"(?i)\b(?:password|passphrase|passwd|passcode)[ \t]++(?:is|was)[ \t]++(?P<bare>\S{2,}+)"
 )
 _TRAILING_PUNCTUATION = ".,;:!?)\"'"
 
