@@ -16,6 +16,11 @@ harmless (``core.contract`` declares which). A daemon that is stopping
 answers the requests it will not run with ``daemon_stopping``; those are
 sent again whatever the method.
 
+A passphrase store's daemon serves a connection only after it proves the
+passphrase (``daemon.auth``); the client does that before its first request
+and hands the passphrase to a daemon it spawns through a pipe, not argv or
+the environment.
+
 Pure stdlib: no model, no store, no numpy in a client process.
 """
 from __future__ import annotations
