@@ -128,3 +128,11 @@ def test_daemon_quick(tmp_path, cache_dir):
     for size in data["sizes"]:
         assert size["recall_via_daemon_ms"]["n"] == size["recall_in_process_ms"]["n"] == data["config"]["queries_per_size"]
         assert size["cold_connect_ms"] > 0 and size["ping_via_daemon_ms"]["p50"] > 0
+
+
+def test_redaction_quick(tmp_path, cache_dir):
+    data = run_bench("redaction", tmp_path, cache_dir)
+    assert data["secrets"] == data["found"] + len(data["misses"]) > 0
+    assert data["redacted_spans"] >= data["found"] and data["false_positive_spans"] == len(data["false_positives"])
+    assert 0 <= data["precision"] <= 1 and 0 <= data["recall"] <= 1
+    assert set(data["clean_texts_changed"]) == {"prose", "code", "near-miss"}

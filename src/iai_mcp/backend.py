@@ -81,12 +81,14 @@ def daemon_idle_timeout() -> float:
     return value
 
 
-def open_store(path: str | Path | None = None, *, provenance_queue: bool = True):
+def open_store(path: str | Path | None = None, *, provenance_queue: bool = True,
+               key_settings: config.KeySettings | None = None):
     """Open (or create) the store in this process, with the provenance queue
-    running if asked. Only one process may hold a store open (``StoreLocked``)."""
+    running if asked. Only one process may hold a store open (``StoreLocked``).
+    ``key_settings`` default to the environment's (``IAI_MCP_CRYPTO_PASSPHRASE``)."""
     from iai_mcp.store import MemoryStore
 
-    store = MemoryStore(path=store_path(path), embedder=embedder_for_tests())
+    store = MemoryStore(path=store_path(path), embedder=embedder_for_tests(), key_settings=key_settings)
     if provenance_queue:
         store.enable_provenance_queue()
     return store

@@ -12,7 +12,9 @@ MCP: a tool error)::
     ├── StoreError            the store cannot be used as it is
     │   ├── StoreLocked       another process owns the store (use the daemon)
     │   ├── KeyUnavailable    no key where the store says its key lives
+    │   │   └── AuthRequired  a passphrase store's daemon was asked before the passphrase was proved
     │   ├── WrongKey          a key was found but it does not open this store
+    │   │   └── AuthFailed    a wrong proof of the passphrase to a passphrase store's daemon
     │   ├── CorruptData       a record or log entry failed authentication or parsing
     │   ├── StoreBehind       the records table is older or smaller than the store last wrote
     │   └── EmbedderMismatch  the store's vectors came from another embedder
@@ -69,6 +71,14 @@ class KeyUnavailable(StoreError):
 
 class WrongKey(StoreError):
     code = "wrong_key"
+
+
+class AuthRequired(KeyUnavailable):
+    code = "auth_required"
+
+
+class AuthFailed(WrongKey):
+    code = "auth_failed"
 
 
 class CorruptData(StoreError):

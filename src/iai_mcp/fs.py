@@ -7,6 +7,12 @@ over the target. A reader sees the old file or the new one, never half of
 either, and a failed write removes its temp file, so a full disk does not
 collect them.
 
+``private_umask`` / ``make_private_dir``: everything iai-mcp creates is
+owner-only (0700 directories, 0600 files), whichever process creates it.
+Files we write ourselves pass an explicit mode; LanceDB and SQLite create
+theirs with the process umask, so a process that opens a store narrows its
+umask once (``MemoryStore`` and every CLI entry point call it).
+
 ``try_lock`` / ``open_locked`` take an exclusive, non-blocking ``flock``.
 flock belongs to the open file description, so it is released when the fd
 is closed or the process dies, even by SIGKILL: no stale locks to clean up.
@@ -22,6 +28,37 @@ from pathlib import Path
 from typing import BinaryIO
 
 TEMP_SUFFIX = ".tmp"
+#: Bits no file or directory of a store ever grants: group and other.
+PRIVATE_UMASK = 0o077
+
+
+def private_umask() -> None:
+    """Narrow the process umask so group and other get nothing. Process-wide
+    on purpose: LanceDB writes new data files and manifests on every write,
+    from its own threads, so a umask set only around one call would miss
+    them. Bits the caller already masks stay masked."""
+    current = os.umask(PRIVATE_UMASK)
+    os.umask(current | PRIVATE_UMASK)
+
+
+def make_private_dir(path: Path) -> Path:
+    """``mkdir -p`` where every directory created gets mode 0700, whatever
+    the umask (``mkdir(mode=)`` is masked by it, and ``parents=True`` ignores
+    it for the parents). An existing directory is left as it is."""
+    missing: list[Path] = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process: not ours to change
+        os.chmod(directory, 0o700)
+    if not path.is_dir():
+        raise NotADirectoryError(f"{path} is not a directory")
+    return path
 
 
 def temp_path(target: Path) -> Path:

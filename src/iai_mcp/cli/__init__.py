@@ -25,6 +25,7 @@ from iai_mcp.cli import admin, hooks, lifecycle, memory, transfer, viewer
 from iai_mcp.cli.format import PROG, fail
 from iai_mcp.cli.options import CommandParser, contract_options
 from iai_mcp.errors import IaiError
+from iai_mcp.fs import private_umask
 
 __all__ = ["PROG", "build_parser", "contract_options", "main"]
 
@@ -56,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every process the command starts (daemon, server, hook, local store)
+    # creates owner-only files, whatever library writes them.
+    private_umask()
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -135,7 +135,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     path = store_path(args)
     if args.action == "run":
-        return daemon.run(path, idle_timeout=args.idle_timeout)
+        key_settings = None
+        if not args.passphrase_stdin:
+            daemon.exec_without_passphrase(path, args.idle_timeout)  # returns if there is none
+        else:
+            from iai_mcp.config import KeySettings
+
+            key_settings = KeySettings(passphrase=sys.stdin.buffer.read().decode("utf-8") or None)
+        return daemon.run(path, idle_timeout=args.idle_timeout, key_settings=key_settings)
     if args.action == "stop":
         stopped = daemon.stop(path, args.timeout)
         if args.json:
@@ -188,4 +195,6 @@ def add_commands(command: AddCommand) -> None:
                    help="with run: seconds idle before exiting (default $IAI_MCP_DAEMON_IDLE_TIMEOUT or 600)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="S",
                    help="with stop: seconds to wait for the daemon to drain (default 30)")
+    p.add_argument("--passphrase-stdin", action="store_true",
+                   help="with run: read the store's passphrase from stdin (how a client hands it over)")
     json_flag(p)

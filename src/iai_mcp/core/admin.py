@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iai_mcp.core.contract import ExportParams, ImportParams, NoParams, SessionStartParams
+from iai_mcp.core.redact import redact_label
 from iai_mcp.core.results import PackedMemory, memory_dict
 from iai_mcp.embed import embedder_for
 from iai_mcp.core.session_pack import build_pack, item_fields
@@ -27,7 +28,8 @@ def _session_start(store: MemoryStore, args: SessionStartParams) -> dict[str, An
     of ``text``) and ``memories`` (what was packed, in order: pinned first,
     then most recently recalled, reinforced or captured).
     """
-    pack = build_pack(store, args.budget_tokens, exclude_session=args.session_id)
+    # Session ids are stored redacted (core.capture): compare like with like.
+    pack = build_pack(store, args.budget_tokens, exclude_session=redact_label(args.session_id))
     memories = [memory_dict(item.row, PackedMemory, **item_fields(item)) for item in pack.items]
     return {"text": pack.text, "budget_used": pack.tokens, "memories": memories}
 

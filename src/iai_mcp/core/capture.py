@@ -128,12 +128,19 @@ class Captured:
 
 
 def _without_secrets(request: CaptureRequest) -> tuple[CaptureRequest, tuple[str, ...]]:
+    """Every free text a capture stores, redacted: the text, the cue, the
+    session id and the tags (a label can carry a pasted token too)."""
     text = redact(request.text)
     cue = redact(request.cue) if request.cue else None
-    kinds = text.kinds + (cue.kinds if cue else ())
+    session = redact(request.session_id) if request.session_id else None
+    tags = [redact(tag) for tag in request.tags]
+    kinds = text.kinds + (cue.kinds if cue else ()) + (session.kinds if session else ()) + tuple(
+        kind for tag in tags for kind in tag.kinds)
     if not kinds:
         return request, ()
-    return replace(request, text=text.text, cue=cue.text if cue else request.cue), kinds
+    return replace(request, text=text.text, cue=cue.text if cue else request.cue,
+                   session_id=session.text if session else request.session_id,
+                   tags=tuple(tag.text for tag in tags)), kinds
 
 
 def _reporting(result: Captured, kinds: tuple[str, ...]) -> Captured:

@@ -23,7 +23,7 @@ from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.listing import list_memories, tag_counts
 from iai_mcp.core.overview import OVERVIEW_METHODS
 from iai_mcp.core.recall import Hit, RecallQuery, recall
-from iai_mcp.core.redact import redact
+from iai_mcp.core.redact import redact, redact_label
 from iai_mcp.core.results import AntiHit, RecallHit, memory_dict, memory_in_full
 from iai_mcp.embed import embedder_for
 from iai_mcp.errors import NotFound
@@ -66,7 +66,7 @@ def _memory_recall(store: MemoryStore, args: RecallParams, request_key: str | No
         until=parse_time(args.until),
         include_superseded=args.include_superseded,
     )
-    session_id = args.session_id
+    session_id = redact_label(args.session_id)  # stored in provenance: redacted like the cue
     embedder = None if query.cue_embedding is not None else embedder_for(store)
     result = recall(store, embedder, query)
     now = utcnow().isoformat()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from iai_mcp.core.redact import redact_label
 from iai_mcp.types import MemoryRow, parse_time
 
 
@@ -65,8 +66,10 @@ def row_filter(
 ) -> RowFilter:
     """A ``RowFilter``; ``since``/``until`` as datetimes or ISO-8601 text (the
     contract has checked the text already)."""
-    return RowFilter(tier, session_id, pinned, frozenset(tags or ()), frozenset(tags_any or ()),
-                     _time(since), _time(until))
+    # Stored tags and session ids are redacted (core.capture): a filter
+    # naming one as it was said is mapped the same way, so it still matches.
+    return RowFilter(tier, redact_label(session_id), pinned, frozenset(map(redact_label, tags or ())),
+                     frozenset(map(redact_label, tags_any or ())), _time(since), _time(until))
 
 
 def filter_of(params: Any) -> RowFilter:

@@ -27,6 +27,7 @@ import numpy as np
 from iai_mcp.core.contract import ForgetParams, RestoreParams, UpdateParams
 from iai_mcp.core.filters import filter_of
 from iai_mcp.core.limits import MAX_FORGET, MAX_TAGS
+from iai_mcp.core.redact import redact_label
 from iai_mcp.core.results import memory_in_full
 from iai_mcp.errors import InvalidInput, LimitExceeded, NotFound
 from iai_mcp.log import logger
@@ -167,7 +168,9 @@ def update(store: MemoryStore, args: UpdateParams, now: datetime | None = None) 
     """memory_update (``contract.UpdateParams``) -> the record as memory_get
     shows it. The text is never edited (a correction is a supersede).
     A parameter that asks for what is already so changes nothing."""
-    add, remove = list(dict.fromkeys(args.tags_add or ())), set(args.tags_remove or ())
+    # Tags are stored redacted (core.capture), so both lists are mapped alike.
+    add = list(dict.fromkeys(map(redact_label, args.tags_add or ())))
+    remove = set(map(redact_label, args.tags_remove or ()))
     if args.pinned is None and args.tier is None and not add and not remove:
         raise InvalidInput("memory_update: nothing to change; give pinned, tags_add, tags_remove or tier "
                            "(iai-mcp: pin, unpin, or tag --add/--remove)")

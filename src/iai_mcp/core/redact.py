@@ -8,6 +8,8 @@ apart from the secrets. Kinds:
 aws-access-key       ``AKIA``/``ASIA``/``ABIA``/``ACCA`` + 16 upper-case/digits
 aws-secret-key       the value of an assignment whose key names AWS and secret
 github-token         ``ghp_ gho_ ghu_ ghs_ ghr_`` tokens, ``github_pat_`` tokens
+gitlab-token         ``glpat-`` + 20 or more characters
+huggingface-token    ``hf_`` + 30 or more letters and digits
 anthropic-key        ``sk-ant-...``
 openai-key           ``sk-...`` (``sk-proj-`` too) with 20+ chars incl. a digit
 slack-token          ``xoxa- xoxb- xoxp- xoxo- xoxr- xoxs-``
@@ -19,8 +21,14 @@ private-key          a PEM ``-----BEGIN ... PRIVATE KEY-----`` block through its
 bearer-token,        the credential after ``Bearer`` / ``Authorization: Basic``
 basic-auth,          / ``Authorization: Token|Digest``; the scheme word stays
 auth-token
-connection-string    the password in ``scheme://user:password@host``; the
-                     scheme, user and host stay
+connection-string    the password in ``scheme://user:password@host``, up to
+                     the last ``@`` (a password may hold ``@ / #``); the
+                     scheme, user and host stay; ``host:8080/path/@x`` is a port
+password (tools)     ``mysql``/``mysqldump``/``mariadb ... -pPASSWORD`` and
+                     ``sshpass -p PASSWORD`` (a bare ``-p`` prompts: kept)
+password (prose)     "my password is hunter2": the word after
+                     password/passphrase/passwd/passcode + is/was, when it
+                     holds a letter and a digit or symbol ("is weak" stays)
 password, secret,    the value of ``key = value`` / ``key: value`` /
 api-key, token       ``"key": "value"`` / ``--key=value`` where the key names a
                      password (password, passwd, passphrase, *_pwd, *_pass),
@@ -43,8 +51,17 @@ Decisions about prose (false positives cost recall of ordinary memories):
   redacted. With a bare ``:`` (prose, YAML, headers) the value is kept when it
   is a common English function word ("Password: the one on the card"), since
   a secret is never "the". ``password: hunter2`` is redacted.
+* Code is not a secret: an unquoted value that is a call or subscript
+  (``tokenizer.encode(text)``, ``os.environ["K"]``), a dotted or ``::`` path
+  (``self.api_key``, ``env::var``), a variable named like its key
+  (``api_key=api_key``, ``this.token = token``) or in snake/camel case
+  (``confirm_password``, ``newToken``), a variable after a quoted key
+  (``{"token": token}``) or, after ``:``, a type (``password: str``,
+  ``secret: Optional[str]``, ``password: SecretStr``) stays. An upper-case
+  key with ``=`` is a shell or env assignment, whose value is a literal:
+  ``GITHUB_TOKEN=some_value`` is redacted.
 * Placeholders are not secrets and stay: ``$VAR``, ``${VAR}``, ``%VAR%``,
-  ``<your key>``, ``***``, ``xxx``, ``...``, true/false/null/none, and
+  ``<your key>``, ``${{ secrets.X }}``, ``***``, ``xxx``, ``...``, true/false/null/none, and
   markers this module already wrote, so ``redact`` is idempotent.
 
 Every pattern is linear in the length of the text: no nested unbounded
@@ -59,6 +76,9 @@ import bisect
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
+
+from iai_mcp.core.redact_code import is_code
 
 MARKER_PREFIX = "[REDACTED:"
 
@@ -125,6 +145,8 @@ _RUN_START = r"(?<![A-Za-z0-9_-])"
 _SPECIFIC_RULES: tuple[_Rule, ...] = (
     _Rule("aws-access-key", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b")),
     _Rule("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}+|github_pat_[A-Za-z0-9_]{30,}+)")),
+    _Rule("gitlab-token", re.compile(_RUN_START + r"glpat-[A-Za-z0-9_-]{20,}+")),
+    _Rule("huggingface-token", re.compile(r"\bhf_[A-Za-z0-9]{30,}+\b")),
     _Rule("anthropic-key", re.compile(_RUN_START + r"sk-ant-" + _B64URL + r"{20,}+"), rank=0),
     _Rule("openai-key", re.compile(_RUN_START + r"sk-" + _B64URL + r"{20,}+"), validate=_openai),
     _Rule("slack-token", re.compile(_RUN_START + r"xox[abposr]-[A-Za-z0-9-]{10,}+")),
@@ -150,15 +172,6 @@ _SPECIFIC_RULES: tuple[_Rule, ...] = (
         "bearer-token",
         re.compile(r"(?i)\bbearer[ \t]++(?P<cred>[A-Za-z0-9._~+/-]{16,}+=*+)"),
         group="cred",
-        rank=2,
-    ),
-    _Rule(
-        "connection-string",
-        re.compile(
-            r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,30}+://"
-            r"[^\s:/@?#]*+:(?P<pw>[^\s@/?#]++)@"
-        ),
-        group="pw",
         rank=2,
     ),
 )
@@ -192,7 +205,7 @@ _NOT_A_SECRET_KEY = re.compile(
 )
 
 _PLACEHOLDER = re.compile(
-    r"\$\{?[A-Z_][A-Z0-9_]*+\}?|%[A-Z_][A-Z0-9_]*+%|\{\{[^{}]*+\}\}|<[^<>]*+>?|\*++|\.\.\.|…"
+    r"\$?\{\{.*+|\$\{?[A-Z_][A-Z0-9_]*+\}?|%[A-Z_][A-Z0-9_]*+%|\{\{[^{}]*+\}\}|<[^<>]*+>?|\*++|\.\.\.|…"
     r"|(?i:x++|true|false|null|none|nil|undefined)|\[REDACTED:[a-z0-9-]{1,40}\]?"
 )
 _FUNCTION_WORDS = frozenset(
@@ -235,6 +248,8 @@ def _assignment_spans(text: str) -> Iterator[_Span]:
             continue
         if group == "bare" and match.group("sep") == ":" and value.lower() in _FUNCTION_WORDS:
             continue
+        if group == "bare" and is_code(text, match, value_match.start(group), value_match.end(group)):
+            continue
         covered = value_match.end()
         yield _Span(value_match.start(group), value_match.end(group), kind, 3)
 
@@ -272,13 +287,72 @@ def _rule_spans(text: str, rule: _Rule) -> Iterator[_Span]:
             yield _Span(match.start(rule.group), match.end(rule.group), kind, rule.rank)
 
 
+# -- passwords in URLs, on command lines and in prose
+
+_URL = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,30}+://(?P<rest>[^\s\"'<>`]{1,2048}+)")
+_HOST_START = re.compile(r"[A-Za-z0-9\[]")
+_PORT_PATH = re.compile(r"\d{1,5}+(?:[/?#]|$)")
+
+
+def _url_spans(text: str) -> Iterator[_Span]:
+    """The password of ``scheme://user:password@host``: everything between
+    the first ``:`` of the userinfo and the *last* ``@`` before the host,
+    since a password may itself hold ``@``, ``/`` or ``#``."""
+    for match in _URL.finditer(text):
+        rest, base = match.group("rest"), match.start("rest")
+        at = rest.rfind("@")
+        colon = rest.find(":", 0, max(at, 0))
+        if at < 0 or colon < 0 or any(c in rest[:colon] for c in "/?#"):
+            continue
+        password = rest[colon + 1:at]
+        # host:8080/path/@x is a port and a path, not a user and a password.
+        if not password or _PORT_PATH.match(password) or not _HOST_START.match(rest, at + 1):
+            continue
+        yield _Span(base + colon + 1, base + at, "connection-string", 2)
+
+
+_QUOTED_OR_BARE = r"(?:'(?P<sq>[^'\n]{1,256}+)'|\"(?P<dq>[^\"\n]{1,256}+)\"|(?P<bare>[^\s'\"]++))"
+_TOOL_PASSWORDS = (
+    # mysql -pSECRET (attached; a bare -p prompts). Bounded scan: linear time.
+    re.compile(r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mariadb)\b[^\n]{0,300}?[ \t]-p" + _QUOTED_OR_BARE),
+    re.compile(r"\bsshpass\b[^\n]{0,100}?[ \t]-p[ \t]*+" + _QUOTED_OR_BARE),
+)
+_PROSE_PASSWORD = re.compile(
+    r"(?i)\b(?:password|passphrase|passwd|passcode)[ \t]++(?:is|was)[ \t]++(?P<bare>\S{2,}+)"
+)
+_TRAILING_PUNCTUATION = ".,;:!?)\"'"
+
+
+def _value_span(match: re.Match[str]) -> tuple[int, int]:
+    group = next(g for g in ("sq", "dq", "bare") if match.group(g) is not None)
+    return match.start(group), match.end(group)
+
+
+def _password_spans(text: str) -> Iterator[_Span]:
+    for pattern in _TOOL_PASSWORDS:
+        for match in pattern.finditer(text):
+            start, end = _value_span(match)
+            yield _Span(start, end, "password", 3)
+    for match in _PROSE_PASSWORD.finditer(text):
+        start, end = match.span("bare")
+        while end > start and text[end - 1] in _TRAILING_PUNCTUATION:
+            end -= 1
+        word = text[start:end]
+        # "is hunter2" / "is P@ss" hold a letter and a digit or symbol;
+        # "is weak", "is 12 characters long" do not.
+        if (any(c.isalpha() for c in word) and any(not c.isalpha() for c in word)
+                and not _PLACEHOLDER.fullmatch(word)):
+            yield _Span(start, end, "password", 3)
+
+
 def find_secrets(text: str) -> list[tuple[int, int, str]]:
     """``(start, end, kind)`` of each secret, in text order, non-overlapping.
 
     Overlapping findings merge into one span (nothing any rule flagged is
     left in the clear) named by the most specific rule that found it.
     """
-    spans: list[_Span] = list(_pem_spans(text)) + list(_assignment_spans(text))
+    spans: list[_Span] = [*_pem_spans(text), *_assignment_spans(text), *_url_spans(text),
+                          *_password_spans(text)]
     for rule in _SPECIFIC_RULES:
         spans.extend(_rule_spans(text, rule))
     # Markers already in the text are never touched again.
@@ -301,6 +375,19 @@ def find_secrets(text: str) -> list[tuple[int, int, str]]:
         else:
             merged.append(span)
     return [(s.start, s.end, s.kind) for s in merged]
+
+
+def redact_label(value: str | None) -> str | None:
+    """A tag or session id as it is stored: its secrets replaced like a
+    memory's. Filters (``core.filters``) map what they are given the same
+    way, so a filter naming the original still finds it."""
+    return None if value is None else redact(value).text
+
+
+def redact_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """A provenance entry with every text field redacted (cue, session id and
+    whatever else an import carries); the timestamp is not free text."""
+    return {k: redact(v).text if isinstance(v, str) and k != "ts" else v for k, v in entry.items()}
 
 
 def redact(text: str) -> Redaction:

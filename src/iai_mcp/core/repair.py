@@ -86,7 +86,7 @@ def repair(
         target = root / "recovered" / time.strftime("%Y%m%dT%H%M%S")
         for path in strays:
             if apply:
-                target.mkdir(parents=True, exist_ok=True)
+                fs.make_private_dir(target)
                 os.replace(path, target / path.name)
             lines.append(f"{'moved' if apply else 'would move'} stray temp file {path} to {target}/")
 

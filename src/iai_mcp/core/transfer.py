@@ -31,7 +31,7 @@ from uuid import UUID, uuid5
 
 from iai_mcp.core.capture import Captured, CaptureRequest, capture_many, check_batch
 from iai_mcp.core.limits import EXPORT_PAGE_BYTES
-from iai_mcp.core.redact import redact
+from iai_mcp.core.redact import redact_entry
 from iai_mcp.core.results import ExportedRecord, memory_dict
 from iai_mcp.embed import Embedder
 from iai_mcp.store import STATE_CODES, MemoryStore
@@ -136,12 +136,6 @@ def export_page(
     return ExportPage(records, int(np.count_nonzero(keep)), next_offset, damaged)
 
 
-def _redacted_cue(entry: dict[str, Any]) -> dict[str, Any]:
-    """An imported cue is redacted like a recall's (the log keeps no secrets)."""
-    cue = entry.get("cue")
-    return {**entry, "cue": redact(cue).text} if isinstance(cue, str) else entry
-
-
 def check_import(store: MemoryStore, items: list[ImportItem]) -> None:
     """Raise what ``import_items`` would refuse (a supersede cycle through
     the batch and the store); writes nothing. An import's dry run."""
@@ -165,6 +159,7 @@ def import_items(store: MemoryStore, embedder: Embedder, items: list[ImportItem]
             result.status == "skipped" and not store.provenance_of(result.record_id)
         ):
             restored.add(result.record_id)
-            pairs.extend((result.record_id, _redacted_cue(entry)) for entry in item.provenance)
+            # Redacted like a recall's entry (the log keeps no secrets): cue, session id, the rest.
+            pairs.extend((result.record_id, redact_entry(entry)) for entry in item.provenance)
     store.append_provenance_batch(pairs)
     return results

@@ -38,7 +38,8 @@ Public API (the CLI's ``iai-mcp daemon run|status|stop`` wraps these):
 ``lifecycle.run(store_path)``, ``lifecycle.status(store_path) -> dict | None``,
 ``lifecycle.stop(store_path, timeout) -> bool``.
 
-Modules: ``wire`` (socket paths, framing, errors on the wire), ``client``
+Modules: ``wire`` (socket paths, framing, errors on the wire), ``auth``
+(the passphrase handshake of a passphrase store), ``client``
 (what adapters talk to; spawns the daemon), ``service`` (the accept loop
 and dispatch into the store), ``lifecycle`` (run, status, stop).
 """

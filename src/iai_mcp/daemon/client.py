@@ -18,6 +18,11 @@ leaves its provenance once. A daemon that is stopping
 answers the requests it will not run with ``daemon_stopping``; those are
 sent again whatever the method.
 
+A passphrase store's daemon serves a connection only after it proves the
+passphrase (``daemon.auth``); the client does that before its first request
+and hands the passphrase to a daemon it spawns through a pipe, not argv or
+the environment.
+
 Pure stdlib: no model, no store, no numpy in a client process.
 """
 from __future__ import annotations
@@ -34,9 +39,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from iai_mcp.daemon import wire
+from iai_mcp import config
+from iai_mcp.daemon import auth, wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
-from iai_mcp.fs import try_lock
+from iai_mcp.fs import make_private_dir, try_lock
 
 #: A cold start opens the store (seconds at 100k records) before it listens.
 SPAWN_TIMEOUT_S = 60.0
@@ -91,6 +97,9 @@ class DaemonClient:
         self._reader: wire.LineReader | None = None
         self._lock = threading.Lock()
         self._next_id = 0
+        # Read when a daemon asks for it, so a passphrase set later is seen.
+        self._prover = auth.Prover(lambda: config.key_settings().passphrase)
+        self._handshake_due = False
 
     # ------------------------------------------------------------------ calls
 
@@ -119,7 +128,7 @@ class DaemonClient:
             if len(payload) > wire.MAX_MESSAGE_BYTES:
                 raise wire.too_large(f"the {method} request", len(payload))
             for attempt in (1, 2):
-                sock = self._connected()
+                sock = self._ready()
                 try:
                     sock.sendall(payload)
                 except OSError:
@@ -195,7 +204,38 @@ class DaemonClient:
                 sock = self._start_daemon_and_connect()
             sock.settimeout(self.request_timeout)
             self._sock, self._reader = sock, wire.LineReader(sock)
+            self._handshake_due = True
         return self._sock
+
+    def _ready(self) -> socket.socket:
+        """A connection that has done the auth handshake (``daemon.auth``). Not
+        part of ``connect()``: a daemon may be connected to before its accept
+        loop runs, and the handshake needs an answer."""
+        deadline = time.monotonic() + self.spawn_timeout
+        while True:
+            sock = self._connected()
+            if self._handshake_due and not auth.passphrase_protected(self.root):
+                self._handshake_due = False  # nothing to prove: the socket's mode guards it
+            if not self._handshake_due:
+                return sock
+            reader = self._reader
+            assert reader is not None
+            try:
+                self._prover.handshake(lambda message: _exchange(sock, reader, message), self.root)
+            except _Stopping:
+                # Reached a daemon on its way out: its socket is gone by now,
+                # so the next attempt finds (or starts) the next daemon.
+                self._disconnect()
+                if time.monotonic() > deadline:
+                    raise StoreError(f"the daemon of {self.root} kept stopping; see "
+                                     f"{self.root / wire.LOG_FILE}") from None
+                time.sleep(0.01)
+                continue
+            except BaseException:
+                self._disconnect()
+                raise
+            self._handshake_due = False
+            return sock
 
     def _disconnect(self) -> None:
         if self._sock is not None:
@@ -217,7 +257,7 @@ class DaemonClient:
     def _start_daemon_and_connect(self) -> socket.socket:
         deadline = time.monotonic() + self.spawn_timeout
         try:
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dir(self.root)
             lock_fd = os.open(self.root / wire.SPAWN_LOCK_FILE,
                               os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -250,13 +290,27 @@ class DaemonClient:
         except FileNotFoundError:
             pass
         command = [sys.executable, "-m", "iai_mcp", "--store", str(self.root), "daemon", "run"]
+        # The passphrase goes through a pipe on stdin, never argv or the
+        # environment: /proc/<pid>/environ keeps the environment a process
+        # started with for its whole life, whatever it removes later.
+        passphrase = config.key_settings().passphrase
+        env = {k: v for k, v in os.environ.items() if k != config.PASSPHRASE_ENV}
+        if passphrase:
+            command.append("--passphrase-stdin")
         # The log may name the store's files and errors: owner-only, like the key.
         log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with open(log_fd, "ab") as log:
             proc = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
+                command, stdin=subprocess.PIPE if passphrase else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=log, env=env,
                 start_new_session=True, close_fds=True, cwd="/",
             )
+        if proc.stdin is not None:
+            try:
+                proc.stdin.write(passphrase.encode("utf-8"))  # far below a pipe's buffer
+                proc.stdin.close()
+            except OSError:
+                pass  # it died at once: the wait below reports why
         try:
             while True:
                 sock = _try_connect(self.socket_path)
@@ -278,6 +332,25 @@ class DaemonClient:
         finally:
             # Reap it when it exits so a long-lived client does not collect a zombie.
             threading.Thread(target=proc.wait, name="iai-mcp-reaper", daemon=True).start()
+
+
+def _exchange(sock: socket.socket, reader: wire.LineReader, message: dict[str, Any]) -> dict[str, Any]:
+    """One handshake request and its reply (the connection is not in use yet)."""
+    try:
+        sock.sendall(wire.encode(message))
+        line = reader.read_line()
+        reply = json.loads(line) if line is not None else None
+    except (OSError, ValueError, wire.MessageTooLarge) as exc:
+        raise StoreError(f"the daemon closed the connection during the handshake ({exc})") from None
+    if not isinstance(reply, dict):
+        raise StoreError("the daemon closed the connection during the handshake")
+    if _not_run(reply.get("error")):
+        raise _Stopping()
+    return reply
+
+
+class _Stopping(Exception):
+    """The daemon answered the handshake with ``daemon_stopping``."""
 
 
 def _not_run(error: Any) -> bool:

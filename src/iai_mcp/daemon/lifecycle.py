@@ -18,24 +18,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from iai_mcp import __version__
-from iai_mcp.daemon import wire
+from iai_mcp import __version__, config
+from iai_mcp.config import KeySettings
+from iai_mcp.daemon import auth, wire
 from iai_mcp.daemon.service import Daemon, bind_listener, log, wake
-from iai_mcp.errors import IaiError, StoreError, StoreLocked
+from iai_mcp.errors import IaiError, KeyUnavailable, StoreError, StoreLocked, WrongKey
 
 #: How long a new daemon waits for the store while the previous one drains.
 LOCK_WAIT_S = 30.0
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
-def _open_store(root: Path, stop_requested: threading.Event) -> Any:
+def _open_store(root: Path, stop_requested: threading.Event, key_settings: KeySettings) -> Any:
     """Open the store; while the previous daemon is still draining it, wait."""
     from iai_mcp import backend
 
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            return backend.open_store(root, provenance_queue=True)
+            return backend.open_store(root, provenance_queue=True, key_settings=key_settings)
         except StoreLocked as exc:
             previous = wire.read_state(root) or {}
             draining = previous.get("state") == "stopping" and previous.get("pid") == exc.holder_pid
@@ -49,6 +50,7 @@ def run(
     *,
     idle_timeout: float | None = None,
     on_listening: Callable[[Daemon], None] | None = None,
+    key_settings: KeySettings | None = None,
 ) -> int:
     """Run the daemon for ``store_path`` in this process until idle or signalled.
 
@@ -57,6 +59,11 @@ def run(
     ``on_listening(daemon)`` is called once clients can connect; run from a
     thread other than the main one (no signal handlers then), stop it with
     ``daemon.request_stop()``.
+
+    ``key_settings``: the passphrase as the spawning client handed it over
+    (through a pipe, never argv or the environment); None reads
+    ``IAI_MCP_CRYPTO_PASSPHRASE``, which is then removed from this process's
+    environment. Only the auth key derived from it is kept (``daemon.auth``).
     """
     from iai_mcp import backend
 
@@ -77,13 +84,18 @@ def run(
         root = wire.canonical_root(backend.store_path(store_path))
         idle = backend.daemon_idle_timeout() if idle_timeout is None else float(idle_timeout)
         log("starting", store=str(root), version=__version__)
-        store = _open_store(root, stop_requested)
+        settings = key_settings if key_settings is not None else config.key_settings()
+        os.environ.pop(config.PASSPHRASE_ENV, None)  # nothing this process starts inherits it
+        store = _open_store(root, stop_requested, settings)
         if stop_requested.is_set():
             return EXIT_OK
+        guard = auth.Guard.for_passphrase(
+            store.store_id, settings.passphrase if store.key_source == "passphrase" else None)
+        del settings
         sock_path = wire.socket_path(root)
         listener = bind_listener(sock_path)
         daemon = Daemon(store, listener, sock_path, idle_timeout=idle, wake=(wake_r, wake_w),
-                        stop_requested=stop_requested)
+                        stop_requested=stop_requested, guard=guard)
         store = None  # the daemon owns it now and closes it in shutdown
         return daemon.serve(on_listening)
     except IaiError as exc:
@@ -103,6 +115,38 @@ def run(
         os.close(wake_w)
 
 
+#: A passphrase longer than this is not re-piped (a pipe buffer holds 64 KiB).
+_MAX_PIPED_PASSPHRASE = 60_000
+
+
+def exec_without_passphrase(store_path: str | os.PathLike[str] | None, idle_timeout: float | None) -> None:
+    """A ``daemon run`` started with ``IAI_MCP_CRYPTO_PASSPHRASE`` in its
+    environment replaces itself (same pid) with one that reads it from a pipe
+    on stdin: ``/proc/<pid>/environ`` shows the environment a process was
+    started with, whatever ``os.environ`` says later. Returns when there is
+    nothing to hide."""
+    import sys
+
+    passphrase = os.environ.get(config.PASSPHRASE_ENV)
+    if not passphrase or len(passphrase.encode("utf-8")) > _MAX_PIPED_PASSPHRASE:
+        return
+    read_end, write_end = os.pipe()
+    os.write(write_end, passphrase.encode("utf-8"))
+    os.close(write_end)
+    os.dup2(read_end, 0)
+    os.close(read_end)
+    from iai_mcp import backend
+
+    root = wire.canonical_root(backend.store_path(store_path))
+    argv = [sys.executable, "-m", "iai_mcp", "--store", str(root), "daemon", "run", "--passphrase-stdin"]
+    if idle_timeout is not None:
+        argv += ["--idle-timeout", repr(idle_timeout)]
+    env = {k: v for k, v in os.environ.items() if k != config.PASSPHRASE_ENV}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
+
+
 def status(store_path: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
     """What the running daemon says about itself (``ping``), or None if none answers."""
     from iai_mcp import backend
@@ -114,6 +158,14 @@ def status(store_path: str | os.PathLike[str] | None = None) -> dict[str, Any] |
         return client.call(wire.PING)
     except DaemonNotRunning:
         return None
+    except (KeyUnavailable, WrongKey):
+        # A passphrase store's daemon tells only who proves the passphrase;
+        # that it runs is no secret (its pid is in daemon.json).
+        state = wire.read_state(client.root) or {}
+        pid = state.get("pid")
+        if not (isinstance(pid, int) and wire.pid_alive(pid)):
+            return None
+        return {"pid": pid, "store": str(client.root), "state": state.get("state"), "locked": True}
     finally:
         client.close()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from iai_mcp import __version__
-from iai_mcp.daemon import wire
+from iai_mcp.daemon import auth, wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
 from iai_mcp.fs import write_atomic
 from iai_mcp.log import logger
@@ -49,6 +49,7 @@ def log(event: str, **fields: Any) -> None:
 @dataclass(eq=False)
 class _Connection:
     sock: socket.socket
+    session: auth.Session
     busy: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     thread: threading.Thread | None = None
@@ -59,7 +60,7 @@ class Daemon:
 
     def __init__(
         self, store: Any, listener: socket.socket, sock_path: Path, *, idle_timeout: float,
-        wake: tuple[int, int], stop_requested: threading.Event,
+        wake: tuple[int, int], stop_requested: threading.Event, guard: auth.Guard | None = None,
     ) -> None:
         from iai_mcp.core import dispatch  # imported once, before any connection
 
@@ -80,6 +81,7 @@ class Daemon:
         self._requests = 0
         self._started = time.time()
         self._embedder_ready = False
+        self._guard = guard if guard is not None else auth.Guard(store.store_id)
 
     # --------------------------------------------------------------- main loop
 
@@ -187,7 +189,7 @@ class Daemon:
             log("connection_refused", reason="peer is another user")
             sock.close()
             return
-        conn = _Connection(sock)
+        conn = _Connection(sock, auth.Session(self._guard))
         conn.thread = threading.Thread(
             target=self._serve_connection, args=(conn,), name="iai-mcp-conn", daemon=True
         )
@@ -210,6 +212,13 @@ class Daemon:
                     break  # the rest of that line is still unread: start over on a new connection
                 if line is None:
                     break
+                if not conn.session.authenticated:
+                    reply, keep = conn.session.answer(line)
+                    conn.sock.sendall(reply)
+                    if not keep:
+                        log("connection_refused", reason="passphrase not proved")
+                        break
+                    continue
                 with conn.lock:
                     if self._stopping:
                         # Not run; saying so lets the client resend any method.
@@ -278,6 +287,8 @@ class Daemon:
     def _call(self, method: str, params: dict[str, Any] | None, key: str | None = None) -> dict[str, Any]:
         if method == wire.PING:
             return self.describe()
+        if method in (auth.CHALLENGE, auth.AUTH):
+            return {"required": False} if method == auth.CHALLENGE else {"authenticated": True}
         # One store call at a time. Captures must be: find-identical-then-insert
         # is not atomic. Recall could in principle run concurrently (rows and
         # vectors are append-only snapshots), but it also brings the BM25 index

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from iai_mcp.fs import write_atomic
+from iai_mcp.fs import make_private_dir, write_atomic
 from iai_mcp.types import utcnow
 
 STATE_DIR = "hook-state"
@@ -51,7 +51,7 @@ def read(state_dir: Path, key: str, transcript: Path) -> int:
 
 
 def write(state_dir: Path, key: str, offset: int) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(state_dir)
     # No fsync: a cursor lost to a power cut only makes the next run send
     # turns again, which capture skips (same session, text and time).
     write_atomic(_path(state_dir, key), json.dumps({"offset": offset}), fsync=False)
@@ -115,5 +115,5 @@ def record_failure(state_dir: Path, host: str, hook: str, error: str) -> None:
 def _note(state_dir: Path, host: str, hook: str, note: dict[str, Any]) -> None:
     runs = last_runs(state_dir, host)
     runs[hook] = note
-    state_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(state_dir)
     write_atomic(_runs_path(state_dir, host), json.dumps(runs), fsync=False)

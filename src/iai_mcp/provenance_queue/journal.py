@@ -168,7 +168,7 @@ class Journal:
         self._create_spare()
 
     def _create(self) -> _Segment:
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fs.make_private_dir(self.directory)
         self._slot += 1
         target = self.directory / f"prov-{self.store_id}-{self.queue_id}-{self._slot:06d}{pending.JOURNAL_SUFFIX}"
         tmp = fs.temp_path(target)

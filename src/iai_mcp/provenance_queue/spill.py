@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from iai_mcp import config
-from iai_mcp.fs import write_atomic
+from iai_mcp.fs import make_private_dir, write_atomic
 from iai_mcp.provenance_queue import pending
 from iai_mcp.types import ProvenancePair
 
@@ -36,7 +36,7 @@ class SpillDir:
 
     def write(self, lines: Sequence[tuple[int, bytes]]) -> None:
         """One file holding ``(seq, sealed payload)`` lines; OSError if the disk refuses."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.directory)
         self._counter += 1
         name = f"prov-{self.store_id}-{time.time_ns():020d}-{self._counter:08d}{pending.SPILL_SUFFIX}"
         body = b"".join(pending.line(seq, payload) for seq, payload in lines)

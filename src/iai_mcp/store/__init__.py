@@ -36,6 +36,7 @@ from uuid import UUID
 import numpy as np
 
 from iai_mcp import config
+from iai_mcp.fs import make_private_dir, private_umask
 from iai_mcp.errors import (
     CorruptData,
     EmbedderMismatch,
@@ -107,28 +108,33 @@ class MemoryStore:
         embedder: NamedEmbedder | None = None,
         compact_every: int = 200,
         read_only: bool = False,
+        key_settings: config.KeySettings | None = None,
     ) -> None:
         self.root = Path(path).expanduser() if path is not None else config.default_store_path()
         #: Opened only to read (a read-only directory or disk): nothing under
         #: ``root`` is created or changed, recall's provenance is not recorded.
         self.read_only = read_only
+        # Owner-only, whichever process opens the store first (a CLI in
+        # IAI_MCP_LOCAL mode, a test, the daemon): LanceDB and SQLite files
+        # take the umask, the root its own mode.
+        private_umask()
         if not read_only:
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self.root)
         # A store dropped without close() still frees its lock when collected:
         # nothing can write through an unreachable store (a running provenance
         # queue holds a reference, so a store with pending writes is never collected).
         lock = take_reader_lock(self.root) if read_only else take_owner_lock(self.root)
         self._owner_lock = weakref.finalize(self, release_lock, lock)
         try:
-            self._open(embedder, compact_every)
+            self._open(embedder, compact_every, key_settings or config.key_settings())
         except BaseException:
             self._release_owner_lock()
             raise
 
-    def _open(self, embedder: NamedEmbedder | None, compact_every: int) -> None:
+    def _open(self, embedder: NamedEmbedder | None, compact_every: int, key_settings: config.KeySettings) -> None:
         self._lock = threading.RLock()
         # Only the key settings, never the whole environment: nothing else here needs it.
-        self._meta, self._cipher = open_meta(self.root, config.key_settings())
+        self._meta, self._cipher = open_meta(self.root, key_settings)
         self.store_id: str = self._meta["store_id"]
         expected = self._meta.get(EXPECTED_KEY)
         self._records = RecordsTable(self.root, read_only=self.read_only, create=expected is None,
@@ -546,6 +552,11 @@ class MemoryStore:
 
     # -------------------------------------------------------------- admin
 
+    @property
+    def key_source(self) -> str:
+        """Where the key comes from: ``file``, ``keyring`` or ``passphrase``."""
+        return str(self._meta["key_source"]["kind"])
+
     def stats(self) -> dict[str, Any]:
         return {
             "path": str(self.root),
@@ -555,7 +566,7 @@ class MemoryStore:
             "versions": self._records.version_count(),
             "fragments": self._records.fragment_count(),
             "embedder": self.embedder_name,
-            "key_source": self._meta["key_source"]["kind"],
+            "key_source": self.key_source,
             "unreadable_records": len(self.load_problems),
             "damaged": self.damaged,
             "provenance_log_problem": self._log.unavailable,
