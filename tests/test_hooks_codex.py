@@ -105,3 +105,20 @@ def test_codex_home_moves_everything(cli, tmp_path, monkeypatch):
     assert hooks.HOSTS["codex"].config_path() == home / "hooks.json"
     assert cli("hooks", "install", "--host", "codex")[0] == 0
     assert set(json.loads((home / "hooks.json").read_text())["hooks"]) == {"SessionStart", "Stop"}
+
+
+INJECTED = next((SESSIONS.parent / "injected").glob("rollout-*.jsonl"))
+
+
+def test_context_codex_injects_is_not_taken_for_the_persons_words():
+    """user_message events that mirror the AGENTS.md / user instructions and
+    the environment context Codex adds (``kind`` not ``plain``, or, without a
+    kind, text wrapped whole in ``<environment_context>``/``<user_instructions>``)
+    are not captured; a message that only mentions the tag is."""
+    turns, _ = hooks.read_turns(INJECTED, 0, "codex")
+    assert [(t.role, t.text) for t in turns] == [
+        ("user", "The API rate limit is 600 requests per minute."),
+        ("assistant", "Noted: the limiter allows 600 requests per minute."),
+        ("user", "Why does <environment_context> show up in the logs?"),
+        ("assistant", "Codex sends it to the model with every turn."),
+    ]
