@@ -26,6 +26,10 @@ from iai_mcp.hooks.transcript import batch_full, read_turns, record_size, record
 STATUSES = ("inserted", "reinforced", "skipped")
 
 
+def _no_counts() -> dict[str, int]:
+    return {"turns": 0, **dict.fromkeys(STATUSES, 0)}
+
+
 @dataclass
 class _Run:
     """One pass over some transcripts: records wait in ``batch`` and a
@@ -34,7 +38,7 @@ class _Run:
     backend: Any
     state_dir: Path
     dry_run: bool
-    counts: dict[str, int] = field(default_factory=lambda: {"turns": 0, **dict.fromkeys(STATUSES, 0)})
+    counts: dict[str, int] = field(default_factory=_no_counts)
     batch: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0
     #: (cursor key, offset) of transcripts whose records are all in ``batch`` or stored.
@@ -116,6 +120,11 @@ def capture_transcript(backend: Any, payload: Mapping[str, Any], state_dir: Path
     run has seen yet; returns counts."""
     session_id = _payload_field(payload, "session_id")
     raw_path = _payload_field(payload, "transcript_path")
+    if raw_path is None and "transcript_path" in payload:
+        # Codex sends null for a session it keeps no rollout of: nothing to capture.
+        counts = _no_counts()
+        cursors.record_run(state_dir, host.name, "stop", **counts)
+        return counts
     if not raw_path:
         raise InvalidInput(f"hook input has no 'transcript_path'; is this the Stop hook of {host.label}?")
     transcript = Path(raw_path).expanduser()
