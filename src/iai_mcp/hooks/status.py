@@ -20,7 +20,7 @@ from typing import Any
 from iai_mcp.errors import InvalidInput
 from iai_mcp.hooks import cursors
 from iai_mcp.hooks.hosts import EVENTS, Host
-from iai_mcp.hooks.settings import command_argv, is_ours
+from iai_mcp.hooks.settings import command_argv, our_hooks
 
 #: Bound on the probe run of the installed command.
 PROBE_TIMEOUT_S = 30.0
@@ -35,14 +35,11 @@ def installed_commands(path: Path) -> dict[str, str]:
         return {}
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{path} could not be read ({exc})") from None
-    hooks = settings.get("hooks") if isinstance(settings, dict) else None
     found: dict[str, str] = {}
     for event in EVENTS:
-        groups = hooks.get(event) if isinstance(hooks, dict) else None
-        for group in groups if isinstance(groups, list) else []:
-            for hook in group.get("hooks", []) if isinstance(group, dict) else []:
-                if isinstance(hook, dict) and is_ours(hook.get("command"), event):
-                    found.setdefault(event, hook["command"])
+        hook = next(our_hooks(settings, event), None)
+        if hook is not None:
+            found[event] = hook["command"]
     return found
 
 
