@@ -192,7 +192,7 @@ def test_a_command_without_store_is_checked_against_the_hooks_own_store(cli, _is
     path.parent.mkdir(parents=True)
     hooks.install(path, hooks.hook_commands(str(tmp_path / "gone" / "iai-mcp"), None))
     elsewhere = tmp_path / "elsewhere"
-    code, out, _ = cli("--store", str(elsewhere), "hooks", "status", "--json", "--host", "claude-code")
+    _, out, _ = cli("--store", str(elsewhere), "hooks", "status", "--json", "--host", "claude-code")
     (report,) = json.loads(out)
     assert report["store"] == str(cli.store) and report["store_reachable"] is True
     assert report["store_detail"] == "1 memories"
