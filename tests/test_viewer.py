@@ -237,6 +237,14 @@ def test_the_memory_page_shows_text_metadata_history_and_provenance_newest_first
     assert "s-2" in prov and "captured with cue" in prov
 
 
+def test_the_undo_window_shown_is_the_stores_not_the_address_bars(client, backend, memory):
+    page = client.get(f"/memory/{memory}?done=hidden&until=2099-01-01+(trust+me)").text
+    assert "Restorable until" not in page and "trust me" not in page  # not hidden at all
+    until = backend.call("memory_forget", {"ids": [memory]})["undo_until"]
+    page = client.get(f"/memory/{memory}?done=hidden&until=2099-01-01").text
+    assert f"Restorable until {until}." in page and "2099" not in page
+
+
 def test_forget_asks_first_shows_the_undo_window_then_restore_brings_it_back(client, backend, memory):
     r = post(client, f"/memory/{memory}/forget", mode="hide")
     assert r.status_code == 200 and "Are you sure?" in r.text and "restore it until" in r.text
@@ -300,6 +308,23 @@ def test_overview_shows_counts_chart_most_recalled_and_health(client, backend, m
     assert "<svg" in r.text and f"{today}: {recalled} recalls</title>" in r.text
     assert f"{today}: 2 captures</title>" in r.text
     assert f'/memory/{memory}">coffee order' in r.text and "recalled 1 times" in r.text
+
+
+def test_most_recalled_counts_recalls_only_per_memory(client, backend, memory):
+    """Not the capture's cue (``memory`` was captured with one), and not the
+    viewer's own searches, which are recorded but said not to be counted."""
+    tea = backend.call("memory_capture", {"text": "tea: assam, no sugar"})["record_id"]
+    for cue in ("coffee order", "coffee oat milk"):
+        backend.call("memory_recall", {"cue": cue, "k": 1, "session_id": "assistant"})
+    backend.call("memory_recall", {"cue": "assam tea", "k": 1, "session_id": "assistant"})
+    for _ in range(3):
+        assert client.get("/search?cue=assam+tea&k=1").status_code == 200
+    r = client.get("/")
+    counts = dict(re.findall(r'<a href="/memory/([0-9a-f-]{36})">[^<]*</a> <span class="meta">recalled (\d+) times', r.text))
+    assert counts == {memory: "2", tea: "1"}
+    assert "Searches made here are recorded in each memory's provenance (session iai-mcp-ui)" in r.text
+    trail = backend.call("memory_get", {"id": tea})["provenance"]
+    assert [e["session_id"] for e in trail].count("iai-mcp-ui") == 3  # recorded all the same
     assert "Store health" in r.text and ">PASS<" in r.text and "embedder" in r.text
 
 

@@ -100,6 +100,8 @@ class Memory(MemorySummary):
     provenance: list[dict[str, Any]]
     # Every lifecycle action on it ({ts, action, session_id, detail}); memory_get only.
     history: list[dict[str, Any]]
+    #: A hidden memory's end of the undo window (restorable until then); None otherwise.
+    undo_until: str | None
 
 
 class PackedMemory(MemorySummary):
