@@ -50,11 +50,11 @@ def _recalls(
     per_record: Counter = Counter()
     per_day: Counter = Counter()
     unreadable = 0
-    for record_id in logged:
+    for record_id, logged_entries in logged.items():
         try:
             entries = store.provenance_of(record_id)
         except CorruptData as exc:
-            unreadable += logged[record_id]
+            unreadable += logged_entries
             _log.warning("overview_provenance_unreadable", record=store.log_name(record_id), error=str(exc))
             continue
         for entry in entries:
