@@ -194,7 +194,7 @@ def other_site():
     pages: dict[str, str] = {}
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
+        def do_GET(self):
             body = pages.get(self.path, "").encode()
             self.send_response(200 if self.path in pages else 404)
             self.send_header("content-type", "text/html; charset=utf-8")
