@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 
 from iai_mcp import hooks
 from iai_mcp.core.recall import estimate_tokens
@@ -81,13 +82,32 @@ def test_install_merges_and_uninstall_restores_exactly(cli, _isolate_home):
     assert cli("hooks", "uninstall")[2].endswith(f"nothing to change in {path}\n")
 
 
-def test_install_creates_settings_and_uninstall_leaves_no_trace_of_ours(cli, _isolate_home):
+def test_install_creates_settings_and_uninstall_leaves_no_trace_of_ours(cli, _isolate_home, monkeypatch):
+    """No file before install: uninstall deletes the one install made (and
+    the backup a reinstall made of it), leaving the folder as it was."""
     path = _isolate_home / ".claude" / "settings.json"
     assert cli("hooks", "install")[0] == 0
     assert set(json.loads(path.read_text())["hooks"]) == {"SessionStart", "Stop"}
     assert not list(path.parent.glob("*backup*"))  # nothing to back up
+    monkeypatch.setenv("IAI_MCP_STORE", str(_isolate_home / "other-store"))
+    assert cli("hooks", "install")[0] == 0  # updates the commands: a backup of our own file
+    assert len(list(path.parent.glob("*backup*"))) == 1
     assert cli("hooks", "uninstall")[0] == 0
-    assert json.loads(path.read_text()) == {}
+    assert sorted(path.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("original", [
+    '{"model":"opus",\n\t"hooks":{}}',
+    '{ "hooks" : { "Stop" : [ ] ,\n  "SessionStart": [],"PreToolUse": [] } }\n\n',
+    '{"hooks": {}}',
+], ids=["empty-hooks", "empty-events", "only-empty-hooks"])
+def test_uninstall_keeps_the_users_own_empty_containers_byte_for_byte(cli, _isolate_home, original):
+    path = _isolate_home / ".claude" / "settings.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(original)
+    assert cli("hooks", "install")[0] == 0
+    assert cli("hooks", "uninstall")[0] == 0
+    assert path.read_text() == original
 
 
 def test_settings_are_replaced_atomically_keeping_the_users_mode(cli, _isolate_home):

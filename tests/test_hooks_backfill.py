@@ -195,3 +195,72 @@ def test_backfill_and_hook_through_the_daemon_with_the_real_model(_isolate_home,
     assert run("import-transcripts")["turns"] == 0
     hits = run("recall", "what is the cat called", "--k", "1")["hits"]
     assert hits[0]["literal_surface"] == "Also: the cat is called Miso."
+
+
+# ------------------------------------------------------- overlapping runs
+
+
+def _entry(i: int, role: str, text: str) -> str:
+    message = {"role": role, "content": text if role == "user" else [{"type": "text", "text": text}]}
+    return json.dumps({"type": role, "sessionId": "s", "uuid": f"u{i}",
+                       "timestamp": f"2025-09-01T10:00:{i:02d}.000Z", "message": message}) + "\n"
+
+
+def test_overlapping_stop_hooks_capture_each_turn_once(store, tmp_path):
+    """Claude Code's async Stop hook of the next turn can start while the
+    last one is still storing: the second waits for the first's cursor, so
+    no turn is sent twice, and each run sends only its own new turns."""
+    import threading
+
+    from iai_mcp.core import dispatch
+
+    transcript = tmp_path / "t.jsonl"
+    first = ["Use port 8443 for the admin API.", "Admin API moved to 8443."]
+    second = ["Rotate the admin token weekly.", "Token rotation is now weekly."]
+    transcript.write_text("".join(_entry(i, ("user", "assistant")[i % 2], t) for i, t in enumerate(first)))
+    sent: list[str] = []
+    digests, first_storing, second_started = [], threading.Event(), threading.Event()
+    serial = threading.Lock()
+
+    class SlowBackend:
+        def call(self, method, params=None):
+            if method == "keyed_digest":
+                digests.append(1)
+                if len(digests) == 2:
+                    second_started.set()
+            if method == "memory_import" and not first_storing.is_set():
+                # The first run is still storing when the second starts.
+                first_storing.set()
+                assert second_started.wait(10)
+            with serial:
+                if method == "memory_import":
+                    sent.extend(r["text"] for r in params["records"])
+                return dispatch(store, method, params)
+
+    state = tmp_path / "state"
+    payload = {"session_id": "s", "transcript_path": str(transcript)}
+    results: dict[str, dict] = {}
+    one = threading.Thread(target=lambda: results.setdefault("one", hooks.capture_transcript(SlowBackend(), payload, state)))
+    one.start()
+    assert first_storing.wait(10)  # the first run has read its turns and is storing them
+    with open(transcript, "a") as fh:  # the next turn is written, and its Stop hook runs
+        fh.write("".join(_entry(i + 2, ("user", "assistant")[i % 2], t) for i, t in enumerate(second)))
+    two = threading.Thread(target=lambda: results.setdefault("two", hooks.capture_transcript(SlowBackend(), payload, state)))
+    two.start()
+    one.join(30)
+    two.join(30)
+    assert not one.is_alive() and not two.is_alive()
+    assert sorted(sent) == sorted(first + second)  # each turn sent once
+    assert sum(r["inserted"] for r in results.values()) == 4
+    assert sum(r["skipped"] + r["reinforced"] for r in results.values()) == 0
+    assert hooks.capture_transcript(SlowBackend(), payload, state)["turns"] == 0
+
+
+def test_a_cursor_never_moves_back_past_another_runs(tmp_path):
+    from iai_mcp.hooks import cursors
+
+    cursors.write(tmp_path, "k", 100)
+    cursors.write(tmp_path, "k", 50, read_as=0)  # a run that read 0 finishing late
+    assert cursors.stored(tmp_path, "k") == 100
+    cursors.write(tmp_path, "k", 20, read_as=100)  # the run that found the transcript rewritten
+    assert cursors.stored(tmp_path, "k") == 20

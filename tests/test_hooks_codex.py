@@ -105,3 +105,37 @@ def test_codex_home_moves_everything(cli, tmp_path, monkeypatch):
     assert hooks.HOSTS["codex"].config_path() == home / "hooks.json"
     assert cli("hooks", "install", "--host", "codex")[0] == 0
     assert set(json.loads((home / "hooks.json").read_text())["hooks"]) == {"SessionStart", "Stop"}
+
+
+INJECTED = next((SESSIONS.parent / "injected").glob("rollout-*.jsonl"))
+
+
+def test_context_codex_injects_is_not_taken_for_the_persons_words():
+    """user_message events that mirror the AGENTS.md / user instructions and
+    the environment context Codex adds (``kind`` not ``plain``, or, without a
+    kind, text wrapped whole in ``<environment_context>``/``<user_instructions>``)
+    are not captured; a message that only mentions the tag is."""
+    turns, _ = hooks.read_turns(INJECTED, 0, "codex")
+    assert [(t.role, t.text) for t in turns] == [
+        ("user", "The API rate limit is 600 requests per minute."),
+        ("assistant", "Noted: the limiter allows 600 requests per minute."),
+        ("user", "Why does <environment_context> show up in the logs?"),
+        ("assistant", "Codex sends it to the model with every turn."),
+    ]
+
+
+def test_a_stop_without_a_rollout_captures_nothing_and_is_no_failure(cli):
+    """Codex documents ``transcript_path`` as nullable (a session it keeps
+    no rollout of): zero new turns, a successful run in status."""
+    cli("capture", "x")
+    payload = {"session_id": "s", "transcript_path": None, "hook_event_name": "Stop"}
+    code, out, err = cli("hook", "--host", "codex", "stop", "--json", stdin=json.dumps(payload))
+    assert code == 0, err
+    assert json.loads(out) == {"turns": 0, "inserted": 0, "reinforced": 0, "skipped": 0}
+    from iai_mcp.hooks import cursors
+
+    stop = cursors.last_runs(cli.store / hooks.STATE_DIR, "codex")["stop"]
+    assert stop["turns"] == 0 and "failed_at" not in stop
+    # No transcript_path at all is still a hook wired to the wrong event.
+    code, _, err = cli("hook", "--host", "codex", "stop", stdin=json.dumps({"session_id": "s"}))
+    assert code == 1 and "no 'transcript_path'" in err

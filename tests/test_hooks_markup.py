@@ -47,6 +47,31 @@ EXPECTED = {
         ("user", "Retry the last step."),
         ("assistant", "Retried: the release is tagged v2.3.1."),
     ],
+    # A "!" shell passthrough: <bash-input>, then <bash-stdout>/<bash-stderr>.
+    "bash-passthrough": [
+        ("user", "The release branch is release/2.4."),
+        ("assistant", "Noted: release/2.4 is the release branch."),
+        ("user", "Add a lint target to the Makefile."),
+        ("assistant", "Added `lint: ruff check src tests` to the Makefile."),
+    ],
+    # The note a finished background task leaves as a user turn.
+    "task-notification": [
+        ("user", "Run the integration suite in the background."),
+        ("assistant", "Started the integration suite in the background."),
+        ("assistant", "The integration suite passed: 212 tests, no failures."),
+    ],
+    # What a UserPromptSubmit hook added to the prompt (the person's words stay).
+    "prompt-hook": [
+        ("user", "Bump the API version to v3."),
+        ("assistant", "API_VERSION is now v3 in config.py."),
+    ],
+    # Turns Claude Code writes in the model's place (message.model "<synthetic>").
+    "synthetic": [
+        ("user", "Our staging region is eu-west-3."),
+        ("user", "Deploy the worker there."),
+        ("user", "Try again."),
+        ("assistant", "Deployed the worker to eu-west-3."),
+    ],
 }
 
 

@@ -167,3 +167,52 @@ def test_codex_without_its_hooks_feature_says_so(cli, _isolate_home, tmp_path):
     assert len(reports["codex"]["missing"]) == 1 and "codex_hooks = true" in reports["codex"]["missing"][0]
     (_isolate_home / ".codex" / "config.toml").write_text('model = "gpt-5-codex"\n[features]\ncodex_hooks = true\n')
     assert _status(cli, "--host", "codex")[1]["codex"]["missing"] == []
+
+
+@pytest.mark.slow  # runs the installed command
+def test_a_command_that_cannot_run_the_hook_as_installed_is_not_reported_as_working(cli, _isolate_home, tmp_path):
+    """An install that answers --version but has no Codex hook (an older
+    iai-mcp, say) would fail every hook: the probe runs the installed
+    command line with --help, which argparse refuses there."""
+    cli("capture", "x")
+    program = _program(tmp_path, 'case "$*" in\n  *--version) echo "iai-mcp 0.1";;\n'
+                                 '  *) echo "iai-mcp hook: error: unrecognized arguments: --host" >&2; exit 2;;\nesac')
+    _write_hooks(_isolate_home / ".codex" / "hooks.json", program, cli.store, "codex")
+    code, reports = _status(cli, "--host", "codex")
+    report = reports["codex"]
+    assert code == 1 and report["command_runs"] is False
+    assert "exited with status 2: iai-mcp hook: error: unrecognized arguments: --host" in report["command_detail"]
+
+
+def test_a_command_without_store_is_checked_against_the_hooks_own_store(cli, _isolate_home, tmp_path):
+    """The installed command names no --store: the hook writes to the store
+    its environment names (IAI_MCP_STORE here), whatever --store status has."""
+    cli("capture", "x")
+    path = _isolate_home / ".claude" / "settings.json"
+    path.parent.mkdir(parents=True)
+    hooks.install(path, hooks.hook_commands(str(tmp_path / "gone" / "iai-mcp"), None))
+    elsewhere = tmp_path / "elsewhere"
+    _, out, _ = cli("--store", str(elsewhere), "hooks", "status", "--json", "--host", "claude-code")
+    (report,) = json.loads(out)
+    assert report["store"] == str(cli.store) and report["store_reachable"] is True
+    assert report["store_detail"] == "1 memories"
+    assert not elsewhere.exists()
+
+
+def test_any_hook_failure_reaches_status(cli, monkeypatch, tmp_path):
+    """Not only the errors iai-mcp expects: whatever stops a hook is noted
+    for status, then raised as before."""
+    cli("capture", "x")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the parser fell over")
+
+    monkeypatch.setattr(hooks, "capture_transcript", broken)
+    transcript = tmp_path / "t.jsonl"
+    transcript.write_bytes(SAMPLE.read_bytes())
+    with pytest.raises(RuntimeError, match="the parser fell over"):
+        cli("hook", "stop", stdin=json.dumps({"session_id": "s", "transcript_path": str(transcript)}))
+    from iai_mcp.hooks import cursors
+
+    stop = cursors.last_runs(cli.store / hooks.STATE_DIR, "claude-code")["stop"]
+    assert stop["error"] == "RuntimeError: the parser fell over" and parse_time(stop["failed_at"]) is not None

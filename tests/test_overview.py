@@ -43,7 +43,7 @@ def test_days_count_captures_and_recalls_and_most_recalled_ranks_by_recalls(stor
     assert o["days"][-1] == {"day": today.isoformat(), "captures": 3, "recalls": 4}
     assert sum(d["captures"] + d["recalls"] for d in o["days"][:-1]) == 0
     ranked = [(m["record_id"], m["count"]) for m in o["most_recalled"]]
-    assert ranked == [(a, 4), (b, 1)]  # a: its capture cue and three recalls
+    assert ranked == [(a, 3), (b, 1)]  # recalls only: not a's capture cue
     assert o["most_recalled"][0]["excerpt"].startswith("the wifi password")
     assert o["unreadable"] == 0
 
@@ -70,3 +70,17 @@ def test_it_is_not_an_mcp_tool_and_reads_only():
 
     method = contract.method("memory_overview")
     assert not method.tool and method.read_only and not method.destructive
+
+
+def test_the_excluded_session_is_not_counted_as_recalls(store):
+    a = _capture(store, "the boiler is serviced every October", cue="boiler?")
+    dispatch(store, "memory_recall", {"cue": "boiler service", "k": 1, "session_id": "assistant"})
+    for _ in range(2):
+        dispatch(store, "memory_recall", {"cue": "boiler service", "k": 1, "session_id": "iai-mcp-ui"})
+    store.flush_provenance(5)
+    everyone = dispatch(store, "memory_overview", {"days": 1})
+    assert [(m["record_id"], m["count"]) for m in everyone["most_recalled"]] == [(a, 3)]
+    assert everyone["days"][-1]["recalls"] == 3
+    others = dispatch(store, "memory_overview", {"days": 1, "exclude_session": "iai-mcp-ui"})
+    assert [(m["record_id"], m["count"]) for m in others["most_recalled"]] == [(a, 1)]
+    assert others["days"][-1]["recalls"] == 1

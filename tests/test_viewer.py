@@ -72,6 +72,25 @@ def test_a_wrong_token_is_401_and_sets_no_cookie(anonymous, memory):
     assert anonymous.get("/browse").status_code == 401
 
 
+def test_another_local_apps_cookie_does_not_log_the_viewer_out(anonymous, memory):
+    """Cookies for 127.0.0.1 are shared by every port: one that Python's
+    SimpleCookie cannot read (JSON in it) must not hide the viewer's."""
+    ours = f"iai_mcp_ui_{PORT}={TOKEN}"
+    for header in (f'other={{"a":1}}; {ours}', f"{ours}; other={{\"a\":1}}", f'x="unterminated; {ours}; y=1'):
+        r = anonymous.get("/", headers={"cookie": header})
+        assert r.status_code == 200, header
+        assert "Overview" in r.text
+
+
+@pytest.mark.parametrize("header", [
+    "garbage", ";;;", "=", f"iai_mcp_ui_{PORT}", f"iai_mcp_ui_{PORT}=", f"iai_mcp_ui_{PORT}={TOKEN}x",
+    f'iai_mcp_ui_{PORT}="{TOKEN}', f"iai_mcp_ui_{PORT + 1}={TOKEN}", "\x7f\t=\x7f; ;=x",
+])
+def test_a_malformed_or_wrong_cookie_header_is_401_and_no_data(anonymous, memory, header):
+    r = anonymous.get(f"/memory/{memory}", headers={"cookie": header})
+    assert r.status_code == 401 and "coffee" not in r.text
+
+
 def test_the_token_becomes_a_strict_httponly_cookie_and_leaves_the_url(anonymous):
     r = anonymous.get(f"/browse?state=all&token={TOKEN}")
     assert r.status_code == 303 and r.headers["location"] == "/browse?state=all"
@@ -237,6 +256,14 @@ def test_the_memory_page_shows_text_metadata_history_and_provenance_newest_first
     assert "s-2" in prov and "captured with cue" in prov
 
 
+def test_the_undo_window_shown_is_the_stores_not_the_address_bars(client, backend, memory):
+    page = client.get(f"/memory/{memory}?done=hidden&until=2099-01-01+(trust+me)").text
+    assert "Restorable until" not in page and "trust me" not in page  # not hidden at all
+    until = backend.call("memory_forget", {"ids": [memory]})["undo_until"]
+    page = client.get(f"/memory/{memory}?done=hidden&until=2099-01-01").text
+    assert f"Restorable until {until}." in page and "2099" not in page
+
+
 def test_forget_asks_first_shows_the_undo_window_then_restore_brings_it_back(client, backend, memory):
     r = post(client, f"/memory/{memory}/forget", mode="hide")
     assert r.status_code == 200 and "Are you sure?" in r.text and "restore it until" in r.text
@@ -300,6 +327,23 @@ def test_overview_shows_counts_chart_most_recalled_and_health(client, backend, m
     assert "<svg" in r.text and f"{today}: {recalled} recalls</title>" in r.text
     assert f"{today}: 2 captures</title>" in r.text
     assert f'/memory/{memory}">coffee order' in r.text and "recalled 1 times" in r.text
+
+
+def test_most_recalled_counts_recalls_only_per_memory(client, backend, memory):
+    """Not the capture's cue (``memory`` was captured with one), and not the
+    viewer's own searches, which are recorded but said not to be counted."""
+    tea = backend.call("memory_capture", {"text": "tea: assam, no sugar"})["record_id"]
+    for cue in ("coffee order", "coffee oat milk"):
+        backend.call("memory_recall", {"cue": cue, "k": 1, "session_id": "assistant"})
+    backend.call("memory_recall", {"cue": "assam tea", "k": 1, "session_id": "assistant"})
+    for _ in range(3):
+        assert client.get("/search?cue=assam+tea&k=1").status_code == 200
+    r = client.get("/")
+    counts = dict(re.findall(r'<a href="/memory/([0-9a-f-]{36})">[^<]*</a> <span class="meta">recalled (\d+) times', r.text))
+    assert counts == {memory: "2", tea: "1"}
+    assert "Searches made here are recorded in each memory's provenance (session iai-mcp-ui)" in r.text
+    trail = backend.call("memory_get", {"id": tea})["provenance"]
+    assert [e["session_id"] for e in trail].count("iai-mcp-ui") == 3  # recorded all the same
     assert "Store health" in r.text and ">PASS<" in r.text and "embedder" in r.text
 
 
@@ -330,3 +374,51 @@ def test_project_and_the_other_filters_are_sent_only_when_set():
     assert list_params({"project": "iai", "pinned": "no", "state": "hidden"}) == {
         "project": "iai", "pinned": False, "state": "hidden"}
     assert list_params({"project": " ", "pinned": ""}) == {}
+
+
+def test_the_browser_is_opened_once_the_server_answers(tmp_path, monkeypatch):
+    """``ui`` without --no-browser: the link is opened from a thread after
+    the server is up, so the first page never races the server's start."""
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    import uvicorn
+
+    from iai_mcp.store import MemoryStore
+    from iai_mcp.viewer import app as viewer_app
+
+    monkeypatch.setenv("IAI_MCP_LOCAL", "1")
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    from iai_mcp.embed import HashEmbedder
+
+    MemoryStore(path=tmp_path / "store", embedder=HashEmbedder()).close()
+    servers, opened = [], []
+
+    class Recorded(uvicorn.Server):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            servers.append(self)
+
+    def browser(link):
+        parts = urlsplit(link)
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+        try:
+            conn.request("GET", f"{parts.path}?{parts.query}")
+            opened.append(conn.getresponse().status)
+        except OSError as exc:
+            opened.append(exc)
+        finally:
+            conn.close()
+            servers[0].should_exit = True
+        return True
+
+    monkeypatch.setattr(uvicorn, "Server", Recorded)
+    monkeypatch.setattr(viewer_app.webbrowser, "open", browser)
+    links: list[str] = []
+    thread = threading.Thread(target=viewer_app.serve, args=(str(tmp_path / "store"), 0),
+                              kwargs={"open_browser": True, "say": links.append}, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive()
+    assert opened == [303] and len(links) == 1  # the launch link: its token set as a cookie

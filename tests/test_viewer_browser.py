@@ -1,8 +1,12 @@
 """The viewer as a person uses it (issue 12): ``iai-mcp ui --no-browser``
-started for real against a temporary store (its daemon with the hash
-embedder), driven in Debian's headless Chromium through Playwright: search,
-open a memory, see its provenance, forget it, restore it, page through a
-list. The run saves the screenshot the README shows (docs/viewer.png).
+started for real against a temporary store (its daemon with the real
+embedding model), driven in Debian's headless Chromium through Playwright:
+search, open a memory, see its provenance, forget it, restore it, page
+through a list. The run saves the screenshot the README shows
+(docs/viewer.png). And what another local app can do from the same
+browser: a page on another port of 127.0.0.1 (the same *site*, so the
+viewer's SameSite cookie goes with its requests) posting a form and
+fetching pages is refused; its cookies do not log the viewer out.
 
 A missing browser or Playwright fails these tests; it never skips them
 (``.ci/run`` installs Chromium with apt-get).
@@ -57,7 +61,9 @@ def seeded_store(tmp_path, monkeypatch):
     """A store with a few memories, some recalled, reached through its daemon."""
     from iai_mcp import backend
 
-    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    # An integration test: the real model (the screenshot's health table names it).
+    monkeypatch.delenv("IAI_MCP_TEST_EMBEDDER", raising=False)
+    monkeypatch.delenv("IAI_MCP_LOCAL", raising=False)
     root = tmp_path / "store"
     connection = backend.connect(root)
     try:
@@ -110,6 +116,8 @@ def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_lin
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     expect(page.locator(".stat").first).to_contain_text("7")
     expect(page.locator("table.health")).to_contain_text("PASS")
+    expect(page.locator("table.health")).to_contain_text("MiniLM")
+    expect(page.locator("table.health")).not_to_contain_text("hash-embedder")
     page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     # Search: hits with scores and reasons, the budget.
@@ -167,7 +175,7 @@ def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_lin
 
 
 @pytest.mark.slow
-def test_another_site_in_the_same_browser_gets_nothing(chromium, viewer_link):
+def test_a_browser_without_the_cookie_gets_nothing(chromium, viewer_link):
     """A fresh browser context (no cookie) and a wrong token see no memory."""
     base = viewer_link.split("/?", 1)[0]
     page = chromium.new_page()
@@ -175,3 +183,152 @@ def test_another_site_in_the_same_browser_gets_nothing(chromium, viewer_link):
         response = page.goto(url)
         assert response.status == 401
         assert "oat milk" not in page.content()
+
+
+@pytest.fixture
+def other_site():
+    """Another local app: an HTTP server on another port of 127.0.0.1
+    serving whatever page a test gives it."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    pages: dict[str, str] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if self.path in pages else 404)
+            self.send_header("content-type", "text/html; charset=utf-8")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", pages
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _memory_id(store: Path, text: str) -> str:
+    from iai_mcp import backend
+
+    connection = backend.connect(store)
+    try:
+        items = connection.call("memory_list", {"state": "all", "limit": 100})["items"]
+    finally:
+        connection.close()
+    return next(m["record_id"] for m in items if m["literal_surface"] == text)
+
+
+def _state(store: Path, record_id: str) -> str:
+    from iai_mcp import backend
+
+    connection = backend.connect(store)
+    try:
+        return connection.call("memory_get", {"id": record_id})["state"]
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_a_page_on_another_port_cannot_post_or_read_with_the_persons_cookie(
+    chromium, viewer_link, seeded_store, other_site
+):
+    """The person opened the viewer (their browser holds its cookie), then a
+    page of another local app, which posts a purge form to the viewer and
+    fetches its pages: refused by Origin / Sec-Fetch-Site, nothing changed."""
+    base = viewer_link.split("/?", 1)[0]
+    origin, pages = other_site
+    rid = _memory_id(seeded_store, MEMORIES[0][0])
+    pages["/post"] = (
+        f'<form id="f" method="post" action="{base}/memory/{rid}/forget">'
+        '<input name="mode" value="purge"><input name="confirm" value="yes"></form>'
+        '<script>document.getElementById("f").submit()</script>'
+    )
+    pages["/read"] = (
+        "<script>const tries = [];"
+        f'for (const path of ["/", "/browse", "/memory/{rid}"]) {{'
+        f'  tries.push(fetch("{base}" + path + "?as=no-cors", {{credentials: "include", mode: "no-cors"}}));'
+        f'  tries.push(fetch("{base}" + path + "?as=cors", {{credentials: "include"}}).then(r => r.text())'
+        '    .then(t => { document.body.dataset.leak = t; }));'
+        "}"
+        f'tries.push(fetch("{base}/memory/{rid}/forget", {{method: "POST", credentials: "include", mode: "no-cors",'
+        '  body: new URLSearchParams({mode: "hide", confirm: "yes"})}));'
+        'Promise.allSettled(tries).then(() => { document.title = "settled"; });'
+        "</script>"
+    )
+    context = chromium.new_context()
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    assert page.goto(viewer_link).status == 200  # the person's browser now holds the cookie
+    cookies = [c["name"] for c in context.cookies(base)]
+    assert any(name.startswith("iai_mcp_ui_") for name in cookies)
+
+    statuses: dict[str, list[int]] = {}
+    page.on("response", lambda r: statuses.setdefault(r.request.method + " " + r.url, []).append(r.status)
+            if r.url.startswith(base) else None)
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(r.url) if r.url.startswith(base) else None)
+    with page.expect_response(lambda r: r.url.endswith("/forget")) as posted:
+        page.goto(origin + "/post")
+    assert posted.value.status == 403
+    assert "another origin" in posted.value.text() or "another site" in posted.value.text()
+    assert "oat milk" not in page.content()
+
+    page.goto(origin + "/read")
+    page.wait_for_function("() => document.title === 'settled'")
+    paths = ["/", "/browse", f"/memory/{rid}"]
+    assert statuses == {  # every answer the page could see was a refusal
+        **{f"GET {base}{path}?as=no-cors": [403] for path in paths},
+        f"POST {base}/memory/{rid}/forget": [403, 403],  # the form, then the fetch
+    }, statuses
+    # A CORS read gets no response at all (the viewer sends no CORS headers), and no text.
+    assert {f"{base}{path}?as=cors" for path in paths} <= set(failed), failed
+    assert page.evaluate("document.body.dataset.leak") is None
+    assert _state(seeded_store, rid) == "active"  # neither the purge nor the hide happened
+    context.close()
+
+
+@pytest.mark.slow
+def test_another_local_apps_cookies_do_not_log_the_viewer_out(chromium, viewer_link):
+    """Cookies for 127.0.0.1 are shared by every port; one Python's
+    SimpleCookie cannot parse (JSON in it) sits beside the viewer's."""
+    base = viewer_link.split("/?", 1)[0]
+    context = chromium.new_context()
+    context.add_cookies([{"name": "other", "value": '{"a":1}', "url": base},
+                         {"name": "session", "value": "a b", "url": base}])
+    page = context.new_page()
+    assert page.goto(viewer_link).status == 200
+    assert page.get_by_role("heading", name="Overview").is_visible()
+    assert {c["name"] for c in context.cookies(base)} >= {"other", "session"}  # all sent along
+    assert page.goto(base + "/browse").status == 200
+    assert "oat milk" in page.content()
+    context.close()
+
+
+@pytest.mark.slow
+def test_a_malformed_cookie_header_is_401_and_the_viewer_keeps_serving(viewer_link):
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(viewer_link)
+    # Bytes HTTP allows in a header (obs-text included) that are no cookie of ours.
+    for header in (b"\xff\xfe=\xfe", b"=;=;;", b'iai_mcp_ui_1="unterminated', b"a" * 8000, b'x={"a":1'):
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=WAIT_MS / 1000)
+        try:
+            conn.putrequest("GET", "/browse")
+            conn.putheader("Cookie", header)
+            conn.endheaders()
+            response = conn.getresponse()
+            assert response.status == 401 and b"oat milk" not in response.read()
+        finally:
+            conn.close()
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=WAIT_MS / 1000)
+    conn.request("GET", f"/?{parts.query}")
+    assert conn.getresponse().status == 303  # still up, still answering the launch link
+    conn.close()

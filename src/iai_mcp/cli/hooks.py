@@ -69,32 +69,33 @@ def cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reach(args: argparse.Namespace):
+def _reach(store: str | None) -> tuple[bool, str, Path]:
+    """Whether the store a hook writes to answers (``hooks.status.host_status``'s ``reach``)."""
     from iai_mcp import backend
     from iai_mcp.errors import IaiError
 
-    def reach(store: str | None) -> tuple[bool, str, Path]:
-        root = backend.store_path(store if store is not None else args.store)
-        if not root.is_dir():
-            return False, f"no store at {root}", root
+    # A command that names no --store writes where the hook's own
+    # environment points (IAI_MCP_STORE, else the default), never to this
+    # status command's --store.
+    root = backend.store_path(store)
+    if not root.is_dir():
+        return False, f"no store at {root}", root
+    try:
+        connection = backend.connect(str(root))
         try:
-            connection = backend.connect(str(root))
-            try:
-                stats = connection.call("memory_stats", {})
-            finally:
-                connection.close()
-        except (IaiError, OSError) as exc:
-            return False, f"{type(exc).__name__}: {exc}", root
-        return True, f"{stats['records']} memories", root
-
-    return reach
+            stats = connection.call("memory_stats", {})
+        finally:
+            connection.close()
+    except (IaiError, OSError) as exc:
+        return False, f"{type(exc).__name__}: {exc}", root
+    return True, f"{stats['records']} memories", root
 
 
 def _status(args: argparse.Namespace, names: list[str]) -> int:
     from iai_mcp import hooks
     from iai_mcp.hooks.status import healthy, host_status
 
-    reports = [host_status(hooks.host(name), _config_path(args, hooks.host(name)), _reach(args)) for name in names]
+    reports = [host_status(hooks.host(name), _config_path(args, hooks.host(name)), _reach) for name in names]
     if args.json:
         print_json(reports)
     else:
@@ -133,13 +134,12 @@ def _show_status(report: dict[str, Any]) -> None:
 
 def cmd_hook(args: argparse.Namespace) -> int:
     from iai_mcp import hooks
-    from iai_mcp.errors import IaiError
     from iai_mcp.hooks import cursors
 
     state_dir = store_path(args) / hooks.STATE_DIR
     try:
         return _run_hook(args, state_dir)
-    except (IaiError, OSError) as exc:
+    except Exception as exc:  # any failure: a background hook has nobody to tell but status
         if state_dir.parent.is_dir():  # never make a store just to say it failed
             try:
                 cursors.record_failure(state_dir, args.host, args.event, f"{type(exc).__name__}: {exc}")

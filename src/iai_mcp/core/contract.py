@@ -390,6 +390,9 @@ class OverviewParams(Params):
 
     days: int = Field(30, ge=1, le=MAX_OVERVIEW_DAYS, description="Days of captures and recalls to count, ending today (UTC).")
     top: int = Field(10, ge=1, le=MAX_OVERVIEW_TOP, description="Most recalled memories to return.")
+    exclude_session: str | None = Field(
+        None, max_length=256, description="Recalls made in this session are not counted (the viewer's own searches)."
+    )
 # ---- hosts (issue 11) ----------------------------------------------------------
 
 

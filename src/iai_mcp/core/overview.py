@@ -9,6 +9,9 @@ Recalls per day need each provenance entry's time, which is sealed with the
 entry, so every entry of a recalled memory is opened once per call (a
 listing-sized cost, paid only when a person opens the page). An entry that
 cannot be read is counted in ``unreadable`` and left as it is on disk.
+Only recalls are counted, in the chart and in "most recalled" alike: not
+the entry a capture's cue makes, nor recalls made in ``exclude_session``
+(the viewer passes its own, so browsing does not rank what it browses).
 """
 from __future__ import annotations
 
@@ -39,22 +42,29 @@ def _counted(counter: Counter, key: str) -> list[dict[str, Any]]:
     return [{key: name, "count": n} for name, n in sorted(counter.items(), key=lambda i: (-i[1], str(i[0])))]
 
 
-def _recall_days(store: MemoryStore, counts: dict[Any, int], first: date) -> tuple[Counter, int]:
-    """Recalls per UTC day from ``first`` on, and how many entries could not be read."""
+def _recalls(
+    store: MemoryStore, logged: dict[Any, int], first: date, exclude_session: str | None
+) -> tuple[Counter, Counter, int]:
+    """Recalls per record and per UTC day from ``first`` on, and how many
+    entries could not be read (``logged``: each record's entry count)."""
+    per_record: Counter = Counter()
     per_day: Counter = Counter()
     unreadable = 0
-    for record_id in counts:
+    for record_id, logged_entries in logged.items():
         try:
             entries = store.provenance_of(record_id)
         except CorruptData as exc:
-            unreadable += counts[record_id]
+            unreadable += logged_entries
             _log.warning("overview_provenance_unreadable", record=store.log_name(record_id), error=str(exc))
             continue
         for entry in entries:
+            if entry.get("kind") == "capture" or (exclude_session and entry.get("session_id") == exclude_session):
+                continue
+            per_record[record_id] += 1
             when = parse_time(entry.get("ts"))
-            if entry.get("kind") != "capture" and when is not None and when.date() >= first:
+            if when is not None and when.date() >= first:
                 per_day[when.date()] += 1
-    return per_day, unreadable
+    return per_record, per_day, unreadable
 
 
 def overview(store: MemoryStore, args: OverviewParams) -> dict[str, Any]:
@@ -65,10 +75,9 @@ def overview(store: MemoryStore, args: OverviewParams) -> dict[str, Any]:
     today = utcnow().date()
     first = today - timedelta(days=args.days - 1)
     captures = Counter(row.created_at.date() for row in rows if row.created_at.date() >= first)
-    counts, _ = store.provenance_counts()
+    logged, _ = store.provenance_counts()
     known = {row.id: row for row in rows}
-    counts = {rid: n for rid, n in counts.items() if rid in known}
-    recalls, unreadable = _recall_days(store, counts, first)
+    counts, recalls, unreadable = _recalls(store, {rid: n for rid, n in logged.items() if rid in known}, first, args.exclude_session)
     top = sorted((rid for rid in counts if known[rid].state == "active"),
                  key=lambda rid: (-counts[rid], str(rid)))[: args.top]
     states = Counter(row.state for row in rows)

@@ -102,6 +102,8 @@ class Memory(MemorySummary):
     history: list[dict[str, Any]]
     #: Provenance entries that could not be read (damaged), left out of ``provenance``.
     provenance_damaged: int
+    #: A hidden memory's end of the undo window (restorable until then); None otherwise.
+    undo_until: str | None
 
 
 class PackedMemory(MemorySummary):

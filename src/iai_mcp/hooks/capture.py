@@ -21,9 +21,13 @@ from typing import Any
 from iai_mcp.errors import InvalidInput
 from iai_mcp.hooks import cursors
 from iai_mcp.hooks.hosts import Host
-from iai_mcp.hooks.transcript import batch_full, read_turns, record_size, records
+from iai_mcp.hooks.transcript import BATCH, batch_full, read_turns, record_size, records
 
 STATUSES = ("inserted", "reinforced", "skipped")
+
+
+def _no_counts() -> dict[str, int]:
+    return {"turns": 0, **dict.fromkeys(STATUSES, 0)}
 
 
 @dataclass
@@ -34,11 +38,12 @@ class _Run:
     backend: Any
     state_dir: Path
     dry_run: bool
-    counts: dict[str, int] = field(default_factory=lambda: {"turns": 0, **dict.fromkeys(STATUSES, 0)})
+    counts: dict[str, int] = field(default_factory=_no_counts)
     batch: list[dict[str, Any]] = field(default_factory=list)
     size: int = 0
-    #: (cursor key, offset) of transcripts whose records are all in ``batch`` or stored.
-    waiting: list[tuple[str, int]] = field(default_factory=list)
+    #: Transcripts whose records are all in ``batch`` or stored: (cursor key,
+    #: the offset its cursor held when read, the offset to set, the lock held).
+    waiting: list[tuple[str, int | None, int, int | None]] = field(default_factory=list)
 
     def add(self, record: dict[str, Any]) -> None:
         n = record_size(record)
@@ -57,9 +62,17 @@ class _Run:
         elif self.dry_run:
             self.counts["inserted"] += len(self.batch)  # at most: some may be repeats
         self.batch, self.size = [], 0
-        if not self.dry_run:
-            for key, offset in self.waiting:
-                cursors.write(self.state_dir, key, offset)
+        for key, read_as, offset, _ in self.waiting:
+            if not self.dry_run:
+                cursors.write(self.state_dir, key, offset, read_as=read_as)
+        self.release()
+
+    def release(self) -> None:
+        """Let other runs at the waiting transcripts (also when a send failed:
+        their cursors stay where they were, and a later run sends again)."""
+        for *_, fd in self.waiting:
+            if fd is not None:
+                cursors.unlock(fd)
         self.waiting = []
 
 
@@ -79,15 +92,32 @@ def capture_transcripts(
     run = _Run(backend, state_dir, dry_run)
     if not dry_run:
         cursors.migrate(backend, state_dir)
-    for (transcript, session_id), key in zip(transcripts, cursors.keys(backend, [t for t, _ in transcripts])):
-        turns, end = read_turns(transcript, cursors.read(state_dir, key, transcript), host.turn_of)
-        run.counts["turns"] += len(turns)
-        for record in records(turns, session_id, host.tag):
-            run.add(record)
-        run.waiting.append((key, end))
-        if progress is not None:
-            progress(len(turns))
-    run.send()
+    try:
+        for (transcript, session_id), key in zip(transcripts, cursors.keys(backend, [t for t, _ in transcripts])):
+            # Read -> store -> move the cursor under the transcript's lock, so
+            # a run that overlaps this one reads where this one ends (a dry run
+            # writes nothing, and takes no lock).
+            fd = None if dry_run else cursors.lock(state_dir, key)
+            if fd is None and not dry_run:
+                continue  # another run still holds it: the next run captures these turns
+            try:
+                read_as = cursors.stored(state_dir, key)
+                turns, end = read_turns(transcript, cursors.start(read_as, transcript), host.turn_of)
+                run.counts["turns"] += len(turns)
+                for record in records(turns, session_id, host.tag):
+                    run.add(record)
+            except BaseException:
+                if fd is not None:  # not yet in run.waiting, which release() frees
+                    cursors.unlock(fd)
+                raise
+            run.waiting.append((key, read_as, end, fd))
+            if len(run.waiting) >= BATCH:  # bounds the locks (and files) held at once
+                run.send()
+            if progress is not None:
+                progress(len(turns))
+        run.send()
+    finally:
+        run.release()
     return run.counts
 
 
@@ -116,6 +146,11 @@ def capture_transcript(backend: Any, payload: Mapping[str, Any], state_dir: Path
     run has seen yet; returns counts."""
     session_id = _payload_field(payload, "session_id")
     raw_path = _payload_field(payload, "transcript_path")
+    if raw_path is None and "transcript_path" in payload:
+        # Codex sends null for a session it keeps no rollout of: nothing to capture.
+        counts = _no_counts()
+        cursors.record_run(state_dir, host.name, "stop", **counts)
+        return counts
     if not raw_path:
         raise InvalidInput(f"hook input has no 'transcript_path'; is this the Stop hook of {host.label}?")
     transcript = Path(raw_path).expanduser()

@@ -6,10 +6,15 @@ conversation: slash commands (``<command-name>/model</command-name>`` with
 ``<command-message>`` and ``<command-args>``), their output
 (``<local-command-stdout>``/``-stderr``), ``<system-reminder>`` blocks it
 appends to a user turn, ``[Request interrupted by user]`` when Esc stops a
-turn, the summary it writes after a compaction (``isCompactSummary``) and
-the text of an API error (``isApiErrorMessage``). None of that was said by
-anyone, so none of it is captured; a user turn keeps its words once the
-markup blocks are cut out of it.
+turn, the summary it writes after a compaction (``isCompactSummary``), the text
+of an API error (``isApiErrorMessage``), a ``!`` shell passthrough
+(``<bash-input>`` with its ``<bash-stdout>``/``<bash-stderr>``), the note a
+finished background task leaves (``<task-notification>``), what a
+UserPromptSubmit hook added (``<user-prompt-submit-hook>``) and the turns
+Claude Code writes in the model's place (``message.model`` is
+``<synthetic>``: "No response requested.", aborted requests). None of that
+was said by anyone, so none of it is captured; a user turn keeps its words
+once the markup blocks are cut out of it.
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ from iai_mcp.hooks.transcript import Turn, valid_ts
 #: Markup blocks Claude Code puts in user turns (cut out, with what they hold).
 _MARKUP = re.compile(
     r"<(system-reminder|command-name|command-message|command-args|local-command-stdout"
-    r"|local-command-stderr|local-command-caveat)>.*?</\1>",
+    r"|local-command-stderr|local-command-caveat|bash-input|bash-stdout|bash-stderr"
+    r"|task-notification|user-prompt-submit-hook)>.*?</\1>",
     re.DOTALL,
 )
 #: The note a user turn becomes when Esc interrupts the model ("... for tool use" too).
@@ -29,6 +35,8 @@ _INTERRUPTED = re.compile(r"\[Request interrupted by user[^\]\n]*\]")
 #: Entry flags of text nobody said: notes Claude Code injects, subagents'
 #: own conversations, compaction summaries, API error turns.
 _NOT_SAID = ("isMeta", "isSidechain", "isCompactSummary", "isApiErrorMessage")
+#: The model name of turns Claude Code writes itself, not the model.
+_SYNTHETIC_MODEL = "<synthetic>"
 
 
 def _text_blocks(content: Any) -> list[str]:
@@ -60,7 +68,7 @@ def turn_of(entry: Any) -> Turn | None:
     if any(entry.get(flag) for flag in _NOT_SAID):
         return None
     message = entry.get("message")
-    if not isinstance(message, dict):
+    if not isinstance(message, dict) or message.get("model") == _SYNTHETIC_MODEL:
         return None
     role = message.get("role") if message.get("role") in ("user", "assistant") else entry["type"]
     blocks = _text_blocks(message.get("content"))

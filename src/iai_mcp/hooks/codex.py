@@ -8,14 +8,27 @@ instructions and environment context Codex injects as "user" messages;
 person typed and ``agent_message`` what the agent answered. Only those two
 are captured; reasoning, tool calls and their output, token counts and
 turn context are not conversation.
+
+Some Codex versions also mirror the injected context into ``user_message``
+events, telling them apart by ``kind`` (``plain`` for the person's words,
+``user_instructions`` / ``environment_context`` for what Codex added;
+openai/codex#3127). A ``user_message`` is kept only when ``kind`` is absent
+or ``plain``, and never when its text is one of those wrapped blocks
+(``<environment_context>...``, ``<user_instructions>...``): older rollouts
+have no ``kind`` to tell.
 """
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from iai_mcp.hooks.transcript import Turn, valid_ts
 
 _ROLES = {"user_message": "user", "agent_message": "assistant"}
+#: The ``kind`` of a user_message the person typed.
+_PLAIN = "plain"
+#: Context Codex injects, wrapped whole in one of these tags.
+_INJECTED = re.compile(r"\s*<(environment_context|user_instructions)>.*</\1>\s*", re.DOTALL)
 
 
 def turn_of(entry: Any) -> Turn | None:
@@ -28,5 +41,7 @@ def turn_of(entry: Any) -> Turn | None:
     role = _ROLES.get(payload.get("type"))  # type: ignore[arg-type]
     text = payload.get("message")
     if role is None or not isinstance(text, str) or not text.strip():
+        return None
+    if role == "user" and ((payload.get("kind") or _PLAIN) != _PLAIN or _INJECTED.fullmatch(text)):
         return None
     return Turn(text, role, valid_ts(entry.get("timestamp")))

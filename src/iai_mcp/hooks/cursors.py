@@ -6,20 +6,37 @@ store's ``keyed_digest``, a subkey of its key) and holds the byte offset
 only: nothing in the state directory says which transcripts exist, and the
 store never hands out its key. Cursors written before this (``stop-*.json``,
 the path in clear) are migrated by ``migrate`` and then deleted.
+
+Two runs on one transcript (Claude Code starts the async Stop hook of the
+next turn while the last one may still be storing) take turns: each holds
+the transcript's lock file (``cursor-<key>.lock``, flock) from reading the
+cursor until its records are stored and the cursor written, so the second
+reads where the first ended. A cursor never moves back past an offset
+another run wrote.
 """
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from iai_mcp.fs import make_private_dir, write_atomic
+from iai_mcp.fs import make_private_dir, open_locked, write_atomic
+from iai_mcp.log import logger
 from iai_mcp.types import utcnow
 
 STATE_DIR = "hook-state"
 PURPOSE = "hook-cursor"
 _OLD_CURSORS = "stop-*.json"
+#: How long a run waits for another run on the same transcript: a batch to
+#: the daemon takes seconds at most (a cold daemon 2-6 s), well inside this;
+#: past it the transcript is left for the next run, which captures it.
+LOCK_WAIT_S = 60.0
+_LOCK_POLL_S = 0.05
+
+_log = logger("iai_mcp.hooks")
 
 
 def transcript_name(transcript: Path) -> str:
@@ -41,16 +58,44 @@ def _path(state_dir: Path, key: str) -> Path:
     return state_dir / f"cursor-{key}.json"
 
 
-def read(state_dir: Path, key: str, transcript: Path) -> int:
+def lock(state_dir: Path, key: str, wait_s: float = LOCK_WAIT_S) -> int | None:
+    """Hold the lock of transcript ``key`` (an fd: ``os.close`` releases it),
+    waiting up to ``wait_s`` for a run that holds it; None if it still does."""
+    make_private_dir(state_dir)
+    deadline = time.monotonic() + wait_s
+    while (fd := open_locked(state_dir / f"cursor-{key}.lock")) is None:
+        if time.monotonic() >= deadline:
+            _log.warning("hook_transcript_busy", cursor=key, waited_s=wait_s)
+            return None
+        time.sleep(_LOCK_POLL_S)  # flock has no timeout of its own
+    return fd
+
+
+def unlock(fd: int) -> None:
+    os.close(fd)
+
+
+def stored(state_dir: Path, key: str) -> int | None:
+    """The offset cursor ``key`` holds, or None (none, or unreadable)."""
     try:
-        offset = int(json.loads(_path(state_dir, key).read_text("utf-8"))["offset"])
+        return int(json.loads(_path(state_dir, key).read_text("utf-8"))["offset"])
     except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        return None
+
+
+def start(offset: int | None, transcript: Path) -> int:
+    """Where to read ``transcript`` from, given its stored cursor."""
     # A transcript shorter than the cursor was rewritten: start again (capture skips repeats).
-    return offset if 0 <= offset <= transcript.stat().st_size else 0
+    return offset if offset is not None and 0 <= offset <= transcript.stat().st_size else 0
 
 
-def write(state_dir: Path, key: str, offset: int) -> None:
+def write(state_dir: Path, key: str, offset: int, *, read_as: int | None = None) -> None:
+    """Set cursor ``key`` to ``offset``; never back past an offset another run
+    wrote since this one read ``read_as`` (back to a rewritten transcript's
+    end only by the run that found it rewritten)."""
+    current = stored(state_dir, key)
+    if current is not None and current > offset and current != read_as:
+        return
     make_private_dir(state_dir)
     # No fsync: a cursor lost to a power cut only makes the next run send
     # turns again, which capture skips (same session, text and time).

@@ -4,9 +4,13 @@
 else, after a timestamped backup; ``uninstall`` removes exactly the entries
 ``install`` adds (recognised by their command: ``iai-mcp ... hook ...
 session-start`` / ``stop``) and the containers it created that are left
-empty, so install then uninstall gives back the file byte for byte when
-it was ours to write. Claude Code's settings.json and Codex's hooks.json
-share this shape.
+empty, so install then uninstall gives back the file byte for byte. Which
+containers install created is read from the state before it: the newest
+backup that holds none of our hooks (a user's own empty ``"hooks": {}`` or
+``"Stop": []`` stays), or, when install created the file itself, the marker
+``<file>.iai-mcp-created`` it leaves beside it: uninstall then deletes the
+file (and the marker) if nothing but ours was ever put in it. Claude Code's
+settings.json and Codex's hooks.json share this shape.
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ import shlex
 import shutil
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +68,15 @@ def is_ours(command: Any, event: str) -> bool:
     )
 
 
+def our_hooks(settings: Any, event: str) -> Iterator[dict[str, Any]]:
+    """The entries of ``event`` in a hooks file's ``settings`` that are ours."""
+    hooks = settings.get("hooks") if isinstance(settings, dict) else None
+    groups = hooks.get(event) if isinstance(hooks, dict) else None
+    for group in groups if isinstance(groups, list) else []:
+        if isinstance(group, dict) and isinstance(group.get("hooks"), list):
+            yield from (h for h in group["hooks"] if isinstance(h, dict) and is_ours(h.get("command"), event))
+
+
 def command_argv(command: Any) -> list[str] | None:
     if not isinstance(command, str):
         return None
@@ -102,17 +115,36 @@ def _load_settings(path: Path) -> dict[str, Any]:
     return settings
 
 
+def _backups(path: Path) -> Iterator[tuple[bytes, Any]]:
+    """The backups ``install`` made of ``path``, newest first, as (bytes, JSON)."""
+    for backup in sorted(path.parent.glob(f"{path.name}.iai-mcp-backup-*"), reverse=True):
+        try:
+            data = backup.read_bytes()
+            yield data, json.loads(data)
+        except (OSError, ValueError):
+            continue
+
+
 def _original_bytes(path: Path, settings: dict[str, Any]) -> bytes | None:
     """The newest backup ``install`` made that holds exactly ``settings``:
     writing its bytes back restores the user's own formatting, which a JSON
     dump would not. None when the user changed something since."""
-    for backup in sorted(path.parent.glob(f"{path.name}.iai-mcp-backup-*"), reverse=True):
-        try:
-            data = backup.read_bytes()
-            if json.loads(data) == settings:
-                return data
-        except (OSError, ValueError):
-            continue
+    return next((data for data, loaded in _backups(path) if loaded == settings), None)
+
+
+def created_marker(path: Path) -> Path:
+    return path.with_name(f"{path.name}.iai-mcp-created")
+
+
+def _before_install(path: Path) -> dict[str, Any] | None:
+    """The hooks file as it was before ``install`` touched it: empty when
+    install created it, else the newest backup without our hooks; None when
+    that is not known (backups deleted)."""
+    if created_marker(path).exists():
+        return {}
+    for _, loaded in _backups(path):
+        if isinstance(loaded, dict) and not any(any(our_hooks(loaded, event)) for event in EVENTS):
+            return loaded
     return None
 
 
@@ -144,11 +176,7 @@ def install(
     for event, command in commands.items():
         entry = {"type": "command", "command": command, **(options or {}).get(event, {})}
         groups = hooks.setdefault(event, [])
-        mine = [
-            hook
-            for group in groups if isinstance(group, dict) and isinstance(group.get("hooks"), list)
-            for hook in group["hooks"] if isinstance(hook, dict) and is_ours(hook.get("command"), event)
-        ]
+        mine = list(our_hooks(settings, event))
         if entry in mine:
             continue
         if mine:  # installed from another path or by an older version: make it this one
@@ -160,18 +188,22 @@ def install(
             change.notes.append(f"{event}: added {command}")
         change.changed = True
     if change.changed and not dry_run:
+        created = not path.exists()
         _write_settings(change)
+        if created:  # what uninstall reads to give the file back as it was: absent
+            write_atomic(created_marker(path), "created by iai-mcp hooks install\n", fsync=False)
     return change
 
 
-def uninstall(path: Path, *, dry_run: bool = False) -> SettingsChange:
-    """Remove the entries ``install`` adds, and the containers it created
-    that are left empty; nothing else."""
-    settings = _load_settings(path)
-    change = SettingsChange(path, False, settings)
+def _strip_ours(settings: dict[str, Any], before: dict[str, Any] | None) -> dict[str, int]:
+    """Take our entries out of ``settings`` (in place), and the containers
+    left empty that ``before`` (the file before install; None: unknown)
+    did not have; returns how many entries went, per event."""
     hooks = settings.get("hooks")
     if not isinstance(hooks, dict):
-        return change
+        return {}
+    before_hooks = before.get("hooks") if before is not None else None
+    counts: dict[str, int] = {}
     for event in EVENTS:
         groups = hooks.get(event)
         if not isinstance(groups, list):
@@ -186,14 +218,39 @@ def uninstall(path: Path, *, dry_run: bool = False) -> SettingsChange:
             if kept or len(kept) == len(group["hooks"]):
                 kept_groups.append({**group, "hooks": kept})
         if removed:
-            change.changed = True
-            change.notes.append(f"{event}: removed {removed} iai-mcp hook(s)")
-            if kept_groups:
+            counts[event] = removed
+            # An emptied list goes only if install made it (the user's own "Stop": [] stays).
+            if kept_groups or (isinstance(before_hooks, dict) and event in before_hooks):
                 hooks[event] = kept_groups
             else:
                 del hooks[event]
-    if change.changed and not hooks:
+    if counts and not hooks and not (before is not None and "hooks" in before):
         del settings["hooks"]
-    if change.changed and not dry_run:
+    return counts
+
+
+def uninstall(path: Path, *, dry_run: bool = False) -> SettingsChange:
+    """Remove the entries ``install`` adds, and the containers it created
+    that are left empty; nothing else. A file install created and nobody
+    else wrote in is deleted, with the backups made of it holding only ours."""
+    settings = _load_settings(path)
+    change = SettingsChange(path, False, settings)
+    for event, removed in _strip_ours(settings, _before_install(path)).items():
+        change.changed = True
+        change.notes.append(f"{event}: removed {removed} iai-mcp hook(s)")
+    if not change.changed or dry_run:
+        return change
+    marker = created_marker(path)
+    if not settings and marker.exists():
+        for backup in path.parent.glob(f"{path.name}.iai-mcp-backup-*"):
+            try:
+                loaded = json.loads(backup.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(loaded, dict) and _strip_ours(loaded, {}) and not loaded:
+                backup.unlink()  # made by a reinstall, of a file that only ever held ours
+        path.unlink()
+    else:
         _write_settings(change, _original_bytes(path, settings))
+    marker.unlink(missing_ok=True)  # whatever is left of the file is the user's
     return change

@@ -1,9 +1,12 @@
 """``hooks status``: for each host, what is really there, checked rather
 than assumed. Installed means our entry is in the host's hooks file; the
-command it names is run (``--version``, with the same ``--store``, so the
-same interpreter and install answer); the store the hook writes to is
-reached through the backend the hook would use; and the last run of each
-hook is read from the hook state.
+command it names is run twice, with the same ``--store`` so the same
+interpreter and install answer: ``--version``, and the whole installed
+command line with ``--help`` appended, which argparse only answers when
+this install has the ``hook`` subcommand, the ``--host`` and the event the
+entry names (an older install without Codex support fails here); the store
+the hook writes to is reached through the backend the hook would use; and
+the last run of each hook is read from the hook state.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any
 from iai_mcp.errors import InvalidInput
 from iai_mcp.hooks import cursors
 from iai_mcp.hooks.hosts import EVENTS, Host
-from iai_mcp.hooks.settings import command_argv, is_ours
+from iai_mcp.hooks.settings import command_argv, our_hooks
 
 #: Bound on the probe run of the installed command.
 PROBE_TIMEOUT_S = 30.0
@@ -32,14 +35,11 @@ def installed_commands(path: Path) -> dict[str, str]:
         return {}
     except (OSError, ValueError) as exc:
         raise InvalidInput(f"{path} could not be read ({exc})") from None
-    hooks = settings.get("hooks") if isinstance(settings, dict) else None
     found: dict[str, str] = {}
     for event in EVENTS:
-        groups = hooks.get(event) if isinstance(hooks, dict) else None
-        for group in groups if isinstance(groups, list) else []:
-            for hook in group.get("hooks", []) if isinstance(group, dict) else []:
-                if isinstance(hook, dict) and is_ours(hook.get("command"), event):
-                    found.setdefault(event, hook["command"])
+        hook = next(our_hooks(settings, event), None)
+        if hook is not None:
+            found[event] = hook["command"]
     return found
 
 
@@ -51,21 +51,34 @@ def store_of(argv: list[str]) -> str | None:
     return None
 
 
+def _run(argv: list[str]) -> tuple[bool, str]:
+    try:
+        done = subprocess.run(argv, check=False, capture_output=True, text=True,
+                              timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"{argv[0]} did not run: {exc}"
+    out = (done.stdout or done.stderr).strip()
+    if done.returncode != 0:
+        # argparse's last line names what this install does not know.
+        last = (done.stderr or done.stdout).strip().splitlines()
+        return False, f"{argv[0]} exited with status {done.returncode}: {last[-1] if last else ''}"
+    return True, out
+
+
 def probe(argv: list[str]) -> tuple[bool, str]:
-    """Run the installed program the way the hook would, asking only its version."""
+    """Run the installed program the way the hook would: its version (the
+    detail shown), then the installed command itself with ``--help``, so a
+    program that lacks the hook subcommand, host or event fails here."""
     program = argv[0]
     if os.sep in program and not os.access(program, os.X_OK):
         return False, f"{program} does not exist or is not executable"
-    prefix = argv[:argv.index("hook")]
-    try:
-        done = subprocess.run([*prefix, "--version"], check=False, capture_output=True, text=True,
-                              timeout=PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return False, f"{program} did not run: {exc}"
-    out = (done.stdout or done.stderr).strip()
-    if done.returncode != 0:
-        return False, f"{program} exited with status {done.returncode}: {out.splitlines()[-1] if out else ''}"
-    return True, out
+    runs, version = _run([*argv[:argv.index("hook")], "--version"])
+    if not runs:
+        return False, version
+    supports, detail = _run([*argv, "--help"])
+    if not supports:
+        return False, f"{detail} (this install cannot run the hook as installed; reinstall the hooks)"
+    return True, version
 
 
 def host_status(

@@ -23,8 +23,8 @@ ACTIONS = ("forget", "restore", "pin", "unpin", "tag", "supersede")
 CONFIRMED = ("forget", "supersede")
 
 
-def _done(record_id: str, done: str, **extra: Any) -> RedirectResponse:
-    return RedirectResponse(url(f"/memory/{record_id}", done=done, **extra), status_code=303)
+def _done(record_id: str, done: str) -> RedirectResponse:
+    return RedirectResponse(url(f"/memory/{record_id}", done=done), status_code=303)
 
 
 def _new_text(form: Any) -> str:
@@ -75,7 +75,7 @@ def act(record_id: str, action: str, form: Any, call: Any) -> Html | RedirectRes
         result = call("memory_forget", {"ids": [record_id], "mode": mode})
         if mode == "purge":
             return RedirectResponse(url("/browse", purged=len(result["forgotten"])), status_code=303)
-        return _done(record_id, "hidden", until=result["undo_until"])
+        return _done(record_id, "hidden")
     if action == "restore":
         call("memory_restore", {"ids": [record_id]})
         return _done(record_id, "restored")

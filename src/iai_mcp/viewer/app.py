@@ -3,8 +3,8 @@
 ``create_app`` builds the Starlette app around any backend (the daemon
 client in ``serve``, a local store in tests) behind the ``Guard``;
 ``serve`` binds 127.0.0.1 (never another address), prints the link with
-this launch's token, opens it in a browser if asked, and serves until
-interrupted.
+this launch's token, opens it in a browser if asked (from a thread, once
+the server answers), and serves until interrupted.
 
 Handlers are plain functions, so Starlette runs them in its thread pool;
 backend calls go one at a time through ``Viewer.call`` (the daemon client
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 import webbrowser
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -98,6 +99,26 @@ def bind(port: int) -> socket.socket:
     return sock
 
 
+#: How long the browser waits for the server to come up before giving up.
+BROWSER_WAIT_S = 30.0
+
+
+def open_when_up(server: Any, link: str, wait_s: float = BROWSER_WAIT_S) -> threading.Thread:
+    """Open ``link`` in a browser once ``server`` (a ``uvicorn.Server``)
+    answers, from a thread: the first page must not race the server start."""
+    def wait_then_open() -> None:
+        deadline = time.monotonic() + wait_s
+        # uvicorn sets ``started`` and offers no event to wait on.
+        while not server.started and not server.should_exit and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if server.started and not server.should_exit:
+            webbrowser.open(link)
+
+    thread = threading.Thread(target=wait_then_open, name="iai-mcp-ui-browser", daemon=True)
+    thread.start()
+    return thread
+
+
 def serve(store: str | None, port: int, *, open_browser: bool, say: Callable[[str], None]) -> None:
     """Serve the viewer of ``store`` until interrupted; ``say`` gets the link."""
     import uvicorn
@@ -114,9 +135,9 @@ def serve(store: str | None, port: int, *, open_browser: bool, say: Callable[[st
         app = create_app(viewer, port=port, token=token)
         link = f"http://{HOST}:{port}/?token={token}"
         say(link)
-        if open_browser:
-            webbrowser.open(link)
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
+        if open_browser:
+            open_when_up(server, link)
         server.run(sockets=[sock])
     finally:
         sock.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iai_mcp.viewer.markup import Html, h, join, page, url
+from iai_mcp.viewer.pages import VIEWER_SESSION
 
 CHART_W, CHART_H, LABEL_H = 720, 160, 18
 
@@ -48,7 +49,9 @@ def _health(checks: list[Any]) -> Html:
 
 
 def overview_page(call: Callable[..., dict[str, Any]], checks: list[Any]) -> Html:
-    o = call("memory_overview", {})
+    # The viewer's own searches are recorded (each memory's provenance shows
+    # them) but not counted here: looking at a memory should not rank it.
+    o = call("memory_overview", {"exclude_session": VIEWER_SESSION})
     states = join(h('<a class="stat" href="{}"><strong>{}</strong> {}</a>', url("/browse", state=s), n, s)
                   for s, n in o["states"].items())
     top = join(h('<li><a href="/memory/{}">{}</a> <span class="meta">recalled {} times</span></li>',
@@ -58,12 +61,14 @@ def overview_page(call: Callable[..., dict[str, Any]], checks: list[Any]) -> Htm
         '<section class="stats">{states}</section>'
         '<section class="card wide"><h2>Captures and recalls, last {n} days</h2>{chart}{unreadable}</section>'
         '<div class="cards">{tiers}{tags}{projects}</div>'
-        '<section class="card wide"><h2>Most recalled</h2>{top}</section>{health}',
+        '<section class="card wide"><h2>Most recalled</h2>{top}<p class="note">Recalls by assistants and the CLI. '
+        'Searches made here are recorded in each memory\'s provenance (session {viewer}) but not counted '
+        'in this list or the chart.</p></section>{health}',
         states=states, n=len(o["days"]), chart=activity_chart(o["days"]), unreadable=unreadable,
         tiers=_counts("By tier", o["tiers"], "tier", lambda v: url("/browse", tier=v)),
         tags=_counts("By tag", o["tags"], "tag", lambda v: url("/browse", tags=v)),
         projects=_counts("By project", o["projects"], "project", lambda v: url("/browse", project=v)),
         top=h("<ol>{}</ol>", top) if o["most_recalled"] else h('<p class="note">nothing recalled yet</p>'),
-        health=_health(checks),
+        health=_health(checks), viewer=VIEWER_SESSION,
     )
     return page("Overview", body, active="/")

@@ -202,7 +202,8 @@ def _actions(m: dict[str, Any]) -> Html:
 def memory_page(record_id: str, q: Any, call: Any) -> Html:
     m = call("memory_get", {"id": record_id})
     done = DONE.get(q.get("done", ""))
-    until = forms.text(q, "until") if q.get("done") == "hidden" else None
+    # The undo window as the store keeps it, never a date from the address bar.
+    until = m.get("undo_until") if q.get("done") == "hidden" and m["state"] == "hidden" else None
     notice = h("{} Restorable until {}.", done, until) if done and until else (done or "")
     body = h(
         '<pre class="verbatim">{text}</pre>{meta}{actions}'

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -113,13 +113,11 @@ class Guard:
             response = RedirectResponse(path + (f"?{rest}" if rest else ""), status_code=303)
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
             return response
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except Exception:  # a malformed Cookie header is no token
-            return _unauthorized()
-        morsel = cookie.get(self.cookie)
-        if morsel is None or not _same(morsel.value, self.token):
+        # Starlette's lenient parser, as browsers parse: cookies for 127.0.0.1
+        # are shared by every port, and another local app's cookie that
+        # SimpleCookie cannot read (JSON in it, say) must not hide ours.
+        given = cookie_parser(headers.get("cookie", "")).get(self.cookie)
+        if given is None or not _same(given, self.token):
             return _unauthorized()
         return None
 
