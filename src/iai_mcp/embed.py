@@ -46,6 +46,12 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def relevance_floor(embedder: object) -> float | None:
+    """The default recall floor calibrated for ``embedder``'s vectors, if any."""
+    floor = getattr(embedder, "relevance_floor", None)
+    return None if floor is None else float(floor)
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     # A bare str is a Sequence[str] too; embedding it char by char is never meant.
     if isinstance(texts, str):
@@ -113,6 +119,14 @@ class MiniLMEmbedder:
     """
 
     dim = EMBED_DIM
+    #: memory_recall's default ``min_score`` for this model's vectors: the
+    #: least cosine between cue and memory for a hit. A cosine level belongs
+    #: to one vector space, so each embedder carries its own (one without
+    #: it has no default floor). Calibrated with ``bench.locomo`` and
+    #: ``bench.longmemeval`` (questions against a store that holds their
+    #: answer, and against one that does not); the figures are in
+    #: ``core.recall.rank``.
+    relevance_floor = 0.2
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 def _show_recall(result: dict[str, Any]) -> None:
     if not result["hits"]:
-        print("no memories found")
+        print(result.get("note") or "no memories found")
     for hit in result["hits"]:
         print(f"{hit['score']:.3f}  {hit['ts'][:19]}  {hit['record_id']}  ({hit['reason']})")
         print(indent(hit["literal_surface"]))

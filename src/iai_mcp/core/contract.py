@@ -162,6 +162,13 @@ class RecallParams(Params):
         "Also return memories a newer one replaced, as hits; by default they come back "
         "only as anti_hits."
     ))
+    min_score: float | None = Field(None, ge=-1.0, le=1.0, description=(
+        "Relevance floor: the least semantic similarity (cosine of cue and memory, -1..1, "
+        "shown in each hit's reason) a hit must have. Default: the floor calibrated for the "
+        "store's embedding model (0.2 for the default MiniLM), from questions whose answer is "
+        "stored against questions whose answer is not. When nothing clears it, there are no "
+        "hits and `note` says so; -1 turns the floor off."
+    ))
 
 
 class GetParams(Params):

@@ -20,7 +20,7 @@ from iai_mcp.core.capture import capture
 from iai_mcp.core.contract import CaptureParams, GetParams, ListParams, NoParams, RecallParams
 from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.listing import list_memories, tag_counts
-from iai_mcp.core.recall import Hit, RecallQuery, recall
+from iai_mcp.core.recall import Hit, RecallQuery, min_score, recall
 from iai_mcp.core.redact import redact
 from iai_mcp.core.results import AntiHit, Memory, RecallHit, memory_dict
 from iai_mcp.embed import embedder_for
@@ -62,6 +62,7 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
         since=parse_time(args.since),
         until=parse_time(args.until),
         include_superseded=args.include_superseded,
+        min_score=args.min_score,
     )
     session_id = args.session_id
     embedder = None if query.cue_embedding is not None else embedder_for(store)
@@ -82,7 +83,17 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
     anti_hits = [
         memory_dict(hit.row, AntiHit, score=round(hit.score, 6)) for hit in result.anti_hits
     ]
-    return {"hits": hits, "anti_hits": anti_hits, "budget_used": result.budget_used}
+    return {"hits": hits, "anti_hits": anti_hits, "budget_used": result.budget_used,
+            "below_floor": result.below_floor,
+            "note": _floor_note(result.hits, result.below_floor, min_score(query, embedder or store.embedder))}
+
+
+def _floor_note(hits: list[Hit], below: int, floor: float | None) -> str | None:
+    if hits or not below:
+        return None
+    return (f"nothing relevant found: the {below} best matches scored below min_score {floor} "
+            "(semantic similarity), so none was returned. Try other words, or a lower "
+            "min_score to see weaker matches.")
 
 
 def _hit_fields(hit: Hit) -> dict[str, Any]:

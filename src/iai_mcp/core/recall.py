@@ -28,7 +28,7 @@ import numpy as np
 from iai_mcp.core.excerpt import Excerpt, excerpt
 from iai_mcp.core.filters import RowFilter, filter_of
 from iai_mcp.retrieval import KeywordIndex, fuse, top_k
-from iai_mcp.embed import Embedder
+from iai_mcp.embed import Embedder, relevance_floor
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow
 
@@ -53,6 +53,9 @@ class RecallQuery:
     since: datetime | None = None
     until: datetime | None = None
     include_superseded: bool = False
+    #: Least cosine similarity between cue and memory for a hit; None: the
+    #: floor calibrated for the embedder (``embed.relevance_floor``), if any.
+    min_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class RecallResult:
     budget_used: int
     #: Superseded memories that matched the cue (empty with include_superseded).
     anti_hits: list[Hit] = field(default_factory=list)
+    #: Memories that would have ranked among the hits but fell below ``min_score``.
+    below_floor: int = 0
 
 
 def estimate_tokens(text: str) -> int:
@@ -186,15 +191,23 @@ def _cue_vector(query: RecallQuery, embedder: Embedder | None) -> np.ndarray:
 
 
 def _walk(
-    order: np.ndarray, rows: list[MemoryRow], states: np.ndarray, query: RecallQuery, keep: RowFilter
-) -> tuple[list[int], list[int]]:
-    """``(hits, anti-hits)``: rows in ``order`` that pass the filters, until
-    ``query.k`` hits; superseded ones met on the way are anti-hits (at most k)."""
+    order: np.ndarray, rows: list[MemoryRow], states: np.ndarray, query: RecallQuery, keep: RowFilter,
+    relevant: np.ndarray,
+) -> tuple[list[int], list[int], int]:
+    """``(hits, anti-hits, below floor)``: rows in ``order`` that pass the
+    filters, until ``query.k`` hits; superseded ones met on the way are
+    anti-hits (at most k); rows not ``relevant`` (below ``min_score``) are
+    skipped and counted while they would have been among the first k."""
     hits: list[int] = []
     anti: list[int] = []
+    below = 0
     for i in order:
         code = states[i]
         if code == _HIDDEN or code == PURGED or not keep.passes(rows[i]):
+            continue
+        if not relevant[i]:
+            if len(hits) + below < query.k:
+                below += 1
             continue
         if code == _SUPERSEDED and not query.include_superseded:
             if len(anti) < query.k:
@@ -203,7 +216,7 @@ def _walk(
         hits.append(int(i))
         if len(hits) >= query.k:
             break
-    return hits, anti
+    return hits, anti, below
 
 
 def _whole(row: MemoryRow, store: MemoryStore) -> bool:
@@ -214,42 +227,63 @@ def _whole(row: MemoryRow, store: MemoryStore) -> bool:
     return row.state != "hidden" and store.row(row.id) is not None
 
 
-def _eligible(states: np.ndarray, n_dead: int, query: RecallQuery) -> int:
-    """How many rows could be hits at all (counted only when the head fell short)."""
-    superseded = 0 if query.include_superseded else int(np.count_nonzero(states == _SUPERSEDED))
-    return len(states) - n_dead - superseded
+def _eligible(states: np.ndarray, dead: np.ndarray, relevant: np.ndarray, query: RecallQuery) -> int:
+    """How many rows could be hits at all (counted only when the head fell short):
+    alive, above the floor, and not superseded unless those are asked for."""
+    fit = relevant & ~dead
+    if not query.include_superseded:
+        fit &= states != _SUPERSEDED
+    return int(np.count_nonzero(fit))
 
 
-def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> list[Hit]:
-    """The best ``query.k`` rows that pass the filters, and the superseded
-    rows that ranked among them (``anti``), best first."""
+def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> tuple[list[Hit], int]:
+    """``(hits, below floor)``: the best ``query.k`` rows that pass the
+    filters and the floor, and the superseded rows that ranked among them
+    (``anti``), best first; and how many of the first k were below the floor.
+
+    The floor (``query.min_score``) is on the cosine, not the fused score:
+    the fused score is normalised to each query's best row, so the top hit
+    scores about the same whether it answers the cue or not. The cosine of
+    MiniLM vectors is absolute. Calibration (``bench.locomo``,
+    ``bench.longmemeval``: questions against their own store and against
+    another conversation's or question's store) is in ``MiniLMEmbedder.relevance_floor``.
+    """
     rows = store.rows()
     matrix, norms = store.vectors()
     states = store.states()
     n = min(len(rows), matrix.shape[0], len(states))
     if n == 0 or query.k <= 0:
-        return []
+        return [], 0
     states = states[:n].copy()  # one snapshot for masking and picking
     dense = matrix[:n] @ _cue_vector(query, embedder)
     np.divide(dense, norms[:n], out=dense)  # the store keeps norms clamped above 0
     dead = (states == _HIDDEN) | (states == PURGED)
     n_dead = int(np.count_nonzero(dead))
     fused, keyword = fused_scores(store, dense, query.cue, n, ~dead if n_dead else None)
+    floor = min_score(query, embedder or store.embedder)
+    relevant = dense >= np.float32(floor) if floor is not None else np.ones(n, dtype=bool)
     keep = filter_of(query)
     filtering = bool(keep)
     # Filters are checked on a generous head of the ranking; only when they
     # reject most of it (or superseded rows fill it) do we walk the whole order.
     head = min(n, max(query.k * (20 if filtering else 1), 64))
-    picked, anti = _walk(top_k(fused, head), rows, states, query, keep)
-    if len(picked) < query.k and head < n and (filtering or len(picked) < _eligible(states, n_dead, query)):
-        picked, anti = _walk(np.argsort(-fused, kind="stable"), rows, states, query, keep)
+    picked, anti, below = _walk(top_k(fused, head), rows, states, query, keep, relevant)
+    if len(picked) < query.k and head < n and (
+        filtering or len(picked) < _eligible(states, dead, relevant, query)
+    ):
+        picked, anti, below = _walk(np.argsort(-fused, kind="stable"), rows, states, query, keep, relevant)
 
     anti_set = set(anti)
     found = [
         Hit(rows[i], float(fused[i]), _reason(float(dense[i]), float(keyword[i])), anti=i in anti_set)
         for i in sorted([*picked, *anti], key=lambda i: (-fused[i], i))
     ]
-    return [hit for hit in found if _whole(hit.row, store)]
+    return [hit for hit in found if _whole(hit.row, store)], below
+
+
+def min_score(query: RecallQuery, embedder: object) -> float | None:
+    """The floor ``query`` asks for, else the one calibrated for ``embedder``."""
+    return query.min_score if query.min_score is not None else relevance_floor(embedder)
 
 
 def _reason(dense: float, keyword: float) -> str:
@@ -261,7 +295,8 @@ def _reason(dense: float, keyword: float) -> str:
 
 def recall(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> RecallResult:
     """Rank, then pack the hits into the token budget (``pack``)."""
-    return pack(rank(store, embedder, query), query.cue, query.budget_tokens)
+    ranked, below = rank(store, embedder, query)
+    return replace(pack(ranked, query.cue, query.budget_tokens), below_floor=below)
 
 
 def pack(ranked: list[Hit], cue: str, budget_tokens: int) -> RecallResult:

@@ -89,6 +89,10 @@ class RecallResult(TypedDict):
     hits: list[RecallHit]
     anti_hits: list[AntiHit]
     budget_used: int
+    #: How many of the k best-ranked memories were left out for scoring below min_score.
+    below_floor: int
+    #: Set when the floor left out every hit: nothing stored seems relevant to the cue.
+    note: str | None
 
 
 class Memory(MemorySummary):
