@@ -33,6 +33,7 @@ from typing import Any
 from iai_mcp.daemon import wire
 from iai_mcp.errors import InvalidInput
 from iai_mcp.fs import write_atomic
+from iai_mcp.project import project_of
 from iai_mcp.types import parse_time
 
 #: Hook event -> the ``iai-mcp hook`` subcommand that serves it.
@@ -255,7 +256,7 @@ def read_turns(path: Path, offset: int = 0) -> tuple[list[Turn], int]:
     return turns, offset + end
 
 
-def _records(turns: list[Turn], session_id: str | None) -> Iterator[dict[str, Any]]:
+def _records(turns: list[Turn], session_id: str | None, project: str | None = None) -> Iterator[dict[str, Any]]:
     """One record per new text. A text repeated within the run is sent once:
     its later copies would reinforce the first, and if this run were replayed
     (cursor lost) they would reinforce it again instead of being skipped."""
@@ -266,7 +267,7 @@ def _records(turns: list[Turn], session_id: str | None) -> Iterator[dict[str, An
             if part.strip() and part not in seen:
                 seen.add(part)
                 yield {"text": part, "role": turn.role, "ts": turn.ts, "session_id": session_id,
-                       "tags": [CAPTURE_TAG]}
+                       "tags": [CAPTURE_TAG], "project": project}
 
 
 def _batches(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
@@ -306,9 +307,17 @@ def parse_payload(raw: str) -> dict[str, Any]:
     return payload
 
 
+def project_field(payload: Mapping[str, Any]) -> str | None:
+    """The project of the hook input's ``cwd`` (its git root, else the
+    directory; ``project.project_of``), None when Claude Code sent no cwd."""
+    cwd = _payload_field(payload, "cwd")
+    return project_of(cwd) if cwd else None
+
+
 def session_start(backend: Any, payload: Mapping[str, Any], budget_tokens: int) -> dict[str, Any]:
     return backend.call("session_start", {
         "session_id": _payload_field(payload, "session_id"), "budget_tokens": budget_tokens,
+        "project": project_field(payload),
     })
 
 
@@ -345,7 +354,7 @@ def capture_transcript(backend: Any, payload: Mapping[str, Any], state_dir: Path
         raise InvalidInput(f"transcript {transcript} does not exist")
     cursor = _cursor_path(state_dir, transcript, session_id)
     turns, end = read_turns(transcript, _read_cursor(cursor, transcript))
-    records = list(_records(turns, session_id))
+    records = list(_records(turns, session_id, project_field(payload)))
     counts = {"turns": len(turns), "inserted": 0, "reinforced": 0, "skipped": 0}
     for batch in _batches(records):
         result = backend.call("memory_import", {"records": batch})

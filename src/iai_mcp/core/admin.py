@@ -27,7 +27,7 @@ def _session_start(store: MemoryStore, args: SessionStartParams) -> dict[str, An
     of ``text``) and ``memories`` (what was packed, in order: pinned first,
     then most recently recalled, reinforced or captured).
     """
-    pack = build_pack(store, args.budget_tokens, exclude_session=args.session_id)
+    pack = build_pack(store, args.budget_tokens, exclude_session=args.session_id, project=args.project)
     memories = [memory_dict(item.row, PackedMemory, **item_fields(item)) for item in pack.items]
     return {"text": pack.text, "budget_used": pack.tokens, "memories": memories}
 

@@ -101,6 +101,7 @@ class CaptureRequest:
     #: Records this memory replaces.
     supersedes: tuple[UUID, ...] = ()
     restored: Restored | None = None
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def _new_record(
         tags=list(dict.fromkeys(request.tags)),
         session_id=request.session_id,
         role=request.role,
+        project=request.project,
         event_time=request.said_at or now,
         hidden_at=restored.hidden_at,
         undo_until=restored.undo_until,

@@ -63,6 +63,7 @@ def _memory_recall(store: MemoryStore, args: RecallParams) -> dict[str, Any]:
         until=parse_time(args.until),
         include_superseded=args.include_superseded,
         min_score=args.min_score,
+        prefer_project=args.project,
     )
     session_id = args.session_id
     embedder = None if query.cue_embedding is not None else embedder_for(store)

@@ -55,6 +55,8 @@ class MemorySummary(TypedDict):
     valid_from: str
     valid_to: str | None
     superseded_by: str | None
+    #: The project it was said in (a git root or directory), if known.
+    project: str | None
 
 
 class ExcerptSpan(TypedDict):
@@ -128,6 +130,8 @@ ExportedRecord = TypedDict("ExportedRecord", {
     # issue 9: the lifecycle travels with the record.
     "state": str, "valid_from": str, "valid_to": str | None, "superseded_by": str | None,
     "hidden_at": str | None, "undo_until": str | None, "history": list[dict[str, Any]],
+    # issue 10: the project it was said in.
+    "project": str | None,
 })
 
 
@@ -201,6 +205,7 @@ _FIELDS: dict[str, Callable[[MemoryRow], Any]] = {
     "hidden_at": lambda row: _iso(row.hidden_at),
     "undo_until": lambda row: _iso(row.undo_until),
     "history": lambda row: [dict(item) for item in row.history],
+    "project": lambda row: row.project,
 }
 _FIELDS["id"], _FIELDS["text"] = _FIELDS["record_id"], _FIELDS["literal_surface"]
 
