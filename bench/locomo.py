@@ -33,11 +33,29 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    DEFAULT_LOCOMO_DIR, Run, base_parser, clock_ms, isolate_key_material, print_table, summarize,
+    DEFAULT_LOCOMO_DIR,
+    Run,
+    base_parser,
+    clock_ms,
+    isolate_key_material,
+    print_table,
+    summarize,
 )
-from bench.locomo_data import CATEGORIES, Conversation, Question, load_conversations, session_of
+from bench.locomo_data import (
+    CATEGORIES,
+    Conversation,
+    Question,
+    load_conversations,
+    session_of,
+)
 from bench.recall_eval import (
-    K, CachedEmbedder, average, floor_sweep, negative_trace, positive_trace, score,
+    CachedEmbedder,
+    K,
+    average,
+    floor_sweep,
+    negative_trace,
+    positive_trace,
+    score,
 )
 
 NAME = "locomo"
@@ -50,8 +68,7 @@ def score_question(ranked_turns: list[list[str]], question: Question) -> dict[st
 
 
 def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Question] = ()) -> dict[str, Any]:
-    from iai_mcp import backend
-    from iai_mcp import retrieval
+    from iai_mcp import backend, retrieval
     from iai_mcp.core import dispatch
     from iai_mcp.core.limits import MAX_BUDGET_TOKENS
 
@@ -100,7 +117,7 @@ def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Questi
             }
             per_question.append({
                 "category": q.category, **{name: score_question(r, q) for name, r in ranked.items()},
-                "trace": positive_trace(raw, lambda rid: float(dense[index_of[rid]]),
+                "trace": positive_trace(raw, lambda rid, dense=dense: float(dense[index_of[rid]]),
                                         lambda rid: turns_of[rid], set(q.evidence)),
             })
         negative = []
@@ -108,7 +125,7 @@ def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Questi
             hits = recall(q.question)
             dense = cosines(q.question)
             negative.append({"rejected": not hits, "best_cosine": negative_trace(
-                recall(q.question, min_score=-1), lambda rid: float(dense[index_of[rid]]))})
+                recall(q.question, min_score=-1), lambda rid, dense=dense: float(dense[index_of[rid]]))})
     finally:
         store.close()
     return {

@@ -33,9 +33,23 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import REPO_ROOT, Run, base_parser, clock_ms, isolate_key_material, print_table, summarize
+from bench.common import (
+    REPO_ROOT,
+    Run,
+    base_parser,
+    clock_ms,
+    isolate_key_material,
+    print_table,
+    summarize,
+)
 from bench.recall_eval import (
-    K, CachedEmbedder, average, floor_sweep, negative_trace, positive_trace, score,
+    CachedEmbedder,
+    K,
+    average,
+    floor_sweep,
+    negative_trace,
+    positive_trace,
+    score,
 )
 
 NAME = "longmemeval"
@@ -145,7 +159,7 @@ def evaluate(q: Question, negative: Question | None, embedder: Any, scratch: Pat
                                "capture_turns_per_s": round(len(q.turns) / capture_s, 1)}
         hits, dense, out["recall_ms"] = recall(q.question)
         raw, _, _ = recall(q.question, min_score=-1)
-        cosine = lambda rid: float(dense[index_of[rid]])  # noqa: E731
+        cosine = lambda rid: float(dense[index_of[rid]])
         if q.abstention:
             out["abstention"] = {"best_cosine": negative_trace(raw, cosine), "rejected": not hits}
         else:
