@@ -149,7 +149,7 @@ def expansion(index: Any, texts: list[str], cue: str, n_terms: int) -> str:
     return " ".join(sorted(weight, key=weight.get, reverse=True)[:n_terms])
 
 
-def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs) -> np.ndarray:
+def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs, floor: float | None = None) -> np.ndarray:
     from iai_mcp.retrieval import fuse, top_k
 
     dense = store.vectors @ cue_vec
@@ -168,6 +168,9 @@ def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs) 
         fused = fused + knobs.session * session_mean(fused, grouped)
     out = np.empty_like(fused)
     out[order] = fused
+    if floor is not None:  # per hit: rows below the floor never rank
+        out = np.where(dense >= floor, out, -np.inf).astype(np.float32)
+        return top_k(out, K)[: int(np.count_nonzero(np.isfinite(out)))]
     return top_k(out, K)
 
 
@@ -197,6 +200,57 @@ def evaluate(stores: list[Store], knobs: Knobs, indexes: dict[tuple[int, str], A
             text_mod.stem = original
     return {f: dict(zip(("turn_r@10", "turn_r@1", "session_r@5"), np.mean(v, axis=0).round(4).tolist()))
             for f, v in sorted(per_fold.items())}
+
+
+FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def _negatives(n: int, stores: list[Store]) -> list[tuple[str, np.ndarray]]:
+    """Questions whose answer store ``n`` does not hold: LoCoMo, every other
+    conversation's; LongMemEval, the next question whose answer sessions are
+    not in this haystack (as ``bench.longmemeval``)."""
+    here = stores[n]
+    if here.dataset == "locomo":
+        return [(q[0], v) for s in stores if s.dataset == "locomo" and s is not here
+                for q, v in zip(s.questions, s.cues)]
+    sessions = {here.session_of(t) for turns in here.turns for t in turns}
+    for step in range(1, len(stores)):
+        other = stores[(n + step) % len(stores)]
+        if other.dataset == here.dataset and not (other.questions[0][2] & sessions):
+            return [(other.questions[0][0], other.cues[0])]
+    return []
+
+
+def floor_modes(stores: list[Store], knobs: Knobs, indexes: dict) -> dict[str, Any]:
+    """Per dataset and floor: turn R@10 kept by positives and share of
+    negatives rejected, for a per-hit floor (rows below it never rank) and a
+    per-query gate (nothing when the best of the top 10 is below it)."""
+    out: dict[str, Any] = {}
+    for ds in DATASETS:
+        pos_hit = {f: [] for f in FLOORS}
+        pos_gate = {f: [] for f in FLOORS}
+        neg_best: list[float] = []
+        for n, s in enumerate(stores):
+            if s.dataset != ds:
+                continue
+            index, _ = indexes[(n, knobs.stemmer)]
+            for (cue, evidence, _), vec in zip(s.questions, s.cues):
+                top = rank(s, index, cue, vec, knobs)
+                best = float(max((s.vectors[i] @ vec for i in top), default=-1))
+                found = len(evidence & {t for i in top for t in s.turns[i]}) / len(evidence)
+                for f in FLOORS:
+                    kept = rank(s, index, cue, vec, knobs, floor=f)
+                    pos_hit[f].append(len(evidence & {t for i in kept for t in s.turns[i]}) / len(evidence))
+                    pos_gate[f].append(found if best >= f else 0.0)
+            for cue, vec in _negatives(n, stores):
+                top = rank(s, index, cue, vec, knobs)
+                neg_best.append(float(max((s.vectors[i] @ vec for i in top), default=-1)))
+        out[ds] = {"negatives": len(neg_best), "floors": [
+            {"min_score": f, "per_hit_turn_r@10": round(float(np.mean(pos_hit[f])), 4),
+             "per_query_turn_r@10": round(float(np.mean(pos_gate[f])), 4),
+             "negatives_rejected": round(float(np.mean([b < f for b in neg_best])), 4)}
+            for f in FLOORS]}
+    return out
 
 
 def knob_grid() -> dict[str, list[Callable[[Knobs], Knobs]]]:
@@ -253,6 +307,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--longmemeval", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--floors", action="store_true",
+                        help="instead of the knobs: the relevance floor, per hit and per query, on negatives")
     args = parser.parse_args(argv)
     stores = load(args.locomo, args.longmemeval)
     embedder = CachedEmbedder(MiniLMEmbedder(), args.cache_dir)
@@ -262,6 +318,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         embedder.save()
     indexes = {(n, stemmer): _index(s.texts, stemmer)
                for n, s in enumerate(stores) for stemmer in ("porter", "snowball")}
+    if args.floors:
+        report = floor_modes(stores, Knobs(DEFAULT_WEIGHTS), indexes)
+        for ds, r in report.items():
+            print_table(f"{ds}: relevance floor ({r['negatives']} negatives)",
+                        ["min_score", "per-hit R@10", "per-query R@10", "negatives rejected"],
+                        [[f["min_score"], f["per_hit_turn_r@10"], f["per_query_turn_r@10"], f["negatives_rejected"]]
+                         for f in r["floors"]])
+        path = args.out / "tune_recall_floor.json"
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {path}")
+        return report
     report = leave_one_out(stores, indexes, Knobs(DEFAULT_WEIGHTS))
     rows = [["defaults", *(report["default_by_dataset"][ds]["turn_r@10"] for ds in DATASETS), "-"]]
     for name in knob_grid():

@@ -169,7 +169,7 @@ class RecallParams(Params):
     min_score: float | None = Field(None, ge=-1.0, le=1.0, description=(
         "Relevance floor: the least semantic similarity (cosine of cue and memory, -1..1, "
         "shown in each hit's reason) a hit must have. Default: the floor calibrated for the "
-        "store's embedding model (0.2 for the default MiniLM), from questions whose answer is "
+        "store's embedding model (0.15 for the default MiniLM), from questions whose answer is "
         "stored against questions whose answer is not. When nothing clears it, there are no "
         "hits and `note` says so; -1 turns the floor off."
     ))

@@ -265,6 +265,9 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
     MiniLM vectors is absolute. Calibration (``bench.locomo``,
     ``bench.longmemeval``: questions against their own store and against
     another conversation's or question's store) is in ``MiniLMEmbedder.relevance_floor``.
+    A hit below the floor is skipped, not the whole recall: gating the query
+    on its best hit instead kept more recall at high floors (LongMemEval
+    R@10 0.761 vs 0.661 at 0.25) but lets junk ride along a relevant first hit.
     """
     rows = store.rows()
     matrix, norms = store.vectors()
