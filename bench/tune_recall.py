@@ -31,6 +31,7 @@ from bench.common import DEFAULT_CACHE_DIR, RESULTS_DIR, print_table
 from bench.recall_eval import CachedEmbedder, K
 
 FOLDS_PER_LME = 3
+ROLE_CODES = {"user": 1, "assistant": 2}
 
 
 @dataclass
@@ -44,11 +45,13 @@ class Store:
     turns: list[list[Any]]         # turn ids per record
     session_of: Callable[[Any], Any]
     questions: list[tuple[str, set[Any], set[Any]]]  # (cue, evidence turns, evidence sessions)
+    roles: np.ndarray | None = None  # per record: 1 user, 2 assistant, 0 unknown
     vectors: np.ndarray | None = None
     cues: np.ndarray | None = None
 
 
-def _store(dataset: str, fold: int, turns: list[tuple[Any, str, Any]], questions, session_of) -> Store:
+def _store(dataset: str, fold: int, turns: list[tuple[Any, str, Any]], questions, session_of,
+           roles: dict[Any, str] | None = None) -> Store:
     index: dict[str, int] = {}
     texts: list[str] = []
     sessions: list[Any] = []
@@ -61,7 +64,9 @@ def _store(dataset: str, fold: int, turns: list[tuple[Any, str, Any]], questions
             owners.append([])
         owners[i].append(turn_id)
     codes = {s: c for c, s in enumerate(dict.fromkeys(sessions))}
-    return Store(dataset, fold, texts, np.array([codes[s] for s in sessions]), owners, session_of, questions)
+    row_roles = np.array([ROLE_CODES.get((roles or {}).get(o[0]), 0) for o in owners])
+    return Store(dataset, fold, texts, np.array([codes[s] for s in sessions]), owners, session_of, questions,
+                 roles=row_roles)
 
 
 def load(locomo_dir: Path, lme_dir: Path) -> list[Store]:
@@ -76,7 +81,8 @@ def load(locomo_dir: Path, lme_dir: Path) -> list[Store]:
     questions = [q for q in load_questions(lme_dir) if not q.abstention]
     stores += [
         _store("longmemeval", 3 + n % FOLDS_PER_LME, [(t.id, t.text, t.id[0]) for t in q.turns],
-               [(q.question, q.evidence, set(q.answer_sessions))], lambda t: t[0])
+               [(q.question, q.evidence, set(q.answer_sessions))], lambda t: t[0],
+               {t.id: t.role for t in q.turns})
         for n, q in enumerate(questions)
     ]
     return stores
@@ -151,19 +157,23 @@ def expansion(index: Any, texts: list[str], cue: str, n_terms: int) -> str:
 
 def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs, floor: float | None = None) -> np.ndarray:
     from iai_mcp.retrieval import fuse, top_k
+    from iai_mcp.retrieval.person import cue_role
 
     dense = store.vectors @ cue_vec
     keyword = index.scores(cue)
     label = index.label_match(cue)
     order = np.argsort(store.session, kind="stable")
     grouped = store.session[order]
-    fused = fuse(dense[order], keyword[order], grouped, label=label[order], weights=knobs.weights)
+    want = cue_role(cue)
+    role = None if want is None else (store.roles == ROLE_CODES[want])[order]
+    fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role, weights=knobs.weights)
     if knobs.prf:
         first = order[top_k(fused, knobs.prf_docs)]
         extra = expansion(index, [store.texts[i] for i in first], cue, knobs.prf_terms)
         if extra:
             keyword = keyword + knobs.prf * index.scores(extra)
-            fused = fuse(dense[order], keyword[order], grouped, label=label[order], weights=knobs.weights)
+            fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role,
+                         weights=knobs.weights)
     if knobs.session:
         fused = fused + knobs.session * session_mean(fused, grouped)
     out = np.empty_like(fused)
@@ -265,6 +275,7 @@ def knob_grid() -> dict[str, list[Callable[[Knobs], Knobs]]]:
         "session": [(v, lambda k, v=v: replace(k, session=v)) for v in (0.0, 0.2, 0.4, 0.8)],
         "stemmer": [(v, lambda k, v=v: replace(k, stemmer=v)) for v in ("porter", "snowball")],
         "prf": [(v, lambda k, v=v: replace(k, prf=v)) for v in (0.0, 0.15, 0.3, 0.5)],
+        "role": [(v, w(role=v)) for v in (0.0, 0.2, 0.3, 0.5, 0.8, 1.2)],
     }
 
 

@@ -27,12 +27,15 @@ import numpy as np
 
 from iai_mcp.core.excerpt import Excerpt, excerpt
 from iai_mcp.core.filters import RowFilter, filter_of
-from iai_mcp.retrieval import KeywordIndex, fuse, top_k
 from iai_mcp.embed import Embedder, relevance_floor
+from iai_mcp.retrieval import KeywordIndex, fuse, top_k
+from iai_mcp.retrieval.person import cue_role
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow
 
 _HIDDEN = STATE_CODES["hidden"]
+#: Row roles as small codes for ``_RecallIndex.role_match`` (0: none or other).
+_ROLE_CODES = {"user": 1, "assistant": 2}
 _SUPERSEDED = STATE_CODES["superseded"]
 
 #: About four characters a token, the usual rule of thumb for English text.
@@ -109,6 +112,7 @@ class _RecallIndex:
         self._solo = itertools.count(1 << 40)  # codes for rows without a session
         self._project_codes: dict[str | None, int] = {None: -1}
         self._project = np.zeros(0, dtype=np.int32)
+        self._role = np.zeros(0, dtype=np.int8)
 
     def _code(self, session_id: str | None) -> int:
         if session_id is None:
@@ -130,12 +134,15 @@ class _RecallIndex:
             if start < len(rows):
                 codes = np.empty(len(rows) - start, dtype=np.int64)
                 projects = np.empty(len(rows) - start, dtype=np.int32)
+                roles = np.empty(len(rows) - start, dtype=np.int8)
                 for offset, doc in enumerate(range(start, len(rows))):
                     self.keywords.add(doc, rows[doc].literal_surface)
                     codes[offset] = self._code(rows[doc].session_id)
                     projects[offset] = self._project_codes.setdefault(rows[doc].project, len(self._project_codes))
+                    roles[offset] = _ROLE_CODES.get(rows[doc].role, 0)
                 self._session = np.concatenate([self._session, codes])
                 self._project = np.concatenate([self._project, projects])
+                self._role = np.concatenate([self._role, roles])
                 self._order = None
             if states is not None:
                 self._follow(states)
@@ -143,6 +150,15 @@ class _RecallIndex:
                 self._order = np.argsort(self._session, kind="stable")
                 self._grouped = self._session[self._order]
             return self.keywords, self._session, self._order, self._grouped
+
+    def role_match(self, cue: str, n: int) -> np.ndarray | None:
+        """True for the first ``n`` rows spoken by the role ``cue`` points at
+        (``person.cue_role``); None when it points at none."""
+        role = cue_role(cue)
+        if role is None:
+            return None
+        with self.lock:
+            return self._role[:n] == _ROLE_CODES[role]
 
     def in_project(self, project: str, n: int) -> np.ndarray | None:
         """True for the first ``n`` rows said in ``project`` (as of the last
@@ -184,14 +200,16 @@ def fused_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(fused, keyword)`` scores of the first ``n`` rows for ``cue``; rows
     not ``alive`` score ``-inf`` and lend nothing."""
-    keywords, session, order, grouped_session = _recall_index(store).sync(store.rows(), store.states())
+    index = _recall_index(store)
+    keywords, session, order, grouped_session = index.sync(store.rows(), store.states())
     keyword = keywords.scores(cue)[:n]
     label = keywords.label_match(cue)[:n]
+    role = index.role_match(cue, n)
     if len(order) != n:  # rows arrived between the two reads: group the first n only
         order = np.argsort(session[:n], kind="stable")
         grouped_session = session[:n][order]
     grouped = fuse(dense[order], keyword[order], grouped_session, label=label[order],
-                   alive=None if alive is None else alive[order])
+                   role=None if role is None else role[order], alive=None if alive is None else alive[order])
     fused = np.empty_like(grouped)
     fused[order] = grouped
     return fused, keyword
