@@ -16,7 +16,10 @@ Turn-level recall@k: share of a question's evidence turns among the turns of
 the top k records; MRR: 1/rank of the first record holding an evidence turn
 (0 beyond 10). Session-level recall@k: share of the evidence's sessions among
 the first k distinct sessions of the hit list, in order of first appearance.
-Scores are averaged over questions (all conversations pooled). A turn whose
+Scores are averaged over questions (all conversations pooled). ``ours_nofloor``
+is ours with ``min_score=-1``; the floor's negatives are every other
+conversation's questions asked against this conversation's store
+(``bench.recall_eval``). A turn whose
 text is identical to an earlier one is folded into that record by capture; the
 record then stands for both turns.
 """
@@ -30,44 +33,42 @@ from typing import Any
 import numpy as np
 
 from bench.common import (
-    DEFAULT_LOCOMO_DIR, Run, base_parser, clock_ms, isolate_key_material, print_table, summarize,
+    DEFAULT_LOCOMO_DIR,
+    Run,
+    base_parser,
+    clock_ms,
+    isolate_key_material,
+    print_table,
+    summarize,
 )
-from bench.locomo_data import CATEGORIES, Conversation, Question, load_conversations
+from bench.locomo_data import (
+    CATEGORIES,
+    Conversation,
+    Question,
+    load_conversations,
+    session_of,
+)
+from bench.recall_eval import (
+    CachedEmbedder,
+    K,
+    average,
+    floor_sweep,
+    negative_trace,
+    positive_trace,
+    score,
+)
 
 NAME = "locomo"
-K = 10
-KS = tuple(range(1, K + 1))
-SYSTEMS = ("ours", "bm25", "dense")
+SYSTEMS = ("ours", "ours_nofloor", "bm25", "dense")
 
 
-def score(ranked_turns: list[list[str]], question: Question) -> dict[str, float]:
+def score_question(ranked_turns: list[list[str]], question: Question) -> dict[str, float]:
     """Turn R@k, MRR and session R@k of one ranked list of records (each a list of dia ids)."""
-    evidence = set(question.evidence)
-    wanted_sessions = set(question.sessions)
-    out: dict[str, float] = {}
-    seen: set[str] = set()
-    first = 0.0
-    for rank, turns in enumerate(ranked_turns[:K], start=1):
-        seen.update(turns)
-        if not first and evidence & set(turns):
-            first = 1.0 / rank
-        out[f"turn_r@{rank}"] = len(evidence & seen) / len(evidence)
-    sessions: list[int] = []
-    for turns in ranked_turns[:K]:
-        for dia in turns:
-            s = int(dia[1:].split(":")[0])
-            if s not in sessions:
-                sessions.append(s)
-    for k in KS:
-        out.setdefault(f"turn_r@{k}", out.get(f"turn_r@{k - 1}", 0.0))
-        out[f"session_r@{k}"] = len(wanted_sessions & set(sessions[:k])) / len(wanted_sessions)
-    out["mrr"] = first
-    return out
+    return score(ranked_turns, set(question.evidence), set(question.sessions), session_of)
 
 
-def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
-    from iai_mcp import backend
-    from iai_mcp import retrieval
+def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Question] = ()) -> dict[str, Any]:
+    from iai_mcp import backend, retrieval
     from iai_mcp.core import dispatch
     from iai_mcp.core.limits import MAX_BUDGET_TOKENS
 
@@ -85,29 +86,46 @@ def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
         capture_s = (clock_ms() - start) / 1000
 
         rows = store.rows()
+        index_of = {str(row.id): i for i, row in enumerate(rows)}
         row_turns = [turns_of[str(row.id)] for row in rows]
         matrix, norms = store.vectors()
         keyword = retrieval.KeywordIndex()
         for i, row in enumerate(rows):
             keyword.add(i, row.literal_surface)
 
+        def recall(cue: str, **extra: Any) -> list[dict[str, Any]]:
+            return dispatch(store, "memory_recall", {"cue": cue, "k": K, "budget_tokens": MAX_BUDGET_TOKENS,
+                                                     **extra})["hits"]
+
+        def cosines(cue: str) -> np.ndarray:
+            return (matrix @ embedder.embed([cue])[0]) / np.maximum(norms, 1e-12)
+
         per_question = []
         recall_ms = []
         for q in conv.questions:
             start = clock_ms()
-            hits = dispatch(store, "memory_recall", {"cue": q.question, "k": K, "budget_tokens": MAX_BUDGET_TOKENS})["hits"]
+            hits = recall(q.question)
             recall_ms.append(clock_ms() - start)
-            ours = [turns_of[h["record_id"]] for h in hits]
-            cue = embedder.embed([q.question])[0]
-            dense = (matrix @ cue) / np.maximum(norms, 1e-12)
+            raw = recall(q.question, min_score=-1)
+            dense = cosines(q.question)
             bm25 = keyword.scores(q.question)
             ranked = {
-                "ours": ours,
+                "ours": [turns_of[h["record_id"]] for h in hits],
+                "ours_nofloor": [turns_of[h["record_id"]] for h in raw],
                 "bm25": [row_turns[i] for i in np.argsort(-bm25, kind="stable")[:K]],
                 "dense": [row_turns[i] for i in np.argsort(-dense, kind="stable")[:K]],
             }
-            per_question.append({"category": q.category,
-                                 **{name: score(r, q) for name, r in ranked.items()}})
+            per_question.append({
+                "category": q.category, **{name: score_question(r, q) for name, r in ranked.items()},
+                "trace": positive_trace(raw, lambda rid, dense=dense: float(dense[index_of[rid]]),
+                                        lambda rid: turns_of[rid], set(q.evidence)),
+            })
+        negative = []
+        for q in negatives:  # another conversation's questions: their answers are not here
+            hits = recall(q.question)
+            dense = cosines(q.question)
+            negative.append({"rejected": not hits, "best_cosine": negative_trace(
+                recall(q.question, min_score=-1), lambda rid, dense=dense: float(dense[index_of[rid]]))})
     finally:
         store.close()
     return {
@@ -119,6 +137,7 @@ def evaluate(conv: Conversation, embedder, scratch: Path) -> dict[str, Any]:
         "capture_turns_per_s": round(len(conv.turns) / capture_s, 1),
         "recall_ms": summarize(recall_ms),
         "_per_question": per_question,
+        "_negatives": negative,
     }
 
 
@@ -128,11 +147,6 @@ def truncate(conv: Conversation, sessions: int) -> Conversation:
         [t for t in conv.turns if t.session <= sessions],
         [q for q in conv.questions if max(q.sessions) <= sessions],
     )
-
-
-def average(rows: list[dict[str, Any]], system: str) -> dict[str, float]:
-    keys = rows[0][system].keys()
-    return {key: round(float(np.mean([r[system][key] for r in rows])), 4) for key in keys}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -157,15 +171,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     max_sessions = args.max_sessions or (6 if args.quick else None)
     if max_sessions:
         convs = [truncate(c, max_sessions) for c in convs]
-    embedder = MiniLMEmbedder()
+    embedder = CachedEmbedder(MiniLMEmbedder(), args.cache_dir)
     embedder.warmup()
     run = Run(NAME, args)
     results = []
-    with tempfile.TemporaryDirectory(prefix="iai-bench-locomo-") as scratch:
-        for conv in convs:
-            print(f"[{conv.name}: {len(conv.turns)} turns, {len(conv.questions)} questions]")
-            results.append(evaluate(conv, embedder, Path(scratch)))
+    try:
+        with tempfile.TemporaryDirectory(prefix="iai-bench-locomo-") as scratch:
+            for conv in convs:
+                print(f"[{conv.name}: {len(conv.turns)} turns, {len(conv.questions)} questions]")
+                others = [q for c in convs if c is not conv for q in c.questions]
+                results.append(evaluate(conv, embedder, Path(scratch), others))
+    finally:
+        embedder.save()
     rows = [q for r in results for q in r.pop("_per_question")]
+    negatives = [n for r in results for n in r.pop("_negatives")]
     systems = {name: average(rows, name) for name in SYSTEMS}
     by_category = {
         CATEGORIES[cat]: {"questions": len(sub), **{name: average(sub, name)["turn_r@10"] for name in SYSTEMS}}
@@ -178,12 +197,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run.data["conversations"] = results
     run.data["systems"] = systems
     run.data["turn_r@10_by_category"] = by_category
+    run.data["floor"] = {
+        "default": embedder.relevance_floor,
+        "negatives": len(negatives),
+        "negatives_rejected": round(float(np.mean([n["rejected"] for n in negatives])), 4) if negatives else None,
+        "turn_r@10_cost": round(systems["ours_nofloor"]["turn_r@10"] - systems["ours"]["turn_r@10"], 4),
+        "sweep": floor_sweep([r["trace"] for r in rows], [n["best_cosine"] for n in negatives]),
+    }
 
     metrics = ["turn_r@1", "turn_r@5", "turn_r@10", "mrr", "session_r@1", "session_r@5", "session_r@10"]
     print_table(f"LoCoMo retrieval, {len(rows)} questions ({', '.join(c.name for c in convs)})",
                 ["system", *metrics], [[name, *(systems[name][m] for m in metrics)] for name in SYSTEMS])
     print_table("Turn R@10 by category", ["category", "questions", *SYSTEMS],
                 [[cat, v["questions"], *(v[s] for s in SYSTEMS)] for cat, v in by_category.items()])
+    print_table("Relevance floor sweep (cosine; R@10 kept is a lower bound)",
+                ["min_score", "turn R@10 kept", "negatives rejected"],
+                [[s["min_score"], s["turn_r@10_kept"], s["negatives_rejected"]] for s in run.data["floor"]["sweep"]])
     for metric in ("turn_r@10", "turn_r@5", "mrr", "session_r@10"):
         for base in ("bm25", "dense"):
             run.add_ratio(f"ours {metric}", systems["ours"][metric], f"{base} {metric}", systems[base][metric])

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow  # each runs a benchmark in a fresh interpreter, s
 
 REPO = Path(__file__).resolve().parents[1]
 LOCOMO = REPO.parent / "shared" / "data" / "locomo"
+LONGMEMEVAL = REPO.parent / "shared" / "data" / "longmemeval"
 COMMON_KEYS = {"benchmark", "command", "quick", "started_at", "duration_s", "machine", "config",
                "ratios", "targets"}
 
@@ -121,6 +122,23 @@ def test_locomo_quick(tmp_path, cache_dir):
         assert 0 <= metrics["mrr"] <= 1
         assert metrics["session_r@10"] >= metrics["session_r@1"]
     assert len(data["targets"]) == 1
+    assert [s["min_score"] for s in data["floor"]["sweep"]] == sorted(s["min_score"] for s in data["floor"]["sweep"])
+
+
+@pytest.mark.skipif(not LONGMEMEVAL.is_dir(), reason=f"LongMemEval data not found at {LONGMEMEVAL}")
+def test_longmemeval_quick(tmp_path, cache_dir):
+    data = run_bench("longmemeval", tmp_path, cache_dir, "--data", str(LONGMEMEVAL))
+    assert data["config"]["questions"] == 3 and data["config"]["with_evidence"] > 0
+    for name in ("ours", "ours_nofloor", "bm25", "dense"):
+        metrics = data["systems"][name]
+        curve = [metrics[f"turn_r@{k}"] for k in range(1, 11)]
+        assert all(0 <= v <= 1 for v in curve) and curve == sorted(curve)
+        assert metrics["session_r@10"] >= metrics["session_r@1"]
+    sweep = data["floor"]["sweep"]
+    # A higher floor keeps no more of the evidence and rejects no fewer negatives.
+    kept = [s["turn_r@10_kept"] for s in sweep]
+    rejected = [s["negatives_rejected"] for s in sweep]
+    assert kept == sorted(kept, reverse=True) and rejected == sorted(rejected)
 
 
 def test_daemon_quick(tmp_path, cache_dir):

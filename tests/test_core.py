@@ -92,7 +92,8 @@ def test_recall_filters(store):
 
 
 def test_recall_on_empty_store(store):
-    assert dispatch(store, "memory_recall", {"cue": "anything"}) == {"hits": [], "anti_hits": [], "budget_used": 0}
+    assert dispatch(store, "memory_recall", {"cue": "anything"}) == {
+        "hits": [], "anti_hits": [], "budget_used": 0, "below_floor": 0, "note": None}
 
 
 def test_recall_uses_cue_embedding_when_given(store):

@@ -232,7 +232,7 @@ def test_an_export_line_is_always_importable(store):
     assert list(record) == ["id", "text", "tier", "tags", "session_id", "role", "ts", "pinned",
                             "language", "created_at", "updated_at", "reinforcements", "provenance",
                             "state", "valid_from", "valid_to", "superseded_by", "hidden_at", "undo_until",
-                            "history"]
+                            "history", "project"]
     assert set(record) <= set(ImportRecord.model_fields)
 
 

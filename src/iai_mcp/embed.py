@@ -46,6 +46,12 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def relevance_floor(embedder: object) -> float | None:
+    """The default recall floor calibrated for ``embedder``'s vectors, if any."""
+    floor = getattr(embedder, "relevance_floor", None)
+    return None if floor is None else float(floor)
+
+
 def _check_texts(texts: Sequence[str]) -> list[str]:
     # A bare str is a Sequence[str] too; embedding it char by char is never meant.
     if isinstance(texts, str):
@@ -113,6 +119,28 @@ class MiniLMEmbedder:
     """
 
     dim = EMBED_DIM
+    #: memory_recall's default ``min_score`` for this model's vectors: the
+    #: least cosine between cue and memory for a hit. A cosine level belongs
+    #: to one vector space, so each embedder carries its own (one without
+    #: it has no default floor). Calibrated on the dev sets (questions
+    #: against their own store, and against another conversation's or
+    #: question's store: ``bench.tune_recall --floors``); per-hit turn R@10
+    #: / share of those negatives left with no hit (no floor: 0.798 / 0.881):
+    #:
+    #:   floor  LoCoMo         LongMemEval
+    #:   0.05   0.798 / 0.00   0.872 / 0.00
+    #:   0.10   0.798 / 0.00   0.856 / 0.00
+    #:   0.15   0.798 / 0.003  0.847 / 0.017
+    #:   0.20   0.799 / 0.022  0.786 / 0.100
+    #:   0.25   0.787 / 0.097  0.683 / 0.267
+    #:
+    #: 0.15 costs nothing on LoCoMo and 0.034 on LongMemEval (whose long
+    #: assistant answers, cut at 128 tokens, can score low and still hold
+    #: evidence), and drops off-topic hits (a billing question against deploy
+    #: notes scores 0.03-0.09). Questions about the same kind of life as the
+    #: store (another conversation) are not separable by cosine without
+    #: losing recall: every 0.05 above costs 1-10 points.
+    relevance_floor = 0.15
 
     def __init__(
         self,

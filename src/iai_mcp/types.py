@@ -112,6 +112,8 @@ class MemoryRow:
     superseded_by: UUID | None = None
     #: Lifecycle actions, oldest first (``HistoryItem``s).
     history: list[HistoryItem] = field(default_factory=list)
+    #: The project it was said in (a git root or directory, ``project.project_of``).
+    project: str | None = None
 
     @classmethod
     def from_record(cls, record: MemoryRecord) -> MemoryRow:

@@ -38,7 +38,7 @@ def cmd_recall(args: argparse.Namespace) -> int:
 
 def _show_recall(result: dict[str, Any], preview: int | None = None) -> None:
     if not result["hits"]:
-        print("no memories found")
+        print(result.get("note") or "no memories found")
     for hit in result["hits"]:
         if preview is not None:
             # One line a hit: score, id and the first ``preview`` characters.

@@ -29,7 +29,8 @@ def _session_start(store: MemoryStore, args: SessionStartParams) -> dict[str, An
     then most recently recalled, reinforced or captured).
     """
     # Session ids are stored redacted (core.capture): compare like with like.
-    pack = build_pack(store, args.budget_tokens, exclude_session=redact_label(args.session_id))
+    pack = build_pack(store, args.budget_tokens, exclude_session=redact_label(args.session_id),
+                      project=args.project)
     memories = [memory_dict(item.row, PackedMemory, **item_fields(item)) for item in pack.items]
     return {"text": pack.text, "budget_used": pack.tokens, "memories": memories}
 

@@ -105,6 +105,7 @@ class CaptureRequest:
     #: Records this memory replaces.
     supersedes: tuple[UUID, ...] = ()
     restored: Restored | None = None
+    project: str | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,7 @@ def _new_record(
         tags=list(dict.fromkeys(request.tags)),
         session_id=request.session_id,
         role=request.role,
+        project=request.project,
         event_time=request.said_at or now,
         reinforcements=restored.reinforcements,
         hidden_at=restored.hidden_at,

@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     from iai_mcp.core.capture import CaptureRequest
 
 _SESSION_ID = "The current conversation's id, if known."
+#: A project is a path (a git root or directory); as long as a session id may be.
+_PROJECT = "The project it belongs to: the git root of the working directory, else the directory."
 
 # ---- correcting and browsing (issue 9): shared pieces -----------------------
 
@@ -119,6 +121,7 @@ class CaptureParams(Params):
         "record_ids this memory corrects or replaces (\"that's no longer true\"); "
         "they stop being recalled as hits and come back as anti_hits."
     ))
+    project: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=_PROJECT)
 
     def request(self) -> CaptureRequest:
         """The library call these parameters ask for (``core.capture``)."""
@@ -131,6 +134,7 @@ class CaptureParams(Params):
             tier=self.tier, tags=tuple(self.tags or ()), said_at=parse_time(self.ts),
             pinned=self.pinned, language=self.language,
             supersedes=tuple(UUID(rid) for rid in self.supersedes or ()),
+            project=self.project,
         )
 
 
@@ -165,6 +169,17 @@ class RecallParams(Params):
         "Also return memories a newer one replaced, as hits; by default they come back "
         "only as anti_hits."
     ))
+    min_score: float | None = Field(None, ge=-1.0, le=1.0, description=(
+        "Relevance floor: the least semantic similarity (cosine of cue and memory, -1..1, "
+        "shown in each hit's reason) a hit must have. Default: the floor calibrated for the "
+        "store's embedding model (0.15 for the default MiniLM), from questions whose answer is "
+        "stored against questions whose answer is not. When nothing clears it, there are no "
+        "hits and `note` says so; -1 turns the floor off."
+    ))
+    project: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=(
+        "The current project (git root or directory): its memories rank a little higher. "
+        "A preference, not a filter: memories of other projects still come back."
+    ))
 
     _window = model_validator(mode="after")(ordered_window)
 
@@ -189,6 +204,10 @@ class SessionStartParams(Params):
             "as excerpts when they do not fit whole."
         )
     )
+    project: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=(
+        "The new conversation's project (git root or directory): the pack then gives its "
+        "memories their own share, after pinned ones and before recently used ones from anywhere."
+    ))
 
 
 class ExportParams(Params):
@@ -359,6 +378,9 @@ class ListParams(Params):
     tags: Tags = Field(None, max_length=MAX_TAGS, description="Only memories carrying all these tags.")
     tags_any: Tags = Field(None, max_length=MAX_TAGS, description="Only memories carrying at least one of these tags.")
     session_id: OptionalText = Field(None, max_length=MAX_ID_CHARS, description="Only memories of this conversation.")
+    project: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=(
+        "Only memories of this project (the git root or directory they were said in)."
+    ))
     since: Time = Field(
         None, max_length=MAX_TIME_CHARS, description="Only memories said at or after this ISO-8601 time."
     )

@@ -22,7 +22,7 @@ from iai_mcp.core.digest import DIGEST_METHODS
 from iai_mcp.core.lifecycle import LIFECYCLE_METHODS
 from iai_mcp.core.listing import list_memories, tag_counts
 from iai_mcp.core.overview import OVERVIEW_METHODS
-from iai_mcp.core.recall import Hit, RecallQuery, recall
+from iai_mcp.core.recall import Hit, RecallQuery, min_score, recall
 from iai_mcp.core.redact import redact, redact_label
 from iai_mcp.core.results import AntiHit, RecallHit, memory_dict, memory_in_full
 from iai_mcp.embed import embedder_for
@@ -65,6 +65,8 @@ def _memory_recall(store: MemoryStore, args: RecallParams, request_key: str | No
         since=parse_time(args.since),
         until=parse_time(args.until),
         include_superseded=args.include_superseded,
+        min_score=args.min_score,
+        prefer_project=args.project,
     )
     session_id = redact_label(args.session_id)  # stored in provenance: redacted like the cue
     embedder = None if query.cue_embedding is not None else embedder_for(store)
@@ -86,7 +88,17 @@ def _memory_recall(store: MemoryStore, args: RecallParams, request_key: str | No
     anti_hits = [
         memory_dict(hit.row, AntiHit, score=round(hit.score, 6)) for hit in result.anti_hits
     ]
-    return {"hits": hits, "anti_hits": anti_hits, "budget_used": result.budget_used}
+    return {"hits": hits, "anti_hits": anti_hits, "budget_used": result.budget_used,
+            "below_floor": result.below_floor,
+            "note": _floor_note(result.hits, result.below_floor, min_score(query, embedder or store.embedder))}
+
+
+def _floor_note(hits: list[Hit], below: int, floor: float | None) -> str | None:
+    if hits or not below:
+        return None
+    return (f"nothing relevant found: the {below} best matches scored below min_score {floor} "
+            "(semantic similarity), so none was returned. Try other words, or a lower "
+            "min_score to see weaker matches.")
 
 
 def _hit_fields(hit: Hit) -> dict[str, Any]:

@@ -35,10 +35,12 @@ class RowFilter:
     tags_any: frozenset[str] = frozenset()
     since: datetime | None = None
     until: datetime | None = None
+    project: str | None = None
 
     def __bool__(self) -> bool:
         """Whether it can reject anything (recall then looks past its first candidates)."""
-        return any(v is not None for v in (self.tier, self.session_id, self.pinned, self.since, self.until)) or bool(
+        return any(v is not None for v in (self.tier, self.session_id, self.pinned, self.since, self.until,
+                                           self.project)) or bool(
             self.tags or self.tags_any)
 
     def passes(self, row: MemoryRow) -> bool:
@@ -47,6 +49,8 @@ class RowFilter:
         if self.session_id is not None and row.session_id != self.session_id:
             return False
         if self.pinned is not None and row.pinned != self.pinned:
+            return False
+        if self.project is not None and row.project != self.project:
             return False
         if self.tags and not self.tags.issubset(row.tags):
             return False
@@ -62,19 +66,19 @@ class RowFilter:
 def row_filter(
     *, tier: str | None = None, session_id: str | None = None, pinned: bool | None = None,
     tags: Iterable[str] | None = None, tags_any: Iterable[str] | None = None,
-    since: datetime | str | None = None, until: datetime | str | None = None,
+    since: datetime | str | None = None, until: datetime | str | None = None, project: str | None = None,
 ) -> RowFilter:
     """A ``RowFilter``; ``since``/``until`` as datetimes or ISO-8601 text (the
     contract has checked the text already)."""
     # Stored tags and session ids are redacted (core.capture): a filter
     # naming one as it was said is mapped the same way, so it still matches.
     return RowFilter(tier, redact_label(session_id), pinned, frozenset(map(redact_label, tags or ())),
-                     frozenset(map(redact_label, tags_any or ())), _time(since), _time(until))
+                     frozenset(map(redact_label, tags_any or ())), _time(since), _time(until), project)
 
 
 def filter_of(params: Any) -> RowFilter:
     """The filter a method's parameters ask for: whichever of the fields
     above ``params`` has (a recall query, ``ListParams``, ``ForgetParams``)."""
     return row_filter(**{name: getattr(params, name) for name in
-                         ("tier", "session_id", "pinned", "tags", "tags_any", "since", "until")
+                         ("tier", "session_id", "pinned", "tags", "tags_any", "since", "until", "project")
                          if hasattr(params, name)})

@@ -55,6 +55,8 @@ class MemorySummary(TypedDict):
     valid_from: str
     valid_to: str | None
     superseded_by: str | None
+    #: The project it was said in (a git root or directory), if known.
+    project: str | None
 
 
 class ExcerptSpan(TypedDict):
@@ -89,6 +91,10 @@ class RecallResult(TypedDict):
     hits: list[RecallHit]
     anti_hits: list[AntiHit]
     budget_used: int
+    #: How many of the k best-ranked memories were left out for scoring below min_score.
+    below_floor: int
+    #: Set when the floor left out every hit: nothing stored seems relevant to the cue.
+    note: str | None
 
 
 class Memory(MemorySummary):
@@ -130,6 +136,8 @@ _EXPORTED: dict[str, Any] = {
     # issue 9: the lifecycle travels with the record.
     "state": str, "valid_from": str, "valid_to": str | None, "superseded_by": str | None,
     "hidden_at": str | None, "undo_until": str | None, "history": list[dict[str, Any]],
+    # issue 10: the project it was said in.
+    "project": str | None,
 }
 # An export line: the fields above in the file's order, then every other field
 # of a ``Memory`` (one added there later is exported too, and imported as far
@@ -214,6 +222,7 @@ _FIELDS: dict[str, Callable[[MemoryRow], Any]] = {
     "hidden_at": lambda row: _iso(row.hidden_at),
     "undo_until": lambda row: _iso(row.undo_until),
     "history": lambda row: [dict(item) for item in row.history],
+    "project": lambda row: row.project,
 }
 _FIELDS["id"], _FIELDS["text"] = _FIELDS["record_id"], _FIELDS["literal_surface"]
 

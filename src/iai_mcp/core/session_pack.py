@@ -122,28 +122,53 @@ def _cut(item: PackItem, room_tokens: int) -> tuple[PackItem, str] | None:
     return None
 
 
-def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | None = None) -> Pack:
-    """Pack candidates in order into ``budget_tokens`` (estimated as in recall)."""
+#: Shares of the budget when the session names its project: pinned memories
+#: (the project's own first), the project's other memories, then recently
+#: used ones from anywhere. What a part leaves unused passes to the next; the
+#: first pinned memory may always take the whole budget (pinned come first).
+PROJECT_SHARES = (0.25, 0.5)
+
+
+def _parts(everything: list[PackItem], project: str | None, budget_tokens: int) -> list[tuple[list[PackItem], int]]:
+    """The pack's parts in order, each with the tokens it may add."""
+    if project is None:
+        return [(everything, budget_tokens)]
+    pinned = sorted((i for i in everything if i.why == "pinned"), key=lambda i: i.row.project != project)
+    rest = [i for i in everything if i.why != "pinned"]
+    mine = [i for i in rest if i.row.project == project]
+    others = [i for i in rest if i.row.project != project]
+    return [(pinned, int(budget_tokens * PROJECT_SHARES[0])), (mine, int(budget_tokens * PROJECT_SHARES[1])),
+            (others, budget_tokens)]
+
+
+def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | None = None,
+               project: str | None = None) -> Pack:
+    """Pack candidates in order into ``budget_tokens`` (estimated as in recall);
+    with ``project``, in the parts and shares of ``PROJECT_SHARES``."""
     used = estimate_tokens(HEADER + "\n")
     items: list[PackItem] = []
     lines = [HEADER]
-    for item in candidates(store, exclude_session, recalled_limit=max(100, budget_tokens)):
-        if budget_tokens - used < _MIN_ITEM_TOKENS:
-            break
-        current = store.row(item.row.id)
-        if current is None or current.state != "active":
-            continue  # forgotten, superseded or purged since the candidates were read
-        line = render_item(item)
-        cost = estimate_tokens(line + "\n")
-        if used + cost > budget_tokens:
-            cut = _cut(item, budget_tokens - used) if item.why == "pinned" else None
-            if cut is None:
-                continue  # too long for what is left; a shorter one may still fit
-            item, line = cut
+    everything = candidates(store, exclude_session, recalled_limit=max(100, budget_tokens))
+    for part, share in _parts(everything, project, budget_tokens):
+        limit = min(budget_tokens, used + share)
+        for item in part:
+            room = budget_tokens if not items and item.why == "pinned" else limit
+            if room - used < _MIN_ITEM_TOKENS:
+                break
+            current = store.row(item.row.id)
+            if current is None or current.state != "active":
+                continue  # forgotten, superseded or purged since the candidates were read
+            line = render_item(item)
             cost = estimate_tokens(line + "\n")
-        items.append(item)
-        lines.append(line)
-        used += cost
+            if used + cost > room:
+                cut = _cut(item, room - used) if item.why == "pinned" else None
+                if cut is None:
+                    continue  # too long for what is left; a shorter one may still fit
+                item, line = cut
+                cost = estimate_tokens(line + "\n")
+            items.append(item)
+            lines.append(line)
+            used += cost
     if not items:
         return Pack([], "", 0)
     # The sum of per-line estimates bounds the estimate of the joined text.

@@ -22,6 +22,7 @@ from iai_mcp.errors import InvalidInput
 from iai_mcp.hooks import cursors
 from iai_mcp.hooks.hosts import Host
 from iai_mcp.hooks.transcript import BATCH, batch_full, read_turns, record_size, records
+from iai_mcp.project import project_of
 
 STATUSES = ("inserted", "reinforced", "skipped")
 
@@ -84,11 +85,13 @@ def capture_transcripts(
     *,
     dry_run: bool = False,
     progress: Callable[[int], None] | None = None,
+    project: str | None = None,
 ) -> dict[str, int]:
     """Capture the turns of each ``(transcript, session id)`` after its
     cursor; returns counts (``turns`` read, then ``inserted``, ``reinforced``,
     ``skipped``; with ``dry_run`` nothing is sent and ``inserted`` counts the
-    records that would be). ``progress(turns)`` is called after each transcript."""
+    records that would be). ``progress(turns)`` is called after each transcript.
+    ``project``: the project of turns whose host recorded no ``cwd``."""
     run = _Run(backend, state_dir, dry_run)
     if not dry_run:
         cursors.migrate(backend, state_dir)
@@ -104,7 +107,7 @@ def capture_transcripts(
                 read_as = cursors.stored(state_dir, key)
                 turns, end = read_turns(transcript, cursors.start(read_as, transcript), host.turn_of)
                 run.counts["turns"] += len(turns)
-                for record in records(turns, session_id, host.tag):
+                for record in records(turns, session_id, host.tag, project):
                     run.add(record)
             except BaseException:
                 if fd is not None:  # not yet in run.waiting, which release() frees
@@ -156,12 +159,21 @@ def capture_transcript(backend: Any, payload: Mapping[str, Any], state_dir: Path
     transcript = Path(raw_path).expanduser()
     if not transcript.is_file():
         raise InvalidInput(f"transcript {transcript} does not exist")
-    counts = capture_transcripts(backend, host, [(transcript, session_id or host.session_of(transcript))], state_dir)
+    counts = capture_transcripts(backend, host, [(transcript, session_id or host.session_of(transcript))], state_dir,
+                                 project=project_field(payload))
     cursors.record_run(state_dir, host.name, "stop", **counts)
     return counts
+
+
+def project_field(payload: Mapping[str, Any]) -> str | None:
+    """The project of the hook input's ``cwd`` (its git root, else the
+    directory; ``project.project_of``), None when the host sent no cwd."""
+    cwd = _payload_field(payload, "cwd")
+    return project_of(cwd) if cwd else None
 
 
 def session_start(backend: Any, payload: Mapping[str, Any], budget_tokens: int) -> dict[str, Any]:
     return backend.call("session_start", {
         "session_id": _payload_field(payload, "session_id"), "budget_tokens": budget_tokens,
+        "project": project_field(payload),
     })

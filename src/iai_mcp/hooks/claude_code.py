@@ -77,4 +77,5 @@ def turn_of(entry: Any) -> Turn | None:
     text = "\n\n".join(block for block in blocks if block)
     if not text.strip():
         return None
-    return Turn(text, role, valid_ts(entry.get("timestamp")))
+    cwd = entry.get("cwd")
+    return Turn(text, role, valid_ts(entry.get("timestamp")), cwd if isinstance(cwd, str) and cwd else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from iai_mcp.daemon import wire
+from iai_mcp.project import project_of
 from iai_mcp.types import parse_time
 
 #: Import batch size; the method takes at most 1000 records per call.
@@ -26,6 +27,9 @@ class Turn:
     text: str
     role: str
     ts: str | None
+    #: The working directory the host recorded with the turn (Claude Code
+    #: writes ``cwd`` on every entry), so a backfill knows each turn's project.
+    cwd: str | None = None
 
 
 def valid_ts(value: Any) -> str | None:
@@ -54,23 +58,32 @@ def read_turns(path: Path, offset: int, turn_of: Callable[[Any], Turn | None]) -
     return turns, offset + end
 
 
-def capture_record(turn: Turn, text: str, session_id: str | None, tag: str) -> dict[str, Any]:
-    """The capture params of one part of a turn (kept in one place: a
-    project field, say, is added here for every host)."""
-    return {"text": text, "role": turn.role, "ts": turn.ts, "session_id": session_id, "tags": [tag]}
+def capture_record(turn: Turn, text: str, session_id: str | None, tag: str,
+                   project: str | None = None) -> dict[str, Any]:
+    """The capture params of one part of a turn (kept in one place for every host)."""
+    return {"text": text, "role": turn.role, "ts": turn.ts, "session_id": session_id, "tags": [tag],
+            "project": project}
 
 
-def records(turns: list[Turn], session_id: str | None, tag: str) -> Iterator[dict[str, Any]]:
+def records(turns: list[Turn], session_id: str | None, tag: str,
+            project: str | None = None) -> Iterator[dict[str, Any]]:
     """One record per new text. A text repeated within the run is sent once:
     its later copies would reinforce the first, and if this run were replayed
-    (cursor lost) they would reinforce it again instead of being skipped."""
+    (cursor lost) they would reinforce it again instead of being skipped.
+    Each turn's project is ``project`` (the Stop hook's, from its input's
+    ``cwd``), else the git root of the ``cwd`` the host recorded with the turn
+    (a backfill has no hook input)."""
     seen: set[str] = set()
+    projects: dict[str, str] = {}  # one walk up the tree per directory, not per turn
     for turn in turns:
+        own = project
+        if own is None and turn.cwd:
+            own = projects[turn.cwd] if turn.cwd in projects else projects.setdefault(turn.cwd, project_of(turn.cwd))
         for i in range(0, len(turn.text), PART_CHARS):
             part = turn.text[i:i + PART_CHARS]
             if part.strip() and part not in seen:
                 seen.add(part)
-                yield capture_record(turn, part, session_id, tag)
+                yield capture_record(turn, part, session_id, tag, own)
 
 
 def batch_full(batch: list[dict[str, Any]], size: int, record_size: int) -> bool:

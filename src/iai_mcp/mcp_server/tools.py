@@ -126,7 +126,10 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         user told you. Each hit has the exact text, when it was said, a
         score and why it matched. Filters (tier, tags, since/until) narrow
         the search. Each returned memory records that it was recalled by
-        this cue.
+        this cue. Only memories similar enough to the cue come back
+        (``min_score``): an empty ``hits`` with a ``note`` means nothing
+        stored is relevant, not that recall failed. Pass ``project`` (the
+        working directory's git root) to prefer that project's memories.
 
         ``anti_hits`` are memories that matched but were corrected by a newer
         one (``superseded_by``, since ``valid_to``): do not state them as

@@ -37,6 +37,14 @@ class FusionWeights:
     #: to 0.7 and leave-one-conversation-out picks 0.3-0.7 (held-out R@10
     #: 0.797). Kept at the low end so it ranks, rather than filters, by speaker.
     label: float = 0.3
+    #: Bonus for a row whose role (user or assistant) the cue's person points
+    #: at (``person.cue_role``: "what did I say" -> the user's turns). On
+    #: LongMemEval dev (user/assistant turns; LoCoMo has no roles and is
+    #: unchanged) turn R@10 0.786 -> 0.881, R@1 0.344 -> 0.425 at 0.3;
+    #: leave-one-fold-out picks the largest weight tried (1.2: R@10 0.953),
+    #: where it all but filters by role. Kept at 0.3, the label bonus's
+    #: weight, so an assistant's answer to "what did I decide" still ranks.
+    role: float = 0.3
     # No recency prior: an exp-decay prior on age (half-life 90 days) cost
     # R@10 0.01-0.03 on LoCoMo at weights 0.1-0.2, where old facts are asked
     # about as often as new ones, so it was measured and left out.
@@ -90,13 +98,14 @@ def window_max(scores: np.ndarray, session: np.ndarray | None, window: int) -> n
 
 def fuse(dense: np.ndarray, keyword: np.ndarray, session: np.ndarray | None = None, *,
          alive: np.ndarray | None = None, label: np.ndarray | None = None,
-         weights: FusionWeights = DEFAULT_WEIGHTS) -> np.ndarray:
+         role: np.ndarray | None = None, weights: FusionWeights = DEFAULT_WEIGHTS) -> np.ndarray:
     """One ranking score per row from dense cosines and BM25 scores.
 
     ``session`` holds an integer code per row (rows in capture order) and
     enables the two context terms; ``alive`` is False for rows that must
     neither rank nor lend context (forgotten memories); ``label`` is True for rows whose speaker
-    the query names (:meth:`KeywordIndex.label_match`). Returns float32
+    the query names (:meth:`KeywordIndex.label_match`); ``role`` is True for
+    rows whose role the query's person points at (``person.cue_role``). Returns float32
     scores, higher is better, ``-inf`` for rows that are not alive.
 
     A weighted sum of normalised scores, not reciprocal-rank fusion: RRF
@@ -129,6 +138,8 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, session: np.ndarray | None = No
         score = score + weights.window_weight * window_max(lend, session, weights.window)
     if label is not None and weights.label:
         score = score + np.float32(weights.label) * label
+    if role is not None and weights.role:
+        score = score + np.float32(weights.role) * np.asarray(role, dtype=bool)
     if alive is not None:
         score = np.where(alive, score, np.float32(-np.inf))
     return score.astype(np.float32, copy=False)

@@ -1,0 +1,358 @@
+"""Leave-one-out tuning of recall's ranking knobs on both dev sets.
+
+Rebuilds what ``core.recall.fused_scores`` computes (BM25 over the records,
+cosines, ``retrieval.fuse`` over rows grouped by session) straight from the
+datasets, with the real MiniLM vectors from the benchmarks' embedding cache
+(``bench.recall_eval.CachedEmbedder``; run ``bench.locomo`` and
+``bench.longmemeval`` first, or this embeds what is missing), so one knob
+setting costs about a second instead of a benchmark run.
+
+Six folds: the three LoCoMo conversations and LongMemEval's questions split
+in three (by position). For each knob, one at a time with the others at
+their defaults, each fold in turn is held out: the value with the best mean
+turn R@10 over the other five folds is chosen and scored on the held-out
+fold. Reported per dataset: the held-out turn R@10 of the chosen values
+against the defaults', and the values each fold chose.
+
+    python -m bench.tune_recall --locomo DIR --longmemeval DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import DEFAULT_CACHE_DIR, RESULTS_DIR, print_table
+from bench.recall_eval import CachedEmbedder, K
+
+FOLDS_PER_LME = 3
+ROLE_CODES = {"user": 1, "assistant": 2}
+
+
+@dataclass
+class Store:
+    """One dataset store: records (identical texts folded, as capture does)."""
+
+    dataset: str
+    fold: int
+    texts: list[str]
+    session: np.ndarray            # session code per record
+    turns: list[list[Any]]         # turn ids per record
+    session_of: Callable[[Any], Any]
+    questions: list[tuple[str, set[Any], set[Any]]]  # (cue, evidence turns, evidence sessions)
+    roles: np.ndarray | None = None  # per record: 1 user, 2 assistant, 0 unknown
+    vectors: np.ndarray | None = None
+    cues: np.ndarray | None = None
+
+
+def _store(dataset: str, fold: int, turns: list[tuple[Any, str, Any]], questions, session_of,
+           roles: dict[Any, str] | None = None) -> Store:
+    index: dict[str, int] = {}
+    texts: list[str] = []
+    sessions: list[Any] = []
+    owners: list[list[Any]] = []
+    for turn_id, text, session in turns:
+        i = index.setdefault(text, len(texts))
+        if i == len(texts):
+            texts.append(text)
+            sessions.append(session)
+            owners.append([])
+        owners[i].append(turn_id)
+    codes = {s: c for c, s in enumerate(dict.fromkeys(sessions))}
+    row_roles = np.array([ROLE_CODES.get((roles or {}).get(o[0]), 0) for o in owners])
+    return Store(dataset, fold, texts, np.array([codes[s] for s in sessions]), owners, session_of, questions,
+                 roles=row_roles)
+
+
+def load(locomo_dir: Path, lme_dir: Path) -> list[Store]:
+    from bench.locomo_data import load_conversations, session_of
+    from bench.longmemeval import load_questions
+
+    stores = [
+        _store("locomo", i, [(t.dia_id, t.text, t.session) for t in conv.turns],
+               [(q.question, set(q.evidence), set(q.sessions)) for q in conv.questions], session_of)
+        for i, conv in enumerate(load_conversations(locomo_dir))
+    ]
+    questions = [q for q in load_questions(lme_dir) if not q.abstention]
+    stores += [
+        _store("longmemeval", 3 + n % FOLDS_PER_LME, [(t.id, t.text, t.id[0]) for t in q.turns],
+               [(q.question, q.evidence, set(q.answer_sessions))], lambda t: t[0],
+               {t.id: t.role for t in q.turns})
+        for n, q in enumerate(questions)
+    ]
+    return stores
+
+
+def embed(stores: list[Store], embedder: Any) -> None:
+    for s in stores:
+        s.vectors = embedder.embed(s.texts)
+        s.cues = embedder.embed([q[0] for q in s.questions])
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """The ranking's knobs: ``retrieval.FusionWeights`` plus candidates."""
+
+    weights: Any
+    #: Share of its session's mean positive fused score a row inherits (two-stage: session, then turn).
+    session: float = 0.0
+    stemmer: str = "porter"
+    #: Pseudo-relevance feedback: weight of a second BM25 pass with the rarest
+    #: terms of the first pass's top hits (0: off).
+    prf: float = 0.0
+    prf_docs: int = 3
+    prf_terms: int = 8
+
+
+def _index(texts: list[str], stemmer: str):
+    from iai_mcp.retrieval import KeywordIndex
+    from iai_mcp.retrieval import text as text_mod
+
+    original = text_mod.stem
+    if stemmer == "snowball":
+        import Stemmer  # PyStemmer
+
+        snow = Stemmer.Stemmer("english")
+        text_mod.stem = snow.stemWord
+    try:
+        index = KeywordIndex()
+        for i, t in enumerate(texts):
+            index.add(i, t)
+        # Queries are tokenised at scoring time: keep the stemmer for them.
+        return index, (snow.stemWord if stemmer == "snowball" else original)
+    finally:
+        text_mod.stem = original
+
+
+def session_mean(scores: np.ndarray, grouped: np.ndarray) -> np.ndarray:
+    """Per row, the mean positive score of its session (rows grouped by session)."""
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    pos = np.maximum(scores, 0)
+    sums = np.add.reduceat(pos, starts)
+    counts = np.diff(np.r_[starts, len(scores)])
+    return np.repeat(sums / counts, counts)
+
+
+def expansion(index: Any, texts: list[str], cue: str, n_terms: int) -> str:
+    """The ``n_terms`` terms of ``texts`` with the best tf x idf that the cue lacks."""
+    from iai_mcp.retrieval.text import tokenize
+
+    have = set(tokenize(cue))
+    n = len(index)
+    weight: dict[str, float] = {}
+    for text in texts:
+        for term in tokenize(text):
+            tid = index._terms.get(term)
+            if term in have or tid is None:
+                continue
+            df = len(index._docs[tid])
+            weight[term] = weight.get(term, 0.0) + float(np.log(1 + n / df))
+    return " ".join(sorted(weight, key=weight.get, reverse=True)[:n_terms])
+
+
+def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs, floor: float | None = None) -> np.ndarray:
+    from iai_mcp.retrieval import fuse, top_k
+    from iai_mcp.retrieval.person import cue_role
+
+    dense = store.vectors @ cue_vec
+    keyword = index.scores(cue)
+    label = index.label_match(cue)
+    order = np.argsort(store.session, kind="stable")
+    grouped = store.session[order]
+    want = cue_role(cue)
+    role = None if want is None else (store.roles == ROLE_CODES[want])[order]
+    fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role, weights=knobs.weights)
+    if knobs.prf:
+        first = order[top_k(fused, knobs.prf_docs)]
+        extra = expansion(index, [store.texts[i] for i in first], cue, knobs.prf_terms)
+        if extra:
+            keyword = keyword + knobs.prf * index.scores(extra)
+            fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role,
+                         weights=knobs.weights)
+    if knobs.session:
+        fused = fused + knobs.session * session_mean(fused, grouped)
+    out = np.empty_like(fused)
+    out[order] = fused
+    if floor is not None:  # per hit: rows below the floor never rank
+        out = np.where(dense >= floor, out, -np.inf).astype(np.float32)
+        return top_k(out, K)[: int(np.count_nonzero(np.isfinite(out)))]
+    return top_k(out, K)
+
+
+def evaluate(stores: list[Store], knobs: Knobs, indexes: dict[tuple[int, str], Any]) -> dict[int, dict[str, float]]:
+    """Per fold: mean turn R@10, turn R@1 and session R@5."""
+    from iai_mcp.retrieval import text as text_mod
+
+    per_fold: dict[int, list[tuple[float, float, float]]] = {}
+    for n, s in enumerate(stores):
+        index, stem = indexes[(n, knobs.stemmer)]
+        original = text_mod.stem
+        text_mod.stem = stem
+        try:
+            for (cue, evidence, sessions), vec in zip(s.questions, s.cues):
+                top = rank(s, index, cue, vec, knobs)
+                got = [set(s.turns[i]) for i in top]
+                r10 = len(evidence & set().union(*got)) / len(evidence) if got else 0.0
+                r1 = len(evidence & got[0]) / len(evidence) if got else 0.0
+                seen: list[Any] = []
+                for turns in got:
+                    for t in turns:
+                        if s.session_of(t) not in seen:
+                            seen.append(s.session_of(t))
+                s5 = len(sessions & set(seen[:5])) / len(sessions)
+                per_fold.setdefault(s.fold, []).append((r10, r1, s5))
+        finally:
+            text_mod.stem = original
+    return {f: dict(zip(("turn_r@10", "turn_r@1", "session_r@5"), np.mean(v, axis=0).round(4).tolist()))
+            for f, v in sorted(per_fold.items())}
+
+
+FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def _negatives(n: int, stores: list[Store]) -> list[tuple[str, np.ndarray]]:
+    """Questions whose answer store ``n`` does not hold: LoCoMo, every other
+    conversation's; LongMemEval, the next question whose answer sessions are
+    not in this haystack (as ``bench.longmemeval``)."""
+    here = stores[n]
+    if here.dataset == "locomo":
+        return [(q[0], v) for s in stores if s.dataset == "locomo" and s is not here
+                for q, v in zip(s.questions, s.cues)]
+    sessions = {here.session_of(t) for turns in here.turns for t in turns}
+    for step in range(1, len(stores)):
+        other = stores[(n + step) % len(stores)]
+        if other.dataset == here.dataset and not (other.questions[0][2] & sessions):
+            return [(other.questions[0][0], other.cues[0])]
+    return []
+
+
+def floor_modes(stores: list[Store], knobs: Knobs, indexes: dict) -> dict[str, Any]:
+    """Per dataset and floor: turn R@10 kept by positives and share of
+    negatives rejected, for a per-hit floor (rows below it never rank) and a
+    per-query gate (nothing when the best of the top 10 is below it)."""
+    out: dict[str, Any] = {}
+    for ds in DATASETS:
+        pos_hit = {f: [] for f in FLOORS}
+        pos_gate = {f: [] for f in FLOORS}
+        neg_best: list[float] = []
+        for n, s in enumerate(stores):
+            if s.dataset != ds:
+                continue
+            index, _ = indexes[(n, knobs.stemmer)]
+            for (cue, evidence, _), vec in zip(s.questions, s.cues):
+                top = rank(s, index, cue, vec, knobs)
+                best = float(max((s.vectors[i] @ vec for i in top), default=-1))
+                found = len(evidence & {t for i in top for t in s.turns[i]}) / len(evidence)
+                for f in FLOORS:
+                    kept = rank(s, index, cue, vec, knobs, floor=f)
+                    pos_hit[f].append(len(evidence & {t for i in kept for t in s.turns[i]}) / len(evidence))
+                    pos_gate[f].append(found if best >= f else 0.0)
+            for cue, vec in _negatives(n, stores):
+                top = rank(s, index, cue, vec, knobs)
+                neg_best.append(float(max((s.vectors[i] @ vec for i in top), default=-1)))
+        out[ds] = {"negatives": len(neg_best), "floors": [
+            {"min_score": f, "per_hit_turn_r@10": round(float(np.mean(pos_hit[f])), 4),
+             "per_query_turn_r@10": round(float(np.mean(pos_gate[f])), 4),
+             "negatives_rejected": round(float(np.mean([b < f for b in neg_best])), 4)}
+            for f in FLOORS]}
+    return out
+
+
+def knob_grid() -> dict[str, list[Callable[[Knobs], Knobs]]]:
+    def w(**kw: float) -> Callable[[Knobs], Knobs]:
+        return lambda k: replace(k, weights=replace(k.weights, **kw))
+
+    return {
+        "dense": [(v, w(dense=v)) for v in (0.4, 0.6, 0.8, 1.0, 1.3)],
+        "neighbour": [(v, w(neighbour=v)) for v in (0.0, 0.25, 0.5, 0.75)],
+        "window_weight": [(v, w(window_weight=v)) for v in (0.0, 0.1, 0.2, 0.4)],
+        "label": [(v, w(label=v)) for v in (0.0, 0.3, 0.6)],
+        "session": [(v, lambda k, v=v: replace(k, session=v)) for v in (0.0, 0.2, 0.4, 0.8)],
+        "stemmer": [(v, lambda k, v=v: replace(k, stemmer=v)) for v in ("porter", "snowball")],
+        "prf": [(v, lambda k, v=v: replace(k, prf=v)) for v in (0.0, 0.15, 0.3, 0.5)],
+        "role": [(v, w(role=v)) for v in (0.0, 0.2, 0.3, 0.5, 0.8, 1.2)],
+    }
+
+
+DATASETS = {"locomo": (0, 1, 2), "longmemeval": (3, 4, 5)}
+
+
+def leave_one_out(stores: list[Store], indexes: dict, base: Knobs) -> dict[str, Any]:
+    default = evaluate(stores, base, indexes)
+    report: dict[str, Any] = {"default": default}
+    for name, values in knob_grid().items():
+        results = {value: evaluate(stores, make(base), indexes) for value, make in values}
+        chosen, held = {}, {}
+        for fold in default:
+            train = {v: np.mean([r[f]["turn_r@10"] for f in r if f != fold]) for v, r in results.items()}
+            best = max(train, key=lambda v: (train[v], -abs(list(train).index(v))))
+            chosen[fold] = best
+            held[fold] = results[best][fold]
+        report[name] = {
+            "grid": {str(v): r for v, r in results.items()},
+            "chosen_per_fold": {str(f): v for f, v in chosen.items()},
+            "held_out": {ds: {m: round(float(np.mean([held[f][m] for f in folds])), 4)
+                              for m in ("turn_r@10", "turn_r@1", "session_r@5")}
+                         for ds, folds in DATASETS.items()},
+        }
+        print(f"{name}: chosen {chosen}", flush=True)
+    report["default_by_dataset"] = {
+        ds: {m: round(float(np.mean([default[f][m] for f in folds])), 4) for m in ("turn_r@10", "turn_r@1", "session_r@5")}
+        for ds, folds in DATASETS.items()}
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from bench.common import DEFAULT_LOCOMO_DIR
+    from bench.longmemeval import DEFAULT_DATA_DIR
+    from iai_mcp.embed import MiniLMEmbedder
+    from iai_mcp.retrieval import DEFAULT_WEIGHTS
+
+    parser = argparse.ArgumentParser(prog="python -m bench.tune_recall", description=__doc__.splitlines()[0])
+    parser.add_argument("--locomo", type=Path, default=DEFAULT_LOCOMO_DIR)
+    parser.add_argument("--longmemeval", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--floors", action="store_true",
+                        help="instead of the knobs: the relevance floor, per hit and per query, on negatives")
+    args = parser.parse_args(argv)
+    stores = load(args.locomo, args.longmemeval)
+    embedder = CachedEmbedder(MiniLMEmbedder(), args.cache_dir)
+    try:
+        embed(stores, embedder)
+    finally:
+        embedder.save()
+    indexes = {(n, stemmer): _index(s.texts, stemmer)
+               for n, s in enumerate(stores) for stemmer in ("porter", "snowball")}
+    if args.floors:
+        report = floor_modes(stores, Knobs(DEFAULT_WEIGHTS), indexes)
+        for ds, r in report.items():
+            print_table(f"{ds}: relevance floor ({r['negatives']} negatives)",
+                        ["min_score", "per-hit R@10", "per-query R@10", "negatives rejected"],
+                        [[f["min_score"], f["per_hit_turn_r@10"], f["per_query_turn_r@10"], f["negatives_rejected"]]
+                         for f in r["floors"]])
+        path = args.out / "tune_recall_floor.json"
+        path.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {path}")
+        return report
+    report = leave_one_out(stores, indexes, Knobs(DEFAULT_WEIGHTS))
+    rows = [["defaults", *(report["default_by_dataset"][ds]["turn_r@10"] for ds in DATASETS), "-"]]
+    for name in knob_grid():
+        rows.append([name, *(report[name]["held_out"][ds]["turn_r@10"] for ds in DATASETS),
+                     ", ".join(str(v) for v in report[name]["chosen_per_fold"].values())])
+    print_table("Held-out turn R@10 (leave one fold out, one knob at a time)",
+                ["knob", "LoCoMo", "LongMemEval", "chosen per fold (L0 L1 L2 M0 M1 M2)"], rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "tune_recall.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"wrote {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
