@@ -43,11 +43,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import numpy as np
 import pyarrow as pa
 
 from iai_mcp.errors import CorruptData
+from iai_mcp.store.lancedb_import import import_lancedb
+
+lancedb = import_lancedb()  # without its REST client: see lancedb_import
 
 TABLE = "records"
 
