@@ -130,3 +130,15 @@ def test_a_stand_in_class_refuses_to_be_used():
     module = _StandIn(CLIENT + ".models")
     with pytest.raises(RuntimeError, match="stand-in"):
         module.DescribeTableRequest(id=["x"])
+
+
+@pytest.mark.slow
+def test_model_session_keeps_no_arena():
+    """onnxruntime keeps neither an arena nor a memory pattern sized by the
+    largest batch seen (the real model, loaded here)."""
+    from iai_mcp.embed import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    embedder.embed(["a long text about the kitchen " * 20] * 8)
+    options = embedder._load()[0].get_session_options()
+    assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (False, False)
