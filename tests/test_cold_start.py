@@ -142,3 +142,24 @@ def test_model_session_keeps_no_arena():
     embedder.embed(["a long text about the kitchen " * 20] * 8)
     options = embedder._load()[0].get_session_options()
     assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (False, False)
+
+
+def test_warm_up_builds_the_index_while_the_model_loads(tmp_path, monkeypatch):
+    """A cold recall needs both the model and the keyword index: they are
+    made at the same time, not one after the other."""
+    import threading
+
+    from iai_mcp.core import warmup
+    from iai_mcp.embed import HashEmbedder
+    from iai_mcp.store import MemoryStore
+
+    built = threading.Event()
+    real_index = warmup.keyword_index
+    monkeypatch.setattr(warmup, "keyword_index", lambda s: (real_index(s), built.set()))
+
+    class SlowModel(HashEmbedder):
+        def warmup(self) -> None:  # a model that loads only once the index is there
+            assert built.wait(10), "the index build waited for the model"
+
+    with MemoryStore(path=tmp_path / "store", embedder=SlowModel()) as store:
+        assert warmup.warm(store, index_lock=threading.Lock())["embedder"] == HashEmbedder().name
