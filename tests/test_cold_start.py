@@ -163,3 +163,30 @@ def test_warm_up_builds_the_index_while_the_model_loads(tmp_path, monkeypatch):
 
     with MemoryStore(path=tmp_path / "store", embedder=SlowModel()) as store:
         assert warmup.warm(store, index_lock=threading.Lock())["embedder"] == HashEmbedder().name
+
+
+def test_scan_by_seq_ranges_yields_every_row_once(tmp_path):
+    """The open reads the table by ranges of ``seq`` (so lance never reads a
+    whole fragment ahead): every live row comes back exactly once, also rows
+    rewritten into newer fragments and around the gaps a purge leaves."""
+    from uuid import UUID
+
+    from iai_mcp.core import dispatch
+    from iai_mcp.embed import HashEmbedder
+    from iai_mcp.store import MemoryStore
+    from iai_mcp.store.records_table import RecordsTable
+
+    root = tmp_path / "store"
+    with MemoryStore(path=root, embedder=HashEmbedder()) as store:
+        ids = [dispatch(store, "memory_capture", {"text": f"note {i} on the garden"})["record_id"] for i in range(23)]
+        for rid in ids[::5]:  # rewritten: a newer fragment, the same seq
+            dispatch(store, "memory_update", {"id": rid, "pinned": True})
+        store.purge([UUID(ids[7]), UUID(ids[8])])
+        expected = sorted(store.seqs()[i] for i, row in enumerate(store.rows()) if str(row.id) in set(ids) - {ids[7], ids[8]})
+    table = RecordsTable(root)
+    for batch_rows in (1, 4, 4096):
+        rows = list(table.scan(batch_rows=batch_rows))
+        assert sorted(r.seq for r in rows) == expected
+        assert sorted(r.id for r in rows) == sorted(set(ids) - {ids[7], ids[8]})
+    with MemoryStore(path=root, embedder=HashEmbedder()) as store:
+        assert len([r for r in store.rows() if str(r.id) in ids]) == 21

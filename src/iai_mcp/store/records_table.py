@@ -119,16 +119,25 @@ class RecordsTable:
             )
 
     def scan(self, batch_rows: int = 4096) -> Iterator[SealedRow]:
-        """Every row, in storage order (not necessarily ``seq`` order: a
-        rewritten row moves to a newer fragment).
+        """Every row, by ranges of ``seq``, each range in storage order (not
+        necessarily ``seq`` order: a rewritten row moves to a newer fragment).
 
         Streamed batch by batch: materialising the table (``to_arrow``) and
         sorting it held two copies of every sealed row at once and, through
         Arrow's allocator, kept that memory after the open (1.3 GB resident
         for 100k records, against ~0.5 GB streamed).
+
+        One query per range of ``batch_rows`` seqs (found from the ``seq``
+        column alone, 0.01 s at 100k): a single streamed scan let lance read
+        the whole fragment ahead, a transient of ~300 MB at 100k records
+        (VmHWM 410 MB for the bare scan of the cached 100k bench store, 202 MB
+        by ranges, both 0.42 s; issue 14).
         """
-        reader = self._table.search().limit(None).to_batches(batch_rows)
-        for batch in reader:
+        seqs = np.sort(self._table.search().select(["seq"]).limit(None).to_arrow().column("seq").to_numpy())
+        starts = [int(s) for s in seqs[::batch_rows]]
+        for lo, hi in zip(starts, [*starts[1:], None]):
+            where = f"seq >= {lo}" if hi is None else f"seq >= {lo} AND seq < {hi}"
+            batch = self._table.search().where(where).limit(None).to_arrow()
             cols = {name: batch.column(name).to_pylist() for name in SCHEMA.names}
             for i in range(batch.num_rows):
                 yield SealedRow(
