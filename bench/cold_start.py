@@ -27,15 +27,22 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO_ROOT, Run, base_parser, clock_ms, isolate_key_material, parse_sizes, print_table
+from bench.common import (
+    REPO_ROOT,
+    Run,
+    base_parser,
+    clock_ms,
+    isolate_key_material,
+    parse_sizes,
+    print_table,
+    summarize,
+)
 from bench.corpus import Corpus, add_corpus_args, build_store, embed_pool, working_copy
 from bench.memory import proc_status, run_daemon
 
@@ -54,12 +61,14 @@ print(json.dumps({k: int(v.split()[0]) for k, _, v in (l.partition(":") for l in
 
 def _env() -> dict[str, str]:
     src = str(REPO_ROOT / "src")
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    path = [src, str(REPO_ROOT), os.environ.get("PYTHONPATH")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
 
 
 def wall_ms(argv: list[str], stdin: str = "") -> tuple[float, subprocess.CompletedProcess]:
     start = clock_ms()
-    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=_env(), cwd=REPO_ROOT, timeout=600)
+    proc = subprocess.run(argv, check=False, input=stdin, capture_output=True, text=True, env=_env(), cwd=REPO_ROOT,
+                          timeout=600)
     elapsed = clock_ms() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} exited {proc.returncode}: {proc.stderr[-2000:]}")
@@ -80,9 +89,7 @@ def daemon_info(store: Path) -> dict[str, Any]:
 
 
 def p50(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    mid = len(ordered) // 2
-    return round(ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2, 1)
+    return round(summarize(samples)["p50"], 1)
 
 
 def mapped_libs(pid: int) -> list[str]:
@@ -171,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(f"[daemon over {peak_n:,} records]")
             peak = run_daemon(path, args.seed, 20)
 
-    mb = lambda kb: round(kb / 1024, 1)  # noqa: E731
+    mb = lambda kb: round(kb / 1024, 1)
     run.data["config"] = {"records": n, "peak_records": peak_n, "runs": runs, "cue": CUE, "corpus": corpus.tag}
     run.data["baselines"] = {"wall_p50_ms": floor_ms, "wall_ms": floors, "model_alone_kb": model}
     run.data["paths"] = paths

@@ -128,3 +128,16 @@ def test_daemon_quick(tmp_path, cache_dir):
     for size in data["sizes"]:
         assert size["recall_via_daemon_ms"]["n"] == size["recall_in_process_ms"]["n"] == data["config"]["queries_per_size"]
         assert size["cold_connect_ms"] > 0 and size["ping_via_daemon_ms"]["p50"] > 0
+
+
+def test_cold_start_quick(tmp_path, cache_dir):
+    data = run_bench("cold_start", tmp_path, cache_dir, "--peak-records", "0")
+    paths = data["paths"]
+    runs = data["config"]["runs"]
+    for key in ("cold_recall_ms", "warm_recall_ms", "cold_hook_ms"):
+        assert len(paths[key]) == runs and min(paths[key]) > 0
+    assert paths["hits"] > 0 and paths["hook_output_chars"] > 0
+    assert paths["client_modules"] == {"recall (daemon warm)": [], "hook session-start": []}
+    steady = data["empty_daemon"]["steady"]
+    assert steady["VmHWM"] >= steady["VmRSS"] > 0
+    assert len(data["targets"]) == 4 and data["peak_daemon"] is None
