@@ -26,6 +26,8 @@ STATE_CODES: dict[str, int] = {"active": 0, "hidden": 1, "superseded": 2}
 PURGED = 3
 #: Norms are clamped to it: recall divides by them, and a zero vector must score 0, not NaN.
 MIN_NORM = 1e-12
+#: Rows per block when the norms are computed at open.
+_NORM_ROWS = 8192
 
 
 def _headroom(rows: int) -> int:
@@ -70,7 +72,11 @@ class Slots:
         slots.matrix = matrix
         slots.norms = np.zeros(len(matrix), dtype=np.float32)
         slots.states = np.zeros(len(matrix), dtype=np.int8)
-        slots.norms[:n] = np.maximum(np.linalg.norm(matrix[:n], axis=1), MIN_NORM)
+        for lo in range(0, n, _NORM_ROWS):
+            # By blocks: the norm of the whole matrix squares a full copy of it
+            # first (154 MB at 100k records, on top of the open's peak).
+            hi = min(n, lo + _NORM_ROWS)
+            slots.norms[lo:hi] = np.maximum(np.linalg.norm(matrix[lo:hi], axis=1), MIN_NORM)
         for row, seq in zip(rows, seqs):
             slots._remember(row, seq)
         return_freed_heap()  # the decrypted rows' heap: about 80 MB at 100k records
