@@ -119,8 +119,8 @@ class RecordsTable:
             )
 
     def scan(self, batch_rows: int = 4096) -> Iterator[SealedRow]:
-        """Every row, by ranges of ``seq``, each range in storage order (not
-        necessarily ``seq`` order: a rewritten row moves to a newer fragment).
+        """Every row, in ``seq`` order (in storage, a rewritten row moves to a
+        newer fragment).
 
         Streamed batch by batch: materialising the table (``to_arrow``) and
         sorting it held two copies of every sealed row at once and, through
@@ -137,7 +137,9 @@ class RecordsTable:
         starts = [int(s) for s in seqs[::batch_rows]]
         for lo, hi in zip(starts, [*starts[1:], None]):
             where = f"seq >= {lo}" if hi is None else f"seq >= {lo} AND seq < {hi}"
-            batch = self._table.search().where(where).limit(None).to_arrow()
+            # Sorted here, 4,096 rows at a time: rows out of seq order made the
+            # open reorder the whole vector matrix through a full copy of it.
+            batch = self._table.search().where(where).limit(None).to_arrow().sort_by("seq")
             cols = {name: batch.column(name).to_pylist() for name in SCHEMA.names}
             for i in range(batch.num_rows):
                 yield SealedRow(
