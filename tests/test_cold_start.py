@@ -144,27 +144,6 @@ def test_model_session_keeps_no_arena():
     assert (options.enable_cpu_mem_arena, options.enable_mem_pattern) == (False, False)
 
 
-def test_warm_up_builds_the_index_while_the_model_loads(tmp_path, monkeypatch):
-    """A cold recall needs both the model and the keyword index: they are
-    made at the same time, not one after the other."""
-    import threading
-
-    from iai_mcp.core import warmup
-    from iai_mcp.embed import HashEmbedder
-    from iai_mcp.store import MemoryStore
-
-    built = threading.Event()
-    real_index = warmup.keyword_index
-    monkeypatch.setattr(warmup, "keyword_index", lambda s: (real_index(s), built.set()))
-
-    class SlowModel(HashEmbedder):
-        def warmup(self) -> None:  # a model that loads only once the index is there
-            assert built.wait(10), "the index build waited for the model"
-
-    with MemoryStore(path=tmp_path / "store", embedder=SlowModel()) as store:
-        assert warmup.warm(store, index_lock=threading.Lock())["embedder"] == HashEmbedder().name
-
-
 def test_scan_by_seq_ranges_yields_every_row_once(tmp_path):
     """The open reads the table by ranges of ``seq`` (so lance never reads a
     whole fragment ahead): every live row comes back exactly once and in seq

@@ -14,7 +14,6 @@ takes ~2 s).
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -29,21 +28,11 @@ def warm(store: MemoryStore, *, index_lock: AbstractContextManager[Any] | None =
     ``seconds`` both took."""
     start = time.perf_counter()
     embedder = embedder_for(store)
-    # The index builds in a second thread while the model loads: a cold recall
-    # needs both, and onnxruntime builds its session in native code, so on two
-    # cores the two overlap instead of adding up. Its error, if any, is raised
-    # here once the model is loaded.
-    with ThreadPoolExecutor(1, thread_name_prefix="iai-mcp-index-warmup") as pool:
-        index = pool.submit(_build_index, store, index_lock)
-        load = getattr(embedder, "warmup", None)
-        if callable(load):
-            load()
-        else:  # an embedder without a warmup hook loads on its first embed
-            embedder.embed(["warmup"])
-        index.result()
-    return {"embedder": embedder.name, "seconds": round(time.perf_counter() - start, 3)}
-
-
-def _build_index(store: MemoryStore, index_lock: AbstractContextManager[Any] | None) -> None:
+    load = getattr(embedder, "warmup", None)
+    if callable(load):
+        load()
+    else:  # an embedder without a warmup hook loads on its first embed
+        embedder.embed(["warmup"])
     with index_lock or nullcontext():
         keyword_index(store)
+    return {"embedder": embedder.name, "seconds": round(time.perf_counter() - start, 3)}
