@@ -154,3 +154,16 @@ def test_redaction_quick(tmp_path, cache_dir):
     assert data["redacted_spans"] >= data["found"] and data["false_positive_spans"] == len(data["false_positives"])
     assert 0 <= data["precision"] <= 1 and 0 <= data["recall"] <= 1
     assert set(data["clean_texts_changed"]) == {"prose", "code", "near-miss"}
+
+
+def test_cold_start_quick(tmp_path, cache_dir):
+    data = run_bench("cold_start", tmp_path, cache_dir, "--peak-records", "0")
+    paths = data["paths"]
+    runs = data["config"]["runs"]
+    for key in ("cold_recall_ms", "warm_recall_ms", "cold_hook_ms"):
+        assert len(paths[key]) == runs and min(paths[key]) > 0
+    assert paths["hits"] > 0 and paths["hook_output_chars"] > 0
+    assert paths["client_modules"] == {"recall (daemon warm)": [], "hook session-start": []}
+    steady = data["empty_daemon"]["steady"]
+    assert steady["VmHWM"] >= steady["VmRSS"] > 0
+    assert len(data["targets"]) == 4 and data["peak_daemon"] is None

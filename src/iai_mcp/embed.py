@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 
 from iai_mcp.errors import EmbedderError, InvalidInput
+from iai_mcp.heap import return_freed_heap
 from iai_mcp.types import EMBED_DIM
 
 if TYPE_CHECKING:
@@ -177,6 +178,7 @@ class MiniLMEmbedder:
                     session = self._open_session()
                     names = frozenset(i.name for i in session.get_inputs())
                     self._loaded = (session, tokenizer, names)
+                    return_freed_heap()  # what building the session freed: ~65 MB
                 loaded = self._loaded
         return loaded
 
@@ -208,6 +210,12 @@ class MiniLMEmbedder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # With spinning on, a 5 ms query costs ~30 ms CPU: workers busy-wait afterwards.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # The arena and the memory pattern keep the largest batch's buffers for
+        # good: RSS after one 64 x 128-token batch was 247 MB with them, 228 MB
+        # without (model alone, /proc/self/status), and a query reuses nothing
+        # the next one needs, as lengths vary.
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
         opts.log_severity_level = 3  # stdout/stderr stay clean in stdio mode
         try:
             return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import types
-import typing
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,9 +64,9 @@ def text_argument(text: str | None) -> str:
 def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
     """The options given for ``method``'s parameters (``contract_options``);
     one not given is left out, so the contract's default applies."""
-    from iai_mcp.core import contract
+    from iai_mcp.cli.contract_snapshot import param_names
 
-    names = contract.method(method).params.model_fields
+    names = param_names(method)
     return {name: value for name, value in vars(args).items() if name in names and value is not None}
 
 
@@ -120,34 +118,9 @@ AddCommand = Callable[[str, Callable[[argparse.Namespace], int], str], CommandPa
 
 def contract_options(parser: argparse.ArgumentParser, method: str, *, skip: tuple[str, ...] = ()) -> None:
     """One option per parameter of ``method``'s contract (``core.contract``),
-    except ``skip``: ``--session-id`` for ``session_id``, choices from a
-    ``Literal``, a flag for a bool, a repeatable singular option for a list
-    (``--tag``), the description (and default) as help. No option has an
-    argparse default: one not given is not sent, and the contract's applies."""
-    from iai_mcp.core import contract
+    except ``skip``; how each is shaped is ``contract_snapshot._spec``. From
+    the shipped snapshot when it is current, so the contract (pydantic) is
+    not imported just to parse a command line."""
+    from iai_mcp.cli import contract_snapshot
 
-    for name, field in contract.method(method).params.model_fields.items():
-        if name in skip:
-            continue
-        kind = field.annotation
-        optional = isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union
-        if optional:
-            kind = next(t for t in typing.get_args(kind) if t is not type(None))  # X | None
-        flag = "--" + name.replace("_", "-")
-        help = (field.description or "").replace("%", "%%")
-        if field.default not in (None, False):
-            help = f"{help.rstrip('.')} (default {field.default})"
-        options: dict[str, Any] = {"dest": name, "help": help}
-        if kind is bool:
-            # A yes/no that may be left unsaid (``pinned: bool | None``) gets
-            # --x and --no-x; a plain switch (default false) only --x.
-            options["action"] = argparse.BooleanOptionalAction if optional else "store_true"
-            options["default"] = None  # not given: not sent (so --no-x, False, is)
-        elif typing.get_origin(kind) is list:
-            flag = flag.removesuffix("s")
-            options.update(action="append", metavar=flag[2:].upper(), help=f"{help.rstrip('.')}; repeat for several")
-        elif typing.get_origin(kind) is typing.Literal:
-            options["choices"] = list(typing.get_args(kind))
-        elif kind is int:
-            options["type"] = int
-        parser.add_argument(flag, **options)
+    contract_snapshot.add_options(parser, method, skip)

@@ -10,12 +10,12 @@ whole arrays for the same reason.
 """
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Iterable
 from uuid import UUID
 
 import numpy as np
 
+from iai_mcp.heap import return_freed_heap
 from iai_mcp.store.codec import text_key
 from iai_mcp.types import EMBED_DIM, MemoryRow
 
@@ -26,21 +26,14 @@ STATE_CODES: dict[str, int] = {"active": 0, "hidden": 1, "superseded": 2}
 PURGED = 3
 #: Norms are clamped to it: recall divides by them, and a zero vector must score 0, not NaN.
 MIN_NORM = 1e-12
+#: Rows per block when the norms are computed at open.
+_NORM_ROWS = 8192
 
 
 def _headroom(rows: int) -> int:
     """Spare matrix rows: an eighth, so growth copies rarely without holding
     twice the vectors (the matrix is most of a large store's memory)."""
     return max(1024, rows // 8)
-
-
-def _return_freed_heap() -> None:
-    """Hand the heap freed after decrypting every row back to the OS (glibc
-    keeps it otherwise: about 80 MB at 100k records). A no-op elsewhere."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class Slots:
@@ -79,10 +72,14 @@ class Slots:
         slots.matrix = matrix
         slots.norms = np.zeros(len(matrix), dtype=np.float32)
         slots.states = np.zeros(len(matrix), dtype=np.int8)
-        slots.norms[:n] = np.maximum(np.linalg.norm(matrix[:n], axis=1), MIN_NORM)
+        for lo in range(0, n, _NORM_ROWS):
+            # By blocks: the norm of the whole matrix squares a full copy of it
+            # first (154 MB at 100k records, on top of the open's peak).
+            hi = min(n, lo + _NORM_ROWS)
+            slots.norms[lo:hi] = np.maximum(np.linalg.norm(matrix[lo:hi], axis=1), MIN_NORM)
         for row, seq in zip(rows, seqs):
             slots._remember(row, seq)
-        _return_freed_heap()
+        return_freed_heap()  # the decrypted rows' heap: about 80 MB at 100k records
         return slots
 
     def _remember(self, row: MemoryRow, seq: int) -> None:
