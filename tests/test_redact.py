@@ -217,6 +217,8 @@ ADVERSARIAL = {
     "password is": _repeat("my password is "),
     "gitlab prefixes": _repeat("glpat-"),
     "code values": _repeat("token=a.b."),
+    # Each value is looked up as a name elsewhere in the text: bounded, not quadratic.
+    "names used elsewhere": _repeat("password=open_sesame f(open_sesame) "),
 }
 
 
@@ -375,6 +377,38 @@ def test_a_code_value_stays_and_a_literal_of_the_same_key_goes():
     assert redact('token = "tokenizer.encode"').kinds == ("token",)  # quoted: a literal
     assert redact("password: hunter2").kinds == ("password",)
     assert redact("password: str").kinds == ()
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("secret=myDogMax", "myDogMax"),
+    ("db_password=open_sesame", "open_sesame"),
+    ("password: correct_horse", "correct_horse"),
+    ("password=hunter.two", "hunter.two"),
+    ("api_key=abc.def", "abc.def"),
+    ("DB_PASSWORD=Summer.Sun", "Summer.Sun"),
+    ("SECRET_KEY=django.insecure", "django.insecure"),
+    ("password: CorrectHorse", "CorrectHorse"),
+    ("GITHUB_TOKEN=new_token", "new_token"),
+])
+def test_identifier_shaped_secrets_are_redacted(text, secret):
+    """Review of issue 13: snake, camel and dotted values were all taken for
+    code and stored in clear; only code *context* exempts a value now."""
+    out = redact(text)
+    assert secret not in out.text and len(out.kinds) == 1
+
+
+@pytest.mark.parametrize("text", [
+    "password = args.password",
+    "api_key = config.api_key",
+    "db_password = creds.password",
+    "DB_PASSWORD = os.environ.get('DB_PASSWORD')",
+    "if password == confirm_password:",
+    "def f(user, new_pw):\n    password = new_pw",
+    "password: Optional[SecretStr] = None",
+    "token = newToken",
+])
+def test_the_same_shapes_in_code_context_stay(text):
+    assert redact(text).text == text
 
 
 def test_tags_session_ids_and_provenance_fields_are_redacted(store):

@@ -51,14 +51,15 @@ Decisions about prose (false positives cost recall of ordinary memories):
   redacted. With a bare ``:`` (prose, YAML, headers) the value is kept when it
   is a common English function word ("Password: the one on the card"), since
   a secret is never "the". ``password: hunter2`` is redacted.
-* Code is not a secret: an unquoted value that is a call or subscript
-  (``tokenizer.encode(text)``, ``os.environ["K"]``), a dotted or ``::`` path
-  (``self.api_key``, ``env::var``), a variable named like its key
-  (``api_key=api_key``, ``this.token = token``) or in snake/camel case
-  (``confirm_password``, ``newToken``), a variable after a quoted key
-  (``{"token": token}``) or, after ``:``, a type (``password: str``,
-  ``secret: Optional[str]``, ``password: SecretStr``) stays. An upper-case
-  key with ``=`` is a shell or env assignment, whose value is a literal:
+* Code is not a secret, but only in clear code context (``redact_code``):
+  a call or subscript (``tokenizer.encode(text)``, ``os.environ["K"]``), a
+  variable named like its key (``api_key=api_key``, ``confirm_password``),
+  a path from a known object or to a like-named field (``self.api_key``,
+  ``creds.password``), a name used as one elsewhere in the text, or, after
+  ``:``, a type (``password: str``, ``password: SecretStr``) stays. The
+  shape alone never exempts: ``db_password=open_sesame``, ``secret=myDogMax``
+  and ``password=hunter.two`` are redacted. An upper-case key with ``=`` is a
+  shell or env assignment, whose value is a literal:
   ``GITHUB_TOKEN=some_value`` is redacted.
 * Placeholders are not secrets and stay: ``$VAR``, ``${VAR}``, ``%VAR%``,
   ``<your key>``, ``${{ secrets.X }}``, ``***``, ``xxx``, ``...``, true/false/null/none, and

@@ -3,15 +3,30 @@
 Memories are verbatim, and much of what an assistant is told is code, where
 ``token = tokenizer.encode(text)``, ``OpenAI(api_key=api_key)`` and
 ``def login(user: str, password: str)`` name secrets without holding one.
-Before this rule, 12 of 15 such lines were mangled (issue 13). A quoted
+Before a code rule, 12 of 15 such lines were mangled (issue 13). A quoted
 value is always a literal and is redacted; this module looks only at an
-unquoted value, the one shape where code and a secret meet, and says
-"code" when it is a call or subscript, a dotted path, a variable named like
-its key or in snake/camel case, a variable after a quoted key, or a type
-after ``:``. What it still redacts: ``password=hunter2``, ``secret:
-opensesame``, ``token=abc``, and any value of an upper-case (shell or
-environment) key that is not a call, subscript or path.
+unquoted value, the one shape where code and a secret meet.
 
+The *shape* of a value says nothing: ``open_sesame``, ``myDogMax`` and
+``hunter.two`` are snake case, camel case and a dotted path, and all are
+passwords people use (a first version exempted those shapes and leaked all
+three; issue 13 review). So a value is code only in clear code context:
+
+* a call or subscript: the value is followed by ``(`` or ``[``
+  (``tokenizer.encode(text)``, ``os.environ["K"]``, ``Optional[str]``);
+* a reference: it equals its key (``api_key=api_key``, ``this.token =
+  token``), is a short variable name (``pw``, ``key``), names the key's own
+  word (``confirm_password``, ``newToken``), or is a path from a known
+  object (``self.x``, ``args.password``, ``config.api_key``) or to a field
+  named like the key (``creds.password``, ``settings.SECRET_KEY``);
+* a name the same text uses as a name elsewhere (``def f(new_pw): ...
+  password = new_pw``);
+* after ``:``, a type (``password: str``, ``password: SecretStr``,
+  ``private_key: rsa.RSAPrivateKey``).
+
+Everything else is redacted. An upper-case key with ``=`` (a shell or env
+file, where values are literals) keeps only calls, subscripts, paths from a
+known object or to a like-named field, and its own name.
 The measured effect is in ``python -m bench.redaction``.
 """
 from __future__ import annotations
@@ -22,10 +37,14 @@ _IDENT = r"[A-Za-z_$][\w$]*+"
 _IDENTIFIER = re.compile(_IDENT)
 #: ``self.api_key``, ``os.environ``, ``env::var``, ``obj->token``.
 _PATH = re.compile(rf"{_IDENT}(?:(?:\.|::|->){_IDENT})++")
-_SNAKE = re.compile(r"_*+[a-z]++(?:_[a-z]++)++")
-_CAMEL = re.compile(r"[a-z]++(?:[A-Z][a-z]++)++")
-#: After ``:``: ``SecretStr``, ``RSAPrivateKey``, ``HttpUrl`` (two humps at least).
-_TYPE_NAME = re.compile(r"[A-Z][a-z]++(?:[A-Z][A-Za-z]*+)++|[A-Z]{2,}+[a-z][A-Za-z]*+")
+_PATH_SEPARATOR = re.compile(r"\.|::|->")
+#: Words of a snake, kebab or camel case name: ``newToken`` -> new, token.
+_WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+#: A type name after ``:`` ends in what types are called; ``CorrectHorse`` does not.
+_TYPE_NAME = re.compile(
+    r"[A-Z][A-Za-z0-9]*?(?:Str|String|Bytes|Key|Url|Uri|Token|Secret|Password|"
+    r"Type|Credentials?|Config|Settings|Int|Dict|List|Field|Value|Data|Info|Model|Handle|Provider)"
+)
 _TYPES = frozenset(
     "str bytes bytearray int float bool dict list tuple set frozenset object any string number "
     "boolean char void uuid path none Any Optional Union Literal Final ClassVar Callable Sequence "
@@ -37,6 +56,49 @@ _VARIABLE_NAMES = frozenset(
     "key value val pw pwd tok data result res args kwargs config conf cfg settings env opts "
     "options params creds cred raw text".split()
 )
+#: Objects a secret is read from: ``self.password``, ``args.token``, ``process.env.API_KEY``.
+_OBJECTS = frozenset(
+    "self this cls os sys env environ process args argv opts options config conf cfg settings "
+    "params kwargs ctx context request req form app creds credentials vault props state "
+    "window document secrets".split()
+)
+#: The word of a key that makes it secret: a value naming it is a variable.
+#: Not ``key``: ``secret_key=unsafe_dev_key`` is a literal that happens to end in it.
+_SECRET_WORDS = frozenset("password passwd passphrase pwd secret token credentials".split())
+
+
+#: How far from the value a use as a name counts (a function body, roughly).
+_NAME_WINDOW = 2000
+
+
+def _words(name: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(name)]
+
+
+def _names_the_key(value: str, key: str) -> bool:
+    """``confirm_password`` for ``password``, ``creds.password`` for
+    ``db_password``, ``settings.SECRET_KEY`` for ``secret_key``."""
+    value_words, key_words = _words(value), _words(key)
+    if not value_words or not key_words:
+        return False
+    if "".join(value_words) == "".join(key_words):
+        return True
+    shorter, longer = sorted((value_words, key_words), key=len)
+    if len(value_words) > 1 and key_words[-1] in _SECRET_WORDS and value_words[-1] == key_words[-1]:
+        return True  # new_password, newToken, jwt_secret
+    return len(shorter) < len(longer) and longer[-len(shorter):] == shorter
+
+
+def _used_as_a_name(text: str, value: str, start: int) -> bool:
+    """Does ``value`` stand elsewhere in ``text`` where only a name can:
+    after ``(``, ``,`` or ``.``, or before ``(``, ``[``, ``.attr`` or ``=``?"""
+    pattern = re.compile(
+        rf"(?:(?<=[(,.])|(?<=[(,][ \t])){re.escape(value)}(?![\w$])"
+        rf"|(?<![\w$.]){re.escape(value)}(?=[ \t]*+(?:[(\[]|\.\w|=(?!=)))"
+    )
+    # A window, not the whole text: a text of n assignments stays linear.
+    lo, hi = max(0, start - _NAME_WINDOW), min(len(text), start + len(value) + _NAME_WINDOW)
+    return any(m.start() != start for m in pattern.finditer(text, lo, hi))
 
 
 def is_code(text: str, key: re.Match[str], start: int, end: int) -> bool:
@@ -46,17 +108,25 @@ def is_code(text: str, key: re.Match[str], start: int, end: int) -> bool:
     if "[" in value:  # os.environ["K"]: the value's run stops at the quote
         value, following = value[:value.index("[")], "["
     value = value.rstrip(":")  # if password == confirm_password:
-    if following in ("(", "[") and _IDENTIFIER.fullmatch(value) or _PATH.fullmatch(value):
-        return True  # a call, a subscript, an attribute or module path
+    is_name, is_path = bool(_IDENTIFIER.fullmatch(value)), bool(_PATH.fullmatch(value))
+    if not (is_name or is_path):
+        return False
+    if following in ("(", "["):
+        return True  # a call or a subscript
     if value in _KEYWORDS and following in (" ", "\t"):
         return True  # token = await get_token(), secret = new Secret()
     name = key.group("key").lstrip("-")
+    field = _PATH_SEPARATOR.split(name)[-1]
+    parts = _PATH_SEPARATOR.split(value)
+    if is_path and (parts[0] in _OBJECTS or _names_the_key(parts[-1], field)):
+        return True  # self.password, args.token, creds.password
     if key.group("sep") == "=" and name.isupper():
-        return False  # API_TOKEN=value: a shell or env file, where a value is a literal
-    if key.group("q") and _IDENTIFIER.fullmatch(value):
-        return True  # {"token": token}: JSON would have quoted a literal
-    if value.lower() == name.rsplit(".", 1)[-1].lower() or value in _VARIABLE_NAMES:
+        # API_TOKEN=value: a shell or env file, where a value is a literal.
+        return value == name
+    if is_name and (value in _VARIABLE_NAMES or _names_the_key(value, field)):
+        return True  # api_key=api_key, password = pw, confirm_password
+    if is_name and _used_as_a_name(text, value, start):
         return True
-    if _SNAKE.fullmatch(value) or _CAMEL.fullmatch(value):
-        return True
-    return key.group("sep") == ":" and (value in _TYPES or bool(_TYPE_NAME.fullmatch(value)))
+    if key.group("sep") != ":":
+        return False
+    return parts[-1] in _TYPES or bool(_TYPE_NAME.fullmatch(parts[-1]))
