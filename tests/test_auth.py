@@ -223,3 +223,50 @@ def test_a_daemon_run_by_hand_with_the_passphrase_in_its_environment_drops_it(ro
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.mark.parametrize("piped,passphrase", [
+    (b"pw\n", "pw"),                    # echo pw |
+    (b"pw\r\n", "pw"),                  # a Windows-edited file
+    (b"pw", "pw"),                      # printf pw |
+    (b"pw\n\n", "pw\n"),                # exactly one newline is the pipe's
+    (b" pw \n", " pw "),                # spaces are the passphrase's
+    (b"\n", None),                      # nothing: no passphrase
+])
+def test_passphrase_stdin_drops_exactly_one_trailing_newline(piped, passphrase):
+    assert wire.passphrase_from_pipe(piped) == passphrase
+
+
+def test_what_a_spawner_pipes_reads_back_as_the_passphrase():
+    for passphrase in (PASSPHRASE, "ends in a newline\n", "ends in crlf\r\n"):
+        assert wire.passphrase_from_pipe(wire.piped_passphrase(passphrase)) == passphrase
+
+
+@pytest.mark.slow
+def test_echo_passphrase_into_daemon_run_passphrase_stdin_opens_the_store(root, monkeypatch):
+    """``echo "$PW" | iai-mcp daemon run --passphrase-stdin`` sends the
+    passphrase and a newline; the daemon must open the store with the
+    passphrase, not with the passphrase and a newline (a wrong key)."""
+    import subprocess
+
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
+    proc = subprocess.Popen([sys.executable, "-m", "iai_mcp", "--store", str(root), "daemon", "run",
+                             "--passphrase-stdin"], env={**env, "PYTHONPATH": src},
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        proc.stdin.write(f"{PASSPHRASE}\n".encode())
+        proc.stdin.close()
+        monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+        info = None
+        for _ in range(int(WAIT_S / 0.05)):
+            if (info := daemon.status(root)) is not None or proc.poll() is not None:
+                break
+            threading.Event().wait(0.05)
+        assert info is not None and info["pid"] == proc.pid, proc.stderr.read().decode()[-2000:]
+        assert [h["literal_surface"] for h in _recall(root)["hits"]] == [SECRET_TEXT]
+        assert daemon.stop(root, timeout=WAIT_S) and proc.wait(WAIT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()

@@ -140,8 +140,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             daemon.exec_without_passphrase(path, args.idle_timeout)  # returns if there is none
         else:
             from iai_mcp.config import KeySettings
+            from iai_mcp.daemon.wire import passphrase_from_pipe
 
-            key_settings = KeySettings(passphrase=sys.stdin.buffer.read().decode("utf-8") or None)
+            key_settings = KeySettings(passphrase=passphrase_from_pipe(sys.stdin.buffer.read()))
         return daemon.run(path, idle_timeout=args.idle_timeout, key_settings=key_settings)
     if args.action == "stop":
         stopped = daemon.stop(path, args.timeout)

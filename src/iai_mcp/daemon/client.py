@@ -307,7 +307,7 @@ class DaemonClient:
             )
         if proc.stdin is not None:
             try:
-                proc.stdin.write(passphrase.encode("utf-8"))  # far below a pipe's buffer
+                proc.stdin.write(wire.piped_passphrase(passphrase))  # far below a pipe's buffer
                 proc.stdin.close()
             except OSError:
                 pass  # it died at once: the wait below reports why

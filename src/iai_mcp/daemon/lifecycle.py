@@ -131,7 +131,7 @@ def exec_without_passphrase(store_path: str | os.PathLike[str] | None, idle_time
     if not passphrase or len(passphrase.encode("utf-8")) > _MAX_PIPED_PASSPHRASE:
         return
     read_end, write_end = os.pipe()
-    os.write(write_end, passphrase.encode("utf-8"))
+    os.write(write_end, wire.piped_passphrase(passphrase))
     os.close(write_end)
     os.dup2(read_end, 0)
     os.close(read_end)

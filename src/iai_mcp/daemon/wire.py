@@ -217,3 +217,25 @@ def read_state(root: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return state if isinstance(state, dict) else None
+
+
+# -- the passphrase on ``daemon run --passphrase-stdin``
+
+
+def piped_passphrase(passphrase: str) -> bytes:
+    """What a spawner writes to the daemon's stdin: the passphrase and one
+    newline, like ``echo pw |``, so both are read the same way and a
+    passphrase that itself ends in a newline keeps it."""
+    return passphrase.encode("utf-8") + b"\n"
+
+
+def passphrase_from_pipe(data: bytes) -> str | None:
+    """The passphrase in what ``--passphrase-stdin`` read: ``echo pw |``
+    sends ``pw\\n`` and the passphrase is ``pw``, so exactly one trailing
+    ``\\n`` (or ``\\r\\n``) is dropped; anything else is the passphrase's."""
+    text = data.decode("utf-8")
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    return text or None
