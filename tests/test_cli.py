@@ -226,7 +226,7 @@ def test_doctor_passes_on_a_fresh_store(cli):
     assert code == 0
     names = [line.split(":")[0] for line in out.splitlines()]
     assert names == ["PASS store", "PASS provenance", "PASS key", "PASS embedder", "PASS spill", "PASS journal",
-                     "PASS versions", "PASS daemon"]
+                     "PASS versions", "PASS modes", "PASS daemon"]
     assert (cli.store / "meta.json").exists()  # the first run created the store
     checks = json.loads(cli("doctor", "--json")[1])
     assert {c["status"] for c in checks} == {"PASS"}

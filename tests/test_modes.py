@@ -102,3 +102,59 @@ def test_a_store_made_by_the_daemon_is_owner_only(tmp_path):
 
     assert lifecycle.stop(root, timeout=30)
     assert loose_entries(tmp_path / "d") == []
+
+
+def _loosen(top: Path) -> None:
+    """What an earlier release left: 0755 directories and 0644 files."""
+    for path in [top, *top.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def test_doctor_names_loose_paths_an_earlier_release_left_and_repair_narrows_them(cli, _isolate_home):
+    """Review of issue 13 item 5: make_private_dir leaves an existing
+    directory as it is, so a store or spill directory made before stays
+    0755/0644 until doctor --repair narrows it."""
+    assert cli("capture", "a memory from an earlier release")[0] == 0
+    hook_state = make_private_dir(cli.store / "hook-state")
+    (hook_state / "s-1.json").write_text("{}")
+    spill = SpillDir(config.overflow_dir(), "store-id")
+    spill.write([(1, b"sealed bytes")])
+    spill_top = _isolate_home / ".iai-mcp"
+    _loosen(cli.store)
+    _loosen(spill_top)
+    assert loose_entries(cli.store) and loose_entries(spill_top)
+
+    code, out, _ = cli("doctor")
+    warn = [line for line in out.splitlines() if line.startswith("WARN modes:")]
+    assert code == 1 and "FAIL key:" in out and len(warn) == 1, out  # the loose key file fails
+    assert f"{cli.store} (755)" in warn[0] and "doctor --repair" in warn[0]
+
+    code, out, _ = cli("doctor", "--repair", "--dry-run")
+    assert code == 0 and "would make" in out and "path(s) owner-only" in out
+    assert loose_entries(cli.store)  # a dry run changes nothing
+
+    code, out, _ = cli("doctor", "--repair", "--yes")
+    assert code == 0 and "made the key file mode 0600" in out and "path(s) owner-only" in out, out
+    assert loose_entries(cli.store) == [] and loose_entries(spill_top) == []
+    code, out, _ = cli("doctor")
+    assert code == 0 and any(line.startswith("PASS modes:") for line in out.splitlines()), out
+    assert cli("doctor", "--repair")[1].strip().splitlines()[-1] == "nothing to repair"
+
+
+def test_loose_paths_skips_links_and_missing_tops(tmp_path):
+    from iai_mcp.fs_modes import loose_paths, make_owner_only
+
+    top = make_private_dir(tmp_path / "top")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    outside.chmod(0o644)
+    (top / "link").symlink_to(outside)
+    (top / "loose.txt").write_text("x")
+    (top / "loose.txt").chmod(0o640)
+    (top / "tight.txt").write_text("x")
+    (top / "tight.txt").chmod(0o400)  # narrower than 0600 is not loose
+    found = loose_paths(top, tmp_path / "missing")
+    assert found == [(top / "loose.txt", 0o640)]
+    assert make_owner_only(found) == []
+    assert loose_paths(top) == [] and outside.stat().st_mode & 0o777 == 0o644

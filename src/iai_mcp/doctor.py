@@ -116,6 +116,18 @@ def _daemon_check(store_path: Path) -> Check:
     return Check("PASS", "daemon", "running: " + ", ".join(f"{k}={v}" for k, v in status.items()))
 
 
+def _modes_check(store_path: Path) -> Check:
+    """Files only the owner may read: what an earlier release made 0755/0644 stays so."""
+    from iai_mcp.fs_modes import describe, loose_in_store_and_spill
+
+    spill = config.overflow_dir()
+    loose = loose_in_store_and_spill(store_path, spill)
+    if loose:
+        return Check("WARN", "modes", f"{len(loose)} path(s) other users can read or enter: {describe(loose)}; "
+                                      "run: iai-mcp doctor --repair (makes them 0700/0600)")
+    return Check("PASS", "modes", f"owner-only (0700 directories, 0600 files) in {store_path} and {spill}")
+
+
 def run_checks(store: str | Path | None = None) -> list[Check]:
     from iai_mcp.backend import connect, store_path
 
@@ -133,6 +145,7 @@ def run_checks(store: str | Path | None = None) -> list[Check]:
             backend.close()
     # After connecting: connect() starts the daemon on demand, and that daemon
     # is running (checked before, it was reported "not running").
+    checks.append(_modes_check(store_path(store)))
     checks.append(_daemon_check(store_path(store)))
     return checks
 
@@ -143,4 +156,4 @@ def backend_checks(backend: Any, store_path: Path) -> list[Check]:
         checks = _store_checks(backend)
     except IaiError as exc:
         checks = [Check("FAIL", "store", str(exc))]
-    return [*checks, _daemon_check(store_path)]
+    return [*checks, _modes_check(store_path), _daemon_check(store_path)]

@@ -5,7 +5,9 @@ Meant for ``iai-mcp doctor --repair``: show ``repair(root, apply=False)``
 apply=True)``. Each returned line is one action or one reason an action was
 skipped. The steps, in order:
 
-1. A key file other users can read is made 0600.
+1. A key file other users can read is made 0600, and every directory and
+   file under the store and the spill directory other users can read or
+   enter (an earlier release made them 0755/0644) is made 0700/0600.
 2. Stray temp files (a write killed between writing and renaming; every
    atomic write names its temp file through ``iai_mcp.fs``, so
    ``fs.stray_temps`` finds them all) are moved to
@@ -37,8 +39,10 @@ from pathlib import Path
 from iai_mcp import config, fs
 from iai_mcp.core.damage import Diagnosis, diagnose, fix_damage
 from iai_mcp.errors import StoreError
+from iai_mcp.fs_modes import describe, loose_in_store_and_spill, make_owner_only
 from iai_mcp.provenance_queue import journal_state, spill_state
 from iai_mcp.store import JOURNAL_DIR, META_FILE, MemoryStore, fix_key_file_mode
+from iai_mcp.store.crypto import KEY_FILE_NAME
 from iai_mcp.store.meta import in_use
 from iai_mcp.store.records_table import version_count
 
@@ -50,6 +54,20 @@ def _stray_temp_files(root: Path, store_id: str | None, spill_dir: Path) -> list
     if store_id:  # the spill directory is shared: only this store's temps are ours to move
         found += [path for path in fs.stray_temps(spill_dir) if store_id in path.name]
     return [path for path in found if path.is_file()]
+
+
+def _narrow_modes(root: Path, spill: Path, apply: bool, skip: Path | None) -> list[str]:
+    """Step 1b: what an earlier release left 0755/0644 in the store and the
+    spill directory becomes 0700/0600 (``skip``: the key file, said above)."""
+    loose = [(path, mode) for path, mode in loose_in_store_and_spill(root, spill) if path != skip]
+    if not loose:
+        return []
+    if not apply:
+        return [f"would make {len(loose)} path(s) owner-only (0700 directories, 0600 files): {describe(loose)}"]
+    problems = make_owner_only(loose)
+    lines = [f"made {len(loose) - len(problems)} path(s) owner-only (0700 directories, 0600 files): "
+             f"{describe(loose)}"]
+    return lines + [f"could not narrow the mode of {problem}" for problem in problems]
 
 
 def _store_id(root: Path) -> str | None:
@@ -80,6 +98,7 @@ def repair(
     problem = fix_key_file_mode(root, apply=apply)
     if problem:
         lines.append(f"{'made' if apply else 'would make'} the key file mode 0600 ({problem.split(';')[0]})")
+    lines += _narrow_modes(root, spill, apply, skip=root / KEY_FILE_NAME if problem else None)
 
     strays = _stray_temp_files(root, store_id, spill)
     if strays:
