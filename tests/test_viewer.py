@@ -422,3 +422,50 @@ def test_the_browser_is_opened_once_the_server_answers(tmp_path, monkeypatch):
     thread.join(60)
     assert not thread.is_alive()
     assert opened == [303] and len(links) == 1  # the launch link: its token set as a cookie
+
+
+# ------------------------------------------------------------ projects, end to end
+
+PROJECT_A, PROJECT_B = "/home/u/src/espresso-app", "/home/u/src/tea-shop"
+
+
+@pytest.fixture
+def projects(backend):
+    """Three near-tie coffee memories (the project prior reorders near ties
+    only): one per project and one said outside any."""
+    said = {"a": ("coffee order number one", PROJECT_A),
+            "b": ("coffee order number two", PROJECT_B),
+            "none": ("coffee order number six", None)}
+    return {name: backend.call("memory_capture", {"text": text, **({"project": p} if p else {})})["record_id"]
+            for name, (text, p) in said.items()}
+
+
+def _listed(html: str) -> list[str]:
+    return re.findall(r'class="memory" href="/memory/([0-9a-f-]{36})"', html)
+
+
+def test_browse_with_a_project_lists_only_that_projects_memories(client, projects):
+    r = client.get("/browse", params={"project": PROJECT_A})
+    assert r.status_code == 200 and _listed(r.text) == [projects["a"]]
+    assert f'name="project" value="{PROJECT_A}"' in r.text  # the form keeps what was typed
+    assert sorted(_listed(client.get("/browse").text)) == sorted(projects.values())
+
+
+def test_search_with_a_project_ranks_its_memories_first_and_filters_nothing(client, backend, projects):
+    """The contract: ``project`` on memory_recall is a preference, not a filter."""
+    for project, first in ((PROJECT_A, projects["a"]), (PROJECT_B, projects["b"])):
+        r = client.get("/search", params={"cue": "coffee order", "project": project})
+        assert r.status_code == 200
+        shown = list(dict.fromkeys(_listed(r.text)))
+        assert shown[0] == first and sorted(shown) == sorted(projects.values()), (project, shown)
+        direct = backend.call("memory_recall", {"cue": "coffee order", "project": project})
+        assert shown == [hit["record_id"] for hit in direct["hits"]]
+
+
+def test_overview_counts_memories_by_project(client, projects):
+    r = client.get("/")
+    by_project = r.text.split("<h2>By project</h2>", 1)[1].split("</section>", 1)[0]
+    rows = re.findall(r'<a href="([^"]+)">([^<]+)</a></td><td class="num">(\d+)<', by_project)
+    assert sorted((name, int(n)) for _, name, n in rows) == [("(none)", 1), (PROJECT_A, 1), (PROJECT_B, 1)]
+    link = next(href for href, name, _ in rows if name == PROJECT_A).replace("&amp;", "&")
+    assert _listed(client.get(link).text) == [projects["a"]]  # each count links to its memories

@@ -25,17 +25,12 @@ from iai_mcp.core.listing import tag_counts
 from iai_mcp.errors import CorruptData
 from iai_mcp.log import logger
 from iai_mcp.store import MemoryStore
-from iai_mcp.types import STATES, MemoryRow, parse_time, utcnow
+from iai_mcp.types import STATES, parse_time, utcnow
 
 _log = logger("iai_mcp.core")
 
 #: Characters of a memory shown beside its recall count.
 EXCERPT_CHARS = 160
-
-
-def _project(row: MemoryRow) -> str | None:
-    # ``project`` arrives with the projects issue; until then every memory has none.
-    return getattr(row, "project", None)
 
 
 def _counted(counter: Counter, key: str) -> list[dict[str, Any]]:
@@ -85,7 +80,7 @@ def overview(store: MemoryStore, args: OverviewParams) -> dict[str, Any]:
         "states": {state: states.get(state, 0) for state in STATES},
         "tiers": _counted(Counter(row.tier for row in active), "tier"),
         "tags": tag_counts(store)["tags"],
-        "projects": _counted(Counter(_project(row) for row in active), "project"),
+        "projects": _counted(Counter(row.project for row in active), "project"),
         "days": [
             {"day": day.isoformat(), "captures": captures.get(day, 0), "recalls": recalls.get(day, 0)}
             for day in (first + timedelta(days=i) for i in range(args.days))
