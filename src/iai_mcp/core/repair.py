@@ -65,9 +65,9 @@ def _narrow_modes(root: Path, spill: Path, apply: bool, skip: Path | None) -> li
     if not apply:
         return [f"would make {len(loose)} path(s) owner-only (0700 directories, 0600 files): {describe(loose)}"]
     problems = make_owner_only(loose)
-    lines = [f"made {len(loose) - len(problems)} path(s) owner-only (0700 directories, 0600 files): "
-             f"{describe(loose)}"]
-    return lines + [f"could not narrow the mode of {problem}" for problem in problems]
+    made = len(loose) - len(problems)
+    return [f"made {made} path(s) owner-only (0700 directories, 0600 files): {describe(loose)}",
+            *(f"could not narrow the mode of {problem}" for problem in problems)]
 
 
 def _store_id(root: Path) -> str | None:
