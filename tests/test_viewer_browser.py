@@ -2,8 +2,11 @@
 started for real against a temporary store (its daemon with the real
 embedding model), driven in Debian's headless Chromium through Playwright:
 search, open a memory, see its provenance, forget it, restore it, page
-through a list. The run saves the screenshot the README shows
-(docs/viewer.png). And what another local app can do from the same
+through a list. The run takes a screenshot of a memory's page and checks
+it is a PNG; it lands in the test's tmp_path unless ``IAI_MCP_SCREENSHOT``
+names a file, which is how the README's docs/viewer.png is made
+(``IAI_MCP_SCREENSHOT=docs/viewer.png``), so a test run never dirties the
+working tree. And what another local app can do from the same
 browser: a page on another port of 127.0.0.1 (the same *site*, so the
 viewer's SameSite cookie goes with its requests) posting a form and
 fetching pages is refused; its cookies do not log the viewer out.
@@ -13,6 +16,7 @@ A missing browser or Playwright fails these tests; it never skips them
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,7 +28,10 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "viewer.png"
+REPO = Path(__file__).resolve().parent.parent
+#: Where to keep the screenshot (relative to the repository): docs/viewer.png for the README.
+SCREENSHOT_ENV = "IAI_MCP_SCREENSHOT"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Every wait in these tests has this bound (a loaded 2-core machine included).
 WAIT_MS = 60_000
 
@@ -37,6 +44,18 @@ MEMORIES = [
     ("Coffee beans: the Kenyan roast from the corner shop.", "episodic", ["drinks"]),
     ("Run the linters with `make check` before pushing.", "procedural", ["work"]),
 ]
+
+
+def screenshot_path(tmp_path: Path) -> Path:
+    wanted = os.environ.get(SCREENSHOT_ENV)
+    return REPO / wanted if wanted else tmp_path / "viewer.png"
+
+
+def assert_png(path: Path, width: int) -> None:
+    """A PNG of the viewport's width (IHDR: big-endian width after the signature)."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR", path
+    assert int.from_bytes(data[16:20], "big") == width and int.from_bytes(data[20:24], "big") > 0
 
 
 @pytest.fixture
@@ -68,7 +87,10 @@ def seeded_store(tmp_path, monkeypatch):
     connection = backend.connect(root)
     try:
         for text, tier, tags in MEMORIES:
-            connection.call("memory_capture", {"text": text, "tier": tier, "tags": tags, "session_id": "s-seed"})
+            # Said in a project (the git root of the session's directory), as the hooks record it.
+            project = "/home/me/src/shop-api" if "work" in tags else "/home/me"
+            connection.call("memory_capture", {"text": text, "tier": tier, "tags": tags, "session_id": "s-seed",
+                                               "project": project})
         for cue in ("coffee milk", "coffee", "deploy day", "answer style"):
             connection.call("memory_recall", {"cue": cue, "k": 3, "session_id": "s-assistant"})
     finally:
@@ -103,9 +125,11 @@ def viewer_link(seeded_store):
 
 
 @pytest.mark.slow
-def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_link):
+def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_link, tmp_path):
     from playwright.sync_api import expect
 
+    readme_picture = REPO / "docs" / "viewer.png"
+    before = readme_picture.stat() if readme_picture.exists() else None
     page = chromium.new_page(viewport={"width": 1280, "height": 900})
     page.set_default_timeout(WAIT_MS)
     base = viewer_link.split("/?", 1)[0]
@@ -118,7 +142,6 @@ def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_lin
     expect(page.locator("table.health")).to_contain_text("PASS")
     expect(page.locator("table.health")).to_contain_text("MiniLM")
     expect(page.locator("table.health")).not_to_contain_text("hash-embedder")
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
 
     # Search: hits with scores and reasons, the budget.
     page.get_by_role("link", name="Search").click()
@@ -137,6 +160,14 @@ def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_lin
     expect(trail.first).to_contain_text("iai-mcp-ui")
     expect(page.locator("ol.provenance")).to_contain_text("s-assistant")
     memory_url = page.url
+    # The README's picture: one memory, verbatim, with its history and provenance.
+    shot = screenshot_path(tmp_path)
+    shot.unlink(missing_ok=True)
+    page.screenshot(path=str(shot), full_page=True)
+    assert_png(shot, 1280)
+    if SCREENSHOT_ENV not in os.environ and before is not None:  # a test run leaves the tree clean
+        after = readme_picture.stat()
+        assert (after.st_mtime_ns, after.st_size) == (before.st_mtime_ns, before.st_size)
 
     # Forget it: the viewer asks first and shows the undo window.
     page.get_by_role("button", name="Forget…").click()
