@@ -12,9 +12,9 @@ from iai_mcp import doctor
 def test_doctor_on_a_missing_store_fails_and_creates_nothing(cli, tmp_path):
     missing = tmp_path / "mistyped"
     code, out, _ = cli("--store", str(missing), "doctor")
-    assert code == 1 and out.splitlines() == [f"FAIL store: no store at {missing}; check --store or "
-                                              "IAI_MCP_STORE (iai-mcp init, or doctor --init, creates "
-                                              "an empty one there)"]
+    said = (f"FAIL store: no store at {missing}; check --store or IAI_MCP_STORE (iai-mcp init, "
+            "or doctor --init, creates an empty one there)")
+    assert code == 1 and out.splitlines() == [said]
     assert not missing.exists()
     # IAI_MCP_STORE names one too: the fixture's store does not exist yet.
     code, out, _ = cli("doctor", "--json")

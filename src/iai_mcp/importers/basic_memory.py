@@ -19,7 +19,13 @@ from typing import Any
 
 from iai_mcp.errors import InvalidInput
 from iai_mcp.importers import Item
-from iai_mcp.importers.source import MAX_DEPTH, NOTHING, check_depth, iso_time, read_text
+from iai_mcp.importers.source import (
+    MAX_DEPTH,
+    NOTHING,
+    check_depth,
+    iso_time,
+    read_text,
+)
 
 FENCE = "---"
 

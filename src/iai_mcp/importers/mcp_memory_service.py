@@ -13,7 +13,14 @@ from pathlib import Path
 
 from iai_mcp.errors import InvalidInput
 from iai_mcp.importers import Item
-from iai_mcp.importers.source import NOTHING, iso_time, member_items, need, parse_json, read_text
+from iai_mcp.importers.source import (
+    NOTHING,
+    iso_time,
+    member_items,
+    need,
+    parse_json,
+    read_text,
+)
 
 
 def _tags(value: object, where: str) -> list[str]:
