@@ -408,11 +408,11 @@ def _plan_batch(store: MemoryStore, requests: list[CaptureRequest], now: datetim
     for i, request in enumerate(requests):
         wanted = request.restored.record_id if request.restored else None
         if wanted is not None:
-            plan.became[wanted] = wanted
-            if store.row(wanted) is not None or wanted in plan.ids.values():
+            if store.row(wanted) is not None or wanted in plan.became:
                 plan.known[i] = wanted
             else:
                 plan.ids[i], plan.anew[i] = wanted, ""
+            plan.became[wanted] = wanted
             continue
         if request.text in plan.fresh:
             continue
