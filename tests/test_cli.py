@@ -222,7 +222,8 @@ def test_import_reads_stdin(cli):
 
 
 def test_doctor_passes_on_a_fresh_store(cli):
-    code, out, _ = cli("doctor")
+    # IAI_MCP_STORE names the store: doctor creates it only with --init (issue 11 review).
+    code, out, _ = cli("doctor", "--init")
     assert code == 0
     names = [line.split(":")[0] for line in out.splitlines()]
     assert names == ["PASS store", "PASS provenance", "PASS key", "PASS embedder", "PASS spill", "PASS journal",

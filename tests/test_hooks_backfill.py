@@ -91,10 +91,16 @@ def test_dry_run_counts_and_changes_nothing(cli, _isolate_home):
     paths = _tree(_isolate_home)
     code, out, _ = cli("import-transcripts", "--dry-run")
     assert code == 0
-    assert out == f"{len(paths)} transcript(s), {sum(len(hooks.read_turns(p)[0]) for p in paths)} new turn(s): " \
+    assert out == f"{len(paths)} transcripts, {sum(len(hooks.read_turns(p)[0]) for p in paths)} new turns: " \
                   f"up to {len(_said(paths))} would be stored\n"
-    assert not list(cli.store.glob(f"{hooks.STATE_DIR}/cursor-*"))
-    assert _rows(cli.store) == []
+    # Issue 11 review: no store, key or daemon is created to count (there are no cursors yet).
+    assert not cli.store.exists()
+    # On a store whose cursors hold every turn, a dry run finds nothing new and writes nothing.
+    assert cli("import-transcripts")[0] == 0
+    rows = _rows(cli.store)
+    code, out, _ = cli("import-transcripts", "--dry-run", paths[0].as_posix())
+    assert code == 0 and out == "1 transcript, 0 new turns: up to 0 would be stored\n"
+    assert _rows(cli.store) == rows
 
 
 def test_paths_and_since_choose_the_transcripts(cli, _isolate_home, tmp_path):

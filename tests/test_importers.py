@@ -3,6 +3,7 @@ its documentation; damaged input is an error naming the line, and nothing is
 imported."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -53,7 +54,9 @@ def test_basic_memory_one_memory_per_note_tags_from_frontmatter():
     assert coffee["tags"] == ["coffee", "brewing"] and coffee["ts"] == "2025-01-10T08:30:00+00:00"
     assert tea["text"] == "Sencha steeps at 70 degrees for one minute."
     assert tea["tags"] == ["tea", "green"]
-    assert coffee["id"] == "basic-memory:coffee-brewing-methods"
+    # Path and text (issue 11 review): an edited note is new, a touched one is not.
+    digest = hashlib.sha256(tea["text"].encode("utf-8")).hexdigest()
+    assert tea["id"] == f"basic-memory:notes/tea-notes.md:{digest}"
 
 
 def test_chatgpt_one_memory_per_message_of_the_visible_thread_with_roles_and_times():

@@ -87,13 +87,18 @@ def test_import_never_creates_a_memory_it_does_not_contain(store, other):
         dispatch(other, "memory_get", {"id": str(imported_id(new))})
 
 
-def test_import_links_that_fold_resolve_to_the_existing_record(store, other):
-    _lifecycle_store(store)
+def test_import_never_folds_a_record_with_an_id_into_a_stored_text(store, other):
+    # Issue 11 review: a record whose id is not stored is inserted under it even
+    # when its text is already there (folding it lost a memory on a round trip),
+    # and its link finds the imported replacement, not the text it shares.
+    old, new, _ = _lifecycle_store(store)
     records = _export(store)["records"]
-    existing = _capture(other, "billing moved to DynamoDB")  # the replacement is already there
+    existing = _capture(other, "billing moved to DynamoDB")  # the same text, another memory
     out = dispatch(other, "memory_import", {"records": records})
-    assert (out["inserted"], out["reinforced"]) == (1, 1)
-    assert dispatch(other, "memory_get", {"id": out["record_ids"][0]})["superseded_by"] == existing
+    assert (out["inserted"], out["reinforced"], out["skipped"]) == (2, 0, 0)
+    assert out["record_ids"] == [str(imported_id(old)), str(imported_id(new))]
+    assert dispatch(other, "memory_get", {"id": out["record_ids"][0]})["superseded_by"] == str(imported_id(new))
+    assert other.row(UUID(existing)).reinforcements == 0 and len(other) == 3
 
 
 @pytest.mark.parametrize("bad", [

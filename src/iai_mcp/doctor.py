@@ -1,7 +1,10 @@
 """``iai-mcp doctor``: one line per check, ``PASS|WARN|FAIL name: detail``.
 
-Checks go through the backend like every other command (opening the store
-creates it on a first run), so they report what the server would see.
+Checks go through the backend like every other command, so they report what
+the server would see. A path with no store is one FAIL and nothing is made
+(a mistyped ``--store`` used to get a new store, key and daemon, then all
+PASS); only ``create`` (the default store on a first run, or ``--init``)
+makes one.
 """
 from __future__ import annotations
 
@@ -113,7 +116,10 @@ def _daemon_check(store_path: Path) -> Check:
         return Check("WARN", "daemon", f"cannot query: {type(exc).__name__}: {exc}")
     if status is None:
         return Check("PASS", "daemon", "not running")
-    return Check("PASS", "daemon", "running: " + ", ".join(f"{k}={v}" for k, v in status.items()))
+    from iai_mcp.cli.format import human  # times for people, not Unix seconds
+
+    return Check("PASS", "daemon", "running: " + ", ".join(
+        f"{k}={human(k, v)}" for k, v in status.items() if v is not None))
 
 
 def _modes_check(store_path: Path) -> Check:
@@ -128,9 +134,14 @@ def _modes_check(store_path: Path) -> Check:
     return Check("PASS", "modes", f"owner-only (0700 directories, 0600 files) in {store_path} and {spill}")
 
 
-def run_checks(store: str | Path | None = None) -> list[Check]:
-    from iai_mcp.backend import connect, store_path
+def run_checks(store: str | Path | None = None, create: bool = True) -> list[Check]:
+    """Every check of the store at ``store``; with ``create=False`` a path
+    holding no store is a FAIL and nothing is created (no folder, key or daemon)."""
+    from iai_mcp.backend import connect, store_exists, store_path
 
+    if not create and not store_exists(store):
+        return [Check("FAIL", "store", f"no store at {store_path(store)}; check --store or IAI_MCP_STORE "
+                                       "(iai-mcp init, or doctor --init, creates an empty one there)")]
     checks: list[Check] = []
     try:
         backend = connect(store)

@@ -20,3 +20,14 @@ def project_of(cwd: str | os.PathLike[str]) -> str:
         if (folder / ".git").exists():
             return str(folder)
     return str(start)
+
+
+def as_given(value: str) -> str:
+    """A project as a person names it on a command line: a path (``.``,
+    ``..``, ``~``, absolute, with a separator, or an existing directory) is
+    the project holding it (``project_of``), so ``--project .`` or a
+    subdirectory matches the git root memories were stored with; anything
+    else (a name a host chose) is kept as it is."""
+    path_like = (value in (".", "..") or value.startswith(("~", os.sep, "." + os.sep, ".." + os.sep))
+                 or os.sep in value or os.path.isdir(value))
+    return project_of(value) if path_like else value

@@ -4,9 +4,11 @@ import: ``cli.transfer``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
+from iai_mcp import config
 from iai_mcp.cli.format import fail, human, plural, print_json
 from iai_mcp.cli.options import (
     AddCommand,
@@ -78,7 +80,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     if args.repair or args.dry_run or args.salvage:
         return _repair(args)
-    checks = run_checks(args.store)
+    # Only the default store is created on a first run (the README's quick
+    # start); a store named by --store or IAI_MCP_STORE must exist, or --init.
+    named = args.store is not None or bool(os.environ.get(config.STORE_ENV))
+    checks = run_checks(args.store, create=args.init or not named)
     if args.json:
         print_json([{"status": c.status, "name": c.name, "detail": c.detail} for c in checks])
     else:
@@ -184,6 +189,9 @@ def add_commands(command: AddCommand) -> None:
     p.add_argument("--yes", action="store_true", help="with --repair: do not ask")
     p.add_argument("--dry-run", action="store_true",
                    help="with --repair: only list what it would do (never asks, changes nothing)")
+    p.add_argument("--init", action="store_true",
+                   help="create the store named by --store or IAI_MCP_STORE if it does not exist "
+                        "(the default store is created on a first run without it)")
     p.add_argument("--salvage", metavar="DEST",
                    help="with --repair: copy what can be read into a new store at DEST (same key); "
                         "the store itself is left as it is")

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from iai_mcp.cli.format import note, print_json
+from iai_mcp.cli.format import note, plural, print_json
 from iai_mcp.cli.options import AddCommand, connected, json_flag, store_path
 from iai_mcp.errors import InvalidInput
 
@@ -183,6 +183,7 @@ def _since(value: str) -> float:
 
 def cmd_import_transcripts(args: argparse.Namespace) -> int:
     from iai_mcp import hooks
+    from iai_mcp.backend import store_exists
 
     host = hooks.host(args.host)
     if args.paths:
@@ -201,14 +202,20 @@ def cmd_import_transcripts(args: argparse.Namespace) -> int:
         # Whole transcripts only: a cursor never moves past turns left out.
         files = [f for f in files if f.stat().st_mtime >= args.since]
     transcripts = [(f, host.session_of(f)) for f in files]
-    with connected(args, create=True) as backend, _Progress(len(files)) as tick:
-        counts = hooks.capture_transcripts(backend, host, transcripts, store_path(args) / hooks.STATE_DIR,
-                                           dry_run=args.dry_run, progress=tick)
+    state_dir = store_path(args) / hooks.STATE_DIR
+    if args.dry_run and not store_exists(args.store):
+        # No store, so no cursors: every turn is new. Nothing is created (no store, key or daemon).
+        with _Progress(len(files)) as tick:
+            counts = hooks.capture_transcripts(None, host, transcripts, state_dir, dry_run=True, progress=tick)
+    else:
+        with connected(args, create=not args.dry_run) as backend, _Progress(len(files)) as tick:
+            counts = hooks.capture_transcripts(backend, host, transcripts, state_dir,
+                                               dry_run=args.dry_run, progress=tick)
     counts = {"transcripts": len(files), **counts}
     if args.json:
         print_json(counts)
     else:
-        head = f"{len(files)} transcript(s), {counts['turns']} new turn(s): "
+        head = (f"{plural(len(files), 'transcript')}, {plural(counts['turns'], 'new turn')}: ")
         if args.dry_run:  # repeats of stored memories are only found by storing
             print(f"{head}up to {counts['inserted']} would be stored")
         else:

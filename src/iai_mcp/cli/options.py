@@ -67,7 +67,13 @@ def method_params(args: argparse.Namespace, method: str) -> dict[str, Any]:
     from iai_mcp.cli.contract_snapshot import param_names
 
     names = param_names(method)
-    return {name: value for name, value in vars(args).items() if name in names and value is not None}
+    params = {name: value for name, value in vars(args).items() if name in names and value is not None}
+    if isinstance(params.get("project"), str):
+        from iai_mcp.project import as_given
+
+        # Stored projects are git roots: `--project .` in a subdirectory means that root.
+        params["project"] = as_given(params["project"])
+    return params
 
 
 def json_flag(parser: argparse.ArgumentParser) -> None:

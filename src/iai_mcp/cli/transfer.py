@@ -7,7 +7,8 @@ then every batch is dry-run by the store (supersede cycles through what is
 stored), and only then are the batches imported. Batches are separate calls,
 so a crash midway leaves the batches before it imported: running the same
 import again is the way to resume, as records already stored are skipped
-(same text, session and time).
+(by id: an export's own, or one derived from the source); a failed batch
+says how many records went in before it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Any
 
 from iai_mcp.cli.format import note, plural, print_json
 from iai_mcp.cli.options import AddCommand, batch_size, connected, json_flag
-from iai_mcp.errors import InvalidInput
+from iai_mcp.errors import IaiError, InvalidInput
 
 IMPORT_BATCH = 200
 #: Bytes of JSON per import call, well under the wire's 32 MiB a message.
@@ -126,6 +127,15 @@ def _batches(records: list[dict[str, Any]], size: int) -> Iterator[tuple[int, li
         yield start, batch
 
 
+def _stopped(exc: IaiError | OSError, done: int, total: int) -> IaiError | OSError:
+    """``exc`` (a batch that failed midway) with what was imported before it
+    and how to go on: each batch is its own call, so the earlier ones stay."""
+    told = f"{exc.strerror}: {exc.filename}" if isinstance(exc, OSError) and exc.filename else str(exc)
+    message = (f"{told}; {done} of {plural(total, 'record')} imported before this batch stopped; run the "
+               "same command again to resume (records already stored are skipped)")
+    return type(exc)(message) if isinstance(exc, IaiError) else OSError(message)
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from iai_mcp import backend as backends
     from iai_mcp.core.links import cycle_in_export
@@ -152,8 +162,11 @@ def cmd_import(args: argparse.Namespace) -> int:
                                     f"{exc}") from None
             if not args.dry_run:
                 with _progress(len(records), "importing") as bar:
-                    for _, batch in batches:
-                        result = backend.call("memory_import", {"records": batch})
+                    for start, batch in batches:
+                        try:
+                            result = backend.call("memory_import", {"records": batch})
+                        except (IaiError, OSError) as exc:
+                            raise _stopped(exc, start, len(records)) from None
                         for status in totals:
                             totals[status] += result[status]
                         bar.update(len(batch))

@@ -383,40 +383,45 @@ class _BatchPlan:
 
     #: Request index -> the stored record it folds into (skip or reinforce).
     folds: dict[int, MemoryRow]
-    #: Text -> index of its first new request (inserted); later ones fold into it.
+    #: Text -> index of its first new request without an id; later ones fold into it.
     fresh: dict[str, int]
-    #: Request index of each new record -> its id.
+    #: Request index of each new record -> its id, in insertion order.
     ids: dict[int, UUID]
     #: Request index -> why an identical stored text was not folded into.
     anew: dict[int, str]
     #: Id named by the batch (``Restored.record_id``) -> the record it became.
     became: dict[UUID, UUID]
+    #: Request index -> the record with its id (stored, or earlier in the batch): skipped.
+    known: dict[int, UUID] = field(default_factory=dict)
 
 
 def _plan_batch(store: MemoryStore, requests: list[CaptureRequest], now: datetime) -> _BatchPlan:
     """Decide every request's fate and check the batch's supersede links
-    (with the stored links they lead into) for a cycle; reads only."""
-    folds: dict[int, MemoryRow] = {}
-    fresh: dict[str, int] = {}
-    anew: dict[int, str] = {}
+    (with the stored links they lead into) for a cycle; reads only.
+
+    A request that names its id (an imported record) is matched by that id
+    only: stored already (or earlier in the batch) it is skipped, else it is
+    inserted under it, even when its text is stored. Two memories can share
+    a text (one forgotten, the text said again, the first restored); folding
+    the second into the first by text lost it on a round trip."""
+    plan = _BatchPlan({}, {}, {}, {}, {})
     for i, request in enumerate(requests):
-        if request.text in fresh:
+        wanted = request.restored.record_id if request.restored else None
+        if wanted is not None:
+            if store.row(wanted) is not None or wanted in plan.became:
+                plan.known[i] = wanted
+            else:
+                plan.ids[i], plan.anew[i] = wanted, ""
+            plan.became[wanted] = wanted
             continue
-        existing, anew[i] = _identical(store, request, now)
+        if request.text in plan.fresh:
+            continue
+        existing, plan.anew[i] = _identical(store, request, now)
         if existing is None:
-            fresh[request.text] = i
+            plan.fresh[request.text] = i
+            plan.ids[i] = uuid4()
         else:
-            folds[i] = existing
-    ids: dict[int, UUID] = {}
-    for i in fresh.values():
-        wanted = requests[i].restored.record_id if requests[i].restored else None
-        ids[i] = wanted if wanted is not None and store.row(wanted) is None and wanted not in ids.values() else uuid4()
-    became: dict[UUID, UUID] = {}
-    for i, request in enumerate(requests):
-        named = request.restored.record_id if request.restored else None
-        if named is not None:
-            became[named] = ids.get(i) or (folds[i].id if i in folds else ids[fresh[request.text]])
-    plan = _BatchPlan(folds, fresh, ids, anew, became)
+            plan.folds[i] = existing
     _refuse_cycles(store, requests, plan)
     return plan
 
@@ -485,7 +490,9 @@ def capture_many(
     for i, existing in plan.folds.items():
         # Read again: an earlier request of the batch may have reinforced it.
         results[i] = _fold_into(store, store.row(existing.id) or existing, requests[i], now)
-    order = list(plan.fresh.values())
+    for i, rid in plan.known.items():
+        results[i] = Captured("skipped", rid, "a record with this id is already stored (imported before)")
+    order = list(plan.ids)
     vectors = embedder.embed([requests[i].text for i in order]) if order else []
     records = [_new_record(requests[i], vec.tolist(), now, plan.ids[i], _link_of(requests[i], plan))
                for i, vec in zip(order, vectors)]

@@ -124,8 +124,9 @@ def _cut(item: PackItem, room_tokens: int) -> tuple[PackItem, str] | None:
 
 #: Shares of the budget when the session names its project: pinned memories
 #: (the project's own first), the project's other memories, then recently
-#: used ones from anywhere. What a part leaves unused passes to the next; the
-#: first pinned memory may always take the whole budget (pinned come first).
+#: used ones from anywhere. What a part leaves unused passes to the next, and
+#: so do the pinned memories it had no room for, tried first there; the first
+#: pinned memory may always take the whole budget (pinned come first).
 PROJECT_SHARES = (0.25, 0.5)
 
 
@@ -149,11 +150,26 @@ def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | No
     items: list[PackItem] = []
     lines = [HEADER]
     everything = candidates(store, exclude_session, recalled_limit=max(100, budget_tokens))
-    for part, share in _parts(everything, project, budget_tokens):
+    parts = _parts(everything, project, budget_tokens)
+    # Pinned memories a part had no room for go first into the next part,
+    # and the part stops there, passing on its room and the memories it did
+    # not try: left in their quarter, pinned ones were dropped while later
+    # parts filled the budget with less important ones.
+    carried: list[PackItem] = []
+    for n, (part, share) in enumerate(parts):
+        last = n == len(parts) - 1
         limit = min(budget_tokens, used + share)
-        for item in part:
-            room = budget_tokens if not items and item.why == "pinned" else limit
+        queue, deferred, untried = [*carried, *part], [], []
+        for at, item in enumerate(queue):
+            pinned = item.why == "pinned"
+            if deferred and not pinned:
+                untried = queue[at:]
+                break
+            room = budget_tokens if not items and pinned else limit
             if room - used < _MIN_ITEM_TOKENS:
+                if pinned:
+                    deferred.append(item)
+                    continue
                 break
             current = store.row(item.row.id)
             if current is None or current.state != "active":
@@ -161,7 +177,10 @@ def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | No
             line = render_item(item)
             cost = estimate_tokens(line + "\n")
             if used + cost > room:
-                cut = _cut(item, room - used) if item.why == "pinned" else None
+                if pinned and not last and used + cost <= budget_tokens:
+                    deferred.append(item)  # whole in a later part rather than cut here
+                    continue
+                cut = _cut(item, room - used) if pinned else None
                 if cut is None:
                     continue  # too long for what is left; a shorter one may still fit
                 item, line = cut
@@ -169,6 +188,7 @@ def build_pack(store: MemoryStore, budget_tokens: int, exclude_session: str | No
             items.append(item)
             lines.append(line)
             used += cost
+        carried = deferred + untried
     if not items:
         return Pack([], "", 0)
     # The sum of per-line estimates bounds the estimate of the joined text.

@@ -2,9 +2,10 @@
 
 An exported record carries the verbatim text, its metadata and its
 provenance. Importing re-embeds the text with this store's embedder (so an
-export moves a store to another embedder) and goes through capture, so a
-record already present is skipped (same text, session and time) and the
-same export imported twice changes nothing. Provenance is restored for the
+export moves a store to another embedder) and goes through capture. A
+record with an id is matched by that id alone: already stored it is skipped
+(the same export imported twice changes nothing), else it is inserted under
+it even when its text is stored (two memories may share a text). Provenance is restored for the
 records an import inserts, and for skipped ones that have none yet (an
 earlier import stored them but failed before their provenance). An inserted
 record keeps its id, its creation and update times and its reinforcement
@@ -19,7 +20,8 @@ it names in whichever import call brings that record, and an import never
 creates a record it does not contain: a link to a memory that was purged (or
 left out) stays a link to nothing, and the replaced memory stays replaced
 rather than coming back as current. An import changes no record already in
-the store (one whose text is already there folds into it as in capture).
+the store (a record without an id whose text is stored folds into it as in
+capture).
 """
 from __future__ import annotations
 

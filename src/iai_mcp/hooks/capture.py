@@ -91,12 +91,16 @@ def capture_transcripts(
     cursor; returns counts (``turns`` read, then ``inserted``, ``reinforced``,
     ``skipped``; with ``dry_run`` nothing is sent and ``inserted`` counts the
     records that would be). ``progress(turns)`` is called after each transcript.
-    ``project``: the project of turns whose host recorded no ``cwd``."""
+    ``project``: the project of turns whose host recorded no ``cwd``.
+    ``backend`` None (a dry run where no store exists yet): no cursors, so
+    every turn is new, and nothing is created to find that out."""
     run = _Run(backend, state_dir, dry_run)
     if not dry_run:
         cursors.migrate(backend, state_dir)
+    paths = [t for t, _ in transcripts]
+    keys: list[str | None] = [*cursors.keys(backend, paths)] if backend is not None else [None] * len(paths)
     try:
-        for (transcript, session_id), key in zip(transcripts, cursors.keys(backend, [t for t, _ in transcripts])):
+        for (transcript, session_id), key in zip(transcripts, keys):
             # Read -> store -> move the cursor under the transcript's lock, so
             # a run that overlaps this one reads where this one ends (a dry run
             # writes nothing, and takes no lock).
@@ -104,7 +108,7 @@ def capture_transcripts(
             if fd is None and not dry_run:
                 continue  # another run still holds it: the next run captures these turns
             try:
-                read_as = cursors.stored(state_dir, key)
+                read_as = cursors.stored(state_dir, key) if key is not None else None
                 turns, end = read_turns(transcript, cursors.start(read_as, transcript), host.turn_of)
                 run.counts["turns"] += len(turns)
                 for record in records(turns, session_id, host.tag, project):

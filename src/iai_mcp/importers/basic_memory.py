@@ -5,11 +5,13 @@ One memory per note: the body verbatim (the title when the body is empty),
 tagged with the frontmatter's tags (a list, or one string split on commas
 and spaces, a leading ``#`` dropped). Dated by the frontmatter's ``created``
 (or ``date``) when it has one, else by the file's modification time; its
-permalink (else its path in the folder) gives its id. Hidden folders
+path in the folder and its text give its id, so importing the folder again
+skips every note that did not change, even when its file was touched. Hidden folders
 (``.git``, ``.obsidian``) are left out.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -17,7 +19,13 @@ from typing import Any
 
 from iai_mcp.errors import InvalidInput
 from iai_mcp.importers import Item
-from iai_mcp.importers.source import NOTHING, check_depth, iso_time, read_text
+from iai_mcp.importers.source import (
+    MAX_DEPTH,
+    NOTHING,
+    check_depth,
+    iso_time,
+    read_text,
+)
 
 FENCE = "---"
 
@@ -36,6 +44,8 @@ def _frontmatter(text: str, where: str) -> tuple[dict[str, Any], str]:
         raise InvalidInput(f"{where}, line 1: frontmatter opened with '---' is never closed{NOTHING}")
     try:
         meta = yaml.safe_load("\n".join(lines[1:end])) or {}
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise InvalidInput(f"{where}, frontmatter: nested too deeply (more than {MAX_DEPTH} levels){NOTHING}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 2}" if mark is not None else "frontmatter"
@@ -81,7 +91,9 @@ def read(path: Path) -> Iterator[Item]:
             raise InvalidInput(f"{where}: the note has neither a body nor a title{NOTHING}")
         mtime = datetime.fromtimestamp(note.stat().st_mtime, timezone.utc).isoformat()
         created = _time(meta.get("created", meta.get("date")), f"{where}: frontmatter 'created'") or mtime
-        key = meta.get("permalink") if isinstance(meta.get("permalink"), str) else note.relative_to(path).as_posix()
+        # The path and the text: a note changed since the last import is a new
+        # memory, an unchanged one (however often its file was touched) is skipped.
+        key = f"{note.relative_to(path).as_posix()}:{hashlib.sha256(text.encode('utf-8')).hexdigest()}"
         yield Item(where, {
             "id": f"basic-memory:{key}", "text": text, "tags": _tags(meta.get("tags"), where) or None,
             "tier": "semantic", "role": "note", "ts": created, "created_at": created,

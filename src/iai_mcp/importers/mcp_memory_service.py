@@ -13,7 +13,14 @@ from pathlib import Path
 
 from iai_mcp.errors import InvalidInput
 from iai_mcp.importers import Item
-from iai_mcp.importers.source import NOTHING, iso_time, load_json, need
+from iai_mcp.importers.source import (
+    NOTHING,
+    iso_time,
+    member_items,
+    need,
+    parse_json,
+    read_text,
+)
 
 
 def _tags(value: object, where: str) -> list[str]:
@@ -29,10 +36,11 @@ def _tags(value: object, where: str) -> list[str]:
 
 def read(path: Path) -> Iterator[Item]:
     name = str(path)
-    document = load_json(path)
-    memories = need(document, "memories", list, f"{name} (an mcp-memory-service export)")
-    for i, memory in enumerate(memories):
-        where = f"{name}, memories[{i}]"
+    text = read_text(path)
+    need(parse_json(text, name), "memories", list, f"{name} (an mcp-memory-service export)")
+    # Each memory named by the line it starts on, as the chat exports are.
+    for i, (line, memory) in enumerate(member_items(text, name, "memories", "a list of memories")):
+        where = f"{name}, line {line}, memories[{i}]"
         content = need(memory, "content", str, where)
         tags = _tags(memory.get("tags"), where)
         if isinstance(memory.get("memory_type"), str) and memory["memory_type"]:

@@ -72,11 +72,6 @@ def parse_json(text: str, where: str, line: int = 1) -> Any:
     return value
 
 
-def load_json(path: Path) -> Any:
-    """A whole file holding one JSON value (a ``conversations.json``)."""
-    return parse_json(read_text(path), str(path))
-
-
 def json_lines(text: str, name: str) -> Iterator[tuple[int, Any]]:
     """(line number, value) for each non-blank line of a JSON-lines text.
 
@@ -121,34 +116,38 @@ def need(mapping: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
     return value
 
 
-def _array_items(text: str, name: str) -> Iterator[tuple[int, Any]]:
-    """(line it starts on, value) for each element of a top-level JSON
-    array: a chat export is one array, often on one line per element, and an
-    error in element 3000 names the line it starts on."""
+_WS = " \t\r\n"
+
+
+def _skip_ws(text: str, at: int) -> int:
+    while at < len(text) and text[at] in _WS:
+        at += 1
+    return at
+
+
+def _refuse(text: str, name: str, at: int, problem: str) -> InvalidInput:
+    line = text.count("\n", 0, at) + 1
+    return InvalidInput(f"{name}, line {line}: not JSON ({problem} at column "
+                        f"{at - text.rfind(chr(10), 0, at)}){NOTHING}")
+
+
+def _elements(text: str, name: str, at: int, what: str, end: list[int]) -> Iterator[tuple[int, Any]]:
+    """(line it starts on, value) for each element of the JSON array at
+    offset ``at``; ``end`` gets the offset just past its ``]``."""
     decoder = json.JSONDecoder()
-    ws = " \t\r\n"
-
-    def refuse(at: int, problem: str) -> InvalidInput:
-        line = text.count("\n", 0, at) + 1
-        return InvalidInput(f"{name}, line {line}: not JSON ({problem} at column "
-                            f"{at - text.rfind(chr(10), 0, at)}){NOTHING}")
-
-    at = len(text) - len(text.lstrip(ws))
+    at = _skip_ws(text, at)
     if not text.startswith("[", at):
-        raise InvalidInput(f"{name}: expected a list of conversations{NOTHING}")
+        raise InvalidInput(f"{name}: expected {what}{NOTHING}")
     at += 1
     first = True
     while True:
-        while at < len(text) and text[at] in ws:
-            at += 1
+        at = _skip_ws(text, at)
         if text.startswith("]", at):
             break
         if not first:
             if not text.startswith(",", at):
-                raise refuse(at, "expected ',' or ']'")
-            at += 1
-            while at < len(text) and text[at] in ws:
-                at += 1
+                raise _refuse(text, name, at, "expected ',' or ']'")
+            at = _skip_ws(text, at + 1)
         first = False
         line = text.count("\n", 0, at) + 1
         try:
@@ -157,11 +156,38 @@ def _array_items(text: str, name: str) -> Iterator[tuple[int, Any]]:
             raise InvalidInput(f"{name}, line {line}: nested too deeply (more than {MAX_DEPTH} levels)"
                                f"{NOTHING}") from None
         except json.JSONDecodeError as exc:
-            raise refuse(exc.pos, exc.msg) from None
+            raise _refuse(text, name, exc.pos, exc.msg) from None
         check_depth(value, f"{name}, line {line}")
         yield line, value
-    if text[at + 1:].strip(ws):
-        raise refuse(at + 1 + len(text[at + 1:]) - len(text[at + 1:].lstrip(ws)), "extra data after the list")
+    end.append(at + 1)
+
+
+def _array_items(text: str, name: str) -> Iterator[tuple[int, Any]]:
+    """(line it starts on, value) for each element of a top-level JSON
+    array: a chat export is one array, often on one line per element, and an
+    error in element 3000 names the line it starts on."""
+    end: list[int] = []
+    yield from _elements(text, name, 0, "a list of conversations", end)
+    rest = _skip_ws(text, end[-1])
+    if rest < len(text):
+        raise _refuse(text, name, rest, "extra data after the list")
+
+
+def member_items(text: str, name: str, key: str, what: str) -> Iterator[tuple[int, Any]]:
+    """(line it starts on, value) for each element of the array that member
+    ``key`` of the top-level object holds (the last one, as ``json.loads``
+    keeps it); ``text`` was parsed already (``parse_json``), so it is valid JSON."""
+    decoder = json.JSONDecoder()
+    at, found = _skip_ws(text, 0) + 1, None  # past the object's "{"
+    while not text.startswith("}", at := _skip_ws(text, at)):
+        member, at = decoder.raw_decode(text, at)
+        at = _skip_ws(text, _skip_ws(text, at) + 1)  # past the ":"
+        if member == key:
+            found = at
+        _, at = decoder.raw_decode(text, at)
+        at = _skip_ws(text, at)
+        at += text.startswith(",", at)
+    yield from _elements(text, name, found if found is not None else len(text), what, [])
 
 
 def conversations(path: Path, product: str) -> Iterator[tuple[str, Any]]:

@@ -14,8 +14,8 @@ by uvicorn at ``http://HOST:PORT/mcp``. What keeps others out:
 - **Unreadable requests answered**: a body with a lone surrogate, invalid
   UTF-8 or broken JSON gets a JSON-RPC error (``ReadableBodies``).
 - **Host and Origin checked** by the SDK's transport security (DNS
-  rebinding): on loopback only ``127.0.0.1``, ``localhost`` and ``[::1]`` at
-  our port; on a named address, that address. Bound to a wildcard address
+  rebinding): on loopback only ``127.0.0.1``, ``localhost``, ``[::1]`` and
+  the bound address (``127.0.0.2``) at our port; on a named address, that address. Bound to a wildcard address
   (``0.0.0.0``, ``::``) the names a client will use are unknown, so the
   Host check is off and the token alone guards.
 
@@ -131,7 +131,9 @@ def security_settings(address: Address, port: int) -> TransportSecuritySettings:
     """Host/Origin checks against DNS rebinding, for a server bound to ``address`` at ``port``."""
     if address.wildcard:
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    names = ["127.0.0.1", "localhost", "[::1]"] if address.loopback else [address.url_host]
+    # The bound address itself too: 127.0.0.2 is loopback, and a client of it sends that Host.
+    names = ["127.0.0.1", "localhost", "[::1]"] if address.loopback else []
+    names += [address.url_host] if address.url_host not in names else []
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=[f"{name}:{port}" for name in names],

@@ -135,10 +135,13 @@ def _tool_error(method: str, exc: Exception) -> ToolError:
 
 
 def build_server(connect: Callable[[], Any], *, expose_embeddings: bool = False,
-                 close_after_run: bool = True) -> tuple[Server, BackendSlot]:
+                 close_after_run: bool = True, project: str | None = None) -> tuple[Server, BackendSlot]:
     """The MCP server with the memory tools, over a backend ``connect()`` opens lazily.
 
     ``expose_embeddings`` shows ``tools.EMBEDDING_PARAMS`` to the model.
+    ``project``: the project of a ``session_start`` that names none (stdio:
+    the server runs in the host's working directory, so its project is the
+    session's; a host that passes ``project`` wins).
     ``close_after_run``: the lifespan of ``server.run`` closes the backend,
     right for stdio (one run per process); over HTTP every session is a run,
     so the HTTP app closes the slot itself when it stops.
@@ -156,6 +159,8 @@ def build_server(connect: Callable[[], Any], *, expose_embeddings: bool = False,
 
     async def call(method: str, params: dict[str, Any]) -> Any:
         given = {name: value for name, value in params.items() if value is not None}
+        if method == "session_start" and project is not None:
+            given.setdefault("project", project)
         try:
             return await anyio.to_thread.run_sync(slot.call, method, given)
         except Exception as exc:
@@ -259,11 +264,23 @@ def backend_connector(store: str | Path | None) -> Callable[[], Any]:
     return connect
 
 
+def _own_project() -> str | None:
+    """The project of this process's working directory: a host starts a
+    stdio server in the directory it works in (None if that is gone)."""
+    from iai_mcp.project import project_of
+
+    try:
+        return project_of(os.getcwd())
+    except OSError:
+        return None
+
+
 def serve(store: str | Path | None = None, *, expose_embeddings: bool | None = None) -> None:
     """Serve MCP on stdin/stdout until stdin closes, SIGTERM or SIGINT."""
     if expose_embeddings is None:
         expose_embeddings = expose_embeddings_default()
-    server, _ = build_server(backend_connector(store), expose_embeddings=expose_embeddings)
+    server, _ = build_server(backend_connector(store), expose_embeddings=expose_embeddings,
+                             project=_own_project())
     rpc_out = claim_stdout()
     _log("serving", version=__version__, pid=os.getpid())
     anyio.run(serve_stdio, server, rpc_out)

@@ -154,6 +154,8 @@ def register_tools(fastmcp: FastMCP, call: Callable[[str, dict[str, Any]], Await
         reinforced or captured ones, verbatim, within the token budget:
         ``text`` is ready to read. Call it once at the start of a
         conversation when no hook has already provided these memories.
+        Without ``project``, the project of the directory the server was
+        started in is preferred (over stdio: the host's working directory).
         """
 
     # --------------------------------------- forgetting and correcting (F)
