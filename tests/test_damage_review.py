@@ -71,3 +71,31 @@ def test_a_full_disk_on_the_meta_write_leaves_an_update_and_a_compaction_done(tm
         monkeypatch.undo()
     with MemoryStore(path=root) as store:
         assert store.row(record.id).pinned and len(store) == 2
+
+
+# ------------------------------------------------- an unreadable old manifest (5)
+
+
+def _garble_the_oldest_manifest(root: Path) -> None:
+    """The newest version still serves; listing the history fails in LanceDB."""
+    sorted((root / "records.lance" / "_versions").glob("*.manifest"))[-1].write_bytes(b"garbage" * 10)
+
+
+def test_an_unreadable_old_manifest_leaves_stats_answering(tmp_path):
+    root = tmp_path / "s"
+    _store(root)
+    _garble_the_oldest_manifest(root)
+    with MemoryStore(path=root) as store:
+        stats = store.stats()  # before: RuntimeError from LanceDB's list_versions
+        assert stats["records"] == 15 and stats["versions"] is None
+
+
+def test_doctor_reports_an_unreadable_old_manifest_instead_of_failing(tmp_path, cli):
+    _store(cli.store)
+    _garble_the_oldest_manifest(cli.store)
+    code, out, err = cli("doctor")  # before: "FAIL store: ... RuntimeError" and nothing else
+    assert code == 1 and "Traceback" not in err
+    assert "FAIL damaged: the records table's version history cannot be read" in out
+    assert "PASS store:" in out and "WARN versions: the version history cannot be read" in out
+    code, out, err = cli("stats")
+    assert code == 0 and "lancedb: unreadable version history" in out

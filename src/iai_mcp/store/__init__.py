@@ -572,7 +572,9 @@ class MemoryStore:
             "store_id": self.store_id,
             "records": len(self) - int(np.count_nonzero(self.states() == PURGED)),
             "provenance_entries": self._log.count(),
-            "versions": self._records.version_count(),
+            # None when an old manifest cannot be read: stats still answers, and
+            # verify (doctor) names the problem.
+            "versions": self._records.readable_version_count(),
             "fragments": self._records.fragment_count(),
             "embedder": self.embedder_name,
             "key_source": self.key_source,
