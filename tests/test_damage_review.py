@@ -99,3 +99,19 @@ def test_doctor_reports_an_unreadable_old_manifest_instead_of_failing(tmp_path, 
     assert "PASS store:" in out and "WARN versions: the version history cannot be read" in out
     code, out, err = cli("stats")
     assert code == 0 and "lancedb: unreadable version history" in out
+
+
+# ------------------------------------------------------ salvage without a log (7)
+
+
+def test_salvage_copies_the_records_of_a_store_whose_log_is_missing(tmp_path):
+    from iai_mcp.store.salvage import salvage
+
+    root, dest = tmp_path / "s", tmp_path / "rescued"
+    _store(root)
+    (root / "provenance.sqlite3").unlink()
+    report = salvage(root, dest)  # before: FileNotFoundError from chmod of a log never copied
+    assert (report.records, report.provenance) == (15, 0)
+    with MemoryStore(path=dest) as rescued:
+        assert len(rescued) == 15 and rescued.stats()["provenance_entries"] == 0
+    assert (dest / "provenance.sqlite3").stat().st_mode & 0o777 == 0o600
