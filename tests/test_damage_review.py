@@ -15,6 +15,7 @@ import pytest
 
 import iai_mcp.store as store_module
 from iai_mcp.core import dispatch
+from iai_mcp.errors import StoreError
 from iai_mcp.store import META_FILE, MemoryStore
 from tests.test_damage import _damage_page_one, _log_lines, _store
 from tests.test_store import _make
@@ -115,3 +116,46 @@ def test_salvage_copies_the_records_of_a_store_whose_log_is_missing(tmp_path):
     with MemoryStore(path=dest) as rescued:
         assert len(rescued) == 15 and rescued.stats()["provenance_entries"] == 0
     assert (dest / "provenance.sqlite3").stat().st_mode & 0o777 == 0o600
+
+
+# ------------------------------------------------ a dry run changes nothing (4)
+
+
+def _full_disk(*args: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _snapshot(root: Path) -> dict[Path, tuple[bytes, int]]:
+    return {p.relative_to(root): (p.read_bytes(), p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+def test_repair_dry_run_leaves_every_file_of_an_opening_store_as_it_was(tmp_path, cli, monkeypatch):
+    """A store that opens, with more versions than the compaction threshold,
+    an expectation an older version never wrote, and a purge left pending:
+    a writable open compacts, rewrites meta.json and finishes the purge."""
+    import iai_mcp.store.purge as purging
+    from tests.test_damage import _flip_one_sealed_entry
+
+    records = [_make(text=f"memory {i}") for i in range(205)]
+    with MemoryStore(path=cli.store, compact_every=0) as store:
+        assert store.compact_every == 0
+        for record in records:
+            store.insert(record)
+        store.append_provenance_batch([(records[1].id, {"cue": "a cue"})])
+        with monkeypatch.context() as patched, pytest.raises(StoreError, match="could not finish"):
+            patched.setattr(purging, "carry_out", _full_disk)
+            store.purge([records[0].id])
+        assert store.stats()["versions"] > 200  # MemoryStore's default compaction threshold
+    meta = json.loads((cli.store / META_FILE).read_text())
+    del meta["records_table"]  # as a store from before the expectation was kept
+    (cli.store / META_FILE).write_text(json.dumps(meta))
+    _flip_one_sealed_entry(cli.store, records[1].id)
+    before = _snapshot(cli.store)
+
+    code, out, err = cli("doctor", "--repair", "--dry-run")
+    assert code == 0, err
+    assert "would rebuild the provenance log" in out
+    after = _snapshot(cli.store)
+    assert after.keys() == before.keys()  # before: compaction removed old versions' files
+    assert [p for p in before if after[p] != before[p]] == []  # before: meta.json rewritten
