@@ -159,3 +159,39 @@ def test_repair_dry_run_leaves_every_file_of_an_opening_store_as_it_was(tmp_path
     after = _snapshot(cli.store)
     assert after.keys() == before.keys()  # before: compaction removed old versions' files
     assert [p for p in before if after[p] != before[p]] == []  # before: meta.json rewritten
+
+
+# ------------------------------------------------ repair with a live daemon (3)
+
+
+@pytest.mark.slow
+def test_doctor_repair_salvages_a_store_its_running_daemon_serves(tmp_path, monkeypatch, capsys):
+    from iai_mcp.cli import main
+    from iai_mcp.daemon import lifecycle as daemon
+    from tests.test_damage import _flip_a_data_file_footer
+
+    root = tmp_path / "store"
+    monkeypatch.setenv("IAI_MCP_STORE", str(root))
+    monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
+    monkeypatch.delenv("IAI_MCP_LOCAL", raising=False)
+    _store(root)
+    _flip_a_data_file_footer(root)
+    try:
+        assert main(["doctor"]) == 1
+        assert "FAIL damaged: 5 record(s)" in capsys.readouterr().out
+        running = daemon.status(root)
+        assert running is not None
+
+        assert main(["doctor", "--repair", "--dry-run"]) == 0  # planned from the daemon's memory_verify
+        out = capsys.readouterr().out
+        assert "would salvage what can be read" in out and "5 record(s)" in out, out  # before: nothing to repair
+        assert daemon.status(root)["pid"] == running["pid"]  # a dry run leaves the daemon serving
+
+        assert main(["doctor", "--repair", "--yes"]) == 0
+        out = capsys.readouterr().out
+        assert "would salvage what can be read" in out, out  # the plan shown...
+        assert "salvaged the store into a fresh one: 10 record(s) copied" in out, out  # ...is the one that ran
+        assert list(tmp_path.glob("store.damaged-*"))
+        assert main(["doctor"]) == 0, capsys.readouterr().out
+    finally:
+        daemon.stop(root)
