@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -195,3 +196,61 @@ def test_doctor_repair_salvages_a_store_its_running_daemon_serves(tmp_path, monk
         assert main(["doctor"]) == 0, capsys.readouterr().out
     finally:
         daemon.stop(root)
+
+
+# ------------------------------------------- captures over a damaged log (6)
+
+
+def test_a_capture_over_an_unavailable_log_is_stored_and_reported(tmp_path, fake_embedder, capsys):
+    root = tmp_path / "s"
+    _store(root, fake_embedder)
+    _damage_page_one(root)
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        got = dispatch(store, "memory_capture", {"text": "stored although the log is damaged",
+                                                 "cue": "a cue"})  # before: CorruptData
+        assert got["status"] == "inserted"
+        assert store.get(got["record_id"]).literal_surface == "stored although the log is damaged"
+    (line,) = _log_lines(capsys.readouterr().err, "provenance_deferred")
+    assert line["action"] == "not recorded" and "cannot be opened" in line["error"]
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        assert len(store) == 16
+
+
+@pytest.mark.slow
+def test_a_queued_capture_over_an_unavailable_log_reaches_the_rebuilt_log(tmp_path, fake_embedder):
+    """With the queue running (the daemon), the capture's provenance is
+    journaled and lands in the log once ``doctor --repair`` has rebuilt it."""
+    from iai_mcp.core.repair import repair
+
+    root = tmp_path / "s"
+    batches = _store(root, fake_embedder)
+    _damage_page_one(root)
+    spill = tmp_path / "spill"
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        store.enable_provenance_queue(spill_dir=spill)
+        got = dispatch(store, "memory_capture", {"text": "captured while the log is damaged", "cue": "kept cue"})
+        assert got["status"] == "inserted"
+        assert dispatch(store, "memory_recall", {"cue": "memory 0-0"})["hits"]
+        assert dispatch(store, "memory_get", {"id": got["record_id"]})["provenance_damaged"] == 1
+    assert any("rebuilt the provenance log" in line for line in repair(root, apply=True, spill_dir=spill))
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        cues = [e["cue"] for e in store.provenance_of(UUID(got["record_id"]))]
+        assert cues[0] == "kept cue" and cues.count("kept cue") == 1  # (the recall may have hit it too)
+
+
+def test_memory_get_after_a_recall_does_not_wait_for_a_log_that_cannot_drain(tmp_path, fake_embedder,
+                                                                             monkeypatch):
+    import sys
+    import time
+
+    root = tmp_path / "s"
+    batches = _store(root, fake_embedder)
+    _damage_page_one(root)
+    monkeypatch.setattr(sys.modules["iai_mcp.core.dispatch"], "GET_FLUSH_TIMEOUT_S", 12.0)
+    with MemoryStore(path=root, embedder=fake_embedder) as store:
+        store.enable_provenance_queue(spill_dir=tmp_path / "spill")
+        assert dispatch(store, "memory_recall", {"cue": "memory 0-0"})["hits"]
+        started = time.monotonic()
+        shown = dispatch(store, "memory_get", {"id": str(batches[0][0].id)})
+        assert time.monotonic() - started < 6  # before: the whole 12 s flush timeout
+        assert shown["literal_surface"] == batches[0][0].literal_surface and shown["provenance_damaged"] == 1

@@ -276,8 +276,23 @@ class MemoryStore:
             self._slots.reserve(len(prepared))
             for offset, (row, vector) in enumerate(prepared):
                 self._slots.add(row, vector, seq0 + offset)
-            self._log.append(sealed_entries)
+            if self._log.unavailable is None:
+                self._log.append(sealed_entries)
+            elif pairs:  # a damaged log: the records stand, their provenance waits for the rebuild
+                self._provenance_deferred(pairs, self._log.unavailable)
             self._after_write()
+
+    def _provenance_deferred(self, pairs: list[ProvenancePair], problem: str) -> None:
+        """Provenance of committed records that the unavailable log cannot
+        take: failing the call would report a stored record as not stored.
+        With the queue running it takes them (journaled, retried, spilled: in
+        the log once ``doctor --repair`` has rebuilt it); without it, one log
+        line says what is missing."""
+        queue = self._provenance_queue
+        if queue is not None:
+            queue.enqueue(pairs)
+        log_event.warning("provenance_deferred", pairs=len(pairs), error=problem[:300],
+                          action="queued for retry" if queue is not None else "not recorded")
 
     def update(self, record_id: UUID, *, history: HistoryItem | None = None, **changes: Any) -> MemoryRow:
         """Change fields of a stored record (not its text or vector), and
@@ -537,7 +552,11 @@ class MemoryStore:
             return self._provenance_queue
 
     def flush_provenance(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for queued provenance to reach the log."""
+        """Wait up to ``timeout`` for queued provenance to reach the log; False
+        at once when the log is unavailable (nothing can reach it before
+        ``doctor --repair``: memory_get must not wait for it)."""
+        if self._log.unavailable is not None:
+            return False
         queue = self._provenance_queue
         return queue.flush(timeout) if queue is not None else True
 
