@@ -254,3 +254,44 @@ def test_memory_get_after_a_recall_does_not_wait_for_a_log_that_cannot_drain(tmp
         shown = dispatch(store, "memory_get", {"id": str(batches[0][0].id)})
         assert time.monotonic() - started < 6  # before: the whole 12 s flush timeout
         assert shown["literal_surface"] == batches[0][0].literal_surface and shown["provenance_damaged"] == 1
+
+
+# ---------------------------------- a pending purge over an unavailable log (8)
+
+
+def _held_in(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_a_pending_purge_over_an_unavailable_log_is_deferred_then_finished_by_repair(tmp_path, monkeypatch,
+                                                                                      capsys):
+    import iai_mcp.store.purge as purging
+    from iai_mcp.core.repair import repair
+    from iai_mcp.store.purge import INTENT_FILE
+
+    root = tmp_path / "s"
+    batches = _store(root)
+    gone = batches[1][3]
+    with MemoryStore(path=root) as store, monkeypatch.context() as patched:
+        patched.setattr(purging, "carry_out", _full_disk)
+        with pytest.raises(StoreError, match="could not finish"):
+            store.purge([gone.id])
+    _damage_page_one(root)
+    capsys.readouterr()
+
+    with MemoryStore(path=root) as store:  # opens: the purge is deferred, not failed
+        assert len(store) == 14 and store.row(gone.id) is None
+    assert _log_lines(capsys.readouterr().err, "purge_deferred")
+    # The part that can be done is done: no file of the records table holds the id any more.
+    assert _held_in(root / "records.lance", str(gone.id).encode()) == []  # before: still in a data file
+    assert (root / INTENT_FILE).exists()  # the log's part waits for the rebuild
+
+    done = repair(root, apply=True)  # rebuilds the log, then its open finishes the purge
+    assert any("rebuilt the provenance log" in line for line in done), done
+    assert not (root / INTENT_FILE).exists()
+    capsys.readouterr()
+    with MemoryStore(path=root) as store:
+        assert len(store) == 14 and store.stats()["provenance_log_problem"] is None
+    assert not _log_lines(capsys.readouterr().err, "purge_deferred")
+    # Only the damaged log repair keeps aside (never deleted, by design) still holds it.
+    assert [p.relative_to(root).parts[0] for p in _held_in(root, str(gone.id).encode())] == ["recovered"]
