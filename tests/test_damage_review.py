@@ -80,7 +80,8 @@ def test_a_full_disk_on_the_meta_write_leaves_an_update_and_a_compaction_done(tm
 
 def _garble_the_oldest_manifest(root: Path) -> None:
     """The newest version still serves; listing the history fails in LanceDB."""
-    sorted((root / "records.lance" / "_versions").glob("*.manifest"))[-1].write_bytes(b"garbage" * 10)
+    # v2 manifest names count down from 2**64: the largest name is the oldest version.
+    max((root / "records.lance" / "_versions").glob("*.manifest")).write_bytes(b"garbage" * 10)
 
 
 def test_an_unreadable_old_manifest_leaves_stats_answering(tmp_path):
@@ -223,7 +224,7 @@ def test_a_queued_capture_over_an_unavailable_log_reaches_the_rebuilt_log(tmp_pa
     from iai_mcp.core.repair import repair
 
     root = tmp_path / "s"
-    batches = _store(root, fake_embedder)
+    _store(root, fake_embedder)
     _damage_page_one(root)
     spill = tmp_path / "spill"
     with MemoryStore(path=root, embedder=fake_embedder) as store:
