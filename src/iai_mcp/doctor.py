@@ -75,7 +75,10 @@ def _store_checks(backend: Any) -> list[Check]:
     else:
         checks.append(Check("PASS", "journal", f"{journal['segments']} live segment(s) in {journal['dir']}"))
     versions = f"{stats['versions']} LanceDB versions, {stats['fragments']} fragments"
-    if stats["versions"] > VERSIONS_WARN:
+    if stats["versions"] is None:  # the damage check above says why, and what fixes it
+        checks.append(Check("WARN", "versions", f"the version history cannot be read; "
+                                                f"{stats['fragments']} fragments"))
+    elif stats["versions"] > VERSIONS_WARN:
         checks.append(Check("WARN", "versions", f"{versions}; run: iai-mcp compact"))
     else:
         checks.append(Check("PASS", "versions", versions))

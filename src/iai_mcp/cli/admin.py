@@ -61,7 +61,8 @@ def _show_stats(stats: dict[str, Any]) -> None:
     print(f"memories: {stats['records']}")
     print(f"provenance entries: {stats['provenance_entries']}")
     print(f"disk: {stats['disk_bytes']:,} bytes")
-    print(f"lancedb: {plural(stats['versions'], 'version')}, {plural(stats['fragments'], 'fragment')}")
+    versions = "unreadable version history" if stats["versions"] is None else plural(stats["versions"], "version")
+    print(f"lancedb: {versions}, {plural(stats['fragments'], 'fragment')}")
     print(f"embedder: {stats['embedder'] or 'none yet (first capture binds it)'}")
     print(f"key: {human('key', stats['key_source'])}")
     print(f"spill: {spill['pending']} pending, {spill['quarantined']} quarantined in {spill['dir']}")
@@ -112,11 +113,16 @@ def _repair(args: argparse.Namespace) -> int:
 
 
 def _repair_steps(args: argparse.Namespace) -> int:
-    from iai_mcp.core.repair import repair
+    from iai_mcp.core.repair import find_damage, repair
     from iai_mcp.daemon import lifecycle as daemon
 
     root = store_path(args)
-    planned = repair(root, apply=False, salvage_to=args.salvage)
+    if args.dry_run:  # the daemon keeps running: its own memory_verify says what is damaged
+        diagnosis = find_damage(root, salvage_to=args.salvage, verified=_daemon_verify(args, root))
+    else:  # stopped before planning: a store the daemon holds cannot be diagnosed here
+        daemon.stop(root)
+        diagnosis = find_damage(root, salvage_to=args.salvage)
+    planned = repair(root, apply=False, salvage_to=args.salvage, diagnosis=diagnosis)
     for line in planned:
         print(line)
     if args.dry_run or planned == ["nothing to repair"]:
@@ -129,10 +135,21 @@ def _repair_steps(args: argparse.Namespace) -> int:
         if input("Apply these repairs? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing changed")
             return 1
-    daemon.stop(root)
-    for line in repair(root, apply=True, salvage_to=args.salvage):
+    # What was shown is what runs (a daemon started meanwhile: repair says it skipped).
+    for line in repair(root, apply=True, salvage_to=args.salvage, diagnosis=diagnosis):
         print(line)
     return 0
+
+
+def _daemon_verify(args: argparse.Namespace, root: Any) -> dict[str, Any] | None:
+    """The running daemon's ``memory_verify``, or None when no daemon runs."""
+    from iai_mcp.daemon import lifecycle as daemon
+
+    if args.salvage is not None or daemon.status(root) is None:
+        return None
+    with connected(args) as backend:
+        result: dict[str, Any] = backend.call("memory_verify", {})
+    return result
 
 
 def cmd_daemon(args: argparse.Namespace) -> int:

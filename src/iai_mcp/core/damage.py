@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from iai_mcp.errors import StoreBehind, StoreError
 from iai_mcp.log import logger
@@ -46,9 +46,13 @@ class Diagnosis:
 
 
 def diagnose(root: Path) -> Diagnosis | None:
-    """What is damaged in the store at ``root`` (not open elsewhere), or None."""
+    """What is damaged in the store at ``root`` (not open elsewhere), or None.
+
+    The store is opened read-only: a writable open compacts a fragmented
+    table, rewrites meta.json and finishes a pending purge, and a plan
+    (``doctor --repair --dry-run``) must change nothing."""
     try:
-        store = MemoryStore(path=root)
+        store = MemoryStore(path=root, read_only=True)
     except StoreBehind as exc:
         return Diagnosis("behind", str(exc))
     except StoreError as exc:  # no key, wrong key, unreadable meta: salvage cannot help
@@ -59,6 +63,11 @@ def diagnose(root: Path) -> Diagnosis | None:
         found = store.verify()
     finally:
         store.close()
+    return diagnosis_of(found)
+
+
+def diagnosis_of(found: dict[str, Any]) -> Diagnosis | None:
+    """The damage ``MemoryStore.verify`` (``memory_verify``) found, or None."""
     records, provenance = found["records"], found["provenance"]
     if records["damaged"]:
         return Diagnosis("records", f"{records['damaged']} record(s) are in data files that cannot be read "

@@ -35,9 +35,10 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any, Literal
 
 from iai_mcp import config, fs
-from iai_mcp.core.damage import Diagnosis, diagnose, fix_damage
+from iai_mcp.core.damage import Diagnosis, diagnose, diagnosis_of, fix_damage
 from iai_mcp.errors import StoreError
 from iai_mcp.fs_modes import describe, loose_in_store_and_spill, make_owner_only
 from iai_mcp.provenance_queue import journal_state, spill_state
@@ -77,17 +78,39 @@ def _store_id(root: Path) -> str | None:
         return None
 
 
+def find_damage(
+    store_root: str | os.PathLike[str],
+    *,
+    salvage_to: str | os.PathLike[str] | None = None,
+    verified: dict[str, Any] | None = None,
+) -> Diagnosis | None:
+    """What ``repair`` would fix in the store at ``store_root``: a salvage into
+    ``salvage_to`` when asked; else the damage ``verified`` (a live owner's
+    ``memory_verify``) names; else, unless a live process has the store open
+    (then nothing here can look), what a read-only open finds."""
+    root = Path(store_root).expanduser()
+    if salvage_to is not None:
+        return Diagnosis("salvage", f"asked to salvage into {salvage_to}")
+    if verified is not None:
+        return diagnosis_of(verified)
+    if not (root / META_FILE).is_file() or in_use(root) is not None:
+        return None
+    return diagnose(root)
+
+
 def repair(
     store_root: str | os.PathLike[str],
     *,
     apply: bool,
     spill_dir: str | os.PathLike[str] | None = None,
     salvage_to: str | os.PathLike[str] | None = None,
+    diagnosis: Diagnosis | None | Literal["find"] = "find",
 ) -> list[str]:
     """Repair the store at ``store_root`` (with ``apply``) or say what repairing
     would do (without). ``salvage_to``: copy what can be read into a new store
-    there, whatever the damage, and leave this one as it is. Returns one line
-    per action."""
+    there, whatever the damage, and leave this one as it is. ``diagnosis``:
+    the damage to fix (``find_damage``), so the plan a user approved is the
+    plan that runs; by default it is found now. Returns one line per action."""
     root = Path(store_root).expanduser()
     spill = Path(spill_dir) if spill_dir is not None else config.overflow_dir()
     lines: list[str] = []
@@ -115,9 +138,8 @@ def repair(
     # A live owner (the daemon): its journal is being written, not left over,
     # and the store cannot be opened here to look for damage (doctor asks it).
     live = in_use(root) is not None
-    diagnosis = None if live else diagnose(root)
-    if salvage_to is not None:
-        diagnosis = Diagnosis("salvage", f"asked to salvage into {salvage_to}")
+    if isinstance(diagnosis, str):  # "find"
+        diagnosis = find_damage(root, salvage_to=salvage_to)
     if not apply:
         return lines + _plan(root, spill, store_id, diagnosis, salvage_to, live) or ["nothing to repair"]
     if live:

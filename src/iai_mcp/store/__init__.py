@@ -153,11 +153,8 @@ class MemoryStore:
         self.load_problems: list[str] = []
         self._slots = Slots.load(rows, self._opened(skip=set(pending.seqs) if pending else set()))
         stale = expected is None or version != expected["version"] or self._next_seq != expected.get("next_seq")
-        if stale and not self.read_only:
-            try:  # an older store, or a commit whose meta write was cut
-                self._record_expected(version, rows)
-            except OSError as exc:  # a read-only store is still read; the next commit records it
-                log_event.warning("expectation_not_recorded", error=str(exc))
+        if stale and not self.read_only:  # an older store, or a commit whose meta write was cut
+            self._record_expected(version, rows)
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
@@ -188,10 +185,22 @@ class MemoryStore:
 
     def _record_expected(self, version: int, rows: int) -> None:
         """After each commit: what the records table must hold from now on
-        (``meta.check_expected`` refuses a table that is behind it)."""
+        (``meta.check_expected`` refuses a table that is behind it).
+
+        Never raises: it runs after LanceDB has committed, so failing here (a
+        full disk: ENOSPC on meta.json) would report a write that happened as
+        failed, and the client's retry would store the record twice. The
+        expectation on disk is then older than the table, which
+        ``check_expected`` accepts (a newer version); the next commit, or the
+        next open, records it."""
         with self._lock:
             record_expected(self._meta, self._cipher, version, rows, self._next_seq)
-            write_json_atomic(self.root / META_FILE, self._meta)
+            try:
+                write_json_atomic(self.root / META_FILE, self._meta)
+            except Exception as exc:  # OSError from the disk, whatever else the write raises
+                log_event.warning("expectation_not_recorded", version=version, rows=rows,
+                                  error=f"{type(exc).__name__}: {exc}"[:300],
+                                  consequence="the commit stands; recorded at the next commit or open")
 
     @property
     def damaged(self) -> int:
@@ -267,8 +276,23 @@ class MemoryStore:
             self._slots.reserve(len(prepared))
             for offset, (row, vector) in enumerate(prepared):
                 self._slots.add(row, vector, seq0 + offset)
-            self._log.append(sealed_entries)
+            if self._log.unavailable is None:
+                self._log.append(sealed_entries)
+            elif pairs:  # a damaged log: the records stand, their provenance waits for the rebuild
+                self._provenance_deferred(pairs, self._log.unavailable)
             self._after_write()
+
+    def _provenance_deferred(self, pairs: list[ProvenancePair], problem: str) -> None:
+        """Provenance of committed records that the unavailable log cannot
+        take: failing the call would report a stored record as not stored.
+        With the queue running it takes them (journaled, retried, spilled: in
+        the log once ``doctor --repair`` has rebuilt it); without it, one log
+        line says what is missing."""
+        queue = self._provenance_queue
+        if queue is not None:
+            queue.enqueue(pairs)
+        log_event.warning("provenance_deferred", pairs=len(pairs), error=problem[:300],
+                          action="queued for retry" if queue is not None else "not recorded")
 
     def update(self, record_id: UUID, *, history: HistoryItem | None = None, **changes: Any) -> MemoryRow:
         """Change fields of a stored record (not its text or vector), and
@@ -528,7 +552,11 @@ class MemoryStore:
             return self._provenance_queue
 
     def flush_provenance(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for queued provenance to reach the log."""
+        """Wait up to ``timeout`` for queued provenance to reach the log; False
+        at once when the log is unavailable (nothing can reach it before
+        ``doctor --repair``: memory_get must not wait for it)."""
+        if self._log.unavailable is not None:
+            return False
         queue = self._provenance_queue
         return queue.flush(timeout) if queue is not None else True
 
@@ -563,7 +591,9 @@ class MemoryStore:
             "store_id": self.store_id,
             "records": len(self) - int(np.count_nonzero(self.states() == PURGED)),
             "provenance_entries": self._log.count(),
-            "versions": self._records.version_count(),
+            # None when an old manifest cannot be read: stats still answers, and
+            # verify (doctor) names the problem.
+            "versions": self._records.readable_version_count(),
             "fragments": self._records.fragment_count(),
             "embedder": self.embedder_name,
             "key_source": self.key_source,

@@ -85,7 +85,7 @@ class ProvenanceLog:
         #: ``doctor --repair`` rebuilds the log from what can be read.
         self.unavailable: str | None = None
         if read_only:
-            self._conn = _connect_read_only(self.path)
+            self._open_read_only()
             return
         # One connection shared by the caller thread and the queue worker;
         # the lock serialises them (SQLite has one writer anyway).
@@ -101,6 +101,21 @@ class ProvenanceLog:
             self.unavailable = f"{self.path} cannot be opened ({exc})"
             _log.warning("provenance_log_unavailable", error=str(exc),
                          consequence="records are served without provenance; run iai-mcp doctor --repair")
+
+    def _open_read_only(self) -> None:
+        """The log read as it is (``_connect_read_only``). No log yet reads as
+        an empty one, as the first writable open would create it; a log whose
+        schema cannot be read is ``unavailable``, as a writable open finds it
+        (``doctor --repair --dry-run`` diagnoses through a read-only open)."""
+        if not self.path.exists():
+            self._conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._conn.executescript(_SCHEMA)
+            return
+        self._conn = _connect_read_only(self.path)
+        try:
+            self._conn.execute("SELECT COUNT(*) FROM entries").fetchone()
+        except sqlite3.DatabaseError as exc:
+            self.unavailable = f"{self.path} cannot be opened ({exc})"
 
     def _usable(self) -> bool:
         return self.unavailable is None

@@ -70,6 +70,9 @@ class PurgeTarget(Protocol):
 
 
 class ProvenanceTarget(PurgeTarget, Protocol):
+    #: Why the log cannot be opened (damaged), or None.
+    unavailable: str | None
+
     def refuse(self, record_ids: Collection[str]) -> None: ...
 
 
@@ -163,6 +166,8 @@ class Purger:
             relinks = relinked(self._rows(), frozenset(intent.record_ids), utcnow())
             if relinks:
                 self._commit(relinks)
+            if self._log.unavailable is not None:
+                return self._defer(intent)
             carry_out(self._root, intent, self._records, self._log)
         except Exception as exc:  # never lost: the intent is still there
             _log.error("purge_unfinished", records=len(intent.record_ids), error=f"{type(exc).__name__}: {exc}",
@@ -170,6 +175,17 @@ class Purger:
             return intent
         _log("purge_finished", records=len(intent.record_ids), relinked=len(relinks))
         return None
+
+    def _defer(self, intent: Intent) -> Intent:
+        """A damaged log (``unavailable``) cannot delete the entries: the rows
+        go from the records table now, and the intent stays until the log is
+        rebuilt (``doctor --repair`` rebuilds it first, then its open finishes
+        the purge). Never a failed open: one log line, the intent returned."""
+        self._records.purge(intent.seqs)
+        _log.warning("purge_deferred", records=len(intent.record_ids), reason=str(self._log.unavailable)[:300],
+                     consequence="removed from the records table; their provenance is removed once "
+                                 "iai-mcp doctor --repair has rebuilt the log")
+        return intent
 
 
 def relinked(rows: Sequence[MemoryRow], gone: frozenset[str], now: datetime) -> dict[int, MemoryRow]:

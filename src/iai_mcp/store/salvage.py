@@ -79,9 +79,10 @@ def salvage(root: Path, dest: Path) -> Salvaged:
             elif entry.is_file():
                 shutil.copy2(entry, dest / entry.name)  # the key file keeps its 0600
         copied, damaged = _copy_records(root, dest)
-        entries, log_damage = copy_readable(root / LOG_FILE, dest / LOG_FILE) if (root / LOG_FILE).exists() \
-            else (0, Damage())
-        os.chmod(dest / LOG_FILE, 0o600)
+        entries, log_damage = 0, Damage()
+        if (root / LOG_FILE).exists():  # none: the new store starts an empty log at its first open
+            entries, log_damage = copy_readable(root / LOG_FILE, dest / LOG_FILE)
+            os.chmod(dest / LOG_FILE, 0o600)
         return Salvaged(copied, damaged, int(expected["rows"]) if isinstance(expected, dict) else None,
                         entries, log_damage.rows)
     finally:
