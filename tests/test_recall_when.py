@@ -104,3 +104,26 @@ def test_the_floor_still_returns_nothing_when_no_memory_clears_it(store):
     out = dispatch(store, "memory_recall", {"cue": "When does the Berlin flat lease end?", "k": 3,
                                             "min_score": 0.9})
     assert out["hits"] == [] and out["note"]
+
+
+@pytest.mark.slow
+def test_last_week_with_the_real_model_and_default_floor(tmp_path):
+    """Integration: MiniLM and its default floor. Two notes about the same
+    kind of thing, the older one closer in words; "last week" picks the one
+    said last week."""
+    from iai_mcp.store import MemoryStore
+
+    store = MemoryStore(path=tmp_path / "real")
+    try:
+        older = _capture(store, "I went climbing with Sam at the gym.", NOW - timedelta(days=45))
+        recent = _capture(store, "I went to the climbing gym with Priya after work.", NOW - timedelta(days=3))
+        for n, text in enumerate(OTHER):
+            _capture(store, text, NOW - timedelta(days=10 + n))
+        out = dispatch(store, "memory_recall", {"cue": "Who did I go climbing with last week?", "k": 3,
+                                                "now": NOW.isoformat()})
+        assert _ids(out)[:2] == [recent, older]
+        plain = dispatch(store, "memory_recall", {"cue": "Who did I go climbing with?", "k": 3,
+                                                  "now": NOW.isoformat()})
+        assert _ids(plain)[:2] == [older, recent]
+    finally:
+        store.close()
