@@ -117,7 +117,7 @@ class _RecallIndex:
         self._project_codes: dict[str | None, int] = {None: -1}
         self._project = np.zeros(0, dtype=np.int32)
         self._role = np.zeros(0, dtype=np.int8)
-        self._said = np.zeros(0, dtype=np.float64)  # when each row was said, POSIX seconds
+        self._said = np.zeros(0, dtype=np.float32)  # when each row was said, POSIX seconds
 
     def _code(self, session_id: str | None) -> int:
         if session_id is None:
@@ -140,7 +140,7 @@ class _RecallIndex:
                 codes = np.empty(len(rows) - start, dtype=np.int64)
                 projects = np.empty(len(rows) - start, dtype=np.int32)
                 roles = np.empty(len(rows) - start, dtype=np.int8)
-                said = np.empty(len(rows) - start, dtype=np.float64)
+                said = np.empty(len(rows) - start, dtype=np.float32)
                 for offset, doc in enumerate(range(start, len(rows))):
                     self.keywords.add(doc, rows[doc].literal_surface)
                     codes[offset] = self._code(rows[doc].session_id)
