@@ -93,9 +93,13 @@ def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Questi
         for i, row in enumerate(rows):
             keyword.add(i, row.literal_surface)
 
+        # LoCoMo dates no question: they are asked after the last session
+        # (memory_recall's ``now``), so "last year" is read against it.
+        asked = max(turn.said_at for turn in conv.turns).isoformat()
+
         def recall(cue: str, **extra: Any) -> list[dict[str, Any]]:
             return dispatch(store, "memory_recall", {"cue": cue, "k": K, "budget_tokens": MAX_BUDGET_TOKENS,
-                                                     **extra})["hits"]
+                                                     "now": asked, **extra})["hits"]
 
         def cosines(cue: str) -> np.ndarray:
             return (matrix @ embedder.embed([cue])[0]) / np.maximum(norms, 1e-12)

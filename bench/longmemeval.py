@@ -4,7 +4,8 @@ Protocol (shared/data/longmemeval/README.md, the shape of ``bench.locomo``):
 one fresh store per question; every non-empty turn of its haystack captured
 through ``dispatch("memory_capture")``, verbatim, with its role, its session
 id as ``session_id`` and its session's date as ``ts``; the question is the
-cue, recalled with ``k=10`` and a budget that never cuts.
+cue, asked at its ``question_date`` (memory_recall's ``now``), recalled
+with ``k=10`` and a budget that never cuts.
 
 Systems ranking the same records in the same run:
 
@@ -76,6 +77,8 @@ class Question:
     answer_sessions: frozenset[str]
     haystack_sessions: frozenset[str]
     turns: list[Turn]
+    #: The question's date (``question_date``): "last week" in it is resolved against this.
+    asked_at: datetime | None = None
 
     @property
     def evidence(self) -> set[TurnId]:
@@ -101,7 +104,8 @@ def load_question(path: Path) -> Question:
         for i, t in enumerate(session) if t["content"].strip()
     ]
     return Question(data["question_id"], data["question_type"], data["question"],
-                    frozenset(data["answer_session_ids"]), frozenset(data["haystack_session_ids"]), turns)
+                    frozenset(data["answer_session_ids"]), frozenset(data["haystack_session_ids"]), turns,
+                    parse_date(data["question_date"]) if data.get("question_date") else None)
 
 
 def load_questions(data_dir: Path) -> list[Question]:
@@ -147,10 +151,13 @@ def evaluate(q: Question, negative: Question | None, embedder: Any, scratch: Pat
         for i, row in enumerate(rows):
             keyword.add(i, row.literal_surface)
 
+        # Asked on the question's date: "last week" in it is read against that.
+        asked = {"now": q.asked_at.isoformat()} if q.asked_at else {}
+
         def recall(cue: str, **extra: Any) -> tuple[list[dict[str, Any]], np.ndarray, float]:
             start = clock_ms()
             hits = dispatch(store, "memory_recall", {"cue": cue, "k": K, "budget_tokens": MAX_BUDGET_TOKENS,
-                                                     **extra})["hits"]
+                                                     **asked, **extra})["hits"]
             took = clock_ms() - start
             vec = embedder.embed([cue])[0]
             return hits, (matrix @ vec) / np.maximum(norms, 1e-12), took

@@ -25,7 +25,9 @@ def load(results: Path) -> dict[str, dict[str, Any]]:
     paths = {p.stem: p for p in sorted(results.glob("*.json"))}
     for name in [*ORDER, *sorted(set(paths) - set(ORDER))]:
         if name in paths:
-            found[name] = json.loads(paths[name].read_text())
+            data = json.loads(paths[name].read_text())
+            if "machine" in data:  # a benchmark run (bench.common.Run), not an analysis such as tune_recall
+                found[name] = data
     return found
 
 

@@ -12,9 +12,15 @@ in three (by position). For each knob, one at a time with the others at
 their defaults, each fold in turn is held out: the value with the best mean
 turn R@10 over the other five folds is chosen and scored on the held-out
 fold. Reported per dataset: the held-out turn R@10 of the chosen values
-against the defaults', and the values each fold chose.
+against the defaults', and the values each fold chose. Knobs are chosen by
+turn R@10 on the training folds, except those meant for another figure
+(``SELECT_BY``: session evidence by session R@5). Questions are asked at
+their date (LongMemEval's ``question_date``; LoCoMo's, undated, after the
+last session), so the time prior reads "last week" as ``bench.longmemeval``
+and ``bench.locomo`` do. ``--min-score`` measures the knobs under the
+relevance floor (with its keyword rescue, the knob ``rescue``).
 
-    python -m bench.tune_recall --locomo DIR --longmemeval DIR
+    python -m bench.tune_recall --locomo DIR --longmemeval DIR [--min-score 0.2] [--knobs when,rescue]
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ import numpy as np
 
 from bench.common import DEFAULT_CACHE_DIR, RESULTS_DIR, print_table
 from bench.recall_eval import CachedEmbedder, K
+from iai_mcp.retrieval.fusion import FLOOR_RESCUE
 
 FOLDS_PER_LME = 3
 ROLE_CODES = {"user": 1, "assistant": 2}
@@ -46,27 +53,31 @@ class Store:
     session_of: Callable[[Any], Any]
     questions: list[tuple[str, set[Any], set[Any]]]  # (cue, evidence turns, evidence sessions)
     roles: np.ndarray | None = None  # per record: 1 user, 2 assistant, 0 unknown
+    times: np.ndarray | None = None  # per record: when it was said, POSIX seconds
+    asked: Any = None                # when the questions are asked (datetime)
     vectors: np.ndarray | None = None
     cues: np.ndarray | None = None
 
 
-def _store(dataset: str, fold: int, turns: list[tuple[Any, str, Any]], questions, session_of,
-           roles: dict[Any, str] | None = None) -> Store:
+def _store(dataset: str, fold: int, turns: list[tuple[Any, str, Any, Any]], questions, session_of,
+           roles: dict[Any, str] | None = None, asked: Any = None) -> Store:
     index: dict[str, int] = {}
     texts: list[str] = []
     sessions: list[Any] = []
     owners: list[list[Any]] = []
-    for turn_id, text, session in turns:
+    times: list[float] = []
+    for turn_id, text, session, said_at in turns:
         i = index.setdefault(text, len(texts))
         if i == len(texts):
             texts.append(text)
             sessions.append(session)
             owners.append([])
+            times.append(said_at.timestamp())
         owners[i].append(turn_id)
     codes = {s: c for c, s in enumerate(dict.fromkeys(sessions))}
     row_roles = np.array([ROLE_CODES.get((roles or {}).get(o[0]), 0) for o in owners])
     return Store(dataset, fold, texts, np.array([codes[s] for s in sessions]), owners, session_of, questions,
-                 roles=row_roles)
+                 roles=row_roles, times=np.array(times), asked=asked)
 
 
 def load(locomo_dir: Path, lme_dir: Path) -> list[Store]:
@@ -74,15 +85,17 @@ def load(locomo_dir: Path, lme_dir: Path) -> list[Store]:
     from bench.longmemeval import load_questions
 
     stores = [
-        _store("locomo", i, [(t.dia_id, t.text, t.session) for t in conv.turns],
-               [(q.question, set(q.evidence), set(q.sessions)) for q in conv.questions], session_of)
+        # LoCoMo gives no question dates: the questions are asked after the last session.
+        _store("locomo", i, [(t.dia_id, t.text, t.session, t.said_at) for t in conv.turns],
+               [(q.question, set(q.evidence), set(q.sessions)) for q in conv.questions], session_of,
+               asked=max(t.said_at for t in conv.turns))
         for i, conv in enumerate(load_conversations(locomo_dir))
     ]
     questions = [q for q in load_questions(lme_dir) if not q.abstention]
     stores += [
-        _store("longmemeval", 3 + n % FOLDS_PER_LME, [(t.id, t.text, t.id[0]) for t in q.turns],
+        _store("longmemeval", 3 + n % FOLDS_PER_LME, [(t.id, t.text, t.id[0], t.said_at) for t in q.turns],
                [(q.question, q.evidence, set(q.answer_sessions))], lambda t: t[0],
-               {t.id: t.role for t in q.turns})
+               {t.id: t.role for t in q.turns}, asked=q.asked_at)
         for n, q in enumerate(questions)
     ]
     return stores
@@ -100,6 +113,8 @@ class Knobs:
 
     weights: Any
     #: Share of its session's mean positive fused score a row inherits (two-stage: session, then turn).
+    session_mean: float = 0.0
+    #: Share of its session's evidence (``session_evidence``) a candidate row inherits.
     session: float = 0.0
     stemmer: str = "porter"
     #: Pseudo-relevance feedback: weight of a second BM25 pass with the rarest
@@ -107,6 +122,12 @@ class Knobs:
     prf: float = 0.0
     prf_docs: int = 3
     prf_terms: int = 8
+    #: The floor's rescue (``retrieval.fusion.floor_mask``): with the store
+    #: above the floor, rows below it still pass with keyword support
+    #: (normalised BM25) at least this (None: a plain per-hit floor).
+    rescue: float | None = FLOOR_RESCUE
+    #: The relevance floor the ranking is measured with (None: none).
+    floor: float | None = None
 
 
 def _index(texts: list[str], stemmer: str):
@@ -138,6 +159,34 @@ def session_mean(scores: np.ndarray, grouped: np.ndarray) -> np.ndarray:
     return np.repeat(sums / counts, counts)
 
 
+#: Session evidence (knob "session"): candidates summed over, turns per session summed.
+SESSION_HEAD = 200
+SESSION_TOP = 3
+
+
+def session_evidence(scores: np.ndarray, session: np.ndarray, head: int = SESSION_HEAD,
+                     top: int = SESSION_TOP) -> np.ndarray:
+    """Per row, the sum of the ``top`` best positive scores of its session
+    among the ``head`` best rows (0 for rows outside them): a session holding
+    several good hits is likelier the one asked about than one lucky turn.
+    Candidates only, so it would cost the same at 100k rows as at 1k."""
+    from iai_mcp.retrieval import top_k
+
+    bonus = np.zeros(len(scores), dtype=np.float32)
+    cand = top_k(scores, head)  # best first
+    if cand.size == 0:
+        return bonus
+    value = np.maximum(scores[cand], 0).astype(np.float32)
+    _, group = np.unique(session[cand], return_inverse=True)
+    order = np.argsort(group, kind="stable")  # by session, best first within each
+    grouped = group[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    place = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    sums = np.bincount(grouped, weights=np.where(place < top, value[order], 0), minlength=grouped.max() + 1)
+    bonus[cand] = sums[group]
+    return bonus
+
+
 def expansion(index: Any, texts: list[str], cue: str, n_terms: int) -> str:
     """The ``n_terms`` terms of ``texts`` with the best tf x idf that the cue lacks."""
     from iai_mcp.retrieval.text import tokenize
@@ -157,7 +206,9 @@ def expansion(index: Any, texts: list[str], cue: str, n_terms: int) -> str:
 
 def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs, floor: float | None = None) -> np.ndarray:
     from iai_mcp.retrieval import fuse, top_k
+    from iai_mcp.retrieval.fusion import floor_mask
     from iai_mcp.retrieval.person import cue_role
+    from iai_mcp.retrieval.when import time_window, window_match
 
     dense = store.vectors @ cue_vec
     keyword = index.scores(cue)
@@ -166,20 +217,27 @@ def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs, 
     grouped = store.session[order]
     want = cue_role(cue)
     role = None if want is None else (store.roles == ROLE_CODES[want])[order]
-    fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role, weights=knobs.weights)
+    window = time_window(cue, store.asked) if store.asked is not None and knobs.weights.when else None
+    when = None if window is None else window_match(store.times, window)[order]
+    fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role, when=when,
+                 weights=knobs.weights)
     if knobs.prf:
         first = order[top_k(fused, knobs.prf_docs)]
         extra = expansion(index, [store.texts[i] for i in first], cue, knobs.prf_terms)
         if extra:
             keyword = keyword + knobs.prf * index.scores(extra)
-            fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role,
+            fused = fuse(dense[order], keyword[order], grouped, label=label[order], role=role, when=when,
                          weights=knobs.weights)
+    if knobs.session_mean:
+        fused = fused + knobs.session_mean * session_mean(fused, grouped)
     if knobs.session:
-        fused = fused + knobs.session * session_mean(fused, grouped)
+        fused = fused + knobs.session * session_evidence(fused, grouped)
     out = np.empty_like(fused)
     out[order] = fused
+    floor = knobs.floor if floor is None else floor
     if floor is not None:  # per hit: rows below the floor never rank
-        out = np.where(dense >= floor, out, -np.inf).astype(np.float32)
+        passes = floor_mask(dense, keyword, floor, rescue=knobs.rescue)
+        out = np.where(passes, out, -np.inf).astype(np.float32)
         return top_k(out, K)[: int(np.count_nonzero(np.isfinite(out)))]
     return top_k(out, K)
 
@@ -272,24 +330,35 @@ def knob_grid() -> dict[str, list[Callable[[Knobs], Knobs]]]:
         "neighbour": [(v, w(neighbour=v)) for v in (0.0, 0.25, 0.5, 0.75)],
         "window_weight": [(v, w(window_weight=v)) for v in (0.0, 0.1, 0.2, 0.4)],
         "label": [(v, w(label=v)) for v in (0.0, 0.3, 0.6)],
-        "session": [(v, lambda k, v=v: replace(k, session=v)) for v in (0.0, 0.2, 0.4, 0.8)],
+        "session_mean": [(v, lambda k, v=v: replace(k, session_mean=v)) for v in (0.0, 0.2, 0.4, 0.8)],
+        "session": [(v, lambda k, v=v: replace(k, session=v)) for v in (0.0, 0.05, 0.1, 0.2, 0.4)],
+        "when": [(v, w(when=v)) for v in (0.0, 0.2, 0.4, 0.8, 1.2, 1.6)],
         "stemmer": [(v, lambda k, v=v: replace(k, stemmer=v)) for v in ("porter", "snowball")],
         "prf": [(v, lambda k, v=v: replace(k, prf=v)) for v in (0.0, 0.15, 0.3, 0.5)],
         "role": [(v, w(role=v)) for v in (0.0, 0.2, 0.3, 0.5, 0.8, 1.2)],
+        "rescue": [(v, lambda k, v=v: replace(k, rescue=v)) for v in (None, 0.3, 0.5, 0.7, 0.9)],
     }
+
+
+#: The metric a knob is chosen by on the training folds, when not turn R@10:
+#: session evidence is meant for session-level recall.
+SELECT_BY = {"session": "session_r@5"}
 
 
 DATASETS = {"locomo": (0, 1, 2), "longmemeval": (3, 4, 5)}
 
 
-def leave_one_out(stores: list[Store], indexes: dict, base: Knobs) -> dict[str, Any]:
+def leave_one_out(stores: list[Store], indexes: dict, base: Knobs, knobs: list[str] | None = None) -> dict[str, Any]:
     default = evaluate(stores, base, indexes)
     report: dict[str, Any] = {"default": default}
     for name, values in knob_grid().items():
+        if knobs and name not in knobs:
+            continue
         results = {value: evaluate(stores, make(base), indexes) for value, make in values}
         chosen, held = {}, {}
         for fold in default:
-            train = {v: np.mean([r[f]["turn_r@10"] for f in r if f != fold]) for v, r in results.items()}
+            metric = SELECT_BY.get(name, "turn_r@10")
+            train = {v: np.mean([r[f][metric] for f in r if f != fold]) for v, r in results.items()}
             best = max(train, key=lambda v: (train[v], -abs(list(train).index(v))))
             chosen[fold] = best
             held[fold] = results[best][fold]
@@ -320,6 +389,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--floors", action="store_true",
                         help="instead of the knobs: the relevance floor, per hit and per query, on negatives")
+    parser.add_argument("--min-score", type=float, default=None,
+                        help="measure the knobs with this relevance floor (writes tune_recall_min_score.json)")
+    parser.add_argument("--knobs", default=None, help="comma-separated knobs to measure (default: all)")
     args = parser.parse_args(argv)
     stores = load(args.locomo, args.longmemeval)
     embedder = CachedEmbedder(MiniLMEmbedder(), args.cache_dir)
@@ -336,19 +408,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         ["min_score", "per-hit R@10", "per-query R@10", "negatives rejected"],
                         [[f["min_score"], f["per_hit_turn_r@10"], f["per_query_turn_r@10"], f["negatives_rejected"]]
                          for f in r["floors"]])
+        args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / "tune_recall_floor.json"
         path.write_text(json.dumps(report, indent=2) + "\n")
         print(f"wrote {path}")
         return report
-    report = leave_one_out(stores, indexes, Knobs(DEFAULT_WEIGHTS))
+    wanted = args.knobs.split(",") if args.knobs else None
+    report = leave_one_out(stores, indexes, Knobs(DEFAULT_WEIGHTS, floor=args.min_score), wanted)
+    report["min_score"] = args.min_score
     rows = [["defaults", *(report["default_by_dataset"][ds]["turn_r@10"] for ds in DATASETS), "-"]]
     for name in knob_grid():
+        if name not in report:
+            continue
         rows.append([name, *(report[name]["held_out"][ds]["turn_r@10"] for ds in DATASETS),
                      ", ".join(str(v) for v in report[name]["chosen_per_fold"].values())])
     print_table("Held-out turn R@10 (leave one fold out, one knob at a time)",
                 ["knob", "LoCoMo", "LongMemEval", "chosen per fold (L0 L1 L2 M0 M1 M2)"], rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "tune_recall.json"
+    path = args.out / ("tune_recall.json" if args.min_score is None else "tune_recall_min_score.json")
     path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     print(f"wrote {path}")
     return report

@@ -68,7 +68,7 @@ def test_min_score_off_returns_weak_matches_and_bad_values_are_refused(store):
 
 @pytest.mark.slow
 def test_the_default_floor_of_the_real_model_rejects_an_unrelated_cue(tmp_path):
-    """Integration: MiniLM's calibrated floor (0.15) with no min_score given:
+    """Integration: MiniLM's calibrated floor (0.2) with no min_score given:
     a billing question against deploy notes returns nothing, a deploy
     question still finds its note."""
     store = MemoryStore(path=tmp_path / "real")

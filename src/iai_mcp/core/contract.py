@@ -171,14 +171,20 @@ class RecallParams(Params):
     ))
     min_score: float | None = Field(None, ge=-1.0, le=1.0, description=(
         "Relevance floor: the least semantic similarity (cosine of cue and memory, -1..1, "
-        "shown in each hit's reason) a hit must have. Default: the floor calibrated for the "
-        "store's embedding model (0.15 for the default MiniLM), from questions whose answer is "
+        "shown in each hit's reason) a hit must have, unless some memory clears it and the "
+        "cue's words match this one strongly. Default: the floor calibrated for the "
+        "store's embedding model (0.2 for the default MiniLM), from questions whose answer is "
         "stored against questions whose answer is not. When nothing clears it, there are no "
         "hits and `note` says so; -1 turns the floor off."
     ))
     project: OptionalText = Field(None, max_length=MAX_ID_CHARS, description=(
         "The current project (git root or directory): its memories rank a little higher. "
         "A preference, not a filter: memories of other projects still come back."
+    ))
+    now: Time = Field(None, max_length=MAX_TIME_CHARS, description=(
+        "When the cue is asked (ISO-8601); default: the current time. A time the cue names "
+        "('last week', 'in May', '3 days ago', 'on 7 July, 2023') is read against it, and "
+        "memories said then rank higher (a preference, not a filter: since/until filter)."
     ))
 
     _window = model_validator(mode="after")(ordered_window)

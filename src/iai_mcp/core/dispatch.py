@@ -67,6 +67,7 @@ def _memory_recall(store: MemoryStore, args: RecallParams, request_key: str | No
         include_superseded=args.include_superseded,
         min_score=args.min_score,
         prefer_project=args.project,
+        now=parse_time(args.now),
     )
     session_id = redact_label(args.session_id)  # stored in provenance: redacted like the cue
     embedder = None if query.cue_embedding is not None else embedder_for(store)

@@ -29,9 +29,11 @@ from iai_mcp.core.excerpt import Excerpt, excerpt
 from iai_mcp.core.filters import RowFilter, filter_of
 from iai_mcp.embed import Embedder, relevance_floor
 from iai_mcp.retrieval import KeywordIndex, fuse, top_k
+from iai_mcp.retrieval.fusion import floor_mask
 from iai_mcp.retrieval.person import cue_role
+from iai_mcp.retrieval.when import TimeWindow, time_window, window_match
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
-from iai_mcp.types import MemoryRow
+from iai_mcp.types import MemoryRow, utcnow
 
 _HIDDEN = STATE_CODES["hidden"]
 #: Row roles as small codes for ``_RecallIndex.role_match`` (0: none or other).
@@ -65,6 +67,8 @@ class RecallQuery:
     min_score: float | None = None
     #: The caller's project: its memories get ``PROJECT_PRIOR`` (a preference, not a filter).
     prefer_project: str | None = None
+    #: When the cue is asked: "last week" in it is read against this (None: the clock).
+    now: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class _RecallIndex:
         self._project_codes: dict[str | None, int] = {None: -1}
         self._project = np.zeros(0, dtype=np.int32)
         self._role = np.zeros(0, dtype=np.int8)
+        self._said = np.zeros(0, dtype=np.float32)  # when each row was said, POSIX seconds
 
     def _code(self, session_id: str | None) -> int:
         if session_id is None:
@@ -135,14 +140,17 @@ class _RecallIndex:
                 codes = np.empty(len(rows) - start, dtype=np.int64)
                 projects = np.empty(len(rows) - start, dtype=np.int32)
                 roles = np.empty(len(rows) - start, dtype=np.int8)
+                said = np.empty(len(rows) - start, dtype=np.float32)
                 for offset, doc in enumerate(range(start, len(rows))):
                     self.keywords.add(doc, rows[doc].literal_surface)
                     codes[offset] = self._code(rows[doc].session_id)
                     projects[offset] = self._project_codes.setdefault(rows[doc].project, len(self._project_codes))
                     roles[offset] = _ROLE_CODES.get(rows[doc].role, 0)
+                    said[offset] = (rows[doc].event_time or rows[doc].created_at).timestamp()
                 self._session = np.concatenate([self._session, codes])
                 self._project = np.concatenate([self._project, projects])
                 self._role = np.concatenate([self._role, roles])
+                self._said = np.concatenate([self._said, said])
                 self._order = None
             if states is not None:
                 self._follow(states)
@@ -159,6 +167,15 @@ class _RecallIndex:
             return None
         with self.lock:
             return self._role[:n] == _ROLE_CODES[role]
+
+    def when_match(self, window: TimeWindow | None, n: int) -> np.ndarray | None:
+        """How well each of the first ``n`` rows' time fits ``window`` (0..1,
+        ``when.window_match``); None without a window."""
+        if window is None:
+            return None
+        with self.lock:
+            said = self._said[:n]
+        return window_match(said, window)
 
     def in_project(self, project: str, n: int) -> np.ndarray | None:
         """True for the first ``n`` rows said in ``project`` (as of the last
@@ -196,23 +213,27 @@ def keyword_index(store: MemoryStore) -> KeywordIndex:
 
 
 def fused_scores(
-    store: MemoryStore, dense: np.ndarray, cue: str, n: int, alive: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(fused, keyword)`` scores of the first ``n`` rows for ``cue``; rows
-    not ``alive`` score ``-inf`` and lend nothing."""
+    store: MemoryStore, dense: np.ndarray, cue: str, n: int, alive: np.ndarray | None = None,
+    window: TimeWindow | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(fused, keyword, time match)`` scores of the first ``n`` rows for
+    ``cue``; rows not ``alive`` score ``-inf`` and lend nothing; rows said
+    in or near ``window`` (the cue's time, ``when.time_window``) rank higher."""
     index = _recall_index(store)
     keywords, session, order, grouped_session = index.sync(store.rows(), store.states())
     keyword = keywords.scores(cue)[:n]
     label = keywords.label_match(cue)[:n]
     role = index.role_match(cue, n)
+    when = index.when_match(window, n)
     if len(order) != n:  # rows arrived between the two reads: group the first n only
         order = np.argsort(session[:n], kind="stable")
         grouped_session = session[:n][order]
     grouped = fuse(dense[order], keyword[order], grouped_session, label=label[order],
-                   role=None if role is None else role[order], alive=None if alive is None else alive[order])
+                   role=None if role is None else role[order], when=None if when is None else when[order],
+                   alive=None if alive is None else alive[order])
     fused = np.empty_like(grouped)
     fused[order] = grouped
-    return fused, keyword
+    return fused, keyword, when
 
 
 def _cue_vector(query: RecallQuery, embedder: Embedder | None) -> np.ndarray:
@@ -280,7 +301,8 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
     The floor (``query.min_score``) is on the cosine, not the fused score:
     the fused score is normalised to each query's best row, so the top hit
     scores about the same whether it answers the cue or not. The cosine of
-    MiniLM vectors is absolute. Calibration (``bench.locomo``,
+    MiniLM vectors is absolute. Once some row clears it, rows with strong
+    keyword support pass too (``retrieval.fusion.floor_mask``). Calibration (``bench.locomo``,
     ``bench.longmemeval``: questions against their own store and against
     another conversation's or question's store) is in ``MiniLMEmbedder.relevance_floor``.
     A hit below the floor is skipped, not the whole recall: gating the query
@@ -298,13 +320,14 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
     np.divide(dense, norms[:n], out=dense)  # the store keeps norms clamped above 0
     dead = (states == _HIDDEN) | (states == PURGED)
     n_dead = int(np.count_nonzero(dead))
-    fused, keyword = fused_scores(store, dense, query.cue, n, ~dead if n_dead else None)
+    window = time_window(query.cue, query.now or utcnow())
+    fused, keyword, when = fused_scores(store, dense, query.cue, n, ~dead if n_dead else None, window)
     if query.prefer_project is not None:
         mine = _recall_index(store).in_project(query.prefer_project, n)
         if mine is not None:
             fused = fused + np.float32(PROJECT_PRIOR) * mine
     floor = min_score(query, embedder or store.embedder)
-    relevant = dense >= np.float32(floor) if floor is not None else np.ones(n, dtype=bool)
+    relevant = floor_mask(dense, keyword, floor, ~dead) if floor is not None else np.ones(n, dtype=bool)
     keep = filter_of(query)
     filtering = bool(keep)
     # Filters are checked on a generous head of the ranking; only when they
@@ -318,7 +341,9 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
 
     anti_set = set(anti)
     found = [
-        Hit(rows[i], float(fused[i]), _reason(float(dense[i]), float(keyword[i])), anti=i in anti_set)
+        Hit(rows[i], float(fused[i]), _reason(float(dense[i]), float(keyword[i]),
+                                              window if when is not None and when[i] > 0 else None),
+            anti=i in anti_set)
         for i in sorted([*picked, *anti], key=lambda i: (-fused[i], i))
     ]
     return [hit for hit in found if _whole(hit.row, store)], below
@@ -329,10 +354,12 @@ def min_score(query: RecallQuery, embedder: object) -> float | None:
     return query.min_score if query.min_score is not None else relevance_floor(embedder)
 
 
-def _reason(dense: float, keyword: float) -> str:
+def _reason(dense: float, keyword: float, window: TimeWindow | None = None) -> str:
     parts = [f"semantic similarity {dense:.2f}"]
     if keyword > 0:
         parts.append(f"keyword match {keyword:.2f}")
+    if window is not None:
+        parts.append(f"said around {window.phrase!r}")
     return ", ".join(parts)
 
 
