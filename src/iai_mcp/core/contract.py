@@ -142,7 +142,11 @@ class RecallParams(Params):
     """memory_recall: the memories that matter for a cue."""
 
     cue: Text = Field(
-        max_length=MAX_CUE_CHARS, description="What you are looking for, in a few words or a question."
+        max_length=MAX_CUE_CHARS, description=(
+            "What you are looking for, in a few words or a question. Written as the user would ask it: "
+            "'I'/'my' mean the user and 'you'/'your' the assistant (a first-person cue ranks the user's "
+            "turns a little higher, a second-person one the assistant's)."
+        ),
     )
     session_id: OptionalText = Field(
         None, max_length=MAX_ID_CHARS, description="The current conversation's id, recorded as who recalled."
