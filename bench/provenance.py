@@ -49,6 +49,13 @@ SLOW_WRITE_S = 0.5
 PAIRS_PER_RECALL = 10
 
 
+#: The floor off (``min_score`` -1): every recall here returns its k hits, so
+#: each one logs exactly PAIRS_PER_RECALL entries and the load is the same
+#: whatever the synthetic cues' similarity to the store (the relevance floor
+#: would cut some of them, and the "none lost" count would no longer be exact).
+ALL_K = {"min_score": -1}
+
+
 def _pairs(ids, i: int) -> list[tuple[Any, dict[str, Any]]]:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return [(ids[(i * PAIRS_PER_RECALL + j) % len(ids)], {"ts": now, "cue": f"bench cue {i}", "session_id": "bench"})
@@ -129,7 +136,7 @@ def slow_write(path: Path, cues: list[str], control_calls: int, blocks: int) -> 
         embedder = MiniLMEmbedder()
         embedder.warmup()
         store.bind_embedder(embedder)
-        call = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": PAIRS_PER_RECALL})  # noqa: E731
+        call = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": PAIRS_PER_RECALL, **ALL_K})  # noqa: E731
         for cue in cues[:5]:
             call(cue)
         # Alternating blocks (normal, slow, normal, slow) over the same cues, with a
@@ -199,7 +206,7 @@ def growth(path: Path, cues: list[str], recalls: int) -> dict[str, Any]:
         start = clock_ms()
         for i in range(recalls):
             j = i % len(cues)
-            dispatch(store, "memory_recall", {"cue": cues[j], "cue_embedding": vectors[j], "k": PAIRS_PER_RECALL})
+            dispatch(store, "memory_recall", {"cue": cues[j], "cue_embedding": vectors[j], "k": PAIRS_PER_RECALL, **ALL_K})
         recall_s = (clock_ms() - start) / 1000
         assert store._provenance_queue is not None and store._provenance_queue.flush(timeout=120)
         after_recalls = snapshot(store)
@@ -250,7 +257,7 @@ def paths(path: Path, cues: list[str], log_sizes: list[int], calls: int, gap_ms:
         embedder.warmup()
         store.bind_embedder(embedder)
         ids = [row.id for row in store.rows()]
-        recall = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": PAIRS_PER_RECALL})  # noqa: E731
+        recall = lambda cue: dispatch(store, "memory_recall", {"cue": cue, "k": PAIRS_PER_RECALL, **ALL_K})  # noqa: E731
         for cue in cues[:5]:
             recall(cue)
         gap = gap_ms / 1000

@@ -322,7 +322,7 @@ def test_doctor_reports_the_daemon_it_started_as_running(tmp_path, monkeypatch, 
     monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
     monkeypatch.delenv("IAI_MCP_LOCAL", raising=False)
     assert daemon.status(store) is None
-    code = main(["doctor"])
+    code = main(["doctor", "--init"])  # a named store that does not exist yet
     out = capsys.readouterr().out
     status = daemon.status(store)
     assert code == 0 and status is not None, out
