@@ -139,3 +139,27 @@ def test_a_stop_without_a_rollout_captures_nothing_and_is_no_failure(cli):
     # No transcript_path at all is still a hook wired to the wrong event.
     code, _, err = cli("hook", "--host", "codex", "stop", stdin=json.dumps({"session_id": "s"}))
     assert code == 1 and "no 'transcript_path'" in err
+
+
+def test_a_codex_backfill_takes_the_project_from_the_rollouts_session_meta(tmp_path):
+    """A rollout records its cwd once, in its first (session_meta) line; with no
+    hook input to name it, a backfill's turns get that directory's project."""
+    from iai_mcp.core import dispatch
+    from iai_mcp.hooks.hosts import HOSTS
+
+    class Backend:
+        def __init__(self, store):
+            self.store = store
+
+        def call(self, method, params):
+            return dispatch(self.store, method, params)
+
+    assert HOSTS["codex"].cwd_of(ROLLOUT) == "/home/dev/app"
+    assert HOSTS["claude-code"].cwd_of(ROLLOUT) is None  # its turns carry their own cwd
+    with MemoryStore(path=tmp_path / "s") as store:
+        from iai_mcp.embed import HashEmbedder
+
+        store.bind_embedder(HashEmbedder())
+        counts = hooks.capture_transcripts(Backend(store), HOSTS["codex"], [(ROLLOUT, SESSION)], tmp_path / "state")
+        assert counts["inserted"] == 2
+        assert {row.project for row in store.rows()} == {"/home/dev/app"}

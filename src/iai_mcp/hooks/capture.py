@@ -111,7 +111,8 @@ def capture_transcripts(
                 read_as = cursors.stored(state_dir, key) if key is not None else None
                 turns, end = read_turns(transcript, cursors.start(read_as, transcript), host.turn_of)
                 run.counts["turns"] += len(turns)
-                for record in records(turns, session_id, host.tag, project):
+                cwd = None if project is not None else host.cwd_of(transcript)
+                for record in records(turns, session_id, host.tag, project_of(cwd) if cwd else project):
                     run.add(record)
             except BaseException:
                 if fd is not None:  # not yet in run.waiting, which release() frees

@@ -19,7 +19,9 @@ have no ``kind`` to tell.
 """
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 from typing import Any
 
 from iai_mcp.hooks.transcript import Turn, valid_ts
@@ -45,3 +47,16 @@ def turn_of(entry: Any) -> Turn | None:
     if role == "user" and ((payload.get("kind") or _PLAIN) != _PLAIN or _INJECTED.fullmatch(text)):
         return None
     return Turn(text, role, valid_ts(entry.get("timestamp")))
+
+
+def cwd_of(transcript: Path) -> str | None:
+    """The ``cwd`` of a rollout's ``session_meta`` line (its first line), or None."""
+    try:
+        with open(transcript, "rb") as fh:
+            first = fh.readline(1 << 20)
+        entry = json.loads(first)
+    except (OSError, ValueError):
+        return None
+    payload = entry.get("payload") if isinstance(entry, dict) and entry.get("type") == "session_meta" else None
+    cwd = payload.get("cwd") if isinstance(payload, dict) else None
+    return cwd if isinstance(cwd, str) and cwd else None

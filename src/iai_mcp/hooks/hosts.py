@@ -57,6 +57,10 @@ class Host:
     json_context: bool = False
     #: What else the host needs before it runs installed hooks, if missing.
     missing: Callable[[], list[str]] = list
+    #: The working directory a transcript records once for the whole session
+    #: (Codex's ``session_meta``), or None: a backfill's project when its
+    #: turns carry no ``cwd`` of their own.
+    cwd_of: Callable[[Path], str | None] = lambda transcript: None
 
     def session_of(self, transcript: Path) -> str:
         """A transcript's session id, from its file name (both hosts name the
@@ -117,6 +121,7 @@ HOSTS: dict[str, Host] = {
         transcripts_root=lambda: _codex_home() / "sessions",
         transcript_glob="**/rollout-*.jsonl",
         turn_of=codex.turn_of,
+        cwd_of=codex.cwd_of,
         # Codex documents "timeout" (seconds) but no background option.
         entry_options={
             "SessionStart": {"timeout": SESSION_START_TIMEOUT_S},
