@@ -106,6 +106,20 @@ def test_the_floor_still_returns_nothing_when_no_memory_clears_it(store):
     assert out["hits"] == [] and out["note"]
 
 
+def test_a_filter_whose_memories_are_all_below_the_floor_rescues_nothing(store):
+    """The rescue needs a memory the query could return to clear the floor:
+    with tags=["b"], the identical note (tag a) does not count, so the
+    keyword neighbour tagged b is not let through and the answer is empty."""
+    dispatch(store, "memory_capture", {"text": LEASE, "tags": ["a"]})
+    dispatch(store, "memory_capture", {"text": RENEW, "tags": ["b"]})
+    out = dispatch(store, "memory_recall", {"cue": LEASE, "k": 3, "min_score": 0.9, "tags": ["b"]})
+    assert out["hits"] == [] and out["note"]
+    # The same neighbour comes back once a memory in scope clears the floor.
+    lease_b = dispatch(store, "memory_capture", {"text": LEASE + " (copy)", "tags": ["b"]})["record_id"]
+    out = dispatch(store, "memory_recall", {"cue": LEASE + " (copy)", "k": 3, "min_score": 0.9, "tags": ["b"]})
+    assert _ids(out)[0] == lease_b and len(out["hits"]) == 2
+
+
 @pytest.mark.slow
 def test_last_week_with_the_real_model_and_default_floor(tmp_path):
     """Integration: MiniLM and its default floor. Two notes about the same

@@ -284,6 +284,22 @@ def _whole(row: MemoryRow, store: MemoryStore) -> bool:
     return row.state != "hidden" and store.row(row.id) is not None
 
 
+def _anchored(clears: np.ndarray, rows: list[MemoryRow], states: np.ndarray, dead: np.ndarray,
+              query: RecallQuery, keep: RowFilter) -> bool:
+    """Whether a row this query could return clears the cosine floor: alive,
+    not superseded unless asked for, and through the filters. Only then may
+    keyword support rescue rows below it (a tag whose memories are all off
+    the cue must come back empty, not with its keyword neighbours). The
+    filters run on the rows that clear the floor only, and stop at the first
+    that passes."""
+    fit = clears & ~dead
+    if not query.include_superseded:
+        fit &= states != _SUPERSEDED
+    if not keep:
+        return bool(fit.any())
+    return any(keep.passes(rows[i]) for i in np.flatnonzero(fit).tolist())
+
+
 def _eligible(states: np.ndarray, dead: np.ndarray, relevant: np.ndarray, query: RecallQuery) -> int:
     """How many rows could be hits at all (counted only when the head fell short):
     alive, above the floor, and not superseded unless those are asked for."""
@@ -327,8 +343,10 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
         if mine is not None:
             fused = fused + np.float32(PROJECT_PRIOR) * mine
     floor = min_score(query, embedder or store.embedder)
-    relevant = floor_mask(dense, keyword, floor, ~dead) if floor is not None else np.ones(n, dtype=bool)
     keep = filter_of(query)
+    relevant = (floor_mask(dense, keyword, floor, anchored=_anchored(dense >= np.float32(floor), rows, states,
+                                                                     dead, query, keep))
+                if floor is not None else np.ones(n, dtype=bool))
     filtering = bool(keep)
     # Filters are checked on a generous head of the ranking; only when they
     # reject most of it (or superseded rows fill it) do we walk the whole order.

@@ -173,7 +173,7 @@ FLOOR_RESCUE = 0.3
 
 
 def floor_mask(dense: np.ndarray, keyword: np.ndarray, floor: float, alive: np.ndarray | None = None,
-               rescue: float | None = FLOOR_RESCUE) -> np.ndarray:
+               rescue: float | None = FLOOR_RESCUE, *, anchored: bool | None = None) -> np.ndarray:
     """Rows that clear the relevance floor: a cosine of at least ``floor``,
     or, when some live row clears it (the store holds something about the
     cue), a keyword score at least ``rescue`` of the best one.
@@ -186,12 +186,17 @@ def floor_mask(dense: np.ndarray, keyword: np.ndarray, floor: float, alive: np.n
     it, still returns nothing, however many words the notes share with it
     (raw BM25 levels do not separate such negatives: LongMemEval's best
     negative BM25 has a median of 10, above most rescued evidence).
+
+    ``anchored``: whether a row the caller could return (its filters, its
+    states) clears the cosine floor, when the caller knows better than
+    ``alive``; a filter whose rows are all below it must rescue nothing.
     """
     passes = dense >= np.float32(floor)
     if rescue is None:
         return passes
-    live = passes if alive is None else passes & alive
-    if live.any():
+    if anchored is None:
+        anchored = bool((passes if alive is None else passes & alive).any())
+    if anchored:
         passes = passes | (normalise_keyword(keyword) >= np.float32(rescue))
     return passes
 
