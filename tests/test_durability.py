@@ -122,6 +122,24 @@ def test_provenance_worker_survives_a_full_disk_and_lands_everything_after(tmp_p
     store.close()
 
 
+def test_a_capture_on_a_full_log_is_stored_reported_as_stored_and_its_cue_lands_later(tmp_path, fake_embedder):
+    """The records commit, then the log is full (SQLITE_FULL): the capture
+    succeeds (a retry would only reinforce it), and with the queue running its
+    cue's entry lands once space returns (review find, issue 13 item 2)."""
+    store = MemoryStore(path=tmp_path / "s", embedder=fake_embedder)
+    _fill(store)
+    queue = store.enable_provenance_queue(coalesce_ms=1, spill_dir=tmp_path / "spill")
+    limit = _disk_full(store)
+    cue = "why keep it " + "release plan " * 600  # pages of cue: it cannot fit what the log has left
+    out = dispatch(store, "memory_capture", {"text": "the full-disk capture", "cue": cue})
+    assert out["status"] == "inserted"
+    assert not queue.flush(timeout=1.0)  # waiting for space
+    _disk_freed(store, limit)
+    assert queue.flush(timeout=WAIT_S)
+    assert [e["cue"] for e in store.provenance_of(uuid.UUID(out["record_id"]))] == [cue]
+    store.close()
+
+
 class _Panic(BaseException):
     """What pyo3 raises when LanceDB's Rust core panics (not an Exception)."""
 

@@ -24,6 +24,7 @@ daemon that owns the store (``iai_mcp.daemon``, reached via ``backend.connect``)
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator, Sequence
@@ -276,10 +277,18 @@ class MemoryStore:
             self._slots.reserve(len(prepared))
             for offset, (row, vector) in enumerate(prepared):
                 self._slots.add(row, vector, seq0 + offset)
-            if self._log.unavailable is None:
-                self._log.append(sealed_entries)
-            elif pairs:  # a damaged log: the records stand, their provenance waits for the rebuild
-                self._provenance_deferred(pairs, self._log.unavailable)
+            if self._log.unavailable is not None:
+                if pairs:  # a damaged log: the records stand, their provenance waits for the rebuild
+                    self._provenance_deferred(pairs, self._log.unavailable)
+            else:
+                try:
+                    self._log.append(sealed_entries)
+                except (sqlite3.Error, OSError) as exc:
+                    # A full disk (SQLITE_FULL) after the records committed: the
+                    # capture did happen, so it must not be reported as failed (a
+                    # retry would reinforce it); its provenance takes the queue's
+                    # retries, or one line says it is missing.
+                    self._provenance_deferred(pairs, f"{type(exc).__name__}: {exc}")
             self._after_write()
 
     def _provenance_deferred(self, pairs: list[ProvenancePair], problem: str) -> None:
