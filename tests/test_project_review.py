@@ -46,6 +46,7 @@ def test_list_project_dot_or_a_subdirectory_matches_the_stored_git_root(cli, rep
 def test_a_project_that_is_not_a_path_is_kept_as_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert as_given("billing-service") == "billing-service"
+    assert as_given("acme/web") == "acme/web"  # no such directory here: a name, not this root
     assert as_given(".") == str(tmp_path)
 
 

@@ -24,10 +24,12 @@ def project_of(cwd: str | os.PathLike[str]) -> str:
 
 def as_given(value: str) -> str:
     """A project as a person names it on a command line: a path (``.``,
-    ``..``, ``~``, absolute, with a separator, or an existing directory) is
+    ``..``, ``~``, absolute, ``./x``, ``../x``, or an existing directory) is
     the project holding it (``project_of``), so ``--project .`` or a
     subdirectory matches the git root memories were stored with; anything
-    else (a name a host chose) is kept as it is."""
+    else, ``acme/web`` included when no such directory exists here, is a name
+    a host chose and is kept as it is (a separator alone does not make a
+    path: the walk up from a missing one would land on this directory's root)."""
     path_like = (value in (".", "..") or value.startswith(("~", os.sep, "." + os.sep, ".." + os.sep))
-                 or os.sep in value or os.path.isdir(value))
+                 or os.path.isdir(value))
     return project_of(value) if path_like else value
