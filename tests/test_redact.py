@@ -219,6 +219,11 @@ ADVERSARIAL = {
     "code values": _repeat("token=a.b."),
     # Each value is looked up as a name elsewhere in the text: bounded, not quadratic.
     "names used elsewhere": _repeat("password=open_sesame f(open_sesame) "),
+    # Each type name looks back for a parameter list or a class header: bounded.
+    "type names in a list": _repeat("password: SecretKey, "),
+    "type names in open calls": _repeat("f(password: SecretKey\n"),
+    "type names under a class": _repeat("class A:\n    password: SecretKey\n"),
+    "assignment lines": _repeat("  password = user_input\n"),
 }
 
 
@@ -445,3 +450,49 @@ def test_a_long_password_is_redacted_whole():
     long = "a1" * 300
     for text in (f"my password is {long}", f"mysql -p{long} db", f"sshpass -p {long} ssh h"):
         assert long[-10:] not in redact(text).text
+
+
+@pytest.mark.parametrize("text,secret", [
+    ("secret=SuperSecret", "SuperSecret"),
+    ("password=AdminPassword", "AdminPassword"),
+    ("db_password=MyDbPassword", "MyDbPassword"),
+    ("password = AdminPassword", "AdminPassword"),
+    ("password: MasterKey", "MasterKey"),
+    ("password: SkeletonKey", "SkeletonKey"),
+    ("token: MyGitToken", "MyGitToken"),
+    ("log in as admin (password: MasterKey) and change it", "MasterKey"),
+    ("wifi password: GuestToken, ask at the desk", "GuestToken"),
+    ("password=hunter2", "hunter2"),
+    ("passphrase = purple_monkey_dishwasher", "purple_monkey_dishwasher"),
+    ("password = open_sesame", "open_sesame"),
+    ("set password = user_input on the router", "user_input"),
+])
+def test_secrets_shaped_like_names_and_types_are_redacted(text, secret):
+    """Issue 13 item 6 review: a value ending in the key's word
+    (``AdminPassword``) or in a type suffix (``MasterKey``) is a passphrase
+    unless code surrounds it."""
+    out = redact(text)
+    assert secret not in out.text and len(out.kinds) == 1
+
+
+@pytest.mark.parametrize("text", [
+    "password = user_input",
+    "token = response_json",
+    "    password = user_input  # from the form",
+    "password = newPassword",
+    "password = new_password",
+    "password = confirm_password",
+    "password = DB_PASSWORD",
+    "password: Option<String>",
+    "fn login(user: &str, password: Option<String>) -> bool {",
+    'if password != confirm_password: raise ValueError("passwords differ")',
+    "def unlock(user: str, password: SecretKey) -> bool:",
+    "def connect(\n    host: str,\n    password: MasterKey\n):",
+    "class Login:\n    user: str\n    password: SecretKey\n",
+    "password: SecretKey | None = None",
+    "token: AuthToken = load_token()",
+    "private_key: rsa.RSAPrivateKey",
+    "interface Login { password: SecretString; }",
+])
+def test_code_around_names_and_types_stays(text):
+    assert redact(text).text == text

@@ -58,7 +58,9 @@ Decisions about prose (false positives cost recall of ordinary memories):
   ``creds.password``), a name used as one elsewhere in the text, or, after
   ``:``, a type (``password: str``, ``password: SecretStr``) stays. The
   shape alone never exempts: ``db_password=open_sesame``, ``secret=myDogMax``
-  and ``password=hunter.two`` are redacted. An upper-case key with ``=`` is a
+  and ``password=hunter.two`` are redacted, and so are ``secret=SuperSecret``
+  and ``password: MasterKey`` (a name must start lower-case to be a variable,
+  a type name needs code after it). An upper-case key with ``=`` is a
   shell or env assignment, whose value is a literal:
   ``GITHUB_TOKEN=some_value`` is redacted.
 * Placeholders are not secrets and stay: ``$VAR``, ``${VAR}``, ``%VAR%``,

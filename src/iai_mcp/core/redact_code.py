@@ -21,8 +21,21 @@ three; issue 13 review). So a value is code only in clear code context:
   named like the key (``creds.password``, ``settings.SECRET_KEY``);
 * a name the same text uses as a name elsewhere (``def f(new_pw): ...
   password = new_pw``);
-* after ``:``, a type (``password: str``, ``password: SecretStr``,
-  ``private_key: rsa.RSAPrivateKey``).
+* after ``:``, a known type (``password: str``, ``password: SecretStr``,
+  ``private_key: rsa.RSAPrivateKey``), a generic (``Option<String>``), a
+  statement (``if a != confirm_password: raise ...``), or a name ending like
+  a type (``SecretKey``) only when code follows it (``=``, ``|``, ``;``, or
+  ``,`` ``)`` or the end of the line inside a parameter list or class body):
+  ``password: MasterKey`` alone is a passphrase (issue 13 item 6 review);
+* a lower-case snake case name holding a word code names data with
+  (``input``, ``json``, ``response``) on a line that is only an assignment
+  with spaces around ``=`` (``password = user_input``); a shell or prose
+  ``password=open_sesame`` has no such spaces, and
+  ``passphrase = purple_monkey_dishwasher`` no such word.
+
+A value naming the key's own word must start lower-case
+(``newPassword``, ``confirm_password``): ``AdminPassword``, ``SuperSecret``
+and ``MyDbPassword`` are passwords people pick.
 
 Everything else is redacted. An upper-case key with ``=`` (a shell or env
 file, where values are literals) keeps only calls, subscripts, paths from a
@@ -48,8 +61,27 @@ _TYPE_NAME = re.compile(
 _TYPES = frozenset(
     "str bytes bytearray int float bool dict list tuple set frozenset object any string number "
     "boolean char void uuid path none Any Optional Union Literal Final ClassVar Callable Sequence "
-    "Mapping Iterable String Integer Boolean Secret".split()
+    "Mapping Iterable String Integer Boolean Secret SecretStr SecretBytes".split()
 )
+#: Statements after ``if ...:`` on the same line: code, not a value.
+_STATEMENTS = frozenset("raise return pass continue break".split())
+#: After a type name, what only code puts there (``,`` and ``)`` need a parameter list).
+_AFTER_A_TYPE = frozenset("=|;")
+_IN_A_LIST = frozenset(",)")
+#: ``password = user_input`` alone on its line, spaces around ``=``.
+_SNAKE_NAME = re.compile(r"[a-z][a-z0-9]*+(?:_[a-z0-9]++)++")
+#: Words that name data in code; ``purple_monkey_dishwasher`` holds none.
+_CODE_WORDS = frozenset(
+    "input output json xml yaml response resp request req data result res value val text str "
+    "string bytes body payload field arg args param params var buf buffer line row entry obj "
+    "dict list hash hashed encoded decoded raw plain stored cached default given provided "
+    "form env header headers cookie query user new old current tmp temp".split()
+)
+_LINE_HEAD = re.compile(r"[ \t]*+(?:(?:let|var|const|val|final|local|my|auto)[ \t]++)?")
+_LINE_TAIL = re.compile(r"[ \t]*+(?:;|#|//|\r?$)", re.MULTILINE)
+_CLASS_LINE = re.compile(r"^[ \t]*+class[ \t]++\w[\w.,()\[\] \t=]*+:[ \t]*+$", re.MULTILINE)
+#: How far back a parameter list or class header is looked for.
+_CONTEXT_WINDOW = 500
 _KEYWORDS = frozenset("await new yield typeof lambda function async not".split())
 #: Short names a variable holding a secret goes by; never a password anyone uses.
 _VARIABLE_NAMES = frozenset(
@@ -80,6 +112,12 @@ def _names_the_key(value: str, key: str) -> bool:
     ``db_password``, ``settings.SECRET_KEY`` for ``secret_key``."""
     value_words, key_words = _words(value), _words(key)
     if not value_words or not key_words:
+        return False
+    if value == key:
+        return True
+    # AdminPassword, SuperSecret, MyDbPassword: a variable's first word is
+    # lower-case (newPassword, confirm_password) or it is a CONSTANT_NAME.
+    if not (value[0].islower() or value[0] == "_" or (value.isupper() and "_" in value)):
         return False
     if "".join(value_words) == "".join(key_words):
         return True
@@ -127,6 +165,63 @@ def is_code(text: str, key: re.Match[str], start: int, end: int) -> bool:
         return True  # api_key=api_key, password = pw, confirm_password
     if is_name and _used_as_a_name(text, value, start):
         return True
+    if key.group("sep") == "=":
+        return is_name and _alone_on_an_assignment_line(text, key, value, end)
     if key.group("sep") != ":":
         return False
-    return parts[-1] in _TYPES or bool(_TYPE_NAME.fullmatch(parts[-1]))
+    if value in _STATEMENTS or parts[-1] in _TYPES:
+        return True
+    if is_path:
+        return parts[-1][:1].isupper()  # rsa.RSAPrivateKey, models.Token
+    if following == "<" and value[0].isupper() and _IDENTIFIER.match(text, end + 1):
+        return True  # Option<String>, Array<Byte>
+    return bool(_TYPE_NAME.fullmatch(value)) and _code_follows_a_type(text, key.start(), end)
+
+
+def _alone_on_an_assignment_line(text: str, key: re.Match[str], value: str, end: int) -> bool:
+    """``password = user_input``: a lower-case snake case name holding a
+    word code names data with (``input``, ``json``), spaces around ``=``, and
+    nothing else on the line but a ``;`` or a comment. The shape alone is not
+    enough: ``passphrase = purple_monkey_dishwasher`` is a passphrase."""
+    sep_start, sep_end = key.span("sep")
+    if not (_SNAKE_NAME.fullmatch(value) and not _CODE_WORDS.isdisjoint(value.split("_"))
+            and text[sep_start - 1:sep_start] in (" ", "\t")
+            and text[sep_end:sep_end + 1] in (" ", "\t")):
+        return False
+    line_start = text.rfind("\n", 0, key.start()) + 1
+    head = _LINE_HEAD.match(text, line_start)
+    return head is not None and head.end() == key.start() and _LINE_TAIL.match(text, end) is not None
+
+
+def _code_follows_a_type(text: str, key_start: int, end: int) -> bool:
+    """After ``password: SecretKey``: ``=``, ``|`` or ``;``; or ``,``, ``)``
+    or the end of the line inside ``f(...)`` or, for the end of a line, an
+    indented line under ``class X:``. Prose puts none of these there."""
+    rest = text[end:end + 80].lstrip(" \t")
+    following = rest[:1]
+    if following in _AFTER_A_TYPE:
+        return True
+    at_line_end = following in ("", "\n", "\r")
+    if not (following in _IN_A_LIST or at_line_end):
+        return False
+    if _in_a_parameter_list(text, key_start):
+        return True
+    line_start = text.rfind("\n", 0, key_start) + 1
+    indented = text[line_start:line_start + 1] in (" ", "\t")
+    lo = max(0, line_start - _CONTEXT_WINDOW)
+    return at_line_end and indented and _CLASS_LINE.search(text, lo, line_start) is not None
+
+
+def _in_a_parameter_list(text: str, pos: int) -> bool:
+    """Is ``pos`` inside ``name(...`` still open? A bounded look back, so
+    a text of n annotations stays linear."""
+    depth = 0
+    for i in range(pos - 1, max(-1, pos - 1 - _CONTEXT_WINDOW), -1):
+        c = text[i]
+        if c == ")":
+            depth += 1
+        elif c == "(":
+            if depth == 0:
+                return i > 0 and (text[i - 1].isalnum() or text[i - 1] == "_")
+            depth -= 1
+    return False
