@@ -141,3 +141,13 @@ def test_last_week_with_the_real_model_and_default_floor(tmp_path):
         assert _ids(plain)[:2] == [older, recent]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("cue", ["what happened 10000 years ago", "plans for December 9999", "31 December, 9999"])
+def test_an_absurd_time_in_the_cue_never_fails_recall(store, cue):
+    """Issue 10 finding 1: these cues raised OverflowError / ValueError out of
+    memory_recall. They recall by their words, with no time prior."""
+    note = _capture(store, "Plans for the archive: keep it for ten thousand years.", NOW)
+    out = dispatch(store, "memory_recall", {"cue": cue, "k": 1, "min_score": -1})
+    assert _ids(out) == [note]
+    assert "said around" not in out["hits"][0]["reason"]

@@ -79,3 +79,55 @@ def test_window_match_is_one_inside_and_fades_outside():
     assert match[2] == 0.0
     assert abs(match[3] - 6 / 7) < 0.01  # a day before a 7-day window
     assert match.dtype == np.float32
+
+
+ODD_CUES = [
+    "what happened 10000 years ago", "plans for December 9999", "31 December, 9999", "on 31 December, 9999",
+    "December 31, 9999", "1 January, 0000", "in May 0000", "in May 9999", "the last 100000 years",
+    "9" * 5000 + " days ago", "the past " + "9" * 5000 + " weeks", "99999999999999999999 months ago",
+    "-3 days ago", "0 days ago", "last 0 days", "in 0000", "in 9999", "Jan 0", "Feb 30, 2023",
+    "٣ days ago", "３ weeks ago", "last ٩٩٩٩٩٩ years", "in December ٩٩٩٩", "May 9999", "31 Dec 9999",
+    "1 Jan 1", "12 May, 0001", "\u0000 May", "last\u00a0week", "🗓 in March ⏰", "December 10000",
+]
+
+
+@pytest.mark.parametrize("now", [NOW, datetime(9999, 12, 31, 23, 0), datetime(1, 1, 1, 1, 0),
+                                 datetime(2023, 12, 31, 23, 59, tzinfo=timezone.utc)])
+def test_no_cue_makes_time_window_raise(now):
+    """Issue 10 finding 1: a time word must never make recall fail. Whatever
+    the cue, the answer is no window or a valid one."""
+    for cue in ODD_CUES:
+        w = time_window(cue, now)
+        assert w is None or (isinstance(w, TimeWindow) and w.start < w.end), cue
+
+
+def test_absurd_times_are_not_read_as_windows():
+    assert span("what happened 10000 years ago") is None
+    assert span("plans for December 9999") is None
+    assert span("31 December, 9999") is None
+    assert span("٣ days ago") == span("3 days ago") is not None  # any script's digits
+
+
+def test_ordinary_words_are_not_months_or_days():
+    """Issue 10 finding 5: names, modal verbs and common words are not months;
+    "the last day of X" is not the past day."""
+    for cue in ("What did Jan say about the deploy?", "May I ask what we decided", "May we skip the retro?",
+                "don't mar the design", "the march on the capital", "the oct tree",
+                "the last day of the offsite", "my last day at the old job", "the last week of the course",
+                "Did Jan's review land?", "we may march on"):
+        assert span(cue) is None, cue
+
+
+def test_true_month_and_day_expressions_still_parse():
+    assert span("what happened in May") == (day(2022, 5, 1), day(2022, 6, 1))
+    assert span("May 2023") == (day(2023, 5, 1), day(2023, 6, 1))
+    assert span("on 7 July, 2023") == (day(2023, 7, 7), day(2023, 7, 8))
+    assert span("last week") == (day(2023, 4, 11), NOW + timedelta(seconds=1))
+    assert span("3 days ago") == (day(2023, 4, 14), day(2023, 4, 17))
+    assert span("in March and April") == (day(2023, 3, 1), day(2023, 5, 1))
+    assert span("Jan 5") == (day(2023, 1, 1), day(2023, 2, 1))
+    assert span("what did we ship on 5 Jan") == (day(2023, 1, 1), day(2023, 2, 1))
+    assert span("since Oct") == (day(2022, 10, 1), day(2022, 11, 1))
+    assert span("the Mar 2022 offsite") == (day(2022, 3, 1), day(2022, 4, 1))
+    assert span("what did I do in the last day?") == (day(2023, 4, 17), NOW + timedelta(seconds=1))
+    assert span("May we meet in June?") == (day(2022, 6, 1), day(2022, 7, 1))
