@@ -200,6 +200,8 @@ class Run:
 
     def __init__(self, name: str, args: argparse.Namespace) -> None:
         self.name = name
+        #: The JSON's name (``<filename>.json``); a benchmark with several outputs sets it.
+        self.filename = name
         self.args = args
         self.started = time.time()
         self.loadavg_start = os.getloadavg()
@@ -242,7 +244,7 @@ class Run:
         }
         out = self.out_dir()
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{self.name}.json"
+        path = out / f"{self.filename}.json"
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
         os.replace(tmp, path)

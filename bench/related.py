@@ -118,6 +118,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run.data["chosen"] = {"threshold": RELATED_MIN_SCORE,
                           "same_fact_above": round(float(np.mean(pos >= RELATED_MIN_SCORE)), 4),
                           "random_above": round(float(np.mean(neg >= RELATED_MIN_SCORE)), 5)}
+    # The baseline is chance: how much likelier a same-fact pair clears the threshold than a random one.
+    run.add_ratio("same-fact pairs at or above RELATED_MIN_SCORE", run.data["chosen"]["same_fact_above"],
+                  "random pairs", run.data["chosen"]["random_above"])
     print(f"RELATED_MIN_SCORE = {RELATED_MIN_SCORE}: {run.data['chosen']}")
     run.finish()
     return run.data

@@ -18,13 +18,23 @@ turn R@10 on the training folds, except those meant for another figure
 their date (LongMemEval's ``question_date``; LoCoMo's, undated, after the
 last session), so the time prior reads "last week" as ``bench.longmemeval``
 and ``bench.locomo`` do. ``--min-score`` measures the knobs under the
-relevance floor (with its keyword rescue, the knob ``rescue``).
+relevance floor (with its keyword rescue, the knob ``rescue``); ``--floors``
+the floor itself, per hit against a per-query gate, and chosen
+leave-one-fold-out as ``MiniLMEmbedder.relevance_floor`` was.
 
-    python -m bench.tune_recall --locomo DIR --longmemeval DIR [--min-score 0.2] [--knobs when,rescue]
+Dataset figures are pooled over questions, as ``bench.locomo`` and
+``bench.longmemeval`` pool them. The ranking here is a copy of recall's
+wiring (``fuse`` with the same inputs, no store), so every full run checks
+that on the defaults it gives those benchmarks' figures (``reference_check``:
+ours and BM25, to 3 decimals, against their JSON in bench/results) and stops
+if not. The JSON records the command, commit and machine as the other
+benchmarks' do. ``--quick``: two sessions per LoCoMo conversation, three
+LongMemEval questions with cut-down haystacks, two knobs; a smoke run.
+
+    python -m bench.tune_recall --locomo DIR --longmemeval DIR [--min-score 0.2 | --floors] [--knobs when,rescue]
 """
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -33,11 +43,14 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import DEFAULT_CACHE_DIR, RESULTS_DIR, print_table
+from bench.common import RESULTS_DIR, print_table
 from bench.recall_eval import CachedEmbedder, K
 from iai_mcp.retrieval.fusion import FLOOR_RESCUE
 
+NAME = "tune_recall"
 FOLDS_PER_LME = 3
+#: ``--quick`` measures these knobs only (one weight, one non-weight).
+QUICK_KNOBS = ("dense", "stemmer")
 ROLE_CODES = {"user": 1, "assistant": 2}
 
 
@@ -80,18 +93,33 @@ def _store(dataset: str, fold: int, turns: list[tuple[Any, str, Any, Any]], ques
                  roles=row_roles, times=np.array(times), asked=asked)
 
 
-def load(locomo_dir: Path, lme_dir: Path) -> list[Store]:
+#: ``--quick``: LoCoMo sessions kept per conversation, LongMemEval questions
+#: (one a fold) and haystack sessions kept besides the answer sessions.
+QUICK_SESSIONS = 2
+QUICK_QUESTIONS = 3
+QUICK_HAYSTACK = 3
+
+
+def load(locomo_dir: Path, lme_dir: Path, quick: bool = False) -> list[Store]:
+    from bench.locomo import truncate
     from bench.locomo_data import load_conversations, session_of
     from bench.longmemeval import load_questions
+
+    convs = load_conversations(locomo_dir)
+    questions = [q for q in load_questions(lme_dir) if not q.abstention]
+    if quick:  # a smoke run: every fold and code path, a few hundred turns
+        convs = [truncate(c, QUICK_SESSIONS) for c in convs]
+        questions = [replace(q, turns=[t for t in q.turns if t.id[0] in q.answer_sessions
+                                       or t.id[0] in sorted(q.haystack_sessions)[:QUICK_HAYSTACK]])
+                     for q in questions[:QUICK_QUESTIONS]]
 
     stores = [
         # LoCoMo gives no question dates: the questions are asked after the last session.
         _store("locomo", i, [(t.dia_id, t.text, t.session, t.said_at) for t in conv.turns],
                [(q.question, set(q.evidence), set(q.sessions)) for q in conv.questions], session_of,
                asked=max(t.said_at for t in conv.turns))
-        for i, conv in enumerate(load_conversations(locomo_dir))
+        for i, conv in enumerate(convs)
     ]
-    questions = [q for q in load_questions(lme_dir) if not q.abstention]
     stores += [
         _store("longmemeval", 3 + n % FOLDS_PER_LME, [(t.id, t.text, t.id[0], t.said_at) for t in q.turns],
                [(q.question, q.evidence, set(q.answer_sessions))], lambda t: t[0],
@@ -242,8 +270,27 @@ def rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs, 
     return top_k(out, K)
 
 
-def evaluate(stores: list[Store], knobs: Knobs, indexes: dict[tuple[int, str], Any]) -> dict[int, dict[str, float]]:
-    """Per fold: mean turn R@10, turn R@1 and session R@5."""
+METRICS = ("turn_r@10", "turn_r@1", "session_r@5")
+
+
+def pooled(per_fold: dict[int, dict[str, float]], folds: tuple[int, ...], metric: str) -> float:
+    """Mean over the questions of ``folds`` (not over folds: LoCoMo's
+    conversations hold 81 to 152 questions, and ``bench.locomo`` pools them)."""
+    have = [f for f in folds if f in per_fold]
+    n = sum(per_fold[f]["questions"] for f in have)
+    return round(sum(per_fold[f][metric] * per_fold[f]["questions"] for f in have) / n, 4) if n else 0.0
+
+
+def bm25_rank(store: Store, index: Any, cue: str, cue_vec: np.ndarray, knobs: Knobs) -> np.ndarray:
+    """The baseline: BM25 alone (``KeywordIndex()`` defaults, as ``bench.locomo``'s)."""
+    from iai_mcp.retrieval import top_k
+
+    return top_k(index.scores(cue), K)
+
+
+def evaluate(stores: list[Store], knobs: Knobs, indexes: dict[tuple[int, str], Any],
+             ranker: Callable[..., np.ndarray] = rank) -> dict[int, dict[str, float]]:
+    """Per fold: mean turn R@10, turn R@1 and session R@5, and its question count."""
     from iai_mcp.retrieval import text as text_mod
 
     per_fold: dict[int, list[tuple[float, float, float]]] = {}
@@ -253,7 +300,7 @@ def evaluate(stores: list[Store], knobs: Knobs, indexes: dict[tuple[int, str], A
         text_mod.stem = stem
         try:
             for (cue, evidence, sessions), vec in zip(s.questions, s.cues):
-                top = rank(s, index, cue, vec, knobs)
+                top = ranker(s, index, cue, vec, knobs)
                 got = [set(s.turns[i]) for i in top]
                 r10 = len(evidence & set().union(*got)) / len(evidence) if got else 0.0
                 r1 = len(evidence & got[0]) / len(evidence) if got else 0.0
@@ -266,59 +313,9 @@ def evaluate(stores: list[Store], knobs: Knobs, indexes: dict[tuple[int, str], A
                 per_fold.setdefault(s.fold, []).append((r10, r1, s5))
         finally:
             text_mod.stem = original
-    return {f: dict(zip(("turn_r@10", "turn_r@1", "session_r@5"), np.mean(v, axis=0).round(4).tolist()))
+    # Unrounded: pooled() weighs folds by their questions and must equal a pooled mean.
+    return {f: {**dict(zip(METRICS, np.mean(v, axis=0).tolist())), "questions": len(v)}
             for f, v in sorted(per_fold.items())}
-
-
-FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-
-
-def _negatives(n: int, stores: list[Store]) -> list[tuple[str, np.ndarray]]:
-    """Questions whose answer store ``n`` does not hold: LoCoMo, every other
-    conversation's; LongMemEval, the next question whose answer sessions are
-    not in this haystack (as ``bench.longmemeval``)."""
-    here = stores[n]
-    if here.dataset == "locomo":
-        return [(q[0], v) for s in stores if s.dataset == "locomo" and s is not here
-                for q, v in zip(s.questions, s.cues)]
-    sessions = {here.session_of(t) for turns in here.turns for t in turns}
-    for step in range(1, len(stores)):
-        other = stores[(n + step) % len(stores)]
-        if other.dataset == here.dataset and not (other.questions[0][2] & sessions):
-            return [(other.questions[0][0], other.cues[0])]
-    return []
-
-
-def floor_modes(stores: list[Store], knobs: Knobs, indexes: dict) -> dict[str, Any]:
-    """Per dataset and floor: turn R@10 kept by positives and share of
-    negatives rejected, for a per-hit floor (rows below it never rank) and a
-    per-query gate (nothing when the best of the top 10 is below it)."""
-    out: dict[str, Any] = {}
-    for ds in DATASETS:
-        pos_hit = {f: [] for f in FLOORS}
-        pos_gate = {f: [] for f in FLOORS}
-        neg_best: list[float] = []
-        for n, s in enumerate(stores):
-            if s.dataset != ds:
-                continue
-            index, _ = indexes[(n, knobs.stemmer)]
-            for (cue, evidence, _), vec in zip(s.questions, s.cues):
-                top = rank(s, index, cue, vec, knobs)
-                best = float(max((s.vectors[i] @ vec for i in top), default=-1))
-                found = len(evidence & {t for i in top for t in s.turns[i]}) / len(evidence)
-                for f in FLOORS:
-                    kept = rank(s, index, cue, vec, knobs, floor=f)
-                    pos_hit[f].append(len(evidence & {t for i in kept for t in s.turns[i]}) / len(evidence))
-                    pos_gate[f].append(found if best >= f else 0.0)
-            for cue, vec in _negatives(n, stores):
-                top = rank(s, index, cue, vec, knobs)
-                neg_best.append(float(max((s.vectors[i] @ vec for i in top), default=-1)))
-        out[ds] = {"negatives": len(neg_best), "floors": [
-            {"min_score": f, "per_hit_turn_r@10": round(float(np.mean(pos_hit[f])), 4),
-             "per_query_turn_r@10": round(float(np.mean(pos_gate[f])), 4),
-             "negatives_rejected": round(float(np.mean([b < f for b in neg_best])), 4)}
-            for f in FLOORS]}
-    return out
 
 
 def knob_grid() -> dict[str, list[Callable[[Knobs], Knobs]]]:
@@ -348,9 +345,14 @@ SELECT_BY = {"session": "session_r@5"}
 DATASETS = {"locomo": (0, 1, 2), "longmemeval": (3, 4, 5)}
 
 
-def leave_one_out(stores: list[Store], indexes: dict, base: Knobs, knobs: list[str] | None = None) -> dict[str, Any]:
-    default = evaluate(stores, base, indexes)
-    report: dict[str, Any] = {"default": default}
+def _rounded(per_fold: dict[int, dict[str, float]]) -> dict[int, dict[str, float]]:
+    return {f: {m: round(v, 4) for m, v in r.items()} for f, r in per_fold.items()}
+
+
+def leave_one_out(stores: list[Store], indexes: dict, base: Knobs, knobs: list[str] | None = None,
+                  default: dict[int, dict[str, float]] | None = None) -> dict[str, Any]:
+    default = default or evaluate(stores, base, indexes)
+    report: dict[str, Any] = {"default": _rounded(default)}
     for name, values in knob_grid().items():
         if knobs and name not in knobs:
             continue
@@ -358,42 +360,77 @@ def leave_one_out(stores: list[Store], indexes: dict, base: Knobs, knobs: list[s
         chosen, held = {}, {}
         for fold in default:
             metric = SELECT_BY.get(name, "turn_r@10")
-            train = {v: np.mean([r[f][metric] for f in r if f != fold]) for v, r in results.items()}
+            train = {v: pooled(r, tuple(f for f in r if f != fold), metric) for v, r in results.items()}
             best = max(train, key=lambda v: (train[v], -abs(list(train).index(v))))
             chosen[fold] = best
             held[fold] = results[best][fold]
         report[name] = {
-            "grid": {str(v): r for v, r in results.items()},
+            "grid": {str(v): _rounded(r) for v, r in results.items()},
             "chosen_per_fold": {str(f): v for f, v in chosen.items()},
-            "held_out": {ds: {m: round(float(np.mean([held[f][m] for f in folds])), 4)
-                              for m in ("turn_r@10", "turn_r@1", "session_r@5")}
-                         for ds, folds in DATASETS.items()},
+            "held_out": {ds: {m: pooled(held, folds, m) for m in METRICS} for ds, folds in DATASETS.items()},
         }
         print(f"{name}: chosen {chosen}", flush=True)
-    report["default_by_dataset"] = {
-        ds: {m: round(float(np.mean([default[f][m] for f in folds])), 4) for m in ("turn_r@10", "turn_r@1", "session_r@5")}
-        for ds, folds in DATASETS.items()}
+    report["default_by_dataset"] = {ds: {m: pooled(default, folds, m) for m in METRICS}
+                                    for ds, folds in DATASETS.items()}
     return report
 
 
+#: What ``bench.locomo`` / ``bench.longmemeval`` call the same ranking.
+REFERENCE_SYSTEM = {None: "ours_nofloor"}
+
+
+def reference_check(default: dict[int, dict[str, float]], bm25: dict[int, dict[str, float]],
+                    min_score: float | None, data: dict[str, Path], results: Path) -> dict[str, Any]:
+    """This module ranks with its own copy of recall's wiring (no store: one
+    knob setting a second), so on the defaults its figures must be those of
+    ``bench.locomo`` / ``bench.longmemeval`` (through ``dispatch``) on the
+    same data: turn R@10, turn R@1 and session R@5 of ours and of BM25 equal
+    to 3 decimals, or SystemExit.
+    A reference run on other data or another floor is skipped and said so."""
+    checks: dict[str, Any] = {}
+    wrong = []
+    for ds, folds in DATASETS.items():
+        path = results / f"{ds}.json"
+        if not path.is_file():
+            checks[ds] = {"skipped": f"no {path}"}
+            continue
+        ref = json.loads(path.read_text())
+        ref_floor = ref.get("config", {}).get("min_score", ref.get("floor", {}).get("default"))
+        system = REFERENCE_SYSTEM.get(min_score, "ours" if min_score == ref_floor else None)
+        if Path(ref["config"]["data"]).resolve() != data[ds].resolve() or system is None:
+            checks[ds] = {"skipped": f"{path} is of other data or another floor"}
+            continue
+        check = {"reference": str(path), "reference_commit": ref["machine"].get("git_commit"), "system": system}
+        for label, figures, theirs in (("ours", default, ref["systems"][system]), ("bm25", bm25, ref["systems"]["bm25"])):
+            for metric in METRICS:
+                ours = pooled(figures, folds, metric)
+                check[f"{label}_{metric}"] = {"tune_recall": ours, f"bench.{ds}": theirs[metric]}
+                if abs(ours - theirs[metric]) >= 0.0005:  # equal to 3 decimals
+                    wrong.append(f"{ds} {label} {metric}: tune_recall {ours} vs bench.{ds} {theirs[metric]}")
+        checks[ds] = check
+    if wrong:
+        raise SystemExit("tune_recall no longer ranks as recall does (or the reference is stale: rerun "
+                         "bench.locomo / bench.longmemeval): " + "; ".join(wrong))
+    return checks
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    from bench.common import DEFAULT_LOCOMO_DIR
+    from bench.common import DEFAULT_LOCOMO_DIR, Run, base_parser
     from bench.longmemeval import DEFAULT_DATA_DIR
     from iai_mcp.embed import MiniLMEmbedder
     from iai_mcp.retrieval import DEFAULT_WEIGHTS
 
-    parser = argparse.ArgumentParser(prog="python -m bench.tune_recall", description=__doc__.splitlines()[0])
+    parser = base_parser(NAME, __doc__.splitlines()[0])
     parser.add_argument("--locomo", type=Path, default=DEFAULT_LOCOMO_DIR)
     parser.add_argument("--longmemeval", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--floors", action="store_true",
                         help="instead of the knobs: the relevance floor, per hit and per query, on negatives")
     parser.add_argument("--min-score", type=float, default=None,
                         help="measure the knobs with this relevance floor (writes tune_recall_min_score.json)")
-    parser.add_argument("--knobs", default=None, help="comma-separated knobs to measure (default: all)")
+    parser.add_argument("--knobs", default=None,
+                        help=f"comma-separated knobs to measure (default: all; {','.join(QUICK_KNOBS)} with --quick)")
     args = parser.parse_args(argv)
-    stores = load(args.locomo, args.longmemeval)
+    stores = load(args.locomo, args.longmemeval, quick=args.quick)
     embedder = CachedEmbedder(MiniLMEmbedder(), args.cache_dir)
     try:
         embed(stores, embedder)
@@ -401,20 +438,41 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         embedder.save()
     indexes = {(n, stemmer): _index(s.texts, stemmer)
                for n, s in enumerate(stores) for stemmer in ("porter", "snowball")}
+    run = Run(NAME, args)
+    base = Knobs(DEFAULT_WEIGHTS, floor=args.min_score)
+    default = evaluate(stores, base, indexes)
+    bm25 = evaluate(stores, base, indexes, ranker=bm25_rank)
+    run.data["config"] = {"locomo": str(args.locomo), "longmemeval": str(args.longmemeval),
+                          "min_score": args.min_score, "embedder": embedder.name, "k": K,
+                          "questions": {ds: sum(default[f]["questions"] for f in folds if f in default)
+                                        for ds, folds in DATASETS.items()}}
+    if not args.quick:  # --quick runs on cut-down data no reference run has seen
+        run.data["reference_check"] = reference_check(
+            default, bm25, args.min_score, {"locomo": args.locomo, "longmemeval": args.longmemeval}, RESULTS_DIR)
+    for ds, folds in DATASETS.items():
+        run.add_ratio(f"{ds} turn R@10, defaults", pooled(default, folds, "turn_r@10"),
+                      "BM25 alone", pooled(bm25, folds, "turn_r@10"))
     if args.floors:
+        from bench.tune_floor import FLOORS, floor_modes
+
         report = floor_modes(stores, Knobs(DEFAULT_WEIGHTS), indexes)
-        for ds, r in report.items():
+        for ds in DATASETS:
+            r = report[ds]
             print_table(f"{ds}: relevance floor ({r['negatives']} negatives)",
                         ["min_score", "per-hit R@10", "per-query R@10", "negatives rejected"],
                         [[f["min_score"], f["per_hit_turn_r@10"], f["per_query_turn_r@10"], f["negatives_rejected"]]
                          for f in r["floors"]])
-        args.out.mkdir(parents=True, exist_ok=True)
-        path = args.out / "tune_recall_floor.json"
-        path.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {path}")
-        return report
-    wanted = args.knobs.split(",") if args.knobs else None
-    report = leave_one_out(stores, indexes, Knobs(DEFAULT_WEIGHTS, floor=args.min_score), wanted)
+        print_table("Floor chosen on the other folds (" + report["leave_one_out"]["criterion"] + ")",
+                    ["held-out fold", "min_score", "R@10 kept", f"R@10 at {FLOORS[0]}", "negatives rejected"],
+                    [[f, r["chosen_min_score"], r["held_out_turn_r@10_kept"], r["held_out_turn_r@10_lowest_floor"],
+                      r["held_out_negatives_rejected"]] for f, r in report["leave_one_out"]["per_fold"].items()])
+        run.data.update(report)
+        run.filename = "tune_recall_floor"
+        run.finish()
+        return run.data
+    wanted = args.knobs.split(",") if args.knobs else (list(QUICK_KNOBS) if args.quick else list(knob_grid()))
+    run.data["config"]["knobs"] = wanted
+    report = leave_one_out(stores, indexes, base, wanted, default)
     report["min_score"] = args.min_score
     rows = [["defaults", *(report["default_by_dataset"][ds]["turn_r@10"] for ds in DATASETS), "-"]]
     for name in knob_grid():
@@ -424,11 +482,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                      ", ".join(str(v) for v in report[name]["chosen_per_fold"].values())])
     print_table("Held-out turn R@10 (leave one fold out, one knob at a time)",
                 ["knob", "LoCoMo", "LongMemEval", "chosen per fold (L0 L1 L2 M0 M1 M2)"], rows)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / ("tune_recall.json" if args.min_score is None else "tune_recall_min_score.json")
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print(f"wrote {path}")
-    return report
+    run.data.update(report)
+    run.filename = NAME if args.min_score is None else f"{NAME}_min_score"
+    run.finish()
+    return run.data
 
 
 if __name__ == "__main__":

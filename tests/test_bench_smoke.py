@@ -18,8 +18,10 @@ import pytest
 pytestmark = pytest.mark.slow  # each runs a benchmark in a fresh interpreter, seconds apiece
 
 REPO = Path(__file__).resolve().parents[1]
-LOCOMO = REPO.parent / "shared" / "data" / "locomo"
-LONGMEMEVAL = REPO.parent / "shared" / "data" / "longmemeval"
+# A git worktree has no ../shared beside it: IAI_MCP_BENCH_DATA points at the data directory.
+DATA = Path(os.environ.get("IAI_MCP_BENCH_DATA", REPO.parent / "shared" / "data"))
+LOCOMO = DATA / "locomo"
+LONGMEMEVAL = DATA / "longmemeval"
 COMMON_KEYS = {"benchmark", "command", "quick", "started_at", "duration_s", "machine", "config",
                "ratios", "targets"}
 
@@ -30,7 +32,7 @@ def cache_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("bench-cache")
 
 
-def run_bench(name: str, out: Path, cache: Path, *extra: str) -> dict:
+def run_bench(name: str, out: Path, cache: Path, *extra: str, output: str | None = None) -> dict:
     # This checkout's src/ first: an installed iai_mcp from another tree (a
     # second worktree's editable install) must not stand in for the code under test.
     path = [str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")]
@@ -40,8 +42,9 @@ def run_bench(name: str, out: Path, cache: Path, *extra: str) -> dict:
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert f"wrote {out / (name + '.json')}" in proc.stdout
-    data = json.loads((out / f"{name}.json").read_text())
+    output = output or name
+    assert f"wrote {out / (output + '.json')}" in proc.stdout
+    data = json.loads((out / f"{output}.json").read_text())
     assert COMMON_KEYS <= set(data), COMMON_KEYS - set(data)
     assert data["benchmark"] == name and data["quick"] is True
     assert data["command"].startswith(f"python -m bench.{name} --quick")
@@ -167,3 +170,63 @@ def test_cold_start_quick(tmp_path, cache_dir):
     steady = data["empty_daemon"]["steady"]
     assert steady["VmHWM"] >= steady["VmRSS"] > 0
     assert len(data["targets"]) == 4 and data["peak_daemon"] is None
+
+
+def _held_out_consistent(data: dict) -> None:
+    # Each knob's held-out figure is its chosen values' figures on the held-out folds, pooled over questions.
+    folds = {"locomo": ("0", "1", "2"), "longmemeval": ("3", "4", "5")}
+    for name in data["config"]["knobs"]:
+        knob = data[name]
+        assert set(knob["chosen_per_fold"]) == {f for fs in folds.values() for f in fs}
+        for ds, fs in folds.items():
+            picked = [knob["grid"][str(knob["chosen_per_fold"][f])][f] for f in fs]
+            n = sum(p["questions"] for p in picked)
+            pooled = sum(p["turn_r@10"] * p["questions"] for p in picked) / n
+            assert knob["held_out"][ds]["turn_r@10"] == pytest.approx(pooled, abs=1e-3)
+
+
+@pytest.mark.skipif(not LONGMEMEVAL.is_dir(), reason=f"LongMemEval data not found at {LONGMEMEVAL}")
+def test_tune_recall_quick(tmp_path, cache_dir):
+    data = run_bench("tune_recall", tmp_path, cache_dir, "--locomo", str(LOCOMO), "--longmemeval", str(LONGMEMEVAL))
+    assert data["config"]["knobs"] == ["dense", "stemmer"] and "reference_check" not in data
+    assert data["config"]["questions"]["locomo"] > 0 and data["config"]["questions"]["longmemeval"] == 3
+    defaults = data["default_by_dataset"]
+    for ds, figures in defaults.items():
+        assert all(0 <= v <= 1 for v in figures.values())
+        ratio = next(r for r in data["ratios"] if r["figure"].startswith(ds))
+        assert ratio["value"] == figures["turn_r@10"]
+    # The shipped weight is in the grid: its row there is the defaults' row.
+    from iai_mcp.retrieval import DEFAULT_WEIGHTS
+
+    assert data["dense"]["grid"][str(DEFAULT_WEIGHTS.dense)] == data["default"]
+    _held_out_consistent(data)
+
+
+@pytest.mark.skipif(not LONGMEMEVAL.is_dir(), reason=f"LongMemEval data not found at {LONGMEMEVAL}")
+def test_tune_recall_floors_quick(tmp_path, cache_dir):
+    data = run_bench("tune_recall", tmp_path, cache_dir, "--floors", "--locomo", str(LOCOMO),
+                     "--longmemeval", str(LONGMEMEVAL), output="tune_recall_floor")
+    for ds in ("locomo", "longmemeval"):
+        rejected = [f["negatives_rejected"] for f in data[ds]["floors"]]
+        assert rejected == sorted(rejected) and all(0 <= v <= 1 for v in rejected)
+    floors = [f["min_score"] for f in data["locomo"]["floors"]]
+    per_fold = data["leave_one_out"]["per_fold"]
+    assert sorted(per_fold) == ["0", "1", "2", "3", "4", "5"]
+    for fold in per_fold.values():
+        assert fold["chosen_min_score"] in floors
+        assert 0 <= fold["held_out_negatives_rejected"] <= 1 and fold["held_out_negatives"] > 0
+
+
+@pytest.mark.skipif(not LOCOMO.is_dir(), reason=f"LoCoMo data not found at {LOCOMO}")
+def test_related_quick(tmp_path, cache_dir):
+    data = run_bench("related", tmp_path, cache_dir, "--raw", "--data", str(LOCOMO))
+    assert len(data["config"]["conversations"]) == 1 and data["config"]["random_pairs"] == 2000
+    sweep = data["sweep"]
+    for key in ("same_fact_above", "random_above"):  # a higher threshold lets no more pairs through
+        shares = [s[key] for s in sweep]
+        assert shares == sorted(shares, reverse=True) and all(0 <= v <= 1 for v in shares)
+    chosen = data["chosen"]
+    row = next(s for s in sweep if s["threshold"] == chosen["threshold"])
+    assert row["same_fact_above"] == chosen["same_fact_above"]
+    assert data["ratios"][0]["value"] == chosen["same_fact_above"]
+    assert 0 <= data["corrections"]["share_above_chosen"] <= 1
