@@ -68,6 +68,16 @@ def embedder_for_tests():
     return HashEmbedder()
 
 
+def preload_model(on_error):
+    """Start loading the real model in the background (``embed.preload_default``)
+    so it overlaps opening the store; None when a test embedder stands in."""
+    if os.environ.get(TEST_EMBEDDER_ENV, ""):
+        return None
+    from iai_mcp.embed import preload_default
+
+    return preload_default(on_error)
+
+
 def daemon_idle_timeout() -> float:
     raw = os.environ.get(IDLE_TIMEOUT_ENV, "")
     if not raw:
