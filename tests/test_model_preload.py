@@ -12,10 +12,9 @@ import threading
 import pytest
 
 from iai_mcp import embed
-from iai_mcp.daemon import wire
-from iai_mcp.daemon.client import DaemonClient
 from iai_mcp.embed import HashEmbedder
 from iai_mcp.store import MemoryStore
+from tests.test_daemon import InThread, _client, _eventually
 
 WAIT_S = 30.0
 
@@ -69,50 +68,11 @@ def opened_during_preload(monkeypatch, stand_in):
     return seen
 
 
-def _run_daemon(root):
-    from iai_mcp.daemon import lifecycle
-
-    ready: list = []
-    listening = threading.Event()
-    codes: list[int] = []
-
-    def on_listening(daemon):
-        ready.append(daemon)
-        listening.set()
-
-    def run():
-        codes.append(lifecycle.run(root, idle_timeout=120.0, on_listening=on_listening))
-        listening.set()
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    assert listening.wait(WAIT_S) and ready, "the daemon did not start"
-    return ready[0], thread, codes
-
-
-def _stop(daemon, thread, codes):
-    daemon.request_stop()
-    thread.join(WAIT_S)
-    assert codes == [0]
-
-
-def _wait(condition) -> bool:
-    tick = threading.Event()
-    for _ in range(int(WAIT_S / 0.02)):
-        if condition():
-            return True
-        tick.wait(0.02)
-    return condition()
-
-
 def test_daemon_loads_the_model_while_opening_the_store_and_binds_it(tmp_path, stand_in, opened_during_preload):
-    daemon, thread, codes = _run_daemon(tmp_path / "store")
-    try:
+    with InThread(tmp_path / "store") as daemon:
         assert opened_during_preload == [True]
-        assert _wait(lambda: daemon.store.embedder is not None)
+        assert _eventually(lambda: daemon.store.embedder is not None)
         assert daemon.store.embedder is stand_in  # the preloaded one, not a second model
-    finally:
-        _stop(daemon, thread, codes)
 
 
 def _events(err: str, name: str) -> list[dict]:
@@ -130,15 +90,11 @@ def _events(err: str, name: str) -> list[dict]:
 def test_a_failed_preload_is_logged_once_and_the_lazy_load_serves_recalls(tmp_path, stand_in, capsys):
     stand_in.fail_first = True
     root = tmp_path / "store"
-    daemon, thread, codes = _run_daemon(root)
-    try:
-        with DaemonClient(wire.canonical_root(root), autostart=False).connect() as client:
-            captured = client.call("memory_capture", {"text": "we chose oak for the kitchen floor"})
-            hits = client.call("memory_recall", {"cue": "kitchen floor"})["hits"]
-        assert [h["record_id"] for h in hits][:1] == [captured["record_id"]]
-        assert stand_in.loaded
-    finally:
-        _stop(daemon, thread, codes)
+    with InThread(root), _client(root) as client:
+        captured = client.call("memory_capture", {"text": "we chose oak for the kitchen floor"})
+        hits = client.call("memory_recall", {"cue": "kitchen floor"})["hits"]
+    assert [h["record_id"] for h in hits][:1] == [captured["record_id"]]
+    assert stand_in.loaded
     err = capsys.readouterr().err
     failed = _events(err, "embedder_preload_failed")
     assert len(failed) == 1 and "model file unreadable" in failed[0]["error"]

@@ -331,7 +331,7 @@ def preload_default(on_error: Callable[[BaseException], None]) -> threading.Thre
             warmup = getattr(embedder, "warmup", None)
             if callable(warmup):
                 warmup()
-        except Exception as exc:
+        except Exception as exc:  # whatever it was, the first embed loads again and reports its own
             on_error(exc)
         finally:
             sys.setswitchinterval(previous)
