@@ -38,7 +38,6 @@ from bench.common import (
     base_parser,
     clock_ms,
     isolate_key_material,
-    print_table,
     summarize,
 )
 from bench.locomo_data import (
@@ -49,17 +48,19 @@ from bench.locomo_data import (
     session_of,
 )
 from bench.recall_eval import (
+    SYSTEMS,
     CachedEmbedder,
     K,
     average,
-    floor_sweep,
+    by_group,
+    floor_report,
     negative_trace,
     positive_trace,
+    report,
     score,
 )
 
 NAME = "locomo"
-SYSTEMS = ("ours", "ours_nofloor", "bm25", "dense")
 
 
 def score_question(ranked_turns: list[list[str]], question: Question) -> dict[str, float]:
@@ -190,10 +191,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = [q for r in results for q in r.pop("_per_question")]
     negatives = [n for r in results for n in r.pop("_negatives")]
     systems = {name: average(rows, name) for name in SYSTEMS}
-    by_category = {
-        CATEGORIES[cat]: {"questions": len(sub), **{name: average(sub, name)["turn_r@10"] for name in SYSTEMS}}
-        for cat in sorted(CATEGORIES) if (sub := [r for r in rows if r["category"] == cat])
-    }
+    by_category = by_group({CATEGORIES[cat]: [r for r in rows if r["category"] == cat] for cat in sorted(CATEGORIES)})
     run.data["config"] = {"k": K, "data": str(args.data), "conversations": [c.name for c in convs],
                           "max_sessions": max_sessions,
                           "embedder": embedder.name, "bm25": "retrieval.KeywordIndex() defaults",
@@ -201,27 +199,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run.data["conversations"] = results
     run.data["systems"] = systems
     run.data["turn_r@10_by_category"] = by_category
-    run.data["floor"] = {
-        "default": embedder.relevance_floor,
-        "negatives": len(negatives),
-        "negatives_rejected": round(float(np.mean([n["rejected"] for n in negatives])), 4) if negatives else None,
-        "turn_r@10_cost": round(systems["ours_nofloor"]["turn_r@10"] - systems["ours"]["turn_r@10"], 4),
-        "sweep": floor_sweep([r["trace"] for r in rows], [n["best_cosine"] for n in negatives]),
-    }
-
-    metrics = ["turn_r@1", "turn_r@5", "turn_r@10", "mrr", "session_r@1", "session_r@5", "session_r@10"]
-    print_table(f"LoCoMo retrieval, {len(rows)} questions ({', '.join(c.name for c in convs)})",
-                ["system", *metrics], [[name, *(systems[name][m] for m in metrics)] for name in SYSTEMS])
-    print_table("Turn R@10 by category", ["category", "questions", *SYSTEMS],
-                [[cat, v["questions"], *(v[s] for s in SYSTEMS)] for cat, v in by_category.items()])
-    print_table("Relevance floor sweep (cosine; R@10 kept is a lower bound)",
-                ["min_score", "turn R@10 kept", "negatives rejected"],
-                [[s["min_score"], s["turn_r@10_kept"], s["negatives_rejected"]] for s in run.data["floor"]["sweep"]])
-    for metric in ("turn_r@10", "turn_r@5", "mrr", "session_r@10"):
-        for base in ("bm25", "dense"):
-            run.add_ratio(f"ours {metric}", systems["ours"][metric], f"{base} {metric}", systems[base][metric])
-    run.add_target("turn R@10: ours minus BM25 on the same run",
-                   round(systems["ours"]["turn_r@10"] - systems["bm25"]["turn_r@10"], 4), 0, op=">")
+    run.data["floor"] = floor_report(systems, [r["trace"] for r in rows], negatives, embedder.relevance_floor)
+    report(run, f"LoCoMo retrieval, {len(rows)} questions ({', '.join(c.name for c in convs)})", systems,
+           "category", by_category, ("turn_r@10", "turn_r@5", "mrr", "session_r@10"))
     run.finish()
     return run.data
 

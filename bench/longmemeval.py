@@ -40,22 +40,25 @@ from bench.common import (
     base_parser,
     clock_ms,
     isolate_key_material,
-    print_table,
     summarize,
 )
 from bench.recall_eval import (
+    SYSTEMS,
     CachedEmbedder,
     K,
     average,
+    by_group,
+    floor_report,
     floor_sweep,
     negative_trace,
     positive_trace,
+    rejected_share,
+    report,
     score,
 )
 
 NAME = "longmemeval"
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "longmemeval"
-SYSTEMS = ("ours", "ours_nofloor", "bm25", "dense")
 
 TurnId = tuple[str, int]  # (session id, turn index in the session)
 
@@ -221,11 +224,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scored = [r for r in results if "scores" in r]
     rows = [r["scores"] for r in scored]
     systems = {name: average(rows, name) for name in SYSTEMS}
-    by_type = {
-        kind: {"questions": len(sub), **{name: average(sub, name)["turn_r@10"] for name in SYSTEMS}}
-        for kind in sorted({r["type"] for r in scored})
-        if (sub := [r["scores"] for r in scored if r["type"] == kind])
-    }
+    by_type = by_group({kind: [r["scores"] for r in scored if r["type"] == kind]
+                        for kind in sorted({r["type"] for r in scored})})
     negatives = [r["negative"] for r in results if "negative" in r]
     abstentions = [r["abstention"] for r in results if "abstention" in r]
     run.data["config"] = {"k": K, "data": str(args.data), "questions": len(results),
@@ -234,29 +234,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     run.data["systems"] = systems
     run.data["turn_r@10_by_type"] = by_type
     run.data["floor"] = {
-        "default": embedder.relevance_floor,
-        "negatives_rejected": round(float(np.mean([n["rejected"] for n in negatives])), 4) if negatives else None,
-        "abstentions_rejected": round(float(np.mean([a["rejected"] for a in abstentions])), 4) if abstentions else None,
-        "turn_r@10_cost": round(systems["ours_nofloor"]["turn_r@10"] - systems["ours"]["turn_r@10"], 4),
-        "sweep": floor_sweep([r["trace"] for r in scored], [n["best_cosine"] for n in negatives]),
+        **floor_report(systems, [r["trace"] for r in scored], negatives, embedder.relevance_floor),
+        "abstentions_rejected": rejected_share(abstentions),
         "sweep_abstentions": floor_sweep([], [a["best_cosine"] for a in abstentions]),
     }
     run.data["recall_ms"] = summarize([r["recall_ms"] for r in results])
     run.data["questions"] = [{k: v for k, v in r.items() if k not in ("scores", "trace")} for r in results]
 
-    metrics = ["turn_r@1", "turn_r@5", "turn_r@10", "mrr", "session_r@1", "session_r@5", "session_r@10"]
-    print_table(f"LongMemEval_S retrieval, {len(scored)} questions with evidence",
-                ["system", *metrics], [[name, *(systems[name][m] for m in metrics)] for name in SYSTEMS])
-    print_table("Turn R@10 by question type", ["type", "questions", *SYSTEMS],
-                [[kind, v["questions"], *(v[s] for s in SYSTEMS)] for kind, v in by_type.items()])
-    print_table("Relevance floor sweep (cosine; R@10 kept is a lower bound)",
-                ["min_score", "turn R@10 kept", "negatives rejected"],
-                [[s["min_score"], s["turn_r@10_kept"], s["negatives_rejected"]] for s in run.data["floor"]["sweep"]])
-    for metric in ("turn_r@10", "turn_r@1", "mrr", "session_r@5"):
-        for base in ("bm25", "dense"):
-            run.add_ratio(f"ours {metric}", systems["ours"][metric], f"{base} {metric}", systems[base][metric])
-    run.add_target("turn R@10: ours minus BM25 on the same run",
-                   round(systems["ours"]["turn_r@10"] - systems["bm25"]["turn_r@10"], 4), 0, op=">")
+    report(run, f"LongMemEval_S retrieval, {len(scored)} questions with evidence", systems,
+           "question type", by_type, ("turn_r@10", "turn_r@1", "mrr", "session_r@5"))
     run.finish()
     return run.data
 

@@ -24,7 +24,9 @@ import numpy as np
 
 K = 10
 KS = tuple(range(1, K + 1))
-SYSTEMS = ("ours", "bm25", "dense")
+#: The rankings each benchmark compares: ours (with its relevance floor and
+#: without), BM25 and dense-only over the same records.
+SYSTEMS = ("ours", "ours_nofloor", "bm25", "dense")
 #: Floors the sweep reports (cosine, MiniLM).
 FLOORS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 
@@ -58,6 +60,51 @@ def score(ranked: Sequence[Sequence[Hashable]], evidence: set[Hashable], wanted_
 def average(rows: list[dict[str, Any]], system: str) -> dict[str, float]:
     keys = rows[0][system].keys()
     return {key: round(float(np.mean([r[system][key] for r in rows])), 4) for key in keys}
+
+
+def by_group(groups: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Turn R@10 of every system per group of questions (LoCoMo's category,
+    LongMemEval's type), with the group's size; empty groups left out."""
+    return {name: {"questions": len(rows), **{s: average(rows, s)["turn_r@10"] for s in SYSTEMS}}
+            for name, rows in groups.items() if rows}
+
+
+def rejected_share(outcomes: list[dict[str, Any]]) -> float | None:
+    """Share of negatives (or abstentions) whose recall came back empty."""
+    return round(float(np.mean([o["rejected"] for o in outcomes])), 4) if outcomes else None
+
+
+def floor_report(systems: dict[str, dict[str, float]], traces: list[dict[str, Any]],
+                 negatives: list[dict[str, Any]], default: float | None) -> dict[str, Any]:
+    """The ``floor`` section of a benchmark's JSON: the default floor, what it
+    costs in turn R@10, how many negatives it empties, and the sweep."""
+    return {
+        "default": default,
+        "negatives": len(negatives),
+        "negatives_rejected": rejected_share(negatives),
+        "turn_r@10_cost": round(systems["ours_nofloor"]["turn_r@10"] - systems["ours"]["turn_r@10"], 4),
+        "sweep": floor_sweep(traces, [n["best_cosine"] for n in negatives]),
+    }
+
+
+def report(run: Any, title: str, systems: dict[str, dict[str, float]], group_label: str,
+           groups: dict[str, dict[str, Any]], ratio_metrics: Sequence[str]) -> None:
+    """Print the tables both benchmarks print (systems, turn R@10 per group,
+    the floor sweep) and record the ratios to BM25 and dense and the target."""
+    from bench.common import print_table
+
+    metrics = ["turn_r@1", "turn_r@5", "turn_r@10", "mrr", "session_r@1", "session_r@5", "session_r@10"]
+    print_table(title, ["system", *metrics], [[name, *(systems[name][m] for m in metrics)] for name in SYSTEMS])
+    print_table(f"Turn R@10 by {group_label}", [group_label, "questions", *SYSTEMS],
+                [[group, v["questions"], *(v[s] for s in SYSTEMS)] for group, v in groups.items()])
+    print_table("Relevance floor sweep (cosine; R@10 kept is a lower bound)",
+                ["min_score", "turn R@10 kept", "negatives rejected"],
+                [[s["min_score"], s["turn_r@10_kept"], s["negatives_rejected"]] for s in run.data["floor"]["sweep"]])
+    for metric in ratio_metrics:
+        for base in ("bm25", "dense"):
+            run.add_ratio(f"ours {metric}", systems["ours"][metric], f"{base} {metric}", systems[base][metric])
+    run.add_target("turn R@10: ours minus BM25 on the same run",
+                   round(systems["ours"]["turn_r@10"] - systems["bm25"]["turn_r@10"], 4), 0, op=">")
 
 
 def positive_trace(hits: list[dict[str, Any]], cosine: Callable[[str], float],
