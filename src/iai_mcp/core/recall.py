@@ -344,8 +344,8 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
             fused = fused + np.float32(PROJECT_PRIOR) * mine
     floor = min_score(query, embedder or store.embedder)
     keep = filter_of(query)
-    relevant = (floor_mask(dense, keyword, floor, anchored=_anchored(dense >= np.float32(floor), rows, states,
-                                                                     dead, query, keep))
+    relevant = (floor_mask(dense, keyword, floor,
+                           anchored=lambda clears: _anchored(clears, rows, states, dead, query, keep))
                 if floor is not None else np.ones(n, dtype=bool))
     filtering = bool(keep)
     # Filters are checked on a generous head of the ranking; only when they

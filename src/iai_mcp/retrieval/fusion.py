@@ -7,6 +7,7 @@ Each knob's value was measured on LoCoMo; the figures live in
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,7 +174,8 @@ FLOOR_RESCUE = 0.3
 
 
 def floor_mask(dense: np.ndarray, keyword: np.ndarray, floor: float, alive: np.ndarray | None = None,
-               rescue: float | None = FLOOR_RESCUE, *, anchored: bool | None = None) -> np.ndarray:
+               rescue: float | None = FLOOR_RESCUE, *,
+               anchored: Callable[[np.ndarray], bool] | None = None) -> np.ndarray:
     """Rows that clear the relevance floor: a cosine of at least ``floor``,
     or, when some live row clears it (the store holds something about the
     cue), a keyword score at least ``rescue`` of the best one.
@@ -187,16 +189,19 @@ def floor_mask(dense: np.ndarray, keyword: np.ndarray, floor: float, alive: np.n
     (raw BM25 levels do not separate such negatives: LongMemEval's best
     negative BM25 has a median of 10, above most rescued evidence).
 
-    ``anchored``: whether a row the caller could return (its filters, its
-    states) clears the cosine floor, when the caller knows better than
-    ``alive``; a filter whose rows are all below it must rescue nothing.
+    ``anchored(passes)``: whether a row the caller could return (its
+    filters, its states) is among ``passes``, the rows clearing the cosine
+    floor, when the caller knows better than ``alive``; a filter whose rows
+    are all below it must rescue nothing.
     """
     passes = dense >= np.float32(floor)
     if rescue is None:
         return passes
     if anchored is None:
-        anchored = bool((passes if alive is None else passes & alive).any())
-    if anchored:
+        live = bool((passes if alive is None else passes & alive).any())
+    else:
+        live = anchored(passes)
+    if live:
         passes = passes | (normalise_keyword(keyword) >= np.float32(rescue))
     return passes
 
