@@ -9,6 +9,7 @@ from pathlib import Path
 
 from iai_mcp import hooks
 from iai_mcp.store import MemoryStore
+from tests.test_server import DirectBackend
 
 SESSIONS = Path(__file__).parent / "data" / "transcripts" / "codex" / "sessions"
 (ROLLOUT,) = SESSIONS.rglob("rollout-*.jsonl")
@@ -144,15 +145,7 @@ def test_a_stop_without_a_rollout_captures_nothing_and_is_no_failure(cli):
 def test_a_codex_backfill_takes_the_project_from_the_rollouts_session_meta(tmp_path):
     """A rollout records its cwd once, in its first (session_meta) line; with no
     hook input to name it, a backfill's turns get that directory's project."""
-    from iai_mcp.core import dispatch
     from iai_mcp.hooks.hosts import HOSTS
-
-    class Backend:
-        def __init__(self, store):
-            self.store = store
-
-        def call(self, method, params):
-            return dispatch(self.store, method, params)
 
     assert HOSTS["codex"].cwd_of(ROLLOUT) == "/home/dev/app"
     assert HOSTS["claude-code"].cwd_of(ROLLOUT) is None  # its turns carry their own cwd
@@ -160,6 +153,6 @@ def test_a_codex_backfill_takes_the_project_from_the_rollouts_session_meta(tmp_p
         from iai_mcp.embed import HashEmbedder
 
         store.bind_embedder(HashEmbedder())
-        counts = hooks.capture_transcripts(Backend(store), HOSTS["codex"], [(ROLLOUT, SESSION)], tmp_path / "state")
+        counts = hooks.capture_transcripts(DirectBackend(store), HOSTS["codex"], [(ROLLOUT, SESSION)], tmp_path / "state")
         assert counts["inserted"] == 2
         assert {row.project for row in store.rows()} == {"/home/dev/app"}

@@ -3,26 +3,13 @@
 the Host/Origin check (they were answered 421)."""
 from __future__ import annotations
 
-import threading
-
 from starlette.testclient import TestClient
 
-from iai_mcp.core import dispatch
 from iai_mcp.mcp_server import build_server, http
+from tests.test_server import DirectBackend
 
 INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
     "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}
-
-
-class _Backend:
-    def __init__(self, store) -> None:
-        self.store, self.closed = store, threading.Event()
-
-    def call(self, method, params=None):
-        return dispatch(self.store, method, params or {})
-
-    def close(self) -> None:
-        self.closed.set()
 
 
 def test_the_bound_loopback_address_is_an_allowed_host_and_origin():
@@ -40,7 +27,7 @@ def _post(client, host, origin=None):
 
 def test_a_request_to_127_0_0_2_is_answered_and_a_foreign_host_is_not(store):
     address = http.parse_address("127.0.0.2:9000")
-    server, slot = build_server(lambda: _Backend(store), close_after_run=False)
+    server, slot = build_server(lambda: DirectBackend(store), close_after_run=False)
     app = http.build_app(server, slot, "t0ken", address, 9000)
     with TestClient(app, base_url="http://127.0.0.2:9000") as client:
         answered = _post(client, "127.0.0.2:9000", origin="http://127.0.0.2:9000")

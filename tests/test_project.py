@@ -15,19 +15,10 @@ from iai_mcp.core import dispatch
 from iai_mcp.errors import InvalidInput
 from iai_mcp.project import project_of
 from iai_mcp.store import MemoryStore
+from tests.test_server import DirectBackend
 
 SAMPLE = Path(__file__).parent / "data" / "sample_transcript.jsonl"
 A, B = "/work/alpha", "/work/beta"
-
-
-class StoreBackend:
-    """What a hook runner calls, answered by dispatch on one store."""
-
-    def __init__(self, store) -> None:
-        self.store = store
-
-    def call(self, method, params):
-        return dispatch(self.store, method, params)
 
 
 def _capture(store, text, **extra):
@@ -55,7 +46,7 @@ def test_the_stop_hook_records_the_project_of_its_cwd_with_each_turn(store, tmp_
     transcript = tmp_path / "session.jsonl"
     shutil.copy(SAMPLE, transcript)
     payload = {"session_id": "s1", "transcript_path": str(transcript), "cwd": str(repo / "sub")}
-    counts = hooks.capture_transcript(StoreBackend(store), payload, tmp_path / "state")
+    counts = hooks.capture_transcript(DirectBackend(store), payload, tmp_path / "state")
     assert counts["inserted"] == len(store.rows()) > 0
     assert {row.project for row in store.rows()} == {str(repo)}
 
@@ -77,7 +68,7 @@ def test_a_backfill_takes_each_turn_s_project_from_the_cwd_claude_code_wrote_wit
     ]
     transcript = tmp_path / "t.jsonl"
     transcript.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    counts = hooks.capture_transcripts(StoreBackend(store), HOSTS["claude-code"], [(transcript, "s")],
+    counts = hooks.capture_transcripts(DirectBackend(store), HOSTS["claude-code"], [(transcript, "s")],
                                        tmp_path / "state")
     assert counts["inserted"] == 2
     assert {row.literal_surface: row.project for row in store.rows()} == {
@@ -86,15 +77,9 @@ def test_a_backfill_takes_each_turn_s_project_from_the_cwd_claude_code_wrote_wit
 
 def test_the_session_start_hook_asks_for_its_project(store, tmp_path):
     _capture(store, "alpha note", project=str(tmp_path))
-    seen = {}
-
-    class Recording(StoreBackend):
-        def call(self, method, params):
-            seen.update(params)
-            return super().call(method, params)
-
-    hooks.session_start(Recording(store), {"session_id": "s", "cwd": str(tmp_path)}, 3000)
-    assert seen["project"] == str(tmp_path)
+    backend = DirectBackend(store)
+    hooks.session_start(backend, {"session_id": "s", "cwd": str(tmp_path)}, 3000)
+    assert backend.calls[-1][0] == "session_start" and backend.calls[-1][1]["project"] == str(tmp_path)
 
 
 def test_capture_keeps_the_project_and_get_shows_it(store):

@@ -4,17 +4,15 @@ server prefers the project of its working directory in session_start."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import timedelta
-from typing import Any
 
 import anyio
 import pytest
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from iai_mcp import mcp_server as server
-from iai_mcp.core import dispatch
 from iai_mcp.project import as_given
+from tests.test_server import DirectBackend
 
 
 @pytest.fixture
@@ -50,21 +48,8 @@ def test_a_project_that_is_not_a_path_is_kept_as_given(tmp_path, monkeypatch):
     assert as_given(".") == str(tmp_path)
 
 
-class _Backend:
-    def __init__(self, store) -> None:
-        self.store, self.closed = store, threading.Event()
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def call(self, method, params=None):
-        self.calls.append((method, dict(params or {})))
-        return dispatch(self.store, method, params or {})
-
-    def close(self) -> None:
-        self.closed.set()
-
-
 def test_session_start_prefers_the_servers_own_project_unless_the_host_names_one(store, monkeypatch, repo):
-    backend = _Backend(store)
+    backend = DirectBackend(store)
     monkeypatch.chdir(repo / "src")
     app, _ = server.build_server(lambda: backend, project=server.runtime._own_project())
 

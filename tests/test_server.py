@@ -3,8 +3,8 @@ and `iai-mcp serve` driven over stdio by the SDK's own client."""
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +21,7 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.memory import create_connected_server_and_client_session
 
 from iai_mcp import mcp_server as server
-from iai_mcp.core import dispatch
-from iai_mcp.core import contract, results
+from iai_mcp.core import contract, dispatch, results
 from iai_mcp.core.limits import MAX_BUDGET_TOKENS, MAX_K
 from iai_mcp.errors import InvalidInput
 from iai_mcp.types import ROLES, TIERS
@@ -33,13 +32,16 @@ TOOLS = {"memory_capture", "memory_recall", "memory_get", "session_start",
 
 
 class DirectBackend:
-    """dispatch against a test-owned store; the fixture closes the store."""
+    """dispatch against a test-owned store; the fixture closes the store.
+    ``calls`` records each ``(method, params)`` sent."""
 
     def __init__(self, store) -> None:
         self.store = store
         self.closed = threading.Event()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        self.calls.append((method, dict(params or {})))
         return dispatch(self.store, method, params or {})
 
     def close(self) -> None:
