@@ -78,7 +78,9 @@ def records(turns: list[Turn], session_id: str | None, tag: str,
     for turn in turns:
         own = project
         if own is None and turn.cwd:
-            own = projects[turn.cwd] if turn.cwd in projects else projects.setdefault(turn.cwd, project_of(turn.cwd))
+            if turn.cwd not in projects:
+                projects[turn.cwd] = project_of(turn.cwd)
+            own = projects[turn.cwd]
         for i in range(0, len(turn.text), PART_CHARS):
             part = turn.text[i:i + PART_CHARS]
             if part.strip() and part not in seen:
