@@ -38,8 +38,16 @@ def _stop_spawned_daemons(tmp_path, _isolate_home):
     yield
     from iai_mcp.daemon import lifecycle as daemon
 
+    from iai_mcp.errors import StoreError
+
     for state in [*tmp_path.rglob("daemon.json"), *_isolate_home.rglob("daemon.json")]:
-        daemon.stop(state.parent, timeout=30)
+        try:
+            daemon.stop(state.parent, timeout=30)
+        except StoreError as exc:
+            # CI keeps only pytest's output: carry the daemon's own account with it.
+            log = state.parent / "daemon.log"
+            tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no daemon.log)"
+            raise StoreError(f"{exc}\n--- {log} (tail) ---\n{tail}") from exc
 
 
 @pytest.fixture

@@ -254,6 +254,35 @@ def test_sigterm_drains_the_provenance_queue(root):
     assert logged == returned
 
 
+@pytest.mark.slow
+def test_a_stopped_daemon_exits_whatever_threads_its_libraries_left(root):
+    """Once the store is closed the process ends: a thread a native library
+    left running (lancedb's runtime has no shutdown of its own) must not keep
+    a stopped daemon alive, nor hold ``stop`` to its timeout."""
+    root.mkdir()
+    program = (
+        "import sys, threading\n"
+        "threading.Thread(target=threading.Event().wait, name='a-library-thread').start()\n"
+        "from iai_mcp.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    with open(root / wire.LOG_FILE, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-c", program, "--store", str(root), "daemon", "run"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        assert _eventually(lambda: daemon.status(root) is not None)
+        _capture(_client(root), "the shed key is under the blue pot")
+        assert daemon.stop(root, timeout=10)
+        assert proc.wait(WAIT_S) == 0
+        assert [e["reason"] for e in _events(root, "stopped")] == ["signal"]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with MemoryStore(path=root, embedder=HashEmbedder()) as store:
+        assert [row.literal_surface for row in store.rows()] == ["the shed key is under the blue pot"]
+
+
 # ------------------------------------------------ protocol (daemon in a thread)
 
 

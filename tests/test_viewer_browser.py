@@ -192,15 +192,18 @@ def test_a_person_searches_opens_forgets_restores_and_pages(chromium, viewer_lin
     # Page through a list, two at a time: every memory once.
     page.get_by_role("link", name="Browse").click()
     page.locator('input[name="limit"]').fill("2")
-    page.get_by_role("button", name="List").click()
+    with page.expect_navigation():
+        page.get_by_role("button", name="List").click()
     seen: list[str] = []
     while True:
         seen += page.locator("a.memory").evaluate_all("els => els.map(e => e.getAttribute('href'))")
         following = page.locator('a[rel="next"]')
         if following.count() == 0:
             break
-        following.click()
-        page.wait_for_load_state()
+        # Reading the links again before the next page has replaced this one
+        # would count some twice and others never.
+        with page.expect_navigation():
+            following.click()
     assert len(seen) == len(MEMORIES) == len(set(seen))
     expect(page.locator(".pager")).to_contain_text("last page")
 

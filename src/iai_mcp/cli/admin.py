@@ -165,7 +165,7 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             from iai_mcp.daemon.wire import passphrase_from_pipe
 
             key_settings = KeySettings(passphrase=passphrase_from_pipe(sys.stdin.buffer.read()))
-        return daemon.run(path, idle_timeout=args.idle_timeout, key_settings=key_settings)
+        daemon.end_process(daemon.run(path, idle_timeout=args.idle_timeout, key_settings=key_settings))
     if args.action == "stop":
         stopped = daemon.stop(path, args.timeout)
         if args.json:

@@ -8,15 +8,17 @@ daemon run`` when no daemon answers.
 """
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from iai_mcp import __version__, config
 from iai_mcp.config import KeySettings
@@ -116,6 +118,27 @@ def run(
             signal.signal(sig, handler)
         os.close(wake_r)
         os.close(wake_w)
+
+
+def end_process(code: int) -> NoReturn:
+    """End a ``daemon run`` process once ``run`` has returned.
+
+    By then the store is closed (its provenance queue drained, its lock
+    released) and ``daemon.json`` and the socket are gone, so nothing is left
+    for interpreter finalisation to do but tear down native runtimes, and
+    that can hang: lancedb's Tokio runtime and background event loop have no
+    shutdown of their own, and a non-daemon thread any library started would
+    block exit for good. A stopped daemon that does not exit holds a ``stop``
+    (and whoever waits on it) to its timeout, so flush what is buffered and
+    leave at once.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    logging.shutdown()
+    os._exit(code)
 
 
 #: A passphrase longer than this is not re-piped (a pipe buffer holds 64 KiB).
