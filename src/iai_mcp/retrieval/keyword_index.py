@@ -7,6 +7,7 @@ milliseconds with numpy; the measured figures are in the class docstring.
 from __future__ import annotations
 
 from array import array
+from collections import Counter
 
 import numpy as np
 
@@ -56,19 +57,21 @@ class KeywordIndex:
         """Index ``text`` as document ``doc``, which must be the next slot."""
         if doc != len(self._length):
             raise ValueError(f"documents are appended in order: expected {len(self._length)}, got {doc}")
-        counts: dict[str, int] = {}
-        for term in tokenize(text):
-            counts[term] = counts.get(term, 0) + 1
+        terms = tokenize(text)
+        # Counter counts in C, and the locals spare an attribute lookup per
+        # term: this loop is most of a cold start's index build (10k records).
+        counts = Counter(terms)
+        ids, docs, tfs = self._terms, self._docs, self._tfs
         for term, tf in counts.items():
-            tid = self._terms.get(term)
+            tid = ids.get(term)
             if tid is None:
-                tid = self._terms[term] = len(self._docs)
-                self._docs.append(array("i"))
-                self._tfs.append(array("H"))
-            self._docs[tid].append(doc)
-            self._tfs[tid].append(min(tf, 65535))
+                tid = ids[term] = len(docs)
+                docs.append(array("i"))
+                tfs.append(array("H"))
+            docs[tid].append(doc)
+            tfs[tid].append(tf if tf < 65535 else 65535)
         self._label.append(self._label_term(text))
-        n = float(sum(counts.values()))
+        n = float(len(terms))
         self._length.append(n)
         self._deleted.append(0)
         self._live_length += n
