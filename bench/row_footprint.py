@@ -4,8 +4,8 @@ objects counted field by field.
     python -m bench.row_footprint [--store PATH]
 
 Opens the store read-only (nothing on disk changes; the default is the
-cached 100k-record bench store that ``bench.recall_latency`` builds), reads
-``VmRSS`` before and after the open, and sums ``sys.getsizeof`` over every
+cached 100k-record store ``bench.memory`` builds, ``bench.corpus.build_store``), reads
+``VmRSS`` before and after the open (and the peak, ``VmHWM``), and sums ``sys.getsizeof`` over every
 object the rows hold, each object counted once however many rows share it:
 a field's figure is what its values add to the heap. The matrix's share of
 the RSS (float32, ``Slots.matrix``) is printed apart. Memory is not
@@ -69,12 +69,13 @@ def main(argv: list[str] | None = None) -> None:
     store = MemoryStore(path=args.store, embedder=default_embedder(), read_only=True)
     open_s = (clock_ms() - start) / 1000
     gc.collect()
-    after = proc_status()["VmRSS"] / 1024
+    status = proc_status()
+    after, peak = status["VmRSS"] / 1024, status["VmHWM"] / 1024
     slots = store._slots
     matrix = slots.matrix.nbytes / 2**20
     print(f"{len(store)} records, open {open_s:.1f} s")
     print(f"VmRSS {before:.0f} MB before open, {after:.0f} MB after: +{after - before:.0f} MB "
-          f"(matrix {matrix:.0f} MB, the rest +{after - before - matrix:.0f} MB)")
+          f"(matrix {matrix:.0f} MB, the rest +{after - before - matrix:.0f} MB); peak VmHWM {peak:.0f} MB")
     sizes = row_bytes(slots.rows)
     seen: set[int] = set()
     sizes["(seqs)"] = _deep_size(slots.seqs, seen)
