@@ -17,7 +17,10 @@ serialised and copied like one), but one whose in-place changes raise
 in the code builds a new list (``store.update``, ``dataclasses.replace``).
 
 Each table is bounded (it starts afresh when full), so a field whose values
-are all distinct costs a bounded table, not one entry per record.
+are all distinct costs a bounded table, not one entry per record. The
+tables never hold a record's text or id (``by_text`` and ``index_of`` drop
+a purged record's); a tag, session id or time of a purged record may stay
+in one until the store closes, in memory only.
 """
 from __future__ import annotations
 
