@@ -47,7 +47,7 @@ from iai_mcp.errors import (
 )
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
 from iai_mcp.store import purge as purging
-from iai_mcp.store.codec import open_row, seal_row, text_key
+from iai_mcp.store.codec import open_row, seal_row
 from iai_mcp.store.compaction import CompactionSchedule, guarded
 from iai_mcp.store.crypto import Sealer
 from iai_mcp.store.meta import (
@@ -441,7 +441,7 @@ class MemoryStore:
         """The live row list, in insertion order (read it, never mutate it)."""
         return self._slots.rows
 
-    def seqs(self) -> list[int]:
+    def seqs(self) -> Sequence[int]:
         """Each row's insertion number (its LanceDB ``seq``), aligned with
         ``rows()``: strictly increasing, kept by updates and across opens, so
         a position in it survives forgetting (export pages by it)."""
@@ -465,7 +465,7 @@ class MemoryStore:
         return None if index is None else self._slots.rows[index]
 
     def find_identical(self, text: str) -> MemoryRow | None:
-        index = self._slots.by_text.get(text_key(text))
+        index = self._slots.by_text.get(text)
         return None if index is None else self._slots.rows[index]
 
     def get(self, record_id: UUID | str) -> MemoryRecord | None:

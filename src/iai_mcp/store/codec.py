@@ -1,7 +1,6 @@
 """Rows to bytes and back: what gets sealed for one record, and the sealing."""
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import datetime
 from typing import Any
@@ -46,11 +45,6 @@ def decode_row(record_id: str, payload: bytes) -> MemoryRow:
     known["reinforcements"] = known["reinforcements"] or 0
     known["history"] = list(known["history"] or [])
     return MemoryRow(id=UUID(record_id), **known)
-
-
-def text_key(text: str) -> bytes:
-    # Only ever held in memory; on disk the text exists sealed and nowhere else.
-    return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 def seal_row(cipher: Cipher, row: MemoryRow, vector: np.ndarray, seq: int) -> SealedRow:

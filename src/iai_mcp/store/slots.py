@@ -10,13 +10,14 @@ whole arrays for the same reason.
 """
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 from uuid import UUID
 
 import numpy as np
 
 from iai_mcp.heap import return_freed_heap
-from iai_mcp.store.codec import text_key
+from iai_mcp.store.sharing import SharedValues
 from iai_mcp.types import EMBED_DIM, MemoryRow
 
 #: ``states()`` codes: a row's ``state``, and ``PURGED`` for a slot whose
@@ -41,9 +42,12 @@ class Slots:
 
     def __init__(self, capacity: int = 0) -> None:
         self.rows: list[MemoryRow] = []
-        self.seqs: list[int] = []  # LanceDB seq of each row, parallel to rows
+        # LanceDB seq of each row, parallel to rows: 8 bytes a row, not a list of int objects (36).
+        self.seqs: array[int] = array("q")
         self.index_of: dict[UUID, int] = {}
-        self.by_text: dict[bytes, int] = {}
+        # Keyed by the row's own text object: no second copy or digest of it.
+        self.by_text: dict[str, int] = {}
+        self.shared = SharedValues()
         self.matrix = np.zeros((capacity, EMBED_DIM), dtype=np.float32)
         self.norms = np.zeros(capacity, dtype=np.float32)
         self.states = np.zeros(capacity, dtype=np.int8)
@@ -53,13 +57,17 @@ class Slots:
         """Slots of ``opened`` ``(row, vector, seq)``, vectors straight into the
         matrix (sized for ``expected`` rows and headroom), in ``seq`` order."""
         matrix = np.zeros((expected + _headroom(expected), EMBED_DIM), dtype=np.float32)
+        slots = cls()
         rows: list[MemoryRow] = []
         seqs: list[int] = []
         for row, vec, seq in opened:
             if len(rows) == len(matrix):  # rows written while we counted
                 matrix = np.concatenate([matrix, np.zeros_like(matrix[: _headroom(len(rows))])])
             matrix[len(rows)] = vec
-            rows.append(row)
+            # Shared as each row arrives: the copies it drops free heap the next
+            # row's decoding reuses. Shared after the loop, they left their holes
+            # all over the heap and RSS barely moved.
+            rows.append(slots.shared.share(row))
             seqs.append(seq)
         n = len(rows)
         order = np.argsort(np.asarray(seqs, dtype=np.int64), kind="stable")
@@ -68,7 +76,6 @@ class Slots:
             matrix[:n] = matrix[order]
             rows = [rows[i] for i in order]
             seqs = [seqs[i] for i in order]
-        slots = cls()
         slots.matrix = matrix
         slots.norms = np.zeros(len(matrix), dtype=np.float32)
         slots.states = np.zeros(len(matrix), dtype=np.int8)
@@ -88,7 +95,7 @@ class Slots:
         self.rows.append(row)
         self.index_of[row.id] = index
         self.states[index] = STATE_CODES[row.state]
-        key = text_key(row.literal_surface)
+        key = row.literal_surface
         current = self.by_text.get(key)
         # find_identical answers with an active record when there is one: a
         # text said again after its record was forgotten or superseded is
@@ -117,11 +124,11 @@ class Slots:
         i = len(self.rows)
         self.matrix[i] = vector
         self.norms[i] = max(float(np.linalg.norm(vector)), MIN_NORM)
-        self._remember(row, seq)
+        self._remember(self.shared.share(row), seq)
 
     def put(self, index: int, row: MemoryRow) -> None:
         """A rewritten row in its slot (same id, text and vector)."""
-        self.rows[index] = row
+        self.rows[index] = self.shared.share(row)
         self.states[index] = STATE_CODES[row.state]
 
     def empty(self, indexes: list[int], blank: MemoryRow) -> None:
@@ -131,7 +138,7 @@ class Slots:
         for i in indexes:
             row = self.rows[i]
             self.index_of.pop(row.id, None)
-            key = text_key(row.literal_surface)
+            key = row.literal_surface
             if self.by_text.get(key) == i:
                 del self.by_text[key]
                 lost_texts.add(row.literal_surface)
@@ -140,4 +147,4 @@ class Slots:
         if lost_texts:
             for j, row in enumerate(self.rows):
                 if row.literal_surface in lost_texts and self.states[j] != PURGED:
-                    self.by_text.setdefault(text_key(row.literal_surface), j)
+                    self.by_text.setdefault(row.literal_surface, j)
