@@ -197,3 +197,29 @@ def test_open_computes_norms_without_a_copy_of_the_matrix():
         tracemalloc.stop()
     assert peak < 1.5 * slots.matrix.nbytes  # a full squared copy would make it >= 1.9x
     np.testing.assert_array_equal(slots.norms[:n], np.maximum(np.linalg.norm(vectors, axis=1), MIN_NORM))
+
+
+def test_daemon_run_caps_malloc_arenas_before_it_starts_anything(monkeypatch, tmp_path):
+    """Each thread that meets a busy arena gets its own, which keeps what it
+    freed: a daemon process caps them before its first thread starts."""
+    import iai_mcp.heap as heap
+    from iai_mcp.cli import main
+    from iai_mcp.daemon import lifecycle
+
+    calls: list[str] = []
+    monkeypatch.setattr(heap, "limit_malloc_arenas", lambda count=heap.DAEMON_ARENAS: calls.append(f"cap {count}"))
+    monkeypatch.setattr(lifecycle, "exec_without_passphrase", lambda *a: calls.append("exec check"))
+    monkeypatch.setattr(lifecycle, "run", lambda *a, **k: calls.append("run") or 0)
+    monkeypatch.setattr(lifecycle, "end_process", lambda code: calls.append(f"exit {code}"))
+    main(["--store", str(tmp_path / "s"), "daemon", "run"])
+    assert calls == ["cap 2", "exec check", "run", "exit 0"]
+
+
+def test_the_arena_cap_is_accepted_by_this_libc():
+    import platform
+
+    from iai_mcp.heap import limit_malloc_arenas
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt(M_ARENA_MAX) is glibc's")
+    assert limit_malloc_arenas(8) is True  # the default cap for 1 core: changes nothing here

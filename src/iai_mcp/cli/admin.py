@@ -157,6 +157,9 @@ def cmd_daemon(args: argparse.Namespace) -> int:
 
     path = store_path(args)
     if args.action == "run":
+        from iai_mcp.heap import limit_malloc_arenas
+
+        limit_malloc_arenas()  # a process of its own: before any thread starts
         key_settings = None
         if not args.passphrase_stdin:
             daemon.exec_without_passphrase(path, args.idle_timeout)  # returns if there is none
