@@ -130,9 +130,12 @@ def test_the_daemon_saves_after_warm_up_and_at_shutdown(tmp_path, monkeypatch, c
         backend.call("memory_capture", {"text": "a memory captured while the daemon runs"})
     saved = _events(capsys, "recall_snapshot_saved")
     assert [(e["reason"], e["rows"]) for e in saved] == [("warmup", 25), ("shutdown", 26)]
-    with _open(root) as store:
-        keyword_index(store)
-        assert built_index(store).snapshot_rows == 26
+    with InThread(root), _client(root) as backend:  # the next start loads it, and has nothing new to save
+        assert _eventually(lambda: backend.call("ping")["embedder_ready"])
+        assert backend.call("memory_recall", {"cue": "captured while the daemon runs"})["hits"]
+    err = capsys.readouterr().err
+    assert '"event": "recall_snapshot_loaded"' in err and '"rows": 26' in err
+    assert '"event": "recall_snapshot_saved"' not in err and '"event": "recall_snapshot_ignored"' not in err
 
 
 def test_a_failing_save_is_one_line_and_the_daemon_serves_on(tmp_path, monkeypatch, capsys):
@@ -351,3 +354,38 @@ def test_unpack_refuses_what_pack_did_not_make():
             unpack(bad)
     with pytest.raises(ValueError):
         pack({}, {"objects": np.array([object()])})
+
+
+def test_the_keeper_saves_as_rows_arrive_and_never_after_close(tmp_path, monkeypatch):
+    import threading
+
+    from tests.test_daemon import _eventually
+
+    monkeypatch.setattr(recall_snapshot, "RESAVE_ROWS", 3)
+    root = tmp_path / "store"
+    with _open(root) as store:
+        _populate(store, 4, seed=1)
+        keyword_index(store)
+        lock, stop = threading.Lock(), threading.Event()
+        keeper = recall_snapshot.Keeper(store, lock)
+        assert keeper.save("warmup")
+        thread = threading.Thread(target=keeper.run, args=(stop, 0.01))
+        thread.start()
+        try:
+            with lock:  # as the daemon's requests do
+                _populate(store, 2, seed=2)
+            assert not _eventually(lambda: built_index(store).snapshot_rows != 4, timeout=0.3)  # 2 < 3 new rows
+            with lock:
+                _populate(store, 1, seed=3)
+            assert _eventually(lambda: built_index(store).snapshot_rows == 7)
+            with lock:
+                keeper.close(last_save=False)
+                _populate(store, 5, seed=4)
+            assert not keeper.save("late") and not _eventually(
+                lambda: built_index(store).snapshot_rows != 7, timeout=0.3)
+        finally:
+            stop.set()
+            thread.join(5)
+    with _open(root) as store:
+        keyword_index(store)
+        assert built_index(store).snapshot_rows == 7
