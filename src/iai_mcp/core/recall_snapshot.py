@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from iai_mcp.errors import CorruptData
+from iai_mcp.heap import return_freed_heap
 from iai_mcp.log import logger
 from iai_mcp.retrieval import KeywordIndex, tokenize
 from iai_mcp.retrieval.packed import pack, unpack
@@ -65,6 +66,9 @@ CHECK_EVERY_S = 300.0
 #: snake_case, a non-ASCII word, CJK bigrams and a speaker label.
 _PROBE = "Dr Lee: The painters were painting 12 walls in snake_case, café, 東京タワー and 2024's relational ponies"
 
+#: Texts per block fed to the digest (~2 MB of text).
+_DIGEST_BLOCK = 8192
+
 _log = logger("iai_mcp.recall")
 
 
@@ -76,15 +80,19 @@ def tokenizer_mark() -> str:
 
 
 def rows_digest(rows: Sequence[MemoryRow]) -> str:
-    """A digest of ``rows``' ids and texts, in order. Each part is a whole
-    column (fixed-width ids, text lengths, then the texts joined), so the
-    layout is unambiguous and the cost is a few C-level passes: measured
-    ~3 ms for 10k rows and ~60 ms for 100k (in process, under load)."""
-    texts = [row.literal_surface for row in rows]
+    """A digest of ``rows``' ids and texts, in order. By blocks of
+    ``_DIGEST_BLOCK`` rows, each as columns (fixed-width ids, text lengths,
+    then the texts joined), so the layout is unambiguous and the cost is a
+    few C-level passes: measured ~3 ms for 10k rows and ~60 ms for 100k (in
+    process, under load). Blocks, not whole columns: 100k texts joined at
+    once are a 36 MB transient, at what may be a daemon's peak memory."""
     digest = hashlib.sha256(len(rows).to_bytes(8, "little"))
-    digest.update(b"".join([row.id.bytes for row in rows]))
-    digest.update(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes())
-    digest.update("".join(texts).encode("utf-8", "surrogatepass"))
+    for start in range(0, len(rows), _DIGEST_BLOCK):
+        block = rows[start:start + _DIGEST_BLOCK]
+        texts = [row.literal_surface for row in block]
+        digest.update(b"".join([row.id.bytes for row in block]))
+        digest.update(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).tobytes())
+        digest.update("".join(texts).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
@@ -105,24 +113,33 @@ def restore(index: _RecallIndex, store: MemoryStore) -> None:
     if data is None:
         return  # none written yet: nothing to report
     started = time.perf_counter()
+    loaded = _loaded(store, data)
+    del data
+    return_freed_heap()  # the snapshot's bytes, decrypted and copied: ~40 MB of heap at 100k rows
+    if loaded is not None:
+        index.keywords, index.snapshot_rows = loaded
+        _log("recall_snapshot_loaded", rows=loaded[1], ms=round((time.perf_counter() - started) * 1000, 1))
+
+
+def _loaded(store: MemoryStore, data: bytes) -> tuple[KeywordIndex, int] | None:
+    """The keyword index in ``data`` and the rows it covers, if it fits the store."""
     try:
         meta, arrays = unpack(data)
         if meta.get("format") != FORMAT or meta.get("tokenizer") != tokenizer_mark():
             _ignored("version", f"format {meta.get('format')!r}, tokenizer {meta.get('tokenizer')!r}; "
                                 f"this process reads format {FORMAT}, tokenizer {tokenizer_mark()}")
-            return
+            return None
         n, rows = meta["rows"], store.rows()
         if not isinstance(n, int) or not 0 < n <= len(rows) or rows_digest(rows[:n]) != meta["digest"]:
             _ignored("stale", f"the snapshot's {n!r} rows are not the store's first rows (of {len(rows)})")
-            return
+            return None
         keywords = KeywordIndex.restored(meta["keywords"], arrays)
         if len(keywords) != n:
             raise ValueError(f"the keyword index holds {len(keywords)} rows, the header says {n}")
     except Exception as exc:  # any shape the parts cannot have: rebuilding is always right
         _ignored("malformed", f"{type(exc).__name__}: {exc}")
-        return
-    index.keywords, index.snapshot_rows = keywords, n
-    _log("recall_snapshot_loaded", rows=n, ms=round((time.perf_counter() - started) * 1000, 1))
+        return None
+    return keywords, n
 
 
 @dataclass(frozen=True)
@@ -179,12 +196,16 @@ def _write(store: MemoryStore, taken: _Taken, reason: str) -> bool:
     header: dict[str, Any] = {"format": FORMAT, "tokenizer": tokenizer_mark(), "rows": n,
                               "digest": rows_digest(rows[:n]), "keywords": taken.meta}
     blob = pack(header, taken.arrays)
-    if not store.write_cache(NAME, blob):  # a purge since the check above
+    taken.arrays.clear()  # ~13 MB at 100k rows that need not live on through the sealing
+    size, written = len(blob), store.write_cache(NAME, blob)
+    del blob
+    return_freed_heap()  # the packed and sealed copies: ~40 MB of heap at 100k rows
+    if not written:  # a purge since the check above
         _log("recall_snapshot_not_saved", reason=reason, why="a purge ran in this process")
         return False
     with taken.index.lock:
         taken.index.snapshot_rows = max(taken.index.snapshot_rows, n)
-    _log("recall_snapshot_saved", reason=reason, rows=n, bytes=len(blob),
+    _log("recall_snapshot_saved", reason=reason, rows=n, bytes=size,
          ms=round((time.perf_counter() - taken.started) * 1000, 1))
     return True
 

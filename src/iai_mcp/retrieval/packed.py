@@ -23,13 +23,15 @@ _LEN = struct.Struct("<I")
 
 def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     """``meta`` (plain JSON) and ``arrays`` (1-d) as one byte string."""
-    specs, chunks, offset = [], [], 0
+    specs: list[dict[str, Any]] = []
+    chunks: list[bytes | memoryview] = []
+    offset = 0
     for name, array in arrays.items():
         data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
         if data.dtype.str not in DTYPES or data.ndim != 1:
             raise ValueError(f"array {name!r}: {data.dtype.str} {data.shape} cannot be packed")
         pad = -offset % 8
-        chunks += [b"\0" * pad, data.tobytes()]
+        chunks += [b"\0" * pad, memoryview(data).cast("B")]  # joined below: one copy, not two
         offset += pad
         specs.append({"name": name, "dtype": data.dtype.str, "length": len(data), "offset": offset})
         offset += data.nbytes

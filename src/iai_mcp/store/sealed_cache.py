@@ -54,12 +54,12 @@ class SealedCache:
             return None
         return self._bound(name).open(blob)
 
-    def seal(self, name: str, data: bytes) -> bytes:
+    def seal(self, name: str, data: bytes) -> bytearray:
         """``data`` sealed for ``name`` (apart from ``put``, so that a caller
         can seal outside its lock)."""
-        return self._bound(name).seal(data)
+        return self._bound(name).seal_large(data)
 
-    def put(self, name: str, sealed: bytes) -> None:
+    def put(self, name: str, sealed: bytes | bytearray) -> None:
         """Replace cache ``name`` with ``sealed`` (from ``seal``): 0600, atomic."""
         write_atomic(self.path(name), sealed, mode=0o600, fsync=False)
 
