@@ -7,10 +7,12 @@ import json
 import random
 import shutil
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iai_mcp.core import dispatch, recall_snapshot
 from iai_mcp.core.recall import RecallQuery, built_index, keyword_index, recall
@@ -41,7 +43,7 @@ def _populate(store, count: int, seed: int) -> list[str]:
     """``count`` varied memories: sessions (some none), roles, projects,
     speaker labels and times, so every code the recall index derives varies."""
     rng = random.Random(seed)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     ids = []
     for i in range(count):
         words = " ".join(rng.sample(WORDS, 5))
@@ -389,3 +391,23 @@ def test_the_keeper_saves_as_rows_arrive_and_never_after_close(tmp_path, monkeyp
     with _open(root) as store:
         keyword_index(store)
         assert built_index(store).snapshot_rows == 7
+
+
+_WORD = st.sampled_from(["apple", "apples", "painting", "paint", "the", "東京", "caroline", "sky", "x1", "ruby"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(texts=st.lists(st.lists(_WORD, max_size=12).map(" ".join), max_size=25),
+       labels=st.lists(st.booleans(), max_size=25), removed=st.sets(st.integers(0, 24)),
+       cues=st.lists(st.lists(_WORD, min_size=1, max_size=3).map(" ".join), min_size=1, max_size=4))
+def test_any_keyword_index_survives_the_round_trip(texts, labels, removed, cues):
+    index = KeywordIndex()
+    for doc, text in enumerate(texts):
+        index.add(doc, f"Caroline: {text}" if doc < len(labels) and labels[doc] else text)
+    for doc in removed & set(range(len(texts))):
+        index.remove(doc)
+    copy = KeywordIndex.restored(*unpack(pack(*index.export())))
+    assert len(copy) == len(index) and copy.live == index.live
+    for cue in cues:
+        assert np.array_equal(copy.scores(cue), index.scores(cue))
+        assert np.array_equal(copy.label_match(cue), index.label_match(cue))

@@ -62,8 +62,7 @@ class Daemon:
         self, store: Any, listener: socket.socket, sock_path: Path, *, idle_timeout: float,
         wake: tuple[int, int], stop_requested: threading.Event, guard: auth.Guard | None = None,
     ) -> None:
-        from iai_mcp.core import dispatch  # imported once, before any connection
-        from iai_mcp.core import recall_snapshot
+        from iai_mcp.core import dispatch, recall_snapshot  # imported once, before any connection
 
         self.store = store
         self.root = Path(store.root)

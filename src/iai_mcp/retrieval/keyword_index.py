@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -124,7 +125,7 @@ class KeywordIndex:
         bounds = offsets.tolist()
         # Byte views: frombytes takes only those, and the buffers are never copied whole.
         docs, tfs = memoryview(arrays["docs"]).cast("B"), memoryview(arrays["tfs"]).cast("B")
-        for lo, hi in zip(bounds, bounds[1:]):
+        for lo, hi in pairwise(bounds):
             postings, counts = array("i"), array("H")
             postings.frombytes(docs[lo * 4:hi * 4])
             counts.frombytes(tfs[lo * 2:hi * 2])
