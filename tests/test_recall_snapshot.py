@@ -411,3 +411,22 @@ def test_any_keyword_index_survives_the_round_trip(texts, labels, removed, cues)
     for cue in cues:
         assert np.array_equal(copy.scores(cue), index.scores(cue))
         assert np.array_equal(copy.label_match(cue), index.label_match(cue))
+
+
+def test_a_purge_that_cannot_delete_the_caches_removes_nothing(tmp_path, monkeypatch):
+    from iai_mcp.errors import StoreError
+    from iai_mcp.store.sealed_cache import SealedCache
+
+    root = tmp_path / "store"
+    _saved(root, count=5)
+
+    def refused(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(SealedCache, "drop_all", refused)
+    with _open(root) as store:
+        victim = store.rows()[2].id
+        with pytest.raises(StoreError, match="caches"):
+            store.purge([victim])
+        assert store.row(victim) is not None and len(store) == 5
+    assert (root / CACHE).exists()

@@ -162,7 +162,7 @@ class MemoryStore:
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
-            self._caches.drop_all()  # they may hold the words of the rows it removes
+            guarded("deleting the store's caches", self._caches.drop_all)  # they may hold the rows' words
             self._purger.finish()
         if embedder is not None:
             self.bind_embedder(embedder)
@@ -401,7 +401,7 @@ class MemoryStore:
                 return []
             # Caches hold the records' words: none may outlive the purge. Before
             # anything is removed, so a failure here leaves the store as it was.
-            self._caches.drop_all()
+            guarded("deleting the store's caches before the purge", self._caches.drop_all)
             self._purger.finish()  # one an earlier failure left: alone first, merged below if it still fails
             ids = [self._slots.rows[i].id for i in indexes]
             self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._slots.seqs[i] for i in indexes)))
