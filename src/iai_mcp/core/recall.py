@@ -118,6 +118,10 @@ class _RecallIndex:
         self._project = np.zeros(0, dtype=np.int32)
         self._role = np.zeros(0, dtype=np.int8)
         self._said = np.zeros(0, dtype=np.float32)  # when each row was said, POSIX seconds
+        #: Rows the sealed snapshot on disk covers, as far as this process
+        #: knows (``core.recall_snapshot``): the daemon writes a new one when
+        #: enough rows arrived since.
+        self.snapshot_rows = 0
 
     def _code(self, session_id: str | None) -> int:
         if session_id is None:
@@ -135,14 +139,18 @@ class _RecallIndex:
         index last saw (~0.1 ms at 100k rows), then work only for the rows
         whose state changed."""
         with self.lock:
-            start = len(self.keywords)
+            # A keyword index restored from a snapshot (``core.recall_snapshot``)
+            # already holds its first rows; the codes below are always derived
+            # here (cheap next to tokenising, and never stale).
+            start = len(self._session)
             if start < len(rows):
                 codes = np.empty(len(rows) - start, dtype=np.int64)
                 projects = np.empty(len(rows) - start, dtype=np.int32)
                 roles = np.empty(len(rows) - start, dtype=np.int8)
                 said = np.empty(len(rows) - start, dtype=np.float32)
-                for offset, doc in enumerate(range(start, len(rows))):
+                for doc in range(len(self.keywords), len(rows)):
                     self.keywords.add(doc, rows[doc].literal_surface)
+                for offset, doc in enumerate(range(start, len(rows))):
                     codes[offset] = self._code(rows[doc].session_id)
                     projects[offset] = self._project_codes.setdefault(rows[doc].project, len(self._project_codes))
                     roles[offset] = _ROLE_CODES.get(rows[doc].role, 0)
@@ -203,8 +211,18 @@ def _recall_index(store: MemoryStore) -> _RecallIndex:
     with _indexes_lock:
         index = _indexes.get(store)
         if index is None:
-            index = _indexes[store] = _RecallIndex()
+            from iai_mcp.core.recall_snapshot import restore  # it builds on this module
+
+            index = _RecallIndex()
+            restore(index, store)  # a snapshot that still fits spares the keyword index's build
+            _indexes[store] = index
     return index
+
+
+def built_index(store: MemoryStore) -> _RecallIndex | None:
+    """The store's recall index if this process has made one (never builds it)."""
+    with _indexes_lock:
+        return _indexes.get(store)
 
 
 def keyword_index(store: MemoryStore) -> KeywordIndex:

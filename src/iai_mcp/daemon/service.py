@@ -62,7 +62,7 @@ class Daemon:
         self, store: Any, listener: socket.socket, sock_path: Path, *, idle_timeout: float,
         wake: tuple[int, int], stop_requested: threading.Event, guard: auth.Guard | None = None,
     ) -> None:
-        from iai_mcp.core import dispatch  # imported once, before any connection
+        from iai_mcp.core import dispatch, recall_snapshot  # imported once, before any connection
 
         self.store = store
         self.root = Path(store.root)
@@ -82,6 +82,8 @@ class Daemon:
         self._started = time.time()
         self._embedder_ready = False
         self._guard = guard if guard is not None else auth.Guard(store.store_id)
+        # Recall's keyword index, saved in the background for the next start.
+        self._snapshots = recall_snapshot.Keeper(store, self._store_lock)
 
     # --------------------------------------------------------------- main loop
 
@@ -95,6 +97,8 @@ class Daemon:
                 on_listening(self)
             threading.Thread(target=self._warm_embedder, name="iai-mcp-warmup", daemon=True).start()
             threading.Thread(target=self._auto_purge, name="iai-mcp-autopurge", daemon=True).start()
+            threading.Thread(target=self._snapshots.run, args=(self._stop_requested,),
+                             name="iai-mcp-snapshot", daemon=True).start()
             reason = self._loop()
         except BaseException as exc:
             # Whatever broke the loop, the store is still closed (queue drained)
@@ -331,6 +335,7 @@ class Daemon:
             return
         self._embedder_ready = True
         log("embedder_ready", embedder=warmed["embedder"], seconds=warmed["seconds"])
+        self._snapshots.save("warmup")  # the next start loads what was just built
 
     def _auto_purge(self) -> None:
         """Purge expired forgotten memories now and every ``AUTO_PURGE_EVERY_S``,
@@ -377,8 +382,10 @@ class Daemon:
         for conn in connections:
             if conn.thread is not None:
                 conn.thread.join(max(0.0, deadline - time.monotonic()))
-        if not self._store_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        locked = self._store_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if not locked:
             log("requests_unfinished", detail="closing the store under a request that did not finish")
+        self._snapshots.close(last_save=locked)  # what this process indexed is kept for the next start
         try:
             self.store.close()  # drains the provenance queue
         except Exception as exc:

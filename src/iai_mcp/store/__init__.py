@@ -10,6 +10,7 @@ Layout of a store root::
     journal/              provenance queue journal segments (see iai_mcp.provenance_queue)
     purge.pending         while a purge runs: what it removes (see store.purge)
     http_token            bearer token of `serve --http` (mode 0600; see store.http_token)
+    <name>.cache          sealed data derived from the records (see store.sealed_cache)
 
 At open the store checks the key, decrypts every record once and keeps them
 in memory (``store.slots``): rows as slotted objects, vectors in one float32
@@ -67,6 +68,7 @@ from iai_mcp.store.meta import (
 )
 from iai_mcp.store.provenance_log import ProvenanceLog
 from iai_mcp.store.records_table import RecordsTable
+from iai_mcp.store.sealed_cache import SealedCache
 from iai_mcp.store.slots import PURGED, STATE_CODES, Slots
 from iai_mcp.types import (
     EMBED_DIM,
@@ -146,6 +148,7 @@ class MemoryStore:
         # Never reuse a seq, not even one a damaged data file hides from the scan.
         self._next_seq = int(expected.get("next_seq", 0)) if expected else 0
         self._log = ProvenanceLog(self.root, self._cipher, read_only=self.read_only)
+        self._caches = SealedCache(self.root, self.sealer)
         self._purger = purging.Purger(self.root, self.sealer(purging.SEAL_PURPOSE), self._records, self._log,
                                       rows=self.rows, commit=self._commit_rows)
         # A purge a killed (or failed) process left: its rows are never loaded...
@@ -159,6 +162,7 @@ class MemoryStore:
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
+            guarded("deleting the store's caches", self._caches.drop_all)  # they may hold the rows' words
             self._purger.finish()
         if embedder is not None:
             self.bind_embedder(embedder)
@@ -395,6 +399,9 @@ class MemoryStore:
                 indexes.append(index)
             if not indexes:
                 return []
+            # Caches hold the records' words: none may outlive the purge. Before
+            # anything is removed, so a failure here leaves the store as it was.
+            guarded("deleting the store's caches before the purge", self._caches.drop_all)
             self._purger.finish()  # one an earlier failure left: alone first, merged below if it still fails
             ids = [self._slots.rows[i].id for i in indexes]
             self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._slots.seqs[i] for i in indexes)))
@@ -586,6 +593,27 @@ class MemoryStore:
         this store (a blob sealed for one does not open for another). The
         provenance queue seals its pending batches with it."""
         return Sealer(self._cipher, f"{purpose}:{self.store_id}".encode())
+
+    # ---------------------------------------------------------------- caches
+
+    def read_cache(self, name: str) -> bytes | None:
+        """The bytes last cached as ``name`` (``store.sealed_cache``), None when
+        there are none; CorruptData when they do not open. Whether they still
+        fit the records is the caller's to check."""
+        return self._caches.read(name)
+
+    def write_cache(self, name: str, data: bytes) -> bool:
+        """Cache ``data`` as ``name``, sealed, owner-only, atomically. False,
+        and nothing written, on a read-only store or once a purge ran in this
+        process: whatever was derived here may hold a purged record's words."""
+        if self.read_only:
+            return False
+        sealed = self._caches.seal(name, data)  # outside the lock: captures go on meanwhile
+        with self._lock:
+            if np.any(self.states() == PURGED):
+                return False
+            self._caches.put(name, sealed)
+        return True
 
     # -------------------------------------------------------------- admin
 

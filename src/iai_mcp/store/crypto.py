@@ -78,6 +78,15 @@ class Cipher:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
+    def seal_large(self, plaintext: bytes, aad: bytes) -> bytearray:
+        """``seal`` into one buffer: no second copy of a large blob (a 13 MB
+        cache at 100k records) to prepend the nonce to."""
+        nonce = os.urandom(NONCE_BYTES)
+        out = bytearray(NONCE_BYTES + len(plaintext) + 16)
+        out[:NONCE_BYTES] = nonce
+        self._aead.encrypt_into(nonce, plaintext, aad, memoryview(out)[NONCE_BYTES:])
+        return out
+
     def open(self, blob: bytes, aad: bytes) -> bytes:
         if len(blob) < NONCE_BYTES + 16:
             raise CorruptData("a sealed blob is shorter than its nonce and tag")
@@ -99,6 +108,9 @@ class Sealer:
 
     def seal(self, data: bytes) -> bytes:
         return self._cipher.seal(data, self._aad)
+
+    def seal_large(self, data: bytes) -> bytearray:
+        return self._cipher.seal_large(data, self._aad)
 
     def open(self, blob: bytes) -> bytes:
         return self._cipher.open(blob, self._aad)

@@ -1,0 +1,73 @@
+"""Sealed caches: data derived from a store's records, kept beside them so a
+fresh process need not derive it again (recall's keyword index:
+``core.recall_snapshot``).
+
+A cache holds what the records hold (an index lists the store's words), so
+it is sealed like them: AES-GCM with the store's key, bound to the cache's
+name and the store (``MemoryStore.sealer``), in an owner-only file
+``<name>.cache`` in the store root, replaced atomically. It is never
+fsynced: after a power cut a torn file fails authentication and is derived
+again, which is all a cache needs.
+
+The caller decides whether what it reads still fits the records; this
+module only keeps bytes private and whole. A purge deletes every cache
+(``drop_all``): afterwards no file may hold a purged record's words.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from iai_mcp.errors import InvalidInput
+from iai_mcp.fs import write_atomic
+from iai_mcp.store.crypto import Sealer
+
+SUFFIX = ".cache"
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+class SealedCache:
+    """The caches of the store at ``root``, sealed by ``sealer(purpose)``."""
+
+    def __init__(self, root: Path, sealer: Callable[[str], Sealer]) -> None:
+        self._root = root
+        self._sealer = sealer
+
+    def path(self, name: str) -> Path:
+        """Where cache ``name`` lives; InvalidInput for a name that is not
+        lowercase letters, digits and dashes (never a path)."""
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
+            raise InvalidInput(f"a cache name is lowercase letters, digits and dashes, not {name!r}")
+        return self._root / f"{name}{SUFFIX}"
+
+    def _bound(self, name: str) -> Sealer:
+        return self._sealer(f"cache:{name}")
+
+    def read(self, name: str) -> bytes | None:
+        """The bytes last written as ``name``; None when there are none.
+        CorruptData when the file does not open (damaged, truncated, or
+        sealed by another store or key)."""
+        try:
+            blob = self.path(name).read_bytes()
+        except FileNotFoundError:
+            return None
+        return self._bound(name).open(blob)
+
+    def seal(self, name: str, data: bytes) -> bytearray:
+        """``data`` sealed for ``name`` (apart from ``put``, so that a caller
+        can seal outside its lock)."""
+        return self._bound(name).seal_large(data)
+
+    def put(self, name: str, sealed: bytes | bytearray) -> None:
+        """Replace cache ``name`` with ``sealed`` (from ``seal``): 0600, atomic."""
+        write_atomic(self.path(name), sealed, mode=0o600, fsync=False)
+
+    def drop_all(self) -> int:
+        """Delete every cache; how many there were."""
+        dropped = 0
+        for path in self._root.glob(f"*{SUFFIX}"):
+            if _NAME.fullmatch(path.name[: -len(SUFFIX)]):
+                path.unlink(missing_ok=True)
+                dropped += 1
+        return dropped
