@@ -316,3 +316,54 @@ def test_rows_at_the_floor_are_unsure_when_the_walk_ran_out(store):
                             k=1, floor=floor, anchored=None, context=None)
     straddle = np.flatnonzero(~cosines.exact & (np.abs(cosines.dense - floor) <= cosines.bound))
     assert len(straddle) > 10 and set(unsure) == set(straddle)
+
+
+def _with_cosine(query: np.ndarray, cosine: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector whose cosine to the unit ``query`` is ``cosine``."""
+    other = rng.standard_normal(EMBED_DIM)
+    other -= (other @ query) * query
+    return (cosine * query + np.sqrt(1 - cosine**2) * other / np.linalg.norm(other)).astype(np.float32)
+
+
+def _tie(cos: np.ndarray, sessions: np.ndarray) -> float:
+    """The cosine of one more row (a session of its own) whose fused score
+    ties with the best other row's, given the other rows' cosines (bisection
+    over ``fuse``, recall's own fusion)."""
+    from iai_mcp.retrieval.fusion import fuse
+
+    lo, hi = 0.5, 0.999999
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        dense = np.append(cos, mid).astype(np.float32)
+        fused = fuse(dense, np.zeros_like(dense), np.append(sessions, sessions.max() + 1))
+        lo, hi = (mid, hi) if fused[-1] < fused[:-1].max() else (lo, mid)
+    return (lo + hi) / 2
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_row_at_the_last_hit_gets_exact_context(store, monkeypatch, seed):
+    """B and A are exact and tie but for the context B borrows from its
+    neighbour N, whose cosine the codes get wrong (a spiky vector: coarse
+    codes). A is placed halfway between its tie with B given N's exact
+    cosine and given N's approximate one: which of them is the hit is
+    decided only once N is re-scored, though N is neither a hit nor near one."""
+    rng = np.random.default_rng(seed)
+    query = _unit(rng.standard_normal(EMBED_DIM))
+    spike = np.zeros(EMBED_DIM, dtype=np.float32)
+    spike[int(np.argmin(np.abs(query)))] = 1.0
+    n_vec = _unit(0.9 * query + spike + 0.05 * rng.standard_normal(EMBED_DIM)).astype(np.float32)
+    background = [_unit(rng.standard_normal(EMBED_DIM)) for _ in range(300)]
+    fillers = [_with_cosine(query, 0.75 + 0.001 * i, rng) for i in range(60)]  # the rows made exact first
+    rows = [*background, *fillers, _with_cosine(query, 0.9, rng), n_vec]
+    cos = np.array([float(v @ query) / float(np.linalg.norm(v)) for v in rows])
+    approx_n = float(_scan(n_vec[None, :], query)[0][0])
+    assert abs(approx_n - cos[-1]) > 2e-4 and cos[-1] < 0.7  # N: off in the codes, below the fillers
+    sessions = np.append(np.arange(360), [360, 360])
+    a_vec = _with_cosine(query, (_tie(cos, sessions) + _tie(np.append(cos[:-1], approx_n), sessions)) / 2, rng)
+    store.insert_many([_record(v, f"row {i}", f"s{c}") for i, (v, c) in enumerate(zip(rows, sessions))])
+    store.insert(_record(a_vec, "row a", "a"))
+    got = _recall(store, query, "unmatched", k=1, min_score=-1.0)
+    with monkeypatch.context() as m:
+        _exact_everywhere(store, m)
+        want = _recall(store, query, "unmatched", k=1, min_score=-1.0)
+    assert got == want

@@ -118,14 +118,18 @@ class Cosines:
         """Approximate rows that could still change the answer of a ranking
         that returned ``picked`` and ``anti`` after meeting ``visited``."""
         loose = ~self.exact & ~dead
+        slack = np.float32(self._slope) * self.bound  # how far each row's own fused term can move
         found = np.asarray([*picked, *anti], dtype=np.int64)
         unsure = [found]
         if context is not None and len(found):
-            unsure.append(context.could_lend_most(found, np.float32(self._slope) * self.bound))
+            unsure.append(context.could_lend_most(found, slack))
         if len(picked) >= k:
-            # A row whose fused score, with its exact cosine, could pass the last hit.
-            last = float(fused[picked[-1]])
-            unsure.append(np.flatnonzero(loose & (fused + np.float32(self._slope) * self.bound >= last)))
+            # A row whose fused score, with its exact cosine and its neighbours', could pass the last hit.
+            lent = DEFAULT_WEIGHTS.window_weight * float(slack[loose].max()) if context and loose.any() else 0.0
+            near = ~dead & (fused + slack + np.float32(lent) >= np.float32(fused[picked[-1]]))
+            unsure.append(np.flatnonzero(near & loose))
+            if context is not None:
+                unsure.append(context.could_lend_most(np.flatnonzero(near), slack))
         if floor is not None:
             near = loose & (np.abs(self.dense - np.float32(floor)) <= self.bound)
             unsure.append(visited[near[visited]])
