@@ -367,3 +367,27 @@ def test_a_row_at_the_last_hit_gets_exact_context(store, monkeypatch, seed):
         _exact_everywhere(store, m)
         want = _recall(store, query, "unmatched", k=1, min_score=-1.0)
     assert got == want
+
+
+def test_a_disk_that_refuses_the_sealed_vectors_moves_them_to_memory(store, monkeypatch, capfd):
+    """A write LanceDB committed must reach memory: when the nameless file's
+    disk is full, its blobs move to memory with one log line, and every
+    vector still reads back exactly."""
+    import errno
+    import os
+
+    from iai_mcp.store import sealed_vectors
+
+    rng = np.random.default_rng(6)
+    first = _fill(store, rng.standard_normal((30, EMBED_DIM)).astype(np.float32))
+
+    def full(*_args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sealed_vectors.os, "pwrite", full)
+    later = _fill(store, rng.standard_normal((30, EMBED_DIM)).astype(np.float32))
+    assert "sealed_vectors_in_memory" in capfd.readouterr().err
+    store.purge([first[0].id])
+    monkeypatch.setattr(sealed_vectors.os, "pwrite", os.pwrite)
+    expected = {r.id: np.asarray(r.embedding, dtype=np.float32) for r in [*first[1:], *later]}
+    _check_aligned(store, expected)
