@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from iai_mcp.retrieval.fusion import DEFAULT_WEIGHTS, dense_spread
+from iai_mcp.retrieval.fusion import DEFAULT_WEIGHTS
 from iai_mcp.retrieval.quantized import exact_top
 from iai_mcp.store import MemoryStore
 
@@ -46,33 +46,37 @@ class Cosines:
     def __init__(self, store: MemoryStore, query: np.ndarray, n: int, dead: np.ndarray, k: int) -> None:
         self._store, self._query = store, query
         approx, bound = store.approx_cosines(query)
-        self.dense = approx[:n].copy()
-        self.bound = bound[:n].copy()
+        self.dense, self.bound = approx[:n], bound[:n]  # fresh arrays: ours to change
         self.exact = np.zeros(n, dtype=bool)
-        live = np.where(dead, np.float32(-np.inf), self.dense)
+        any_dead = bool(dead.any())
+        live = np.where(dead, np.float32(-np.inf), self.dense) if any_dead else self.dense
         rows, scores = exact_top(live, self.bound, k * FIRST_FACTOR + FIRST_EXTRA,
                                  lambda r: store.exact_cosines(r, query))
         self._set(rows, scores)
-        self._exact_mean(dead)
-        self._slope = self._dense_slope(dead)
+        mean = self._exact_mean(rows, dead, any_dead)
+        self._slope = self._dense_slope(dead, any_dead, mean)
 
-    def _exact_mean(self, dead: np.ndarray) -> None:
+    def _exact_mean(self, rows: np.ndarray, dead: np.ndarray, any_dead: bool) -> float | None:
         """Shift the approximate cosines together so that the mean over the
         ranked rows is the exact one (the store's sum of unit vectors, dotted
-        with the query): ``fuse`` normalises every row by that mean, and the
-        codes' errors, small one by one, would move it by their average
-        (6e-5 of fused score on 600 random rows). Skipped when a write landed
-        between the two reads (the counts differ): the mean is then off by
-        that average, as in the codes."""
-        alive = ~dead
+        with the query), and return it: ``fuse`` normalises every row by
+        that mean, and the codes' errors, small one by one, would move it by
+        their average (6e-5 of fused score on 600 random rows). ``rows`` are
+        the exact ones, all alive. Skipped (None) when a write landed between
+        the two reads (the counts differ): the mean is then off by that
+        average, as in the codes."""
         count, total = self._store.ranked_unit_sum()
-        loose = alive & ~self.exact
-        m = int(np.count_nonzero(loose))
-        if count != int(np.count_nonzero(alive)) or not m:
-            return
+        alive = len(dead) - (int(np.count_nonzero(dead)) if any_dead else 0)
+        if count != alive or alive <= len(rows):
+            return None
         target = float(total @ self._query.astype(np.float64))
-        now = float(self.dense[alive].sum(dtype=np.float64))
-        self.dense[loose] += np.float32((target - now) / m)
+        now = float(self.dense.sum(dtype=np.float64))
+        if any_dead:
+            now -= float(self.dense[dead].sum(dtype=np.float64))
+        exact = self.dense[rows].copy()
+        self.dense += np.float32((target - now) / (alive - len(rows)))  # dead rows too: fuse never reads them
+        self.dense[rows] = exact
+        return target / alive
 
     def _set(self, rows: np.ndarray, scores: np.ndarray) -> None:
         self.dense[rows] = scores
@@ -89,15 +93,18 @@ class Cosines:
         self._set(rows, self._store.exact_cosines(rows, self._query))
         return rows, self.dense[rows] - before
 
-    def _dense_slope(self, dead: np.ndarray) -> float:
+    def _dense_slope(self, dead: np.ndarray, any_dead: bool, mean: float | None) -> float:
         """How much a row's fused score moves per unit of its cosine: the
-        dense weight over the spread ``fuse`` normalises by (dead rows take
-        the live mean there, as here), as it stands before any correction."""
-        alive = ~dead
-        if not alive.any():
+        dense weight over the spread ``fuse`` normalises by (best minus mean
+        of the live rows: dead ones take the live mean there), as it stands
+        before any correction."""
+        live = np.where(dead, np.float32(-np.inf), self.dense) if any_dead else self.dense
+        best = float(live.max()) if len(live) else 0.0
+        if best == -np.inf:
             return 0.0
-        filled = np.where(alive, self.dense, np.float32(self.dense[alive].mean()))
-        spread = dense_spread(filled)[1]
+        if mean is None:
+            mean = float(self.dense[~dead].mean()) if any_dead else float(self.dense.mean())
+        spread = best - mean
         return DEFAULT_WEIGHTS.dense / spread if spread > 0 else 0.0
 
     def correct(self, rows: np.ndarray, fused: np.ndarray, context: Context | None) -> np.ndarray:
@@ -131,13 +138,14 @@ class Cosines:
             if context is not None:
                 unsure.append(context.could_lend_most(np.flatnonzero(near), slack))
         if floor is not None:
-            near = loose & (np.abs(self.dense - np.float32(floor)) <= self.bound)
-            unsure.append(visited[near[visited]])
+            met = np.asarray(visited, dtype=np.int64)
+            unsure.append(met[loose[met] & (np.abs(self.dense[met] - np.float32(floor)) <= self.bound[met])])
             if anchored is not None:
                 surely = self.dense - self.bound >= np.float32(floor)
-                maybe = self.dense + self.bound >= np.float32(floor)
-                if anchored(surely) != anchored(maybe):
-                    unsure.append(np.flatnonzero(maybe & ~surely))
+                if not anchored(surely):  # else it holds whatever the approximate rows are
+                    maybe = self.dense + self.bound >= np.float32(floor)
+                    if anchored(maybe):
+                        unsure.append(np.flatnonzero(maybe & ~surely))
         rows = np.concatenate(unsure)
         return rows[~self.exact[rows]]
 
@@ -145,54 +153,51 @@ class Cosines:
 class Context:
     """The context term ``fuse`` added to each row (``window_weight`` times
     the most that a row of the same session within ``window`` rows lends:
-    its score before context, floored at 0), in row order, redone for the
-    rows around a corrected cosine instead of fusing every row again."""
+    its score before context, floored at 0), redone for the rows around a
+    corrected cosine instead of fusing every row again. Arrays stay in
+    ``fuse``'s session order; ``pos`` maps a row to its place there."""
 
-    def __init__(self, parts: dict[str, np.ndarray], order: np.ndarray, grouped_session: np.ndarray,
-                 alive: np.ndarray | None) -> None:
-        n = len(order)
-        self.base = np.empty(n, dtype=np.float32)
-        self.base[order] = parts["base"]
-        self.context = np.empty(n, dtype=np.float32)
-        self.context[order] = parts["context"]
-        self._order, self._session, self._alive = order, grouped_session, alive
-        self._pos = np.empty(n, dtype=np.int64)
-        self._pos[order] = np.arange(n)
+    def __init__(self, parts: dict[str, np.ndarray], order: np.ndarray, pos: np.ndarray,
+                 grouped_session: np.ndarray, alive: np.ndarray | None) -> None:
+        # fuse's own arrays, which it no longer uses: changed here in place.
+        self._base, self._context = parts["base"], parts["context"]
+        self._order, self._pos, self._session, self._alive = order, pos, grouped_session, alive
         w = DEFAULT_WEIGHTS.window
         self._offsets = np.array([*range(-w, 0), *range(1, w + 1)], dtype=np.int64)
 
-    def _neighbours(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(neighbours, valid)``, one line per row: the rows within the
-        window in session order, and which of them are of the same session."""
+    def _window(self, places: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(places, valid)`` of the neighbours of ``places`` (session order),
+        one line each: which of them are of the same session."""
         n = len(self._order)
-        p = self._pos[rows]
-        q = p[:, None] + self._offsets[None, :]
+        q = places[:, None] + self._offsets[None, :]
         clipped = np.clip(q, 0, n - 1)
-        valid = (q >= 0) & (q < n) & (self._session[clipped] == self._session[p][:, None])
-        return self._order[clipped], valid
+        valid = (q >= 0) & (q < n) & (self._session[clipped] == self._session[places][:, None])
+        return clipped, valid
 
-    def _lend(self, base: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _lend(self, base: np.ndarray, places: np.ndarray) -> np.ndarray:
         lend = np.maximum(base, 0)
-        return lend if self._alive is None else np.where(self._alive[rows], lend, np.float32(0))
+        return lend if self._alive is None else np.where(self._alive[self._order[places]], lend, np.float32(0))
 
     def could_lend_most(self, rows: np.ndarray, slack: np.ndarray) -> np.ndarray:
         """Neighbours of ``rows`` that could be the one lending the most to
-        it, given each row's base score is known to within ``slack``."""
-        near, valid = self._neighbours(rows)
-        low = np.where(valid, self._lend(self.base[near] - slack[near], near), np.float32(0))
-        high = np.where(valid, self._lend(self.base[near] + slack[near], near), np.float32(0))
-        return near[valid & (slack[near] > 0) & (high > low.max(axis=1, keepdims=True))]
+        it, given each row's base score is known to within ``slack`` (row order)."""
+        near, valid = self._window(self._pos[rows])
+        give = slack[self._order[near]]
+        low = np.where(valid, self._lend(self._base[near] - give, near), np.float32(0))
+        high = np.where(valid, self._lend(self._base[near] + give, near), np.float32(0))
+        return self._order[near[valid & (give > 0) & (high > low.max(axis=1, keepdims=True))]]
 
     def shift(self, rows: np.ndarray, by: np.ndarray, fused: np.ndarray) -> None:
         """``rows``' base scores moved ``by`` (their fused scores already
         have it): redo the context of every row whose window holds one."""
-        self.base[rows] += by
-        near, valid = self._neighbours(rows)
+        places = self._pos[rows]
+        self._base[places] += by
+        near, valid = self._window(places)
         affected = np.unique(near[valid])  # the window is symmetric
         if not len(affected):
             return
-        near, valid = self._neighbours(affected)
-        lent = np.where(valid, self._lend(self.base[near], near), np.float32(0)).max(axis=1)
+        near, valid = self._window(affected)
+        lent = np.where(valid, self._lend(self._base[near], near), np.float32(0)).max(axis=1)
         new = DEFAULT_WEIGHTS.window_weight * lent
-        fused[affected] += new - self.context[affected]
-        self.context[affected] = new
+        fused[self._order[affected]] += new - self._context[affected]
+        self._context[affected] = new

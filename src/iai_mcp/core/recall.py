@@ -114,6 +114,7 @@ class _RecallIndex:
         self._codes: dict[str, int] = {}
         self._session = np.zeros(0, dtype=np.int64)
         self._order: np.ndarray | None = None
+        self._pos: np.ndarray | None = None  # the inverse of _order, made when first asked for
         self._grouped = np.zeros(0, dtype=np.int64)
         self._solo = itertools.count(1 << 40)  # codes for rows without a session
         self._project_codes: dict[str | None, int] = {None: -1}
@@ -159,7 +160,20 @@ class _RecallIndex:
             if self._order is None:
                 self._order = np.argsort(self._session, kind="stable")
                 self._grouped = self._session[self._order]
+                self._pos = None
             return self.keywords, self._session, self._order, self._grouped
+
+    def positions(self, order: np.ndarray) -> np.ndarray:
+        """Each row's place in ``order`` (its inverse), kept for the index's own order."""
+        with self.lock:
+            if order is self._order and self._pos is not None:
+                return self._pos
+        pos = np.empty(len(order), dtype=np.int64)
+        pos[order] = np.arange(len(order))
+        with self.lock:
+            if order is self._order:
+                self._pos = pos
+        return pos
 
     def role_match(self, cue: str, n: int) -> np.ndarray | None:
         """True for the first ``n`` rows spoken by the role ``cue`` points at
@@ -238,7 +252,7 @@ def fused_scores(
     fused = np.empty_like(grouped)
     fused[order] = grouped
     if context is not None and parts:
-        context.append(Context(parts, order, grouped_session, alive))
+        context.append(Context(parts, order, index.positions(order), grouped_session, alive))
     return fused, keyword, when
 
 

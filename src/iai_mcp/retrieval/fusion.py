@@ -81,14 +81,9 @@ def normalise_dense(dense: np.ndarray) -> np.ndarray:
     shift from query to query; the distance above the crowd is what counts."""
     if dense.size == 0:
         return dense
-    mean, spread = dense_spread(dense)
-    return (dense - mean) / spread if spread > 0 else np.zeros_like(dense)
-
-
-def dense_spread(dense: np.ndarray) -> tuple[float, float]:
-    """``(mean, best - mean)`` of ``dense``: what ``normalise_dense`` scales by."""
     mean = float(dense.mean())
-    return mean, float(dense.max()) - mean
+    spread = float(dense.max()) - mean
+    return (dense - mean) / spread if spread > 0 else np.zeros_like(dense)
 
 
 def window_max(scores: np.ndarray, session: np.ndarray | None, window: int) -> np.ndarray:
