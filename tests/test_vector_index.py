@@ -391,3 +391,38 @@ def test_a_disk_that_refuses_the_sealed_vectors_moves_them_to_memory(store, monk
     monkeypatch.setattr(sealed_vectors.os, "pwrite", os.pwrite)
     expected = {r.id: np.asarray(r.embedding, dtype=np.float32) for r in [*first[1:], *later]}
     _check_aligned(store, expected)
+
+
+@pytest.mark.slow
+def test_recall_with_the_real_model_matches_a_float32_scan(tmp_path, monkeypatch):
+    """MiniLM vectors of many similar memories (a few topics, many
+    phrasings) in sessions, cues asked through dispatch with the model's own
+    floor: the same hits, in the same order, with the same scores as recall
+    over exact float32 cosines of every row."""
+    import random
+
+    from iai_mcp.core.dispatch import dispatch
+    from iai_mcp.embed import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    store = MemoryStore(path=tmp_path / "store", embedder=embedder)
+    rng = random.Random(0)
+    people, things = ["Ana", "Bo", "Chen", "Dee"], ["the deploy", "the budget", "the garden", "the trip", "the cron job"]
+    verbs = ["moved", "fixed", "planned", "postponed", "reviewed", "asked about"]
+    try:
+        for s in range(12):
+            for t in range(40):
+                dispatch(store, "memory_capture", {
+                    "text": f"{rng.choice(people)} {rng.choice(verbs)} {rng.choice(things)} on day {rng.randint(1, 60)}"
+                            f" ({s}-{t})", "session_id": f"s{s}"})
+        cues = [f"who {v} {t}" for v in verbs for t in things]
+        got = [dispatch(store, "memory_recall", {"cue": c, "k": 10})["hits"] for c in cues]
+        with monkeypatch.context() as m:
+            _exact_everywhere(store, m)
+            want = [dispatch(store, "memory_recall", {"cue": c, "k": 10})["hits"] for c in cues]
+        for g, w in zip(got, want):
+            assert [h["record_id"] for h in g] == [h["record_id"] for h in w]
+            assert [h["reason"] for h in g] == [h["reason"] for h in w]
+            assert [h["score"] for h in g] == pytest.approx([h["score"] for h in w], abs=2e-6)
+    finally:
+        store.close()

@@ -30,9 +30,12 @@ from iai_mcp.retrieval.quantized import exact_top
 from iai_mcp.store import MemoryStore
 
 #: Rows made exact before ranking: ``k * FIRST_FACTOR + FIRST_EXTRA`` best by
-#: cosine (and all that could outrank them). Hits are mostly among them, so
-#: the correction pass rarely has anything to do.
-FIRST_FACTOR = 4
+#: cosine (and all that could outrank them). On the 100k bench store (200
+#: cues, k=10, MiniLM floor) recall then re-scores 72 rows on average (p95 84,
+#: max 107; 94 with a factor of 4) in one correction round (two at most), and
+#: returns the same hits in the same order as a float32 scan of every row
+#: (200/200), scores within 3.6e-7.
+FIRST_FACTOR = 2
 FIRST_EXTRA = 16
 #: Correction rounds before recall settles for what it has (each round makes
 #: rows exact, so it ends anyway; the cap bounds the rare worst case).

@@ -485,23 +485,10 @@ class MemoryStore:
 
     def exact_vectors(self, indexes: np.ndarray) -> np.ndarray:
         """The exact float32 vectors of rows ``indexes`` (a purged slot's is zeros)."""
-        out = np.zeros((len(indexes), EMBED_DIM), dtype=np.float32)
-        for j, i in enumerate(np.asarray(indexes, dtype=np.int64).tolist()):
-            out[j] = self._exact(i)
-        return out
+        return self._slots.exact_many(indexes, self._cipher.open)
 
     def _exact(self, index: int) -> np.ndarray:
-        slots = self._slots
-        rid, position = slots.rows[index].id, int(slots.where[index])
-        if slots.states[index] == PURGED:
-            return np.zeros(EMBED_DIM, dtype=np.float32)
-        try:
-            return np.frombuffer(self._cipher.open(slots.sealed.read(position), b"vec:" + str(rid).encode()),
-                                 np.float32)
-        except CorruptData:
-            if slots.states[index] == PURGED:  # purged while we read it (recall runs beside purges)
-                return np.zeros(EMBED_DIM, dtype=np.float32)
-            raise
+        return self._slots.exact(index, self._cipher.open)
 
     def states(self) -> np.ndarray:
         """Each row's ``STATE_CODES`` value (int8), aligned with ``rows()`` and

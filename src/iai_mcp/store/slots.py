@@ -15,12 +15,13 @@ whole arrays for the same reason.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from uuid import UUID
 
 import numpy as np
 
+from iai_mcp.errors import CorruptData
 from iai_mcp.heap import return_freed_heap
 from iai_mcp.retrieval.quantized import quantize
 from iai_mcp.store.codec import text_key
@@ -170,6 +171,25 @@ class Slots:
         self.where[i] = self.sealed.append(blob)
         self._quantize(i, np.asarray(vector, dtype=np.float32)[None, :], [row])
         self._remember(row, seq)
+
+    def exact(self, index: int, open_blob: Callable[[bytes, bytes], bytes]) -> np.ndarray:
+        """Slot ``index``'s exact vector, its sealed blob opened with
+        ``open_blob(blob, associated data)`` (a purged slot's is zeros)."""
+        rid, position = self.rows[index].id, int(self.where[index])
+        if self.states[index] == PURGED:
+            return np.zeros(EMBED_DIM, dtype=np.float32)
+        try:
+            return np.frombuffer(open_blob(self.sealed.read(position), b"vec:" + str(rid).encode()), np.float32)
+        except CorruptData:
+            if self.states[index] == PURGED:  # purged while we read it (recall runs beside purges)
+                return np.zeros(EMBED_DIM, dtype=np.float32)
+            raise
+
+    def exact_many(self, indexes: np.ndarray, open_blob: Callable[[bytes, bytes], bytes]) -> np.ndarray:
+        out = np.zeros((len(indexes), EMBED_DIM), dtype=np.float32)
+        for j, i in enumerate(np.asarray(indexes, dtype=np.int64).tolist()):
+            out[j] = self.exact(i, open_blob)
+        return out
 
     def put(self, index: int, row: MemoryRow, vector: np.ndarray) -> None:
         """A rewritten row in its slot (same id, text and ``vector``, its exact one)."""
