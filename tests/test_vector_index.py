@@ -143,6 +143,12 @@ def _check_aligned(store: MemoryStore, expected: dict) -> None:
         np.testing.assert_array_equal(store.exact_vectors(np.array([i]))[0], expected[row.id])
         exact = store.exact_cosines(np.array([i]), query)[0]
         assert abs(float(approx[i]) - float(exact)) <= float(bound[i])
+    # The sum of the ranked rows' unit vectors (recall's exact mean) follows hides, restores and purges.
+    ranked = [v / np.linalg.norm(v) for row in rows if row.id in expected and row.state != "hidden"
+              for v in [expected[row.id].astype(np.float64)]]
+    count, total = store.ranked_unit_sum()
+    assert count == len(ranked)
+    np.testing.assert_allclose(total, np.sum(ranked, axis=0), atol=1e-5)
 
 
 def test_growth_purge_update_and_reopen_keep_the_vectors_aligned(tmp_path, fake_embedder):
@@ -162,6 +168,9 @@ def test_growth_purge_update_and_reopen_keep_the_vectors_aligned(tmp_path, fake_
     for rid in gone:
         del expected[rid]
     store.update(records[6].id, tags=["kept"])  # rewrites the row, re-sealing its vector
+    store.update(records[7].id, hidden_at=datetime.now(timezone.utc))  # forgotten: no longer ranked
+    store.update(more[3].id, hidden_at=datetime.now(timezone.utc))
+    store.update(more[3].id, hidden_at=None)  # and restored
     _check_aligned(store, expected)
     assert store.get(records[6].id).embedding == pytest.approx(expected[records[6].id].tolist(), abs=0)
     store.close()
