@@ -68,19 +68,27 @@ class SealedVectors:
 
     def append(self, blob: bytes) -> int:
         """Write ``blob`` at the next position; returns the position."""
-        if len(blob) != BLOB_BYTES:
-            raise CorruptData(f"a sealed vector is {len(blob)} bytes, not {BLOB_BYTES}")
+        return self.extend([blob])
+
+    def extend(self, blobs: list[bytes]) -> int:
+        """Write ``blobs`` at the next positions, in one write (the open
+        writes a block at a time: one ``pwrite`` a record cost 0.3 s at
+        100k); returns the first position."""
+        for blob in blobs:
+            if len(blob) != BLOB_BYTES:
+                raise CorruptData(f"a sealed vector is {len(blob)} bytes, not {BLOB_BYTES}")
+        data = b"".join(blobs)
         with self._lock:
-            position = self._next
+            first = self._next
             if self._file is not None:
                 try:
-                    os.pwrite(self._file.fileno(), blob, position * BLOB_BYTES)
+                    os.pwrite(self._file.fileno(), data, first * BLOB_BYTES)
                 except OSError as exc:
                     self._to_memory(exc)
             if self._memory is not None:
-                self._memory += blob
-            self._next += 1
-        return position
+                self._memory += data
+            self._next += len(blobs)
+        return first
 
     def read(self, position: int) -> bytes:
         memory, file = self._memory, self._file

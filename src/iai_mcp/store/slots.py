@@ -90,6 +90,7 @@ class Slots:
         into a ``SealedVectors`` file in ``directory``."""
         slots = cls(expected + _headroom(expected), SealedVectors(directory))
         block = np.zeros((_BLOCK_ROWS, EMBED_DIM), dtype=np.float32)
+        blobs: list[bytes] = []
         rows: list[MemoryRow] = []
         seqs: list[int] = []
         done = 0
@@ -97,13 +98,13 @@ class Slots:
             if len(rows) == len(slots.codes):  # rows written while we counted
                 slots._grow(len(rows) + _headroom(len(rows)))
             block[len(rows) - done] = vec
-            slots.where[len(rows)] = slots.sealed.append(blob)
+            blobs.append(blob)
             rows.append(row)
             seqs.append(seq)
             if len(rows) - done == _BLOCK_ROWS:
-                slots._quantize(done, block, rows[done:])
+                slots._fill(done, block, rows[done:], blobs)
                 done = len(rows)
-        slots._quantize(done, block[: len(rows) - done], rows[done:])
+        slots._fill(done, block[: len(rows) - done], rows[done:], blobs)
         n = len(rows)
         order = np.argsort(np.asarray(seqs, dtype=np.int64), kind="stable")
         if n and np.any(order != np.arange(n)):
@@ -117,6 +118,14 @@ class Slots:
             slots._remember(row, seq)
         return_freed_heap()  # the decrypted rows' heap: about 80 MB at 100k records
         return slots
+
+    def _fill(self, lo: int, vectors: np.ndarray, rows: list[MemoryRow], blobs: list[bytes]) -> None:
+        """A block of the open: its blobs written, its vectors quantised; ``blobs`` emptied."""
+        if blobs:
+            first = self.sealed.extend(blobs)
+            self.where[lo:lo + len(blobs)] = np.arange(first, first + len(blobs))
+            blobs.clear()
+        self._quantize(lo, vectors, rows)
 
     def _quantize(self, lo: int, vectors: np.ndarray, rows: list[MemoryRow]) -> None:
         hi = lo + len(vectors)
