@@ -10,7 +10,7 @@ the arrays stay aligned with the slots through growth, purge, update and reopen.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import numpy as np
@@ -113,7 +113,7 @@ def test_masked_rows_are_never_candidates():
 
 
 def _record(vec: np.ndarray, text: str, session: str | None = None) -> MemoryRecord:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return MemoryRecord(
         id=uuid4(), tier="episodic", literal_surface=text, aaak_index="", embedding=vec.tolist(),
         community_id=None, centrality=0.0, detail_level=2, pinned=False, stability=0.0, difficulty=0.0,
@@ -168,8 +168,8 @@ def test_growth_purge_update_and_reopen_keep_the_vectors_aligned(tmp_path, fake_
     for rid in gone:
         del expected[rid]
     store.update(records[6].id, tags=["kept"])  # rewrites the row, re-sealing its vector
-    store.update(records[7].id, hidden_at=datetime.now(timezone.utc))  # forgotten: no longer ranked
-    store.update(more[3].id, hidden_at=datetime.now(timezone.utc))
+    store.update(records[7].id, hidden_at=datetime.now(UTC))  # forgotten: no longer ranked
+    store.update(more[3].id, hidden_at=datetime.now(UTC))
     store.update(more[3].id, hidden_at=None)  # and restored
     _check_aligned(store, expected)
     assert store.get(records[6].id).embedding == pytest.approx(expected[records[6].id].tolist(), abs=0)

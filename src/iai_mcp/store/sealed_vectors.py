@@ -51,7 +51,7 @@ class SealedVectors:
         try:
             # In the store's directory when it may be written (its disk, its
             # permissions), else the system's temporary directory.
-            self._file: IO[bytes] | None = tempfile.TemporaryFile(dir=directory)
+            self._file: IO[bytes] | None = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (held open until close)
         except OSError as exc:
             self._file = None
             self._to_memory(exc)
