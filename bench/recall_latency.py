@@ -9,13 +9,15 @@ embedder, so it pays the model load and the keyword index build.
 Each part is timed by calling the library function itself on the same cue,
 all parts in turn for each cue (so a busy moment on a shared machine lands
 on every part alike):
-``embedder.embed``, the candidate search over ``store.vectors()`` (matvec and
-norm division), ``recall.keyword_index(store).scores``, ``retrieval.fuse`` (on rows grouped by
+``embedder.embed``, the candidate search (``core.dense.Cosines``: the pass
+over the int8 codes and the exact re-scoring of the best rows, as rank
+starts; the float32 matvec over ``store.vectors()`` on a tree without it),
+``recall.keyword_index(store).scores``, ``retrieval.fuse`` (on rows grouped by
 session, with session codes, as recall calls it), ``recall.fused_scores``,
 ``recall.rank`` (everything between the cue vector and the ordered hits),
 and the packing loop of ``recall.recall`` (with ``rank`` replaced by one
 returning precomputed hits). The baseline for the ratio table is a numpy
-brute-force top-10 (matvec + argpartition) over the same matrix.
+brute-force top-10 (matvec + argpartition) over the float32 matrix of the same vectors.
 
 ``--forget 0.1`` first forgets every tenth record (evenly spread) of the
 working copy, with ``--forget-mode purge`` (default: one ``store.purge``, the
@@ -42,6 +44,20 @@ from bench.corpus import add_sized_args, build_store, sized_setup, working_copy
 
 NAME = "recall_latency"
 K = 10
+
+
+def _candidate_search(store: Any, matrix: np.ndarray, safe_norms: np.ndarray) -> Any:
+    """The dense pass recall runs, as a function of the cue vector: the int8
+    codes with exact re-scoring (``core.dense``) where the tree has it, else
+    the float32 matvec."""
+    try:
+        from iai_mcp.core.dense import Cosines
+        from iai_mcp.store import PURGED, STATE_CODES
+    except ImportError:
+        return lambda v: (matrix @ v) / safe_norms
+    states = store.states()
+    dead = (states == STATE_CODES["hidden"]) | (states == PURGED)
+    return lambda v: Cosines(store, v / np.linalg.norm(v), len(dead), dead, K).dense
 
 
 def _fusion(store, retrieval):
@@ -125,6 +141,7 @@ def measure(path: Path, cues: list[str], warmup: int = 5, forget: float = 0.0,
             call(cue)
         matrix, norms = store.vectors()
         safe_norms = np.maximum(norms, 1e-12)
+        candidates = _candidate_search(store, matrix, safe_norms)
         fuse = _fusion(store, retrieval)
         lap = Laps()
         gc.collect()
@@ -133,7 +150,7 @@ def measure(path: Path, cues: list[str], warmup: int = 5, forget: float = 0.0,
         for cue in cues:
             lap("end_to_end", call, cue)
             vec = lap("embed", embedder.embed, [cue])[0]
-            dense = lap("candidate_search", lambda v: (matrix @ v) / safe_norms, vec)
+            dense = lap("candidate_search", candidates, vec)
             keyword = lap("keyword_search", lambda c: recall_module.keyword_index(store).scores(c), cue)
             lap("fusion", fuse, dense, keyword)
             if hasattr(recall_module, "fused_scores"):  # keyword scoring + fusion, as rank calls them

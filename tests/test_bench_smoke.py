@@ -230,3 +230,11 @@ def test_related_quick(tmp_path, cache_dir):
     assert row["same_fact_above"] == chosen["same_fact_above"]
     assert data["ratios"][0]["value"] == chosen["same_fact_above"]
     assert 0 <= data["corrections"]["share_above_chosen"] <= 1
+
+
+def test_vector_index_quick(tmp_path, cache_dir):
+    data = run_bench("vector_index", tmp_path, cache_dir)
+    for size in data["sizes"]:
+        assert size["vector_arrays_mb"] < size["float32_arrays_mb"] / 3
+        assert size["identical_top_k"] == size["cues"] and size["max_score_difference"] < 1e-5
+        assert 0 < size["rescored_rows"]["mean"] <= size["rescored_rows"]["max"] <= size["records"]

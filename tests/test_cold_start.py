@@ -173,29 +173,33 @@ def test_scan_by_seq_ranges_yields_every_row_once(tmp_path):
         assert len([r for r in store.rows() if str(r.id) in ids]) == 21
 
 
-def test_open_computes_norms_without_a_copy_of_the_matrix():
-    """The norms at open are computed by blocks: squaring the whole matrix at
-    once held a second matrix-sized array at the open's peak (154 MB at 100k
-    records). The norms are the same, bit for bit."""
+def test_open_quantises_without_a_float32_copy_of_the_vectors():
+    """The open keeps int8 codes and quantises (and takes norms) a block at a
+    time: its peak stays well under what the float32 matrix alone took
+    (154 MB at 100k records), where squaring the whole matrix at once held a
+    second matrix-sized array. The norms are the same, bit for bit."""
     import dataclasses
     import tracemalloc
 
     import numpy as np
 
     from iai_mcp.store.purge import blank_row
+    from iai_mcp.store.sealed_vectors import BLOB_BYTES
     from iai_mcp.store.slots import MIN_NORM, Slots
     from iai_mcp.types import EMBED_DIM
 
     n = 30_000
     vectors = np.random.default_rng(0).standard_normal((n, EMBED_DIM)).astype(np.float32)
     row = dataclasses.replace(blank_row(), hidden_at=None)
+    blob = bytes(BLOB_BYTES)
     tracemalloc.start()
     try:
-        slots = Slots.load(n, ((row, vectors[i], i) for i in range(n)))
+        slots = Slots.load(n, ((row, vectors[i], blob, i) for i in range(n)))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 1.5 * slots.matrix.nbytes  # a full squared copy would make it >= 1.9x
+    assert slots.codes.dtype == np.int8
+    assert peak < 0.75 * vectors.nbytes  # the float32 matrix alone was 1.0x, with a squared copy >= 1.9x
     np.testing.assert_array_equal(slots.norms[:n], np.maximum(np.linalg.norm(vectors, axis=1), MIN_NORM))
 
 

@@ -44,6 +44,7 @@ from iai_mcp.core.results import CaptureStatus
 from iai_mcp.embed import Embedder
 from iai_mcp.errors import InvalidInput, NotFound
 from iai_mcp.retrieval import top_k
+from iai_mcp.retrieval.quantized import exact_top
 from iai_mcp.store import STATE_CODES, MemoryStore
 from iai_mcp.store.history import history_item
 from iai_mcp.types import HistoryItem, MemoryRecord, MemoryRow, utcnow
@@ -312,18 +313,22 @@ def supersede_plan(
 
 def related_to(store: MemoryStore, vector: np.ndarray, exclude: UUID) -> tuple[Related, ...]:
     """Up to ``RELATED_LIMIT`` active memories at or above ``RELATED_MIN_SCORE``
-    cosine to ``vector``, best first. One matvec and a partition over the
-    store (a few milliseconds at 100k memories)."""
+    cosine to ``vector``, best first, with exact cosines: one pass over the
+    store's int8 codes, then the candidates their error bounds leave
+    re-scored exactly (``retrieval.quantized.exact_top``; a few milliseconds
+    at 100k memories)."""
     rows = store.rows()
-    matrix, norms = store.vectors()
     states = store.states()
-    n = min(len(rows), len(matrix), len(states))
+    n = min(len(rows), len(states))
     if n == 0:
         return ()
     vec = np.asarray(vector, dtype=np.float32)
     vec = vec / max(float(np.linalg.norm(vec)), 1e-12)
-    scores = (matrix[:n] @ vec) / norms[:n]
-    scores = np.where(states[:n] == STATE_CODES["active"], scores, np.float32(-np.inf))
+    approx, bound = store.approx_cosines(vec)
+    approx = np.where(states[:n] == STATE_CODES["active"], approx[:n], np.float32(-np.inf))
+    found_rows, exact = exact_top(approx, bound[:n], RELATED_LIMIT + 1, lambda r: store.exact_cosines(r, vec))
+    scores = np.full(n, -np.inf, dtype=np.float32)
+    scores[found_rows] = exact
     found = []
     for i in top_k(scores, RELATED_LIMIT + 1):
         row, score = rows[i], float(scores[i])

@@ -1,7 +1,8 @@
 """Recall: the right few memories for a cue, fast.
 
 Hybrid ranking over what the store holds in memory: cosine similarity of
-the cue's embedding against every vector (one matvec), BM25 over the
+the cue's embedding against every vector (one pass over int8 codes, exact
+float32 cosines for the rows that decide the answer: ``core.dense``), BM25 over the
 decrypted text, fused by ``iai_mcp.retrieval``; filters (tier, tags, time window) are
 applied to the best candidates, then hits are packed into the caller's
 token budget in score order, a hit too long for it as an excerpt
@@ -25,6 +26,7 @@ from datetime import datetime
 
 import numpy as np
 
+from iai_mcp.core.dense import MAX_ROUNDS, Context, Cosines
 from iai_mcp.core.excerpt import Excerpt, excerpt
 from iai_mcp.core.filters import RowFilter, filter_of
 from iai_mcp.embed import Embedder, relevance_floor
@@ -112,6 +114,7 @@ class _RecallIndex:
         self._codes: dict[str, int] = {}
         self._session = np.zeros(0, dtype=np.int64)
         self._order: np.ndarray | None = None
+        self._pos: np.ndarray | None = None  # the inverse of _order, made when first asked for
         self._grouped = np.zeros(0, dtype=np.int64)
         self._solo = itertools.count(1 << 40)  # codes for rows without a session
         self._project_codes: dict[str | None, int] = {None: -1}
@@ -165,7 +168,20 @@ class _RecallIndex:
             if self._order is None:
                 self._order = np.argsort(self._session, kind="stable")
                 self._grouped = self._session[self._order]
+                self._pos = None
             return self.keywords, self._session, self._order, self._grouped
+
+    def positions(self, order: np.ndarray) -> np.ndarray:
+        """Each row's place in ``order`` (its inverse), kept for the index's own order."""
+        with self.lock:
+            if order is self._order and self._pos is not None:
+                return self._pos
+        pos = np.empty(len(order), dtype=np.int64)
+        pos[order] = np.arange(len(order))
+        with self.lock:
+            if order is self._order:
+                self._pos = pos
+        return pos
 
     def role_match(self, cue: str, n: int) -> np.ndarray | None:
         """True for the first ``n`` rows spoken by the role ``cue`` points at
@@ -232,11 +248,12 @@ def keyword_index(store: MemoryStore) -> KeywordIndex:
 
 def fused_scores(
     store: MemoryStore, dense: np.ndarray, cue: str, n: int, alive: np.ndarray | None = None,
-    window: TimeWindow | None = None,
+    window: TimeWindow | None = None, context: list[Context] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """``(fused, keyword, time match)`` scores of the first ``n`` rows for
     ``cue``; rows not ``alive`` score ``-inf`` and lend nothing; rows said
-    in or near ``window`` (the cue's time, ``when.time_window``) rank higher."""
+    in or near ``window`` (the cue's time, ``when.time_window``) rank higher.
+    ``context`` receives the context term's ``Context`` (when there is one)."""
     index = _recall_index(store)
     keywords, session, order, grouped_session = index.sync(store.rows(), store.states())
     keyword = keywords.scores(cue)[:n]
@@ -246,11 +263,14 @@ def fused_scores(
     if len(order) != n:  # rows arrived between the two reads: group the first n only
         order = np.argsort(session[:n], kind="stable")
         grouped_session = session[:n][order]
+    parts: dict[str, np.ndarray] = {}
     grouped = fuse(dense[order], keyword[order], grouped_session, label=label[order],
                    role=None if role is None else role[order], when=None if when is None else when[order],
-                   alive=None if alive is None else alive[order])
+                   alive=None if alive is None else alive[order], parts=parts)
     fused = np.empty_like(grouped)
     fused[order] = grouped
+    if context is not None and parts:
+        context.append(Context(parts, order, index.positions(order), grouped_session, alive))
     return fused, keyword, when
 
 
@@ -268,15 +288,17 @@ def _cue_vector(query: RecallQuery, embedder: Embedder | None) -> np.ndarray:
 def _walk(
     order: np.ndarray, rows: list[MemoryRow], states: np.ndarray, query: RecallQuery, keep: RowFilter,
     relevant: np.ndarray,
-) -> tuple[list[int], list[int], int]:
-    """``(hits, anti-hits, below floor)``: rows in ``order`` that pass the
+) -> tuple[list[int], list[int], int, np.ndarray]:
+    """``(hits, anti-hits, below floor, rows met)``: rows in ``order`` that pass the
     filters, until ``query.k`` hits; superseded ones met on the way are
     anti-hits (at most k); rows not ``relevant`` (below ``min_score``) are
     skipped and counted while they would have been among the first k."""
     hits: list[int] = []
     anti: list[int] = []
     below = 0
+    met = 0
     for i in order:
+        met += 1
         code = states[i]
         if code == _HIDDEN or code == PURGED or not keep.passes(rows[i]):
             continue
@@ -291,7 +313,7 @@ def _walk(
         hits.append(int(i))
         if len(hits) >= query.k:
             break
-    return hits, anti, below
+    return hits, anti, below, order[:met]
 
 
 def _whole(row: MemoryRow, store: MemoryStore) -> bool:
@@ -344,36 +366,49 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
     R@10 0.761 vs 0.661 at 0.25) but lets junk ride along a relevant first hit.
     """
     rows = store.rows()
-    matrix, norms = store.vectors()
     states = store.states()
-    n = min(len(rows), matrix.shape[0], len(states))
+    n = min(len(rows), len(states))
     if n == 0 or query.k <= 0:
         return [], 0
     states = states[:n].copy()  # one snapshot for masking and picking
-    dense = matrix[:n] @ _cue_vector(query, embedder)
-    np.divide(dense, norms[:n], out=dense)  # the store keeps norms clamped above 0
     dead = (states == _HIDDEN) | (states == PURGED)
+    # From the int8 codes, exact where it decides something (core.dense).
+    cosines = Cosines(store, _cue_vector(query, embedder), n, dead, query.k)
+    dense = cosines.dense
     n_dead = int(np.count_nonzero(dead))
     window = time_window(query.cue, query.now or utcnow())
-    fused, keyword, when = fused_scores(store, dense, query.cue, n, ~dead if n_dead else None, window)
+    contexts: list[Context] = []
+    fused, keyword, when = fused_scores(store, dense, query.cue, n, ~dead if n_dead else None, window, contexts)
+    context = contexts[0] if contexts else None
     if query.prefer_project is not None:
         mine = _recall_index(store).in_project(query.prefer_project, n)
         if mine is not None:
             fused = fused + np.float32(PROJECT_PRIOR) * mine
     floor = min_score(query, embedder or store.embedder)
     keep = filter_of(query)
-    relevant = (floor_mask(dense, keyword, floor,
-                           anchored=lambda clears: _anchored(clears, rows, states, dead, query, keep))
-                if floor is not None else np.ones(n, dtype=bool))
-    filtering = bool(keep)
-    # Filters are checked on a generous head of the ranking; only when they
-    # reject most of it (or superseded rows fill it) do we walk the whole order.
-    head = min(n, max(query.k * (20 if filtering else 1), 64))
-    picked, anti, below = _walk(top_k(fused, head), rows, states, query, keep, relevant)
-    if len(picked) < query.k and head < n and (
-        filtering or len(picked) < _eligible(states, dead, relevant, query)
-    ):
-        picked, anti, below = _walk(np.argsort(-fused, kind="stable"), rows, states, query, keep, relevant)
+    def anchored(clears: np.ndarray) -> bool:
+        return _anchored(clears, rows, states, dead, query, keep)
+
+    def pick() -> tuple[list[int], list[int], int, np.ndarray]:
+        relevant = (floor_mask(dense, keyword, floor, anchored=anchored)
+                    if floor is not None else np.ones(n, dtype=bool))
+        # Filters are checked on a generous head of the ranking; only when they
+        # reject most of it (or superseded rows fill it) do we walk the whole order.
+        head = min(n, max(query.k * (20 if keep else 1), 64))
+        walked = _walk(top_k(fused, head), rows, states, query, keep, relevant)
+        if len(walked[0]) < query.k and head < n and (
+            bool(keep) or len(walked[0]) < _eligible(states, dead, relevant, query)
+        ):
+            walked = _walk(np.argsort(-fused, kind="stable"), rows, states, query, keep, relevant)
+        return walked
+
+    picked, anti, below, met = pick()
+    for _ in range(MAX_ROUNDS):
+        unsure = cosines.unsure(picked=picked, anti=anti, visited=met, fused=fused, dead=dead, k=query.k,
+                                floor=floor, anchored=anchored, context=context)
+        if not len(cosines.correct(unsure, fused, context)):
+            break
+        picked, anti, below, met = pick()
 
     anti_set = set(anti)
     found = [

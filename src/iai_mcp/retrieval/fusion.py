@@ -115,7 +115,7 @@ def window_max(scores: np.ndarray, session: np.ndarray | None, window: int) -> n
 def fuse(dense: np.ndarray, keyword: np.ndarray, session: np.ndarray | None = None, *,
          alive: np.ndarray | None = None, label: np.ndarray | None = None,
          role: np.ndarray | None = None, when: np.ndarray | None = None,
-         weights: FusionWeights = DEFAULT_WEIGHTS) -> np.ndarray:
+         weights: FusionWeights = DEFAULT_WEIGHTS, parts: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """One ranking score per row from dense cosines and BM25 scores.
 
     ``session`` holds an integer code per row (rows in capture order) and
@@ -124,7 +124,9 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, session: np.ndarray | None = No
     the query names (:meth:`KeywordIndex.label_match`); ``role`` is True for
     rows whose role the query's person points at (``person.cue_role``); ``when``
     is each row's match (0..1) with the cue's time window (``when.window_match``). Returns float32
-    scores, higher is better, ``-inf`` for rows that are not alive.
+    scores, higher is better, ``-inf`` for rows that are not alive. A ``parts`` dict receives
+    ``base`` (each row's score before context) and ``context`` (what context added), so a
+    caller that corrects a few dense scores can redo the context of their neighbours alone.
 
     A weighted sum of normalised scores, not reciprocal-rank fusion: RRF
     throws away how far ahead a hit is, and scored R@10 0.615-0.692 (k=60..10)
@@ -153,7 +155,10 @@ def fuse(dense: np.ndarray, keyword: np.ndarray, session: np.ndarray | None = No
         # Context only ever adds, so floor at 0 first: a row below the crowd
         # must not drag its neighbours down, and a dead row lends nothing.
         lend = np.maximum(score, 0) if alive is None else np.where(alive, np.maximum(score, 0), 0)
-        score = score + weights.window_weight * window_max(lend, session, weights.window)
+        context = weights.window_weight * window_max(lend, session, weights.window)
+        if parts is not None:
+            parts["base"], parts["context"] = score, context
+        score = score + context
     if label is not None and weights.label:
         score = score + np.float32(weights.label) * label
     if role is not None and weights.role:

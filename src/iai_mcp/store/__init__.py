@@ -13,9 +13,11 @@ Layout of a store root::
     <name>.cache          sealed data derived from the records (see store.sealed_cache)
 
 At open the store checks the key, decrypts every record once and keeps them
-in memory (``store.slots``): rows as slotted objects, vectors in one float32
-matrix. Reads and recall never touch the disk again; writes go to disk
-first, then to memory, so what memory shows has always been written.
+in memory (``store.slots``): rows as slotted objects, vectors as one int8
+matrix for the candidate pass, their sealed exact copies in a nameless file
+for re-scoring (``store.sealed_vectors``). Reads and recall never query
+LanceDB again; writes go to disk first, then to memory, so what memory shows
+has always been written.
 
 Because of that in-memory state, one process at a time may hold a store
 open: ``MemoryStore`` takes an exclusive ``flock`` on ``store.lock`` at open
@@ -47,6 +49,7 @@ from iai_mcp.errors import (
     StoreError,
 )
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
+from iai_mcp.retrieval.quantized import approx_cosines
 from iai_mcp.store import purge as purging
 from iai_mcp.store.codec import open_row, seal_row
 from iai_mcp.store.compaction import CompactionSchedule, guarded
@@ -155,7 +158,8 @@ class MemoryStore:
         pending = self._purger.pending()
         self._compaction = CompactionSchedule(self._records.readable_version_count() or 0, compact_every)
         self.load_problems: list[str] = []
-        self._slots = Slots.load(rows, self._opened(skip=set(pending.seqs) if pending else set()))
+        self._slots = Slots.load(rows, self._opened(skip=set(pending.seqs) if pending else set()),
+                                 None if self.read_only else self.root)
         stale = expected is None or version != expected["version"] or self._next_seq != expected.get("next_seq")
         if stale and not self.read_only:  # an older store, or a commit whose meta write was cut
             self._record_expected(version, rows)
@@ -171,8 +175,8 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ open
 
-    def _opened(self, skip: set[int]) -> Iterator[tuple[MemoryRow, np.ndarray, int]]:
-        """Every row decrypted once, ``(row, vector, seq)``; rows of ``skip``
+    def _opened(self, skip: set[int]) -> Iterator[tuple[MemoryRow, np.ndarray, bytes, int]]:
+        """Every row decrypted once, ``(row, vector, sealed vector, seq)``; rows of ``skip``
         (a purge that could not finish) are left out."""
         for sealed in self._records.scan():
             self._next_seq = max(self._next_seq, sealed.seq + 1)
@@ -186,7 +190,7 @@ class MemoryStore:
                 self.load_problems.append(problem)
                 log_event.warning("record_unreadable", record=self.log_name(sealed.id), error=str(exc))
                 continue
-            yield row, vec, sealed.seq
+            yield row, vec, sealed.vector, sealed.seq
 
     def _record_expected(self, version: int, rows: int) -> None:
         """After each commit: what the records table must hold from now on
@@ -273,14 +277,13 @@ class MemoryStore:
             # Taken before the commit, so the expectation it records holds them (a failed
             # append only leaves a gap in the seqs, which nothing minds).
             self._next_seq = seq0 + len(prepared)
-            self._records.append(
-                [seal_row(self._cipher, row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
-            )
+            sealed_rows = [seal_row(self._cipher, row, vec, seq0 + i) for i, (row, vec) in enumerate(prepared)]
+            self._records.append(sealed_rows)
             # The rows are committed: memory must show them before anything
             # else can fail, or a retry would write the same ids twice.
             self._slots.reserve(len(prepared))
-            for offset, (row, vector) in enumerate(prepared):
-                self._slots.add(row, vector, seq0 + offset)
+            for (row, vector), sealed in zip(prepared, sealed_rows):
+                self._slots.add(row, vector, sealed.vector, sealed.seq)
             if self._log.unavailable is not None:
                 if pairs:  # a damaged log: the records stand, their provenance waits for the rebuild
                     self._provenance_deferred(pairs, self._log.unavailable)
@@ -331,7 +334,7 @@ class MemoryStore:
                 if item is not None:
                     changes = {**changes, "history": [*current.history, dict(item)]}
                 row = replace(current, **changes)
-                row.to_record(self._slots.matrix[index].tolist(), [])  # validates the change
+                row.to_record([0.0] * EMBED_DIM, [])  # validates the change (the vector never changes)
                 planned.append((index, row))
             if not planned:
                 return []
@@ -341,11 +344,10 @@ class MemoryStore:
     def _commit_rows(self, latest: dict[int, MemoryRow]) -> None:
         """Write rewritten rows ``{slot: row}`` in one commit, then show them."""
         slots = self._slots
-        self._records.replace(
-            [seal_row(self._cipher, row, slots.matrix[i], slots.seqs[i]) for i, row in latest.items()]
-        )
+        vectors = {i: self._exact(i) for i in latest}
+        self._records.replace([seal_row(self._cipher, row, vectors[i], slots.seqs[i]) for i, row in latest.items()])
         for index, row in latest.items():
-            slots.put(index, row)
+            slots.put(index, row, vectors[index])
         self._after_write()
 
     def _after_write(self) -> None:
@@ -405,7 +407,7 @@ class MemoryStore:
             self._purger.finish()  # one an earlier failure left: alone first, merged below if it still fails
             ids = [self._slots.rows[i].id for i in indexes]
             self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._slots.seqs[i] for i in indexes)))
-            self._slots.empty(indexes, purging.blank_row())
+            self._slots.empty(indexes, purging.blank_row(), self.exact_vectors(np.asarray(indexes)))
             # Provenance a recall queued for them reaches the log now, and
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
@@ -455,11 +457,45 @@ class MemoryStore:
         return self._slots.seqs
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(matrix, norms)`` views over the first ``len(self)`` rows; norms
-        are clamped above 0 so callers can divide by them."""
+        """``(matrix, norms)``: the exact float32 vectors of the first
+        ``len(self)`` rows, decrypted now into a new matrix (100k rows: 154
+        MB and a fraction of a second), and their norms, clamped above 0 so
+        callers can divide by them. For tools and benchmarks; recall and
+        capture scan the int8 codes (``approx_cosines``) and re-score the
+        candidates (``exact_cosines``)."""
+        n = len(self._slots.rows)
+        return self.exact_vectors(np.arange(n)), self._slots.norms[:n]
+
+    def approx_cosines(self, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(approx, bound)`` for the first ``len(self)`` rows: each one's
+        cosine to ``query`` from its int8 codes, and how far its exact cosine
+        can be from that (``retrieval.quantized``). A purged slot scores 0."""
         slots = self._slots
-        n = len(slots.rows)
-        return slots.matrix[:n], slots.norms[:n]
+        codes, scales, slack, norms = slots.codes, slots.scales, slots.slack, slots.norms
+        n = min(len(slots.rows), len(codes), len(scales), len(slack), len(norms))
+        return approx_cosines(codes[:n], scales, norms, slack, query)
+
+    def ranked_unit_sum(self) -> tuple[int, np.ndarray]:
+        """``(rows, sum)``: how many rows recall ranks (neither hidden nor
+        purged) and the float64 sum of their unit vectors: the sum of their
+        exact cosines to a unit query is one dot product with it."""
+        return self._slots.alive_sum
+
+    def exact_cosines(self, indexes: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """The exact float32 cosines of rows ``indexes`` to ``query``, from
+        their sealed vectors (about 3 us a row)."""
+        indexes = np.asarray(indexes, dtype=np.int64)
+        if not len(indexes):
+            return np.zeros(0, dtype=np.float32)
+        dots = self.exact_vectors(indexes) @ np.asarray(query, dtype=np.float32)
+        return dots / np.float32(np.linalg.norm(query) or 1.0) / self._slots.norms[indexes]
+
+    def exact_vectors(self, indexes: np.ndarray) -> np.ndarray:
+        """The exact float32 vectors of rows ``indexes`` (a purged slot's is zeros)."""
+        return self._slots.exact_many(indexes, self._cipher.open)
+
+    def _exact(self, index: int) -> np.ndarray:
+        return self._slots.exact(index, self._cipher.open)
 
     def states(self) -> np.ndarray:
         """Each row's ``STATE_CODES`` value (int8), aligned with ``rows()`` and
@@ -484,7 +520,7 @@ class MemoryStore:
         index = self._slots.index_of.get(rid)
         if index is None:
             return None
-        return self._slots.rows[index].to_record(self._slots.matrix[index].tolist(), self.provenance_of(rid))
+        return self._slots.rows[index].to_record(self._exact(index).tolist(), self.provenance_of(rid))
 
     def provenance_of(self, record_id: UUID) -> list[ProvenanceEntry]:
         """The record's readable provenance in append order (see ``read_provenance``)."""
@@ -646,6 +682,7 @@ class MemoryStore:
         try:
             self.disable_provenance_queue()
             self._log.close()
+            self._slots.sealed.close()
         finally:
             self._release_owner_lock()
 

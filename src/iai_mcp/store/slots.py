@@ -1,7 +1,12 @@
 """The records of an open store, in memory: one slot per record, in capture
-order. A slot holds the row, its LanceDB ``seq``, its vector (a row of one
-float32 matrix), the vector's norm and its state code; the slot of a record
-is found by id and by text.
+order. A slot holds the row, its LanceDB ``seq``, its vector as int8 codes
+(a row of one int8 matrix, with a scale and an error bound:
+``retrieval.quantized``), the exact vector's norm, its state code, and where
+its sealed exact vector sits in ``sealed`` (``store.sealed_vectors``); the
+slot of a record is found by id and by text.
+
+At 100k records the codes take 38 MB (+1/8 headroom: 43 MB) where the
+float32 matrix took 154 MB (173 MB); per-row arrays add 1.8 MB.
 
 Slots are never removed while the store is open: a purged record's slot is
 emptied (a blank row, a zero vector, ``PURGED``), so every array keeps its
@@ -11,12 +16,16 @@ whole arrays for the same reason.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from uuid import UUID
 
 import numpy as np
 
+from iai_mcp.errors import CorruptData
 from iai_mcp.heap import return_freed_heap
+from iai_mcp.retrieval.quantized import quantize
+from iai_mcp.store.sealed_vectors import SealedVectors
 from iai_mcp.store.sharing import SharedValues
 from iai_mcp.types import EMBED_DIM, MemoryRow
 
@@ -27,20 +36,37 @@ STATE_CODES: dict[str, int] = {"active": 0, "hidden": 1, "superseded": 2}
 PURGED = 3
 #: Norms are clamped to it: recall divides by them, and a zero vector must score 0, not NaN.
 MIN_NORM = 1e-12
-#: Rows per block when the norms are computed at open.
-_NORM_ROWS = 8192
+#: Rows per block when the vectors are quantised at open. Each float32
+#: temporary of a block (98 KB) stays under glibc's mmap threshold (128 KB),
+#: so the heap reuses them: with 2048-row blocks (3 MB temporaries) the open
+#: of the 100k bench store kept 22 MB more resident (RssAnon 303 MB vs 281 MB).
+_BLOCK_ROWS = 64
+#: The per-slot arrays, swapped together on growth: name -> dtype.
+_PER_ROW = {"scales": np.float32, "slack": np.float32, "norms": np.float32, "states": np.int8,
+            "where": np.int64}
+
+
+def _arrays(capacity: int) -> tuple[np.ndarray, ...]:
+    """Zeroed ``codes`` and the ``_PER_ROW`` arrays for ``capacity`` slots."""
+    codes = np.zeros((capacity, EMBED_DIM), dtype=np.int8)
+    return (codes, *(np.zeros(capacity, dtype=dtype) for dtype in _PER_ROW.values()))
+
+
+def _ranked(code: int) -> bool:
+    """Whether recall ranks a row in this state (forgotten and purged ones it does not)."""
+    return code != STATE_CODES["hidden"] and code != PURGED
 
 
 def _headroom(rows: int) -> int:
-    """Spare matrix rows: an eighth, so growth copies rarely without holding
-    twice the vectors (the matrix is most of a large store's memory)."""
+    """Spare rows: an eighth, so growth copies rarely without holding
+    twice the codes (they are most of a large store's memory)."""
     return max(1024, rows // 8)
 
 
 class Slots:
     """The in-memory table; the store reads and changes it under its lock."""
 
-    def __init__(self, capacity: int = 0) -> None:
+    def __init__(self, capacity: int = 0, sealed: SealedVectors | None = None) -> None:
         self.rows: list[MemoryRow] = []
         # LanceDB seq of each row, parallel to rows: 8 bytes a row, not a list of int objects (36).
         self.seqs: array[int] = array("q")
@@ -48,46 +74,81 @@ class Slots:
         # Keyed by the row's own text object: no second copy or digest of it.
         self.by_text: dict[str, int] = {}
         self.shared = SharedValues()
-        self.matrix = np.zeros((capacity, EMBED_DIM), dtype=np.float32)
-        self.norms = np.zeros(capacity, dtype=np.float32)
-        self.states = np.zeros(capacity, dtype=np.int8)
+        self.sealed = sealed if sealed is not None else SealedVectors()
+        #: ``(rows, sum of their unit vectors)`` over the rows recall ranks
+        #: (neither hidden nor purged), in float64: the exact mean cosine of
+        #: a query in one dot product, which the codes alone would miss by
+        #: their mean error. Replaced whole, so a reader sees a matching pair.
+        self.alive_sum: tuple[int, np.ndarray] = (0, np.zeros(EMBED_DIM, dtype=np.float64))
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
+        self.codes, self.scales, self.slack, self.norms, self.states, self.where = _arrays(capacity)
 
     @classmethod
-    def load(cls, expected: int, opened: Iterable[tuple[MemoryRow, np.ndarray, int]]) -> Slots:
-        """Slots of ``opened`` ``(row, vector, seq)``, vectors straight into the
-        matrix (sized for ``expected`` rows and headroom), in ``seq`` order."""
-        matrix = np.zeros((expected + _headroom(expected), EMBED_DIM), dtype=np.float32)
-        slots = cls()
+    def load(cls, expected: int, opened: Iterable[tuple[MemoryRow, np.ndarray, bytes, int]],
+             directory: Path | None = None) -> Slots:
+        """Slots of ``opened`` ``(row, vector, sealed vector, seq)``, sized for
+        ``expected`` rows and headroom, in ``seq`` order: vectors quantised a
+        block at a time (never a float32 copy of them all), sealed vectors
+        into a ``SealedVectors`` file in ``directory``."""
+        slots = cls(expected + _headroom(expected), SealedVectors(directory))
+        block = np.zeros((_BLOCK_ROWS, EMBED_DIM), dtype=np.float32)
+        blobs: list[bytes] = []
         rows: list[MemoryRow] = []
         seqs: list[int] = []
-        for row, vec, seq in opened:
-            if len(rows) == len(matrix):  # rows written while we counted
-                matrix = np.concatenate([matrix, np.zeros_like(matrix[: _headroom(len(rows))])])
-            matrix[len(rows)] = vec
+        done = 0
+        for row, vec, blob, seq in opened:
+            if len(rows) == len(slots.codes):  # rows written while we counted
+                slots._grow(len(rows) + _headroom(len(rows)))
+            block[len(rows) - done] = vec
+            blobs.append(blob)
             # Shared as each row arrives: the copies it drops free heap the next
             # row's decoding reuses. Shared after the loop, they left their holes
             # all over the heap and RSS barely moved.
             rows.append(slots.shared.share(row))
             seqs.append(seq)
+            if len(rows) - done == _BLOCK_ROWS:
+                slots._fill(done, block, rows[done:], blobs)
+                done = len(rows)
+        slots._fill(done, block[: len(rows) - done], rows[done:], blobs)
         n = len(rows)
         order = np.argsort(np.asarray(seqs, dtype=np.int64), kind="stable")
         if n and np.any(order != np.arange(n)):
             # Rewritten rows sit in newer fragments: restore capture order.
-            matrix[:n] = matrix[order]
+            for name in ("codes", *_PER_ROW):
+                values = getattr(slots, name)
+                values[:n] = values[order]
             rows = [rows[i] for i in order]
             seqs = [seqs[i] for i in order]
-        slots.matrix = matrix
-        slots.norms = np.zeros(len(matrix), dtype=np.float32)
-        slots.states = np.zeros(len(matrix), dtype=np.int8)
-        for lo in range(0, n, _NORM_ROWS):
-            # By blocks: the norm of the whole matrix squares a full copy of it
-            # first (154 MB at 100k records, on top of the open's peak).
-            hi = min(n, lo + _NORM_ROWS)
-            slots.norms[lo:hi] = np.maximum(np.linalg.norm(matrix[lo:hi], axis=1), MIN_NORM)
         for row, seq in zip(rows, seqs):
             slots._remember(row, seq)
         return_freed_heap()  # the decrypted rows' heap: about 80 MB at 100k records
         return slots
+
+    def _fill(self, lo: int, vectors: np.ndarray, rows: list[MemoryRow], blobs: list[bytes]) -> None:
+        """A block of the open: its blobs written, its vectors quantised; ``blobs`` emptied."""
+        if blobs:
+            first = self.sealed.extend(blobs)
+            self.where[lo:lo + len(blobs)] = np.arange(first, first + len(blobs))
+            blobs.clear()
+        self._quantize(lo, vectors, rows)
+
+    def _quantize(self, lo: int, vectors: np.ndarray, rows: list[MemoryRow]) -> None:
+        hi = lo + len(vectors)
+        self.norms[lo:hi] = np.maximum(np.linalg.norm(vectors, axis=1), MIN_NORM)
+        self.codes[lo:hi], self.scales[lo:hi], self.slack[lo:hi] = quantize(vectors, self.norms[lo:hi])
+        alive = np.array([_ranked(STATE_CODES[row.state]) for row in rows], dtype=bool)
+        if alive.any():
+            units = vectors[alive] / self.norms[lo:hi][alive, None]
+            self._count_alive(int(alive.sum()), units.sum(axis=0, dtype=np.float64))
+
+    def _count_alive(self, rows: int, units: np.ndarray) -> None:
+        count, total = self.alive_sum
+        self.alive_sum = (count + rows, total + units)
+
+    def _unit(self, index: int, vector: np.ndarray) -> np.ndarray:
+        return np.asarray(vector, dtype=np.float64) / float(self.norms[index])
 
     def _remember(self, row: MemoryRow, seq: int) -> None:
         index = len(self.rows)
@@ -103,47 +164,77 @@ class Slots:
         if current is None or self.states[current] != STATE_CODES["active"]:
             self.by_text[key] = index
 
+    def _grow(self, capacity: int) -> None:
+        names = ("codes", *_PER_ROW)
+        fresh = _arrays(capacity)
+        for name, values in zip(names, fresh):
+            old = getattr(self, name)
+            values[: len(old)] = old
+        # Swap whole arrays, all filled first: a reader holding the old ones
+        # still sees a consistent view.
+        self.codes, self.scales, self.slack, self.norms, self.states, self.where = fresh
+
     def reserve(self, extra: int) -> None:
         """Room for ``extra`` more rows."""
         need = len(self.rows) + extra
-        if need <= self.matrix.shape[0]:
+        if need <= self.codes.shape[0]:
             return
-        capacity = need + _headroom(need)
-        matrix = np.zeros((capacity, EMBED_DIM), dtype=np.float32)
-        norms = np.zeros(capacity, dtype=np.float32)
-        states = np.zeros(capacity, dtype=np.int8)
-        n = len(self.rows)
-        matrix[:n] = self.matrix[:n]
-        norms[:n] = self.norms[:n]
-        states[:n] = self.states[:n]
-        # Swap whole arrays: a reader holding the old ones still sees a consistent view.
-        self.matrix, self.norms, self.states = matrix, norms, states
+        self._grow(need + _headroom(need))
 
-    def add(self, row: MemoryRow, vector: np.ndarray, seq: int) -> None:
-        """A new slot (room ``reserve``d first)."""
+    def add(self, row: MemoryRow, vector: np.ndarray, blob: bytes, seq: int) -> None:
+        """A new slot (room ``reserve``d first); ``blob`` is ``vector`` sealed."""
         i = len(self.rows)
-        self.matrix[i] = vector
-        self.norms[i] = max(float(np.linalg.norm(vector)), MIN_NORM)
+        self.where[i] = self.sealed.append(blob)
+        self._quantize(i, np.asarray(vector, dtype=np.float32)[None, :], [row])
         self._remember(self.shared.share(row), seq)
 
-    def put(self, index: int, row: MemoryRow) -> None:
-        """A rewritten row in its slot (same id, text and vector)."""
+    def exact(self, index: int, open_blob: Callable[[bytes, bytes], bytes]) -> np.ndarray:
+        """Slot ``index``'s exact vector, its sealed blob opened with
+        ``open_blob(blob, associated data)`` (a purged slot's is zeros)."""
+        rid, position = self.rows[index].id, int(self.where[index])
+        if self.states[index] == PURGED:
+            return np.zeros(EMBED_DIM, dtype=np.float32)
+        try:
+            return np.frombuffer(open_blob(self.sealed.read(position), b"vec:" + str(rid).encode()), np.float32)
+        except CorruptData:
+            if self.states[index] == PURGED:  # purged while we read it (recall runs beside purges)
+                return np.zeros(EMBED_DIM, dtype=np.float32)
+            raise
+
+    def exact_many(self, indexes: np.ndarray, open_blob: Callable[[bytes, bytes], bytes]) -> np.ndarray:
+        out = np.zeros((len(indexes), EMBED_DIM), dtype=np.float32)
+        for j, i in enumerate(np.asarray(indexes, dtype=np.int64).tolist()):
+            out[j] = self.exact(i, open_blob)
+        return out
+
+    def put(self, index: int, row: MemoryRow, vector: np.ndarray) -> None:
+        """A rewritten row in its slot (same id, text and ``vector``, its exact one)."""
+        was, now = _ranked(self.states[index]), _ranked(STATE_CODES[row.state])
         self.rows[index] = self.shared.share(row)
         self.states[index] = STATE_CODES[row.state]
+        if was != now:  # forgotten or restored
+            self._count_alive(1 if now else -1, self._unit(index, vector) * (1 if now else -1))
 
-    def empty(self, indexes: list[int], blank: MemoryRow) -> None:
-        """Empty the slots of purged records: ``blank`` row, zero vector,
-        ``PURGED``; another record with the same text then answers by text."""
+    def empty(self, indexes: list[int], blank: MemoryRow, vectors: np.ndarray) -> None:
+        """Empty the slots of purged records (``vectors``: their exact ones):
+        ``blank`` row, zero vector (its sealed copy erased), ``PURGED``;
+        another record with the same text then answers by text."""
         lost_texts = set()
-        for i in indexes:
+        for i, vector in zip(indexes, vectors):
             row = self.rows[i]
+            if _ranked(self.states[i]):
+                self._count_alive(-1, -self._unit(i, vector))
+            # PURGED first: a reader that then finds the blank row or the
+            # erased blob checks the state and reads a zero vector.
+            self.states[i] = PURGED
             self.index_of.pop(row.id, None)
             key = row.literal_surface
             if self.by_text.get(key) == i:
                 del self.by_text[key]
                 lost_texts.add(row.literal_surface)
             self.rows[i] = blank
-            self.matrix[i], self.norms[i], self.states[i] = 0.0, MIN_NORM, PURGED
+            self.sealed.erase(int(self.where[i]))
+            self.codes[i], self.scales[i], self.slack[i], self.norms[i] = 0, 0.0, 0.0, MIN_NORM
         if lost_texts:
             for j, row in enumerate(self.rows):
                 if row.literal_surface in lost_texts and self.states[j] != PURGED:

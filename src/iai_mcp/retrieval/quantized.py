@@ -1,0 +1,141 @@
+"""Cosines over int8 vectors, each with a bound on its error, and the exact
+top-k found from them by re-scoring only the candidates the bounds allow.
+
+Each vector ``v`` is kept as int8 codes ``c`` and one float32 scale ``s``
+(``v ~ s * c``, the largest component mapped to 127): a quarter of the
+float32 matrix (100k x 384: 38 MB against 154 MB). The residual ``r = v - s*c``
+is what is lost; for a query ``q`` the cosine from the codes differs from the
+exact one by ``|q . r| / |v| <= |q| * |r| / |v|`` (Cauchy-Schwarz), so each
+row carries that ``slack`` and no exact score can lie outside
+``approx +- slack``. On MiniLM vectors the slack is about 0.01 of cosine and
+the real error about 0.0005: a candidate pass over the codes, then the exact
+cosine of the few rows whose interval reaches the k-th best exact score,
+returns exactly the float32 top-k.
+
+Measured (numpy 2.4, 2 cores, 100k x 384): float32 matvec 3.3 ms; int8
+codes cast block by block into a reused float32 buffer, then BLAS: 4.0 ms;
+float16 cast the same way: 47 ms, so int8.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: Rows cast to float32 at a time: the buffer (1024 x 384 x 4 B = 1.5 MB per
+#: thread that recalls) is reused, not faulted in per call; 512 to 8192-row blocks
+#: timed alike (6.9-10.7 ms at 100k on the loaded 2-core machine, f32 matvec 10.2 ms).
+SCAN_ROWS = 1024
+#: Added to every slack: float32 rounding of the two dot products (384 terms,
+#: values below 1) stays far under it.
+ROUNDING = 1e-5
+
+#: Rows from which the scan runs in two halves, one on a helper thread.
+SPLIT_ROWS = 32768
+
+_buffers = threading.local()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def quantize(vectors: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(codes, scales, slack)`` of ``vectors`` (rows), ``norms`` their
+    exact norms (clamped above 0). A zero vector gets scale 0 and slack 0."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    peak = np.abs(vectors).max(axis=1) if vectors.size else np.zeros(len(vectors), np.float32)
+    scales = (peak / np.float32(127)).astype(np.float32)
+    safe = np.where(scales > 0, scales, np.float32(1))
+    # Two float32 temporaries of the block's size, worked in place.
+    work = vectors / safe[:, None]
+    np.rint(work, out=work)
+    np.clip(work, -127, 127, out=work)
+    codes = work.astype(np.int8)
+    np.multiply(work, scales[:, None], out=work)
+    np.subtract(vectors, work, out=work)  # the residual
+    slack = np.linalg.norm(work, axis=1) / norms
+    # Above the measured residual by a hair, so float rounding here never makes it a bound too tight.
+    return codes, scales, (slack * np.float32(1.001)).astype(np.float32)
+
+
+def _buffer(dim: int) -> np.ndarray:
+    buf = getattr(_buffers, "buf", None)
+    if buf is None or buf.shape[1] != dim:
+        buf = _buffers.buf = np.empty((SCAN_ROWS, dim), dtype=np.float32)
+    return buf
+
+
+def _helper() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iai-mcp-scan")
+        return _pool
+
+
+def _dots(codes: np.ndarray, query: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
+    """``out[lo:hi]`` = codes of those rows (cast block by block into this
+    thread's buffer) times ``query``."""
+    buf = _buffer(codes.shape[1])
+    for start in range(lo, hi, SCAN_ROWS):
+        end = min(hi, start + SCAN_ROWS)
+        block = buf[: end - start]
+        block[...] = codes[start:end]  # the cast, into the reused buffer
+        np.matmul(block, query, out=out[start:end])
+
+
+def approx_cosines(codes: np.ndarray, scales: np.ndarray, norms: np.ndarray, slack: np.ndarray,
+                   query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(approx, bound)``: each row's cosine to ``query`` from its codes, and
+    how far the exact cosine can be from it (``|exact - approx| <= bound``)."""
+    query = np.asarray(query, dtype=np.float32)
+    qnorm = float(np.linalg.norm(query))
+    n = len(codes)
+    out = np.empty(n, dtype=np.float32)
+    if n >= SPLIT_ROWS:
+        # The cast is most of the time and numpy runs it on one core: the
+        # second half on the helper thread (numpy releases the GIL).
+        mid = n // 2 // SCAN_ROWS * SCAN_ROWS
+        half = _helper().submit(_dots, codes, query, out, mid, n)
+        _dots(codes, query, out, 0, mid)
+        half.result()
+    else:
+        _dots(codes, query, out, 0, n)
+    out *= scales[:n]
+    out /= norms[:n]
+    bound = slack[:n] * np.float32(qnorm) + np.float32(ROUNDING)
+    return out, bound
+
+
+def exact_top(approx: np.ndarray, bound: np.ndarray, k: int,
+              rescore: Callable[[np.ndarray], np.ndarray], extra: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, exact)``: every row that can be among the ``k`` best exact
+    scores, and those scores; ``rescore(rows)`` gives exact scores. Rows
+    scoring ``-inf`` in ``approx`` (masked out) are never candidates.
+
+    First the best ``k + extra`` by ``approx`` are re-scored; the k-th best
+    exact score among them is a floor ``t`` for the true k-th best, so any
+    other row whose ``approx + bound`` reaches ``t`` is re-scored too. Rows
+    left out then score below ``t`` for certain: the exact top-k is among
+    ``rows`` (ties included)."""
+    n = len(approx)
+    live = np.isfinite(approx)
+    if k <= 0 or not live.any():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+    m = min(n, k + extra)
+    if m < n:  # a partition of the values, then a comparison: faster than argpartition
+        first = np.flatnonzero(approx >= np.partition(approx, n - m)[n - m])
+    else:
+        first = np.arange(n)
+    first = first[live[first]]
+    exact = np.asarray(rescore(first), dtype=np.float32)
+    if len(first) < k:
+        return first, exact
+    t = np.partition(exact, len(exact) - k)[len(exact) - k]
+    reach = live & (approx + bound >= t)
+    reach[first] = False
+    more = np.flatnonzero(reach)
+    if not len(more):
+        return first, exact
+    return np.concatenate([first, more]), np.concatenate([exact, np.asarray(rescore(more), dtype=np.float32)])
