@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "iai_mcp"
 LAYERS: dict[str, int] = {
     "errors": 0, "types": 0, "config": 0, "log": 0, "fs": 0, "retrieval": 0, "project": 0, "heap": 0,
     "fs_modes": 0,
-    "embed": 1, "model_graph": 1, "provenance_queue": 1,
+    "embed": 1, "model_graph": 1, "int8_kernel": 1, "provenance_queue": 1,
     "store": 2,
     "core": 3, "importers": 3,
     "backend": 4, "daemon.wire": 4, "daemon.client": 4, "daemon.auth": 4,

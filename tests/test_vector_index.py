@@ -17,10 +17,23 @@ import numpy as np
 import pytest
 
 from iai_mcp.core.capture import related_to
+from iai_mcp.int8_kernel import int8_dots, matmul_integer_model
 from iai_mcp.core.recall import RecallQuery, rank
 from iai_mcp.retrieval.quantized import approx_cosines, exact_top, quantize
 from iai_mcp.store import PURGED, MemoryStore
 from iai_mcp.types import EMBED_DIM, MemoryRecord
+
+
+@pytest.fixture(autouse=True, params=["cast_and_blas", "int8_kernel"])
+def scan_path(request, monkeypatch):
+    """Every test here runs on both scans: numpy's (codes cast to float32 a
+    block at a time) and onnxruntime's integer product with a quantised
+    query (used from ``KERNEL_ROWS`` rows up; here from the first row)."""
+    from iai_mcp.retrieval import quantized
+
+    if request.param == "int8_kernel":
+        monkeypatch.setattr(quantized, "KERNEL_ROWS", 0)
+    return request.param
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -49,7 +62,7 @@ def _adversarial(rng: np.random.Generator) -> np.ndarray:
 def _scan(vectors: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12).astype(np.float32)
     codes, scales, slack = quantize(vectors, norms)
-    approx, bound = approx_cosines(codes, scales, norms, slack, query)
+    approx, bound = approx_cosines(codes, scales, norms, slack, query, int8_dots)
     return approx, bound, (vectors @ query) / norms
 
 
@@ -63,6 +76,39 @@ def test_the_bound_holds_for_every_row(seed):
         exact = exact * np.float32(1 / np.linalg.norm(query))
         assert np.all(np.abs(approx * np.float32(1 / np.linalg.norm(query)) - exact)
                       <= bound / np.linalg.norm(query))
+
+
+def test_the_int8_kernel_is_integer_arithmetic_exactly():
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 7, 5000):
+        codes = rng.integers(-127, 128, (n, EMBED_DIM), dtype=np.int8)
+        query = rng.integers(-127, 128, EMBED_DIM, dtype=np.int8)
+        np.testing.assert_array_equal(int8_dots(codes, query), codes.astype(np.int32) @ query.astype(np.int32))
+    extreme = np.full((2, EMBED_DIM), 127, dtype=np.int8)
+    extreme[1] = -127
+    assert list(int8_dots(extreme, np.full(EMBED_DIM, 127, dtype=np.int8))) == [127 * 127 * EMBED_DIM,
+                                                                               -127 * 127 * EMBED_DIM]
+    assert matmul_integer_model(EMBED_DIM)[:2] == b"\x08\x08"  # ir_version 8, the model's first field
+
+
+def test_without_the_kernel_the_cast_and_blas_scan_gives_the_same_bounds(scan_path, monkeypatch):
+    """A kernel that cannot run (no onnxruntime, a failed graph) answers None:
+    the scan falls back and the bound still holds."""
+    from iai_mcp.retrieval import quantized
+
+    monkeypatch.setattr(quantized, "KERNEL_ROWS", 0)
+    rng = np.random.default_rng(5)
+    vectors = _adversarial(rng)
+    norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12).astype(np.float32)
+    codes, scales, slack = quantize(vectors, norms)
+    query = _unit(rng.standard_normal(EMBED_DIM))
+    with_kernel = approx_cosines(codes, scales, norms, slack, query, int8_dots)
+    without = approx_cosines(codes, scales, norms, slack, query, lambda c, q: None)
+    exact = (vectors @ query) / norms
+    for approx, bound in (with_kernel, without):
+        assert np.all(np.abs(approx - exact) <= bound)
+    # The quantised query's own rounding widens the kernel's bound, never narrows it.
+    assert np.all(with_kernel[1] >= without[1])
 
 
 def test_codes_take_a_quarter_of_float32_and_a_zero_vector_scores_zero():
@@ -355,7 +401,13 @@ def test_a_row_at_the_last_hit_gets_exact_context(store, monkeypatch, seed):
     neighbour N, whose cosine the codes get wrong (a spiky vector: coarse
     codes). A is placed halfway between its tie with B given N's exact
     cosine and given N's approximate one: which of them is the hit is
-    decided only once N is re-scored, though N is neither a hit nor near one."""
+    decided only once N is re-scored, though N is neither a hit nor near one.
+
+    Built for the cast-and-BLAS scan's error on N; the correction under test
+    does not depend on the scan, so both runs use that one."""
+    from iai_mcp.retrieval import quantized
+
+    monkeypatch.setattr(quantized, "KERNEL_ROWS", 10**9)
     rng = np.random.default_rng(seed)
     query = _unit(rng.standard_normal(EMBED_DIM))
     spike = np.zeros(EMBED_DIM, dtype=np.float32)

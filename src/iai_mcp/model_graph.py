@@ -105,8 +105,14 @@ def _fields(data: memoryview) -> Iterator[_Field]:
         yield _Field(number, wire, start, pos, payload)
 
 
-def _bytes_field(number: int, value: bytes) -> bytes:
+def bytes_field(number: int, value: bytes) -> bytes:
+    """Field ``number`` of a message, length-delimited (strings, bytes, messages)."""
     return _encode_varint(number << 3 | _BYTES) + _encode_varint(len(value)) + value
+
+
+def varint_field(number: int, value: int) -> bytes:
+    """Field ``number`` of a message, a non-negative integer (int32/int64/enum)."""
+    return _encode_varint(number << 3 | _VARINT) + _encode_varint(value)
 
 
 @dataclass
@@ -137,12 +143,12 @@ def _node(field: _Field) -> _Node:
 def _encode_node(name: str, op_type: str, inputs: list[str], outputs: list[str],
                  attributes: list[bytes]) -> bytes:
     body = b"".join(
-        [_bytes_field(_NODE_INPUT, i.encode()) for i in inputs]
-        + [_bytes_field(_NODE_OUTPUT, o.encode()) for o in outputs]
-        + [_bytes_field(_NODE_NAME, name.encode()), _bytes_field(_NODE_OP_TYPE, op_type.encode())]
-        + [_bytes_field(_NODE_ATTRIBUTE, a) for a in attributes]
+        [bytes_field(_NODE_INPUT, i.encode()) for i in inputs]
+        + [bytes_field(_NODE_OUTPUT, o.encode()) for o in outputs]
+        + [bytes_field(_NODE_NAME, name.encode()), bytes_field(_NODE_OP_TYPE, op_type.encode())]
+        + [bytes_field(_NODE_ATTRIBUTE, a) for a in attributes]
     )
-    return _bytes_field(_GRAPH_NODE, body)
+    return bytes_field(_GRAPH_NODE, body)
 
 
 def _rewritten_graph(graph: memoryview) -> list[bytes | memoryview] | None:

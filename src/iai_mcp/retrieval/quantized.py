@@ -34,6 +34,9 @@ ROUNDING = 1e-5
 
 #: Rows from which the scan runs in two halves, one on a helper thread.
 SPLIT_ROWS = 32768
+#: Rows from which an ``int8_dots`` kernel is used: below it, its fixed cost
+#: per call (~40 us) is more than the cast-and-BLAS pass.
+KERNEL_ROWS = 4096
 
 _buffers = threading.local()
 _pool: ThreadPoolExecutor | None = None
@@ -85,13 +88,48 @@ def _dots(codes: np.ndarray, query: np.ndarray, out: np.ndarray, lo: int, hi: in
         np.matmul(block, query, out=out[start:end])
 
 
+def quantize_query(query: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``(codes, scale, error)`` of a query vector: ``query ~ scale * codes``
+    (int8, the largest component mapped to 127), and an upper bound on the
+    norm of what that loses."""
+    query = np.asarray(query, dtype=np.float64)
+    peak = float(np.abs(query).max()) if query.size else 0.0
+    if peak == 0.0:
+        return np.zeros(len(query), dtype=np.int8), 0.0, 0.0
+    scale = peak / 127
+    codes = np.clip(np.rint(query / scale), -127, 127).astype(np.int8)
+    error = float(np.linalg.norm(query - scale * codes.astype(np.float64)))
+    return codes, scale, error * 1.001 + 1e-9
+
+
 def approx_cosines(codes: np.ndarray, scales: np.ndarray, norms: np.ndarray, slack: np.ndarray,
-                   query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   query: np.ndarray,
+                   int8_dots: Callable[[np.ndarray, np.ndarray], np.ndarray | None] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """``(approx, bound)``: each row's cosine to ``query`` from its codes, and
-    how far the exact cosine can be from it (``|exact - approx| <= bound``)."""
+    how far the exact cosine can be from it (``|exact - approx| <= bound``).
+
+    With ``int8_dots`` (``codes @ int8 query`` in int32: ``iai_mcp.int8_kernel``)
+    and at least ``KERNEL_ROWS`` rows, the query is quantised too and the
+    product runs on the CPU's integer instructions (100k x 384: 2.5 ms
+    against 3.2-5.8 ms for the cast-and-BLAS below). The query's own
+    rounding ``e`` adds ``|s * c . e| / |v| <= (1 + slack) * |e|`` to each
+    row's bound (``|s * c| <= |v| + |r|``): on the 100k bench store and its
+    cues, 61 rows on average reach the top-k threshold instead of 47."""
     query = np.asarray(query, dtype=np.float32)
     qnorm = float(np.linalg.norm(query))
     n = len(codes)
+    if int8_dots is not None and n >= KERNEL_ROWS:
+        q_codes, q_scale, q_error = quantize_query(query)
+        dots = int8_dots(codes, q_codes)
+        if dots is not None:
+            # |dots| <= 127 * 127 * 384 < 2**24: exact in float32.
+            out = dots.astype(np.float32)
+            out *= np.float32(q_scale)
+            out *= scales[:n]
+            out /= norms[:n]
+            bound = slack[:n] * np.float32(qnorm) + (1 + slack[:n]) * np.float32(q_error) + np.float32(ROUNDING)
+            return out, bound
     out = np.empty(n, dtype=np.float32)
     if n >= SPLIT_ROWS:
         # The cast is most of the time and numpy runs it on one core: the

@@ -49,6 +49,7 @@ from iai_mcp.errors import (
     StoreError,
 )
 from iai_mcp.provenance_queue import ProvenanceWriteQueue
+from iai_mcp.int8_kernel import int8_dots
 from iai_mcp.retrieval.quantized import approx_cosines
 from iai_mcp.store import purge as purging
 from iai_mcp.store.codec import open_row, seal_row
@@ -473,7 +474,7 @@ class MemoryStore:
         slots = self._slots
         codes, scales, slack, norms = slots.codes, slots.scales, slots.slack, slots.norms
         n = min(len(slots.rows), len(codes), len(scales), len(slack), len(norms))
-        return approx_cosines(codes[:n], scales, norms, slack, query)
+        return approx_cosines(codes[:n], scales, norms, slack, query, int8_dots)
 
     def ranked_unit_sum(self) -> tuple[int, np.ndarray]:
         """``(rows, sum)``: how many rows recall ranks (neither hidden nor
