@@ -3,6 +3,7 @@ fresh process loads it instead of tokenising every memory, with exactly the
 results a rebuild gives, and never a stale, foreign or damaged one."""
 from __future__ import annotations
 
+import inspect
 import json
 import random
 import shutil
@@ -430,3 +431,44 @@ def test_a_purge_that_cannot_delete_the_caches_removes_nothing(tmp_path, monkeyp
             store.purge([victim])
         assert store.row(victim) is not None and len(store) == 5
     assert (root / CACHE).exists()
+
+
+@pytest.mark.parametrize("change", ["bm25_b", "stopwords"])
+def test_a_snapshot_from_a_release_that_scores_or_tokenises_otherwise_is_not_used(tmp_path, capsys, monkeypatch,
+                                                                                   change):
+    """A snapshot carries its own k1 and b, and terms made by the tokeniser of
+    its day: a release that re-tunes b, or adds a stopword the fingerprint's
+    probe never meets, must rebuild, not keep the old index for good."""
+    from iai_mcp.retrieval import keyword_index as keyword_module
+    from iai_mcp.retrieval import text
+
+    root = tmp_path / "store"
+    _saved(root)
+    recall_snapshot.tokenizer_mark.cache_clear()
+    if change == "bm25_b":
+        defaults = keyword_module.KeywordIndex.__init__.__defaults__
+        monkeypatch.setattr(keyword_module.KeywordIndex.__init__, "__defaults__", (defaults[0], defaults[1] + 0.1))
+    else:
+        source = inspect.getsource(text) + "\n# talked is a stopword now\n"
+        monkeypatch.setattr(recall_snapshot.inspect, "getsource", lambda module: source)
+    try:
+        _falls_back(root, capsys, "version")
+    finally:
+        recall_snapshot.tokenizer_mark.cache_clear()
+
+
+def test_a_purge_removes_what_a_cut_short_save_left(tmp_path):
+    """A save killed mid-write leaves its temp file, sealed but full of the
+    store's words: a purge must not leave it behind."""
+    from iai_mcp.fs import temp_path
+
+    root = tmp_path / "store"
+    _saved(root)
+    stray = temp_path(root / CACHE)
+    stray.write_bytes((root / CACHE).read_bytes())
+    unrelated = temp_path(root / "meta.json")
+    unrelated.write_bytes(b"{}")
+    with _open(root) as store:
+        dispatch(store, "memory_forget", {"ids": [str(store.rows()[0].id)], "mode": "purge"})
+    assert not stray.exists() and not (root / CACHE).exists()
+    assert unrelated.exists()  # another file's leftovers are repair's to judge

@@ -28,6 +28,7 @@ never on a request's path; a failure is one log line and the daemon serves on.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import threading
 import time
@@ -44,6 +45,7 @@ from iai_mcp.heap import return_freed_heap
 from iai_mcp.log import logger
 from iai_mcp.retrieval import KeywordIndex, tokenize
 from iai_mcp.retrieval.packed import pack, unpack
+from iai_mcp.retrieval import text as text_module
 from iai_mcp.retrieval.text import speaker_label
 from iai_mcp.store import PURGED, MemoryStore
 from iai_mcp.types import MemoryRow
@@ -74,8 +76,15 @@ _log = logger("iai_mcp.recall")
 
 @lru_cache(maxsize=1)
 def tokenizer_mark() -> str:
-    """A digest of what the tokeniser makes of ``_PROBE``."""
-    made = json.dumps([tokenize(_PROBE), speaker_label(_PROBE)], ensure_ascii=True)
+    """A digest of everything that decides what the index holds and how it
+    scores: what the tokeniser makes of ``_PROBE``, the tokeniser's own
+    source (a new stopword or stemming rule the probe does not meet), and a
+    fresh index's BM25 parameters (a snapshot carries its own ``k1`` and
+    ``b``, which a re-tuned release must not keep using)."""
+    fresh = KeywordIndex()
+    made = json.dumps([tokenize(_PROBE), speaker_label(_PROBE), fresh.k1, fresh.b,
+                       hashlib.sha256(inspect.getsource(text_module).encode("utf-8")).hexdigest()],
+                      ensure_ascii=True)
     return hashlib.sha256(made.encode("ascii")).hexdigest()[:16]
 
 

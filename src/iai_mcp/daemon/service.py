@@ -360,8 +360,36 @@ class Daemon:
     # ---------------------------------------------------------------- shutdown
 
     def _shutdown(self, reason: str) -> None:
+        """Stop taking requests, let the ones running finish, then close the
+        store (its provenance queue drains). The close runs whatever failed
+        before it (a full disk refusing ``daemon.json``, say): the process
+        ends right after (``lifecycle.end_process``), and only the close puts
+        queued provenance on disk."""
         log("stopping", reason=reason)
-        self._write_state("stopping")
+        locked = False
+        try:
+            locked = self._quiesce()
+        except Exception as exc:
+            log("shutdown_step_failed", error=f"{type(exc).__name__}: {exc}", consequence="closing the store anyway")
+        finally:
+            try:
+                self._snapshots.close(last_save=locked)  # what this process indexed is kept for the next start
+            except Exception as exc:
+                log("recall_snapshot_close_failed", error=f"{type(exc).__name__}: {exc}")
+            try:
+                self.store.close()  # drains the provenance queue
+            except Exception as exc:
+                log("store_close_failed", error=f"{type(exc).__name__}: {exc}")
+            self._remove_state()
+            log("stopped", reason=reason, requests=self._requests)
+
+    def _quiesce(self) -> bool:
+        """Refuse new requests and wait for running ones; True when the store
+        lock was had (every request finished)."""
+        try:
+            self._write_state("stopping")
+        except OSError as exc:  # a full disk: the stop goes on without it
+            log("state_not_written", state="stopping", error=str(exc))
         # Unlink first, so new clients find no daemon and start the next one;
         # then clients already in the listen backlog are told their request
         # did not run (closing the listener would just drop them).
@@ -385,13 +413,7 @@ class Daemon:
         locked = self._store_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         if not locked:
             log("requests_unfinished", detail="closing the store under a request that did not finish")
-        self._snapshots.close(last_save=locked)  # what this process indexed is kept for the next start
-        try:
-            self.store.close()  # drains the provenance queue
-        except Exception as exc:
-            log("store_close_failed", error=f"{type(exc).__name__}: {exc}")
-        self._remove_state()
-        log("stopped", reason=reason, requests=self._requests)
+        return locked
 
     def _refuse_backlog(self) -> None:
         self._listener.setblocking(False)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from iai_mcp.errors import InvalidInput
-from iai_mcp.fs import write_atomic
+from iai_mcp.fs import stray_temps, write_atomic
 from iai_mcp.store.crypto import Sealer
 
 SUFFIX = ".cache"
@@ -64,10 +64,16 @@ class SealedCache:
         write_atomic(self.path(name), sealed, mode=0o600, fsync=False)
 
     def drop_all(self) -> int:
-        """Delete every cache; how many there were."""
+        """Delete every cache, and what a write cut short left of one (a
+        killed ``put`` leaves its temp file, as sealed as the cache and as
+        full of the store's words); how many caches there were."""
         dropped = 0
         for path in self._root.glob(f"*{SUFFIX}"):
             if _NAME.fullmatch(path.name[: -len(SUFFIX)]):
                 path.unlink(missing_ok=True)
                 dropped += 1
+        for path in stray_temps(self._root):
+            name = path.name[1:].split(SUFFIX + ".", 1)[0]
+            if path.name[1:].startswith(name + SUFFIX + ".") and _NAME.fullmatch(name):
+                path.unlink(missing_ok=True)
         return dropped
