@@ -286,6 +286,31 @@ def test_a_stopped_daemon_exits_whatever_threads_its_libraries_left(root):
 # ------------------------------------------------ protocol (daemon in a thread)
 
 
+def test_a_shutdown_that_cannot_write_its_state_still_closes_the_store(root, monkeypatch, caplog):
+    """A full disk refusing daemon.json at shutdown must not skip the close:
+    the process ends right after, and only the close puts the provenance
+    still queued on disk."""
+    real = daemon_server.Daemon._write_state
+
+    def no_room_to_stop(self, state):
+        if state == "stopping":
+            raise OSError(28, "No space left on device")
+        real(self, state)
+
+    monkeypatch.setattr(daemon_server.Daemon, "_write_state", no_room_to_stop)
+    with InThread(root):
+        backend = _client(root)
+        rid = _capture(backend, "the spare key is in the blue pot")["record_id"]
+        hits = backend.call("memory_recall", {"cue": "spare key", "session_id": "t"})["hits"]
+        backend.close()
+    assert [h["record_id"] for h in hits] == [rid]
+    events = [(r.getMessage(), r.fields) for r in caplog.records if r.name == "iai_mcp.daemon"]
+    assert [f["state"] for m, f in events if m == "state_not_written"] == ["stopping"]
+    assert [f["reason"] for m, f in events if m == "stopped"] == ["signal"]
+    with MemoryStore(path=root, embedder=HashEmbedder()) as store:  # the lock was released
+        assert [e["session_id"] for e in store.provenance_of(uuid.UUID(rid))] == ["t"]
+
+
 def test_errors_come_back_as_the_same_class_with_the_same_message(root, tmp_path):
     local = MemoryStore(path=tmp_path / "local", embedder=HashEmbedder())
     with InThread(root), _client(root) as backend:

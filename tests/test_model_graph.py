@@ -58,10 +58,24 @@ def test_a_graph_it_does_not_know_is_left_alone(shipped, damage):
     assert gather_before_dequantise(damage(shipped)) is None
 
 
+def _with_node(model: bytes, node: bytes) -> bytes:
+    """``model`` with ``node`` (an encoded NodeProto field) appended to its graph."""
+    data = memoryview(model)
+    parts = []
+    for f in model_graph._fields(data):
+        if f.number == model_graph._MODEL_GRAPH:
+            parts.append(model_graph.bytes_field(model_graph._MODEL_GRAPH, bytes(f.payload) + node))
+        else:
+            parts.append(bytes(data[f.start:f.end]))
+    return b"".join(parts)
+
+
 def test_another_reader_of_the_table_leaves_the_graph_alone(shipped):
     """A second consumer of the float table would lose its input: no rewrite."""
-    doubled = shipped.replace(b"token_type_embeddings.weight", b"word_embeddings.weight\0\0\0\0\0\0\0")
-    assert b"word_embeddings.weight\0" in doubled
+    reader = model_graph._encode_node("another_reader", "Identity", [f"{TABLE}.weight"], ["table_copy"], [])
+    doubled = _with_node(shipped, reader)
+    assert gather_before_dequantise(_with_node(shipped, model_graph._encode_node(
+        "unrelated", "Identity", ["input_ids"], ["ids_copy"], []))) is not None  # a well-formed graph
     assert gather_before_dequantise(doubled) is None
 
 
@@ -102,3 +116,29 @@ def test_the_embedder_runs_the_rewritten_graph_and_says_when_it_cannot(monkeypat
     assert np.array_equal(vectors, unchanged)
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "model_graph_unchanged" in line]
     assert len(lines) == 1 and "float32" in lines[0]["consequence"]
+
+
+def test_only_a_row_gather_with_one_scale_per_row_is_rewritten(shipped):
+    """Moving the gather in front is exact only for whole rows (axis 0) and a
+    scale per row; anything else keeps the graph as shipped."""
+    def axis(value: int) -> model_graph._Node:
+        attribute = model_graph.bytes_field(1, b"axis") + model_graph.varint_field(3, value)
+        return model_graph._Node(["t", "ids"], ["out"], "Gather", [attribute])
+
+    assert model_graph._gathers_rows(axis(0)) and model_graph._gathers_rows(model_graph._Node([], [], "Gather", []))
+    assert not model_graph._gathers_rows(axis(1))
+    graph = next(f.payload for f in model_graph._fields(memoryview(shipped)) if f.number == model_graph._MODEL_GRAPH)
+    fields = list(model_graph._fields(graph))
+    assert model_graph._dims(fields, f"{TABLE}.weight_q") == [30522, 384]
+    assert model_graph._dims(fields, f"{TABLE}.weight_scale") == [30522, 1]
+    assert model_graph._dims(fields, "no such initializer") is None
+
+
+@pytest.mark.slow
+def test_a_rewrite_onnxruntime_refuses_falls_back_to_the_shipped_model(monkeypatch, capfd):
+    texts = ["the user prefers oat milk"]
+    expected = embed.MiniLMEmbedder().embed(texts)
+    monkeypatch.setattr(embed, "gather_before_dequantise", lambda model: model[: len(model) // 3])
+    assert np.array_equal(embed.MiniLMEmbedder().embed(texts), expected)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "model_graph_refused" in line]
+    assert len(lines) == 1 and "as shipped" in lines[0]["consequence"]

@@ -472,3 +472,18 @@ def test_a_purge_removes_what_a_cut_short_save_left(tmp_path):
         dispatch(store, "memory_forget", {"ids": [str(store.rows()[0].id)], "mode": "purge"})
     assert not stray.exists() and not (root / CACHE).exists()
     assert unrelated.exists()  # another file's leftovers are repair's to judge
+
+
+def test_no_snapshot_is_written_while_a_purge_is_unfinished(tmp_path):
+    """A purge recorded on disk but not carried out (its records still in
+    memory, so in any index derived here) must not end up in a snapshot."""
+    from iai_mcp.store.purge import Intent
+
+    root = tmp_path / "store"
+    _saved(root, count=8)
+    with _open(root) as store:
+        victim = store.rows()[2]
+        store._purger.begin(Intent((str(victim.id),), (int(store.seqs()[2]),)))
+        keyword_index(store)
+        assert store.write_cache(recall_snapshot.NAME, b"anything") is False
+        assert not recall_snapshot.save(store, reason="test")

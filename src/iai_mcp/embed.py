@@ -217,8 +217,6 @@ class MiniLMEmbedder:
         if rewritten is None:
             _log("model_graph_unchanged", model=str(path),
                  consequence="the word-embedding table is held as float32 (about 35 MB more)")
-        else:
-            model = rewritten
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -237,14 +235,22 @@ class MiniLMEmbedder:
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
         opts.log_severity_level = 3  # stdout/stderr stay clean in stdio mode
-        try:
-            session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise EmbedderError(f"cannot load embedding model {path}: {exc}; {_REINSTALL}") from exc
+        session = None
+        if rewritten is not None:
+            try:
+                session = ort.InferenceSession(rewritten, opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # the rewrite's fault, not the model's: load it as shipped
+                _log("model_graph_refused", error=f"{type(exc).__name__}: {exc}"[:300],
+                     consequence="the model loads as shipped (about 35 MB more)")
+        if session is None:
+            try:
+                session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise EmbedderError(f"cannot load embedding model {path}: {exc}; {_REINSTALL}") from exc
         # The Python wrapper keeps the bytes it was built from, to rebuild the
         # session when a provider fails over (never, on CPU only): 22 MB held
         # for nothing (VmRSS 141 -> 119 MB once dropped, model alone).
-        if getattr(session, "_model_bytes", None) is model:
+        if getattr(session, "_model_bytes", None) is not None:
             session._model_bytes = None
         return session
 

@@ -40,6 +40,9 @@ TABLE = "inner.embeddings.word_embeddings"
 _MODEL_GRAPH = 7
 _GRAPH_NODE = 1
 _NODE_INPUT, _NODE_OUTPUT, _NODE_NAME, _NODE_OP_TYPE, _NODE_ATTRIBUTE = 1, 2, 3, 4, 5
+_GRAPH_INITIALIZER = 5
+_TENSOR_DIMS, _TENSOR_NAME = 1, 8
+_ATTR_NAME, _ATTR_INT = 1, 3
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 
 
@@ -151,6 +154,36 @@ def _encode_node(name: str, op_type: str, inputs: list[str], outputs: list[str],
     return bytes_field(_GRAPH_NODE, body)
 
 
+def _gathers_rows(gather: _Node) -> bool:
+    """Whether the Gather takes whole rows (``axis`` 0, its default)."""
+    for raw in gather.attributes:
+        fields = {f.number: f for f in _fields(memoryview(raw))}
+        if _ATTR_NAME in fields and bytes(fields[_ATTR_NAME].payload) == b"axis":
+            return _ATTR_INT in fields and _varint(raw, fields[_ATTR_INT].start + 1)[0] == 0
+    return True
+
+
+def _dims(fields: list[_Field], name: str) -> list[int] | None:
+    """The shape of initializer ``name`` of the graph, None if there is none."""
+    for f in fields:
+        if f.number != _GRAPH_INITIALIZER or f.wire != _BYTES:
+            continue
+        tensor = list(_fields(f.payload))
+        if not any(t.number == _TENSOR_NAME and bytes(t.payload) == name.encode() for t in tensor):
+            continue
+        dims: list[int] = []
+        for t in tensor:
+            if t.number == _TENSOR_DIMS and t.wire == _VARINT:
+                dims.append(_varint(f.payload, t.start + 1)[0])
+            elif t.number == _TENSOR_DIMS and t.wire == _BYTES:  # packed
+                pos, data = 0, t.payload
+                while pos < len(data):
+                    value, pos = _varint(data, pos)
+                    dims.append(value)
+        return dims
+    return None
+
+
 def _rewritten_graph(graph: memoryview) -> list[bytes | memoryview] | None:
     """The rewritten graph's encoding, in parts (joined once, by the caller:
     each copy of 22 MB costs about 5 ms)."""
@@ -171,7 +204,11 @@ def _rewritten_graph(graph: memoryview) -> list[bytes | memoryview] | None:
     if [len(found[k]) for k in ("cast", "mul", "gather", "other")] != [1, 1, 1, 0]:
         return None
     cast, gather = nodes[found["cast"][0]], nodes[found["gather"][0]]
-    if len(gather.outputs) != 1 or len(cast.attributes) != 1:
+    if len(gather.outputs) != 1 or len(cast.attributes) != 1 or not _gathers_rows(gather):
+        return None
+    table, scales = _dims(fields, weight_q), _dims(fields, scale)
+    # One scale per row of the table: gathered with the rows, it scales each as before.
+    if table is None or scales is None or len(table) != 2 or scales != [table[0], 1]:
         return None
     ids, out = gather.inputs[1], gather.outputs[0]
     rows_q, rows_scale, rows_f = f"{TABLE}.rows_q", f"{TABLE}.rows_scale", f"{TABLE}.rows_f"

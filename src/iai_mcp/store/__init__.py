@@ -641,13 +641,15 @@ class MemoryStore:
 
     def write_cache(self, name: str, data: bytes) -> bool:
         """Cache ``data`` as ``name``, sealed, owner-only, atomically. False,
-        and nothing written, on a read-only store or once a purge ran in this
-        process: whatever was derived here may hold a purged record's words."""
+        and nothing written, on a read-only store, once a purge ran in this
+        process, or while one is unfinished (its records may still be in
+        memory, and in ``data``): whatever was derived here may hold a
+        purged record's words."""
         if self.read_only:
             return False
         sealed = self._caches.seal(name, data)  # outside the lock: captures go on meanwhile
         with self._lock:
-            if np.any(self.states() == PURGED):
+            if np.any(self.states() == PURGED) or self._purger.pending() is not None:
                 return False
             self._caches.put(name, sealed)
         return True
