@@ -7,9 +7,11 @@ Opens the store read-only (nothing on disk changes; the default is the
 cached 100k-record store ``bench.memory`` builds, ``bench.corpus.build_store``), reads
 ``VmRSS`` before and after the open (and the peak, ``VmHWM``), and sums ``sys.getsizeof`` over every
 object the rows hold, each object counted once however many rows share it:
-a field's figure is what its values add to the heap. The matrix's share of
-the RSS (float32, ``Slots.matrix``) is printed apart. Memory is not
-load-sensitive, so unlike timings these figures hold on a busy machine.
+a field's figure is what its values add to the heap. The vectors' share of
+the RSS (the int8 codes and the per-row arrays, ``Slots.arrays``, headroom
+included) is printed apart; their exact copies sit in a nameless file, not in
+the RSS (``store.sealed_vectors``). Memory is not load-sensitive, so unlike
+timings these figures hold on a busy machine.
 """
 from __future__ import annotations
 
@@ -53,6 +55,11 @@ def row_bytes(rows: Iterable[Any]) -> dict[str, int]:
     return sizes
 
 
+def vector_bytes(arrays: Any) -> tuple[int, int]:
+    """``(codes, per-row arrays)`` bytes of a store's ``Slots.arrays``."""
+    return arrays.codes.nbytes, sum(values.nbytes for values in arrays[1:])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.row_footprint", description=__doc__.split("\n")[0])
     parser.add_argument("--store", type=Path, default=DEFAULT_STORE, help="store to open (read-only)")
@@ -72,10 +79,13 @@ def main(argv: list[str] | None = None) -> None:
     status = proc_status()
     after, peak = status["VmRSS"] / 1024, status["VmHWM"] / 1024
     slots = store._slots
-    matrix = slots.matrix.nbytes / 2**20
+    codes, per_row = vector_bytes(slots.arrays)
+    vectors = (codes + per_row) / 2**20
     print(f"{len(store)} records, open {open_s:.1f} s")
     print(f"VmRSS {before:.0f} MB before open, {after:.0f} MB after: +{after - before:.0f} MB "
-          f"(matrix {matrix:.0f} MB, the rest +{after - before - matrix:.0f} MB); peak VmHWM {peak:.0f} MB")
+          f"(vectors {vectors:.0f} MB: int8 codes {codes / 2**20:.1f} MB, per-row arrays "
+          f"{per_row / 2**20:.1f} MB for {len(slots.arrays.codes)} slots; the rest "
+          f"+{after - before - vectors:.0f} MB); peak VmHWM {peak:.0f} MB")
     sizes = row_bytes(slots.rows)
     seen: set[int] = set()
     sizes["(seqs)"] = _deep_size(slots.seqs, seen)

@@ -152,3 +152,24 @@ def test_find_identical_and_seqs_after_sharing(store, fake_embedder):
         assert store.find_identical(one.literal_surface).id == two.id and len(store.seqs()) == 2
     finally:
         store.close()
+
+
+def test_row_footprint_reports_the_codes_and_per_row_arrays(tmp_path, monkeypatch, capsys):
+    """``bench.row_footprint`` read ``Slots.matrix``, gone with the int8 codes:
+    it reports the codes and the per-row arrays instead."""
+    from bench import row_footprint
+    from iai_mcp.embed import default_embedder
+
+    # isolate_key_material sets these: monkeypatch puts them back afterwards.
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.delenv("IAI_MCP_CRYPTO_PASSPHRASE", raising=False)
+    with MemoryStore(path=tmp_path / "store", embedder=default_embedder()) as store:  # its name only: no model load
+        store.insert_many([_record(i) for i in range(50)])
+    row_footprint.main(["--store", str(tmp_path / "store")])
+    out = capsys.readouterr().out
+    assert out.startswith("50 records") and "int8 codes" in out and "per-row arrays" in out
+    with MemoryStore(path=tmp_path / "store", embedder=default_embedder(), read_only=True) as store:
+        arrays = store._slots.arrays
+        codes, per_row = row_footprint.vector_bytes(arrays)
+    # int8 codes; scale, slack and norm (float32), state (int8), sealed position (int64)
+    assert codes == len(arrays.codes) * EMBED_DIM and per_row == len(arrays.codes) * (4 + 4 + 4 + 1 + 8)

@@ -65,7 +65,9 @@ class Cosines:
         with the query), and return it: ``fuse`` normalises every row by
         that mean, and the codes' errors, small one by one, would move it by
         their average (6e-5 of fused score on 600 random rows). ``rows`` are
-        the exact ones, all alive. Skipped (None) when a write landed between
+        the exact ones, all alive. The shift moves each approximate cosine
+        away from the codes' by up to its own size, so it widens their
+        bounds by as much. Skipped (None) when a write landed between
         the two reads (the counts differ): the mean is then off by that
         average, as in the codes."""
         count, total = self._store.ranked_unit_sum()
@@ -77,9 +79,15 @@ class Cosines:
         if any_dead:
             now -= float(self.dense[dead].sum(dtype=np.float64))
         exact = self.dense[rows].copy()
-        self.dense += np.float32((target - now) / (alive - len(rows)))  # dead rows too: fuse never reads them
+        shift = np.float32((target - now) / (alive - len(rows)))
+        self.dense += shift  # dead rows too: fuse never reads them
         self.dense[rows] = exact
+        self.bound[~self.exact] += abs(shift)
         return target / alive
+
+    def could_clear(self, floor: float) -> np.ndarray:
+        """Rows whose exact cosine may reach ``floor`` (exact rows: whose cosine does)."""
+        return self.dense + self.bound >= np.float32(floor)
 
     def _set(self, rows: np.ndarray, scores: np.ndarray) -> None:
         self.dense[rows] = scores
@@ -146,7 +154,7 @@ class Cosines:
             if anchored is not None:
                 surely = self.dense - self.bound >= np.float32(floor)
                 if not anchored(surely):  # else it holds whatever the approximate rows are
-                    maybe = self.dense + self.bound >= np.float32(floor)
+                    maybe = self.could_clear(floor)
                     if anchored(maybe):
                         unsure.append(np.flatnonzero(maybe & ~surely))
         rows = np.concatenate(unsure)

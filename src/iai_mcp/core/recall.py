@@ -30,12 +30,15 @@ from iai_mcp.core.dense import MAX_ROUNDS, Context, Cosines
 from iai_mcp.core.excerpt import Excerpt, excerpt
 from iai_mcp.core.filters import RowFilter, filter_of
 from iai_mcp.embed import Embedder, relevance_floor
+from iai_mcp.log import logger
 from iai_mcp.retrieval import KeywordIndex, fuse, top_k
 from iai_mcp.retrieval.fusion import floor_mask
 from iai_mcp.retrieval.person import cue_role
 from iai_mcp.retrieval.when import TimeWindow, time_window, window_match
 from iai_mcp.store import PURGED, STATE_CODES, MemoryStore
 from iai_mcp.types import MemoryRow, utcnow
+
+_log = logger("iai_mcp.recall")
 
 _HIDDEN = STATE_CODES["hidden"]
 #: Row roles as small codes for ``_RecallIndex.role_match`` (0: none or other).
@@ -396,19 +399,28 @@ def rank(store: MemoryStore, embedder: Embedder | None, query: RecallQuery) -> t
         # reject most of it (or superseded rows fill it) do we walk the whole order.
         head = min(n, max(query.k * (20 if keep else 1), 64))
         walked = _walk(top_k(fused, head), rows, states, query, keep, relevant)
+        # Eligible counts the rows whose exact cosine may clear the floor: a
+        # row the codes put just under it is met, and so re-scored (unsure).
         if len(walked[0]) < query.k and head < n and (
-            bool(keep) or len(walked[0]) < _eligible(states, dead, relevant, query)
+            bool(keep) or len(walked[0]) < _eligible(
+                states, dead, relevant if floor is None else relevant | cosines.could_clear(floor), query)
         ):
             walked = _walk(np.argsort(-fused, kind="stable"), rows, states, query, keep, relevant)
         return walked
 
+    def unsure() -> np.ndarray:
+        return cosines.unsure(picked=picked, anti=anti, visited=met, fused=fused, dead=dead, k=query.k,
+                              floor=floor, anchored=anchored, context=context)
+
     picked, anti, below, met = pick()
     for _ in range(MAX_ROUNDS):
-        unsure = cosines.unsure(picked=picked, anti=anti, visited=met, fused=fused, dead=dead, k=query.k,
-                                floor=floor, anchored=anchored, context=context)
-        if not len(cosines.correct(unsure, fused, context)):
+        if not len(cosines.correct(unsure(), fused, context)):
             break
         picked, anti, below, met = pick()
+    else:
+        left = unsure()
+        if len(left):  # the answer stands; the log says it may differ from a float32 scan's
+            _log.warning("recall_rounds_capped", rounds=MAX_ROUNDS, unsure_rows=len(left), k=query.k)
 
     anti_set = set(anti)
     found = [

@@ -135,6 +135,9 @@ class MemoryStore:
         try:
             self._open(embedder, compact_every, key_settings or config.key_settings())
         except BaseException:
+            slots = getattr(self, "_slots", None)
+            if slots is not None:  # its file holds 1.5 KB a record (156 MB at 100k) until closed
+                slots.sealed.close()
             self._release_owner_lock()
             raise
 
@@ -407,14 +410,26 @@ class MemoryStore:
             guarded("deleting the store's caches before the purge", self._caches.drop_all)
             self._purger.finish()  # one an earlier failure left: alone first, merged below if it still fails
             ids = [self._slots.rows[i].id for i in indexes]
+            vectors = self._vectors_to_purge(indexes)  # before begin(): a failure here changes nothing
             self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._slots.seqs[i] for i in indexes)))
-            self._slots.empty(indexes, purging.blank_row(), self.exact_vectors(np.asarray(indexes)))
+            self._slots.empty(indexes, purging.blank_row(), vectors)
             # Provenance a recall queued for them reaches the log now, and
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
             self._finish_pending(f"the purge of {len(ids)} record(s)")
             self._compaction.done()
             return ids
+
+    def _vectors_to_purge(self, indexes: list[int]) -> np.ndarray:
+        """The exact vectors of slots about to be emptied (their share of
+        ``ranked_unit_sum`` comes off); StoreError when one cannot be read."""
+        try:
+            return self.exact_vectors(np.asarray(indexes))
+        except (CorruptData, OSError) as exc:
+            raise StoreError(
+                f"the purge cannot read the exact vector of a record it removes ({type(exc).__name__}: {exc}); "
+                "nothing was removed: open the store again (the open rebuilds the vectors) and repeat the purge"
+            ) from exc
 
     def finish_pending_purge(self) -> None:
         """Finish a purge an earlier failure left pending (nothing to do when
@@ -472,9 +487,12 @@ class MemoryStore:
         cosine to ``query`` from its int8 codes, and how far its exact cosine
         can be from that (``retrieval.quantized``). A purged slot scores 0."""
         slots = self._slots
-        codes, scales, slack, norms = slots.codes, slots.scales, slots.slack, slots.norms
-        n = min(len(slots.rows), len(codes), len(scales), len(slack), len(norms))
-        return approx_cosines(codes[:n], scales, norms, slack, query, int8_dots)
+        # The row count first, then the arrays in one read: every row counted
+        # is in them (a growth copies the rows it had, then swaps them all).
+        n = len(slots.rows)
+        arrays = slots.arrays
+        n = min(n, len(arrays.codes))
+        return approx_cosines(arrays.codes[:n], arrays.scales, arrays.norms, arrays.slack, query, int8_dots)
 
     def ranked_unit_sum(self) -> tuple[int, np.ndarray]:
         """``(rows, sum)``: how many rows recall ranks (neither hidden nor

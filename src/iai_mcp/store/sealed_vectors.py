@@ -21,16 +21,22 @@ The file takes what the vectors took in memory (1.5 KB a record: 156 MB at
 100k) on the store's disk while the store is open. When the disk refuses a
 write (full, or failing), the blobs move to memory and the store carries on
 with one log line: a write that LanceDB has committed must reach memory.
+A write counts only once every byte is in the file: ``pwrite`` on a disk
+that fills mid-write writes part and returns a short count, so the rest is
+written again until done, and a call that writes nothing is the refusal.
+The copy in memory is made of the blobs in hand and of the earlier ones,
+each of which was written in full.
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import IO
 
-from iai_mcp.errors import CorruptData
+from iai_mcp.errors import CorruptData, StoreError
 from iai_mcp.log import logger
 from iai_mcp.store.crypto import NONCE_BYTES
 from iai_mcp.types import EMBED_DIM
@@ -57,14 +63,41 @@ class SealedVectors:
             self._to_memory(exc)
 
     def _to_memory(self, exc: OSError) -> None:
-        """Carry on with the blobs in memory (under ``_lock``)."""
+        """Carry on with the blobs in memory (under ``_lock``): the first
+        ``_next`` were each written in full, so they are read back whole."""
         held = bytearray(self._next * BLOB_BYTES)
+        unread = 0
         if self._file is not None:
-            held[:] = os.pread(self._file.fileno(), len(held), 0).ljust(len(held), b"\0")
+            done = 0
+            try:
+                while done < len(held):
+                    got = os.pread(self._file.fileno(), len(held) - done, done)
+                    if not got:
+                        break
+                    held[done:done + len(got)] = got
+                    done += len(got)
+            except OSError:  # a failing disk: what was read stays, the rest reads as damaged
+                pass
+            unread = len(held) - done
             self._file.close()
         self._memory, self._file = held, None
         _log.warning("sealed_vectors_in_memory", error=f"{type(exc).__name__}: {exc}"[:300],
-                     consequence=f"{len(held) // 2**20} MB more memory, growing 1.5 KB a record")
+                     consequence=f"{len(held) // 2**20} MB more memory, growing 1.5 KB a record",
+                     **({"unreadable_blobs": -(-unread // BLOB_BYTES)} if unread else {}))
+
+    def _write(self, data: bytes, offset: int) -> None:
+        """Every byte of ``data`` at ``offset`` of the file, else the blobs
+        move to memory (under ``_lock``)."""
+        assert self._file is not None
+        view, done = memoryview(data), 0
+        try:
+            while done < len(view):
+                wrote = os.pwrite(self._file.fileno(), view[done:], offset + done)
+                if wrote <= 0:  # no progress: the disk refuses the rest
+                    raise OSError(errno.ENOSPC, f"wrote {done} of {len(view)} bytes")
+                done += wrote
+        except OSError as exc:
+            self._to_memory(exc)
 
     def append(self, blob: bytes) -> int:
         """Write ``blob`` at the next position; returns the position."""
@@ -81,30 +114,26 @@ class SealedVectors:
         with self._lock:
             first = self._next
             if self._file is not None:
-                try:
-                    os.pwrite(self._file.fileno(), data, first * BLOB_BYTES)
-                except OSError as exc:
-                    self._to_memory(exc)
+                self._write(data, first * BLOB_BYTES)
             if self._memory is not None:
                 self._memory += data
             self._next += len(blobs)
         return first
 
     def read(self, position: int) -> bytes:
-        memory, file = self._memory, self._file
-        if memory is not None:
-            return bytes(memory[position * BLOB_BYTES:(position + 1) * BLOB_BYTES])
-        assert file is not None
-        return os.pread(file.fileno(), BLOB_BYTES, position * BLOB_BYTES)
+        # Under the lock: a move to memory or a close must not close the file under the read.
+        with self._lock:
+            if self._memory is not None:
+                return bytes(self._memory[position * BLOB_BYTES:(position + 1) * BLOB_BYTES])
+            if self._file is None:
+                raise StoreError("the store's exact vectors are closed: the store was closed; open it again")
+            return os.pread(self._file.fileno(), BLOB_BYTES, position * BLOB_BYTES)
 
     def erase(self, position: int) -> None:
         """Zeros over the blob at ``position`` (a purged record's)."""
         with self._lock:
             if self._file is not None:
-                try:
-                    os.pwrite(self._file.fileno(), bytes(BLOB_BYTES), position * BLOB_BYTES)
-                except OSError as exc:
-                    self._to_memory(exc)
+                self._write(bytes(BLOB_BYTES), position * BLOB_BYTES)
             if self._memory is not None:
                 self._memory[position * BLOB_BYTES:(position + 1) * BLOB_BYTES] = bytes(BLOB_BYTES)
 
@@ -112,3 +141,4 @@ class SealedVectors:
         with self._lock:
             if self._file is not None:
                 self._file.close()
+                self._file = None

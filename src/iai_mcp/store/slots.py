@@ -11,13 +11,15 @@ float32 matrix took 154 MB (173 MB); per-row arrays add 1.8 MB.
 Slots are never removed while the store is open: a purged record's slot is
 emptied (a blank row, a zero vector, ``PURGED``), so every array keeps its
 alignment and a reader holding them sees a consistent view. Growth swaps
-whole arrays for the same reason.
+whole arrays for the same reason, all at once (``arrays``, one value): a
+scan reads it once.
 """
 from __future__ import annotations
 
 from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 from uuid import UUID
 
 import numpy as np
@@ -46,10 +48,28 @@ _PER_ROW = {"scales": np.float32, "slack": np.float32, "norms": np.float32, "sta
             "where": np.int64}
 
 
-def _arrays(capacity: int) -> tuple[np.ndarray, ...]:
+class SlotArrays(NamedTuple):
+    """The codes and the ``_PER_ROW`` arrays, published as one value: a
+    reader that takes ``Slots.arrays`` once never pairs one generation's
+    codes with another's scales, whatever growth does meanwhile."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    slack: np.ndarray
+    norms: np.ndarray
+    states: np.ndarray
+    where: np.ndarray
+
+
+def _arrays(capacity: int) -> SlotArrays:
     """Zeroed ``codes`` and the ``_PER_ROW`` arrays for ``capacity`` slots."""
     codes = np.zeros((capacity, EMBED_DIM), dtype=np.int8)
-    return (codes, *(np.zeros(capacity, dtype=dtype) for dtype in _PER_ROW.values()))
+    return SlotArrays(codes, *(np.zeros(capacity, dtype=dtype) for dtype in _PER_ROW.values()))
+
+
+def _array(name: str) -> property:
+    """``Slots.<name>``: that array of the current ``arrays`` (changed in place by writers)."""
+    return property(lambda self: getattr(self.arrays, name), doc=f"``arrays.{name}``")
 
 
 def _ranked(code: int) -> bool:
@@ -66,6 +86,13 @@ def _headroom(rows: int) -> int:
 class Slots:
     """The in-memory table; the store reads and changes it under its lock."""
 
+    codes = _array("codes")
+    scales = _array("scales")
+    slack = _array("slack")
+    norms = _array("norms")
+    states = _array("states")
+    where = _array("where")
+
     def __init__(self, capacity: int = 0, sealed: SealedVectors | None = None) -> None:
         self.rows: list[MemoryRow] = []
         # LanceDB seq of each row, parallel to rows: 8 bytes a row, not a list of int objects (36).
@@ -80,10 +107,7 @@ class Slots:
         #: a query in one dot product, which the codes alone would miss by
         #: their mean error. Replaced whole, so a reader sees a matching pair.
         self.alive_sum: tuple[int, np.ndarray] = (0, np.zeros(EMBED_DIM, dtype=np.float64))
-        self._allocate(capacity)
-
-    def _allocate(self, capacity: int) -> None:
-        self.codes, self.scales, self.slack, self.norms, self.states, self.where = _arrays(capacity)
+        self.arrays = _arrays(capacity)
 
     @classmethod
     def load(cls, expected: int, opened: Iterable[tuple[MemoryRow, np.ndarray, bytes, int]],
@@ -165,14 +189,12 @@ class Slots:
             self.by_text[key] = index
 
     def _grow(self, capacity: int) -> None:
-        names = ("codes", *_PER_ROW)
         fresh = _arrays(capacity)
-        for name, values in zip(names, fresh):
-            old = getattr(self, name)
+        for values, old in zip(fresh, self.arrays):
             values[: len(old)] = old
-        # Swap whole arrays, all filled first: a reader holding the old ones
-        # still sees a consistent view.
-        self.codes, self.scales, self.slack, self.norms, self.states, self.where = fresh
+        # Swap all arrays at once, all filled first: a reader holding the old
+        # ones still sees a consistent view.
+        self.arrays = fresh
 
     def reserve(self, extra: int) -> None:
         """Room for ``extra`` more rows."""
