@@ -88,8 +88,10 @@ def int8_dots(codes: np.ndarray, query: np.ndarray) -> np.ndarray | None:
     """``codes @ query`` in int32 (``codes``: rows of int8, C-contiguous;
     ``query``: int8 of the rows' width), or None without onnxruntime."""
     session = _session(codes.shape[1])
-    if session is None or not len(codes):
-        return None if session is None else np.zeros(0, dtype=np.int32)
+    if session is None:
+        return None
+    if not len(codes):
+        return np.zeros(0, dtype=np.int32)
     try:
         out = session.run(None, {"codes": codes, "query": query.reshape(-1, 1)})[0]
     except Exception as exc:

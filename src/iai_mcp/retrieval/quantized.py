@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -32,15 +31,11 @@ SCAN_ROWS = 1024
 #: values below 1) stays far under it.
 ROUNDING = 1e-5
 
-#: Rows from which the scan runs in two halves, one on a helper thread.
-SPLIT_ROWS = 32768
 #: Rows from which an ``int8_dots`` kernel is used: below it, its fixed cost
 #: per call (~40 us) is more than the cast-and-BLAS pass.
 KERNEL_ROWS = 4096
 
 _buffers = threading.local()
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 
 
 def quantize(vectors: np.ndarray, norms: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,23 +64,16 @@ def _buffer(dim: int) -> np.ndarray:
     return buf
 
 
-def _helper() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="iai-mcp-scan")
-        return _pool
-
-
-def _dots(codes: np.ndarray, query: np.ndarray, out: np.ndarray, lo: int, hi: int) -> None:
-    """``out[lo:hi]`` = codes of those rows (cast block by block into this
-    thread's buffer) times ``query``."""
+def _dots(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``codes @ query``, the codes cast block by block into this thread's buffer."""
+    out = np.empty(len(codes), dtype=np.float32)
     buf = _buffer(codes.shape[1])
-    for start in range(lo, hi, SCAN_ROWS):
-        end = min(hi, start + SCAN_ROWS)
+    for start in range(0, len(codes), SCAN_ROWS):
+        end = min(len(codes), start + SCAN_ROWS)
         block = buf[: end - start]
         block[...] = codes[start:end]  # the cast, into the reused buffer
         np.matmul(block, query, out=out[start:end])
+    return out
 
 
 def quantize_query(query: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -119,6 +107,7 @@ def approx_cosines(codes: np.ndarray, scales: np.ndarray, norms: np.ndarray, sla
     query = np.asarray(query, dtype=np.float32)
     qnorm = float(np.linalg.norm(query))
     n = len(codes)
+    out, q_error = None, 0.0
     if int8_dots is not None and n >= KERNEL_ROWS:
         q_codes, q_scale, q_error = quantize_query(query)
         dots = int8_dots(codes, q_codes)
@@ -126,23 +115,16 @@ def approx_cosines(codes: np.ndarray, scales: np.ndarray, norms: np.ndarray, sla
             # |dots| <= 127 * 127 * 384 < 2**24: exact in float32.
             out = dots.astype(np.float32)
             out *= np.float32(q_scale)
-            out *= scales[:n]
-            out /= norms[:n]
-            bound = slack[:n] * np.float32(qnorm) + (1 + slack[:n]) * np.float32(q_error) + np.float32(ROUNDING)
-            return out, bound
-    out = np.empty(n, dtype=np.float32)
-    if n >= SPLIT_ROWS:
-        # The cast is most of the time and numpy runs it on one core: the
-        # second half on the helper thread (numpy releases the GIL).
-        mid = n // 2 // SCAN_ROWS * SCAN_ROWS
-        half = _helper().submit(_dots, codes, query, out, mid, n)
-        _dots(codes, query, out, 0, mid)
-        half.result()
-    else:
-        _dots(codes, query, out, 0, n)
+        else:
+            q_error = 0.0  # the cast-and-BLAS pass below uses the query as it is
+    if out is None:
+        out = _dots(codes, query)
     out *= scales[:n]
     out /= norms[:n]
-    bound = slack[:n] * np.float32(qnorm) + np.float32(ROUNDING)
+    bound = slack[:n] * np.float32(qnorm)
+    if q_error:
+        bound += (1 + slack[:n]) * np.float32(q_error)
+    bound += np.float32(ROUNDING)
     return out, bound
 
 

@@ -25,6 +25,8 @@ from iai_mcp.store.crypto import Sealer
 
 SUFFIX = ".cache"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+#: What ``write_atomic`` stages a cache under (``fs.temp_path``): ``.<name>.cache.<pid>-<hex>.tmp``.
+_STRAY = re.compile(rf"\.{_NAME.pattern}{re.escape(SUFFIX)}\.")
 
 
 class SealedCache:
@@ -73,7 +75,6 @@ class SealedCache:
                 path.unlink(missing_ok=True)
                 dropped += 1
         for path in stray_temps(self._root):
-            name = path.name[1:].split(SUFFIX + ".", 1)[0]
-            if path.name[1:].startswith(name + SUFFIX + ".") and _NAME.fullmatch(name):
+            if _STRAY.match(path.name):
                 path.unlink(missing_ok=True)
         return dropped
