@@ -10,14 +10,25 @@ Neither is needed again at that size, so both callers trim once afterwards.
 from __future__ import annotations
 
 import ctypes
+from functools import lru_cache
+from typing import Any
+
+
+@lru_cache(maxsize=1)
+def _glibc() -> Any | None:
+    """glibc, or None off it (no ``malloc_trim``/``mallopt`` to call)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
 
 
 def return_freed_heap() -> None:
     """``malloc_trim(0)``: give the freed heap back. A no-op off glibc."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 #: glibc's ``mallopt`` parameter for the most malloc arenas (``M_ARENA_MAX``).
@@ -34,7 +45,5 @@ DAEMON_ARENAS = 2
 def limit_malloc_arenas(count: int = DAEMON_ARENAS) -> bool:
     """Cap this process's malloc arenas at ``count`` (as ``MALLOC_ARENA_MAX``
     would at start-up); call it before other threads start. False off glibc."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, count))
-    except (OSError, AttributeError):
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, count))
