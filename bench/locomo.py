@@ -26,11 +26,8 @@ record then stands for both turns.
 from __future__ import annotations
 
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from bench.common import (
     DEFAULT_LOCOMO_DIR,
@@ -49,10 +46,12 @@ from bench.locomo_data import (
 )
 from bench.recall_eval import (
     SYSTEMS,
+    Baselines,
     CachedEmbedder,
     K,
     average,
     by_group,
+    capture_turns,
     floor_report,
     negative_trace,
     positive_trace,
@@ -69,30 +68,17 @@ def score_question(ranked_turns: list[list[str]], question: Question) -> dict[st
 
 
 def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Question] = ()) -> dict[str, Any]:
-    from iai_mcp import backend, retrieval
+    from iai_mcp import backend
     from iai_mcp.core import dispatch
     from iai_mcp.core.limits import MAX_BUDGET_TOKENS
 
     store = backend.open_store(scratch / conv.name)
     try:
         store.bind_embedder(embedder)
-        turns_of: dict[str, list[str]] = defaultdict(list)
-        start = clock_ms()
-        for turn in conv.turns:
-            result = dispatch(store, "memory_capture", {
-                "text": turn.text, "session_id": f"{conv.name}:session_{turn.session}",
-                "ts": turn.said_at.isoformat(),
-            })
-            turns_of[result["record_id"]].append(turn.dia_id)
-        capture_s = (clock_ms() - start) / 1000
-
-        rows = store.rows()
-        index_of = {str(row.id): i for i, row in enumerate(rows)}
-        row_turns = [turns_of[str(row.id)] for row in rows]
-        matrix, norms = store.vectors()
-        keyword = retrieval.KeywordIndex()
-        for i, row in enumerate(rows):
-            keyword.add(i, row.literal_surface)
+        turns_of, capture_s = capture_turns(store, (
+            ({"text": turn.text, "session_id": f"{conv.name}:session_{turn.session}",
+              "ts": turn.said_at.isoformat()}, turn.dia_id) for turn in conv.turns))
+        base = Baselines(store, turns_of, embedder)
 
         # LoCoMo dates no question: they are asked after the last session
         # (memory_recall's ``now``), so "last year" is read against it.
@@ -102,9 +88,6 @@ def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Questi
             return dispatch(store, "memory_recall", {"cue": cue, "k": K, "budget_tokens": MAX_BUDGET_TOKENS,
                                                      "now": asked, **extra})["hits"]
 
-        def cosines(cue: str) -> np.ndarray:
-            return (matrix @ embedder.embed([cue])[0]) / np.maximum(norms, 1e-12)
-
         per_question = []
         recall_ms = []
         for q in conv.questions:
@@ -112,32 +95,30 @@ def evaluate(conv: Conversation, embedder, scratch: Path, negatives: list[Questi
             hits = recall(q.question)
             recall_ms.append(clock_ms() - start)
             raw = recall(q.question, min_score=-1)
-            dense = cosines(q.question)
-            bm25 = keyword.scores(q.question)
+            dense = base.cosines(q.question)
             ranked = {
                 "ours": [turns_of[h["record_id"]] for h in hits],
                 "ours_nofloor": [turns_of[h["record_id"]] for h in raw],
-                "bm25": [row_turns[i] for i in np.argsort(-bm25, kind="stable")[:K]],
-                "dense": [row_turns[i] for i in np.argsort(-dense, kind="stable")[:K]],
+                **base.ranked(q.question, dense),
             }
             per_question.append({
                 "category": q.category, **{name: score_question(r, q) for name, r in ranked.items()},
-                "trace": positive_trace(raw, lambda rid, dense=dense: float(dense[index_of[rid]]),
+                "trace": positive_trace(raw, lambda rid, dense=dense: float(dense[base.index_of[rid]]),
                                         lambda rid: turns_of[rid], set(q.evidence)),
             })
         negative = []
         for q in negatives:  # another conversation's questions: their answers are not here
             hits = recall(q.question)
-            dense = cosines(q.question)
+            dense = base.cosines(q.question)
             negative.append({"rejected": not hits, "best_cosine": negative_trace(
-                recall(q.question, min_score=-1), lambda rid, dense=dense: float(dense[index_of[rid]]))})
+                recall(q.question, min_score=-1), lambda rid, dense=dense: float(dense[base.index_of[rid]]))})
     finally:
         store.close()
     return {
         "name": conv.name,
         "turns": len(conv.turns),
-        "records": len(rows),
-        "turns_folded_into_identical_records": len(conv.turns) - len(rows),
+        "records": len(base.rows),
+        "turns_folded_into_identical_records": len(conv.turns) - len(base.rows),
         "questions": len(conv.questions),
         "capture_turns_per_s": round(len(conv.turns) / capture_s, 1),
         "recall_ms": summarize(recall_ms),

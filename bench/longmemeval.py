@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,10 +43,12 @@ from bench.common import (
 )
 from bench.recall_eval import (
     SYSTEMS,
+    Baselines,
     CachedEmbedder,
     K,
     average,
     by_group,
+    capture_turns,
     floor_report,
     floor_sweep,
     negative_trace,
@@ -129,7 +130,7 @@ def negative_for(i: int, questions: list[Question]) -> Question | None:
 
 
 def evaluate(q: Question, negative: Question | None, embedder: Any, scratch: Path) -> dict[str, Any]:
-    from iai_mcp import backend, retrieval
+    from iai_mcp import backend
     from iai_mcp.core import dispatch
     from iai_mcp.core.limits import MAX_BUDGET_TOKENS
 
@@ -137,22 +138,10 @@ def evaluate(q: Question, negative: Question | None, embedder: Any, scratch: Pat
     store = backend.open_store(scratch / q.id)
     try:
         store.bind_embedder(embedder)
-        turns_of: dict[str, list[TurnId]] = defaultdict(list)
-        start = clock_ms()
-        for turn in q.turns:
-            result = dispatch(store, "memory_capture", {
-                "text": turn.text, "role": turn.role, "session_id": turn.id[0],
-                "ts": turn.said_at.isoformat(),
-            })
-            turns_of[result["record_id"]].append(turn.id)
-        capture_s = (clock_ms() - start) / 1000
-        rows = store.rows()
-        index_of = {str(row.id): i for i, row in enumerate(rows)}
-        row_turns = [turns_of[str(row.id)] for row in rows]
-        matrix, norms = store.vectors()
-        keyword = retrieval.KeywordIndex()
-        for i, row in enumerate(rows):
-            keyword.add(i, row.literal_surface)
+        turns_of, capture_s = capture_turns(store, (
+            ({"text": turn.text, "role": turn.role, "session_id": turn.id[0], "ts": turn.said_at.isoformat()},
+             turn.id) for turn in q.turns))
+        base = Baselines(store, turns_of, embedder)
 
         # Asked on the question's date: "last week" in it is read against that.
         asked = {"now": q.asked_at.isoformat()} if q.asked_at else {}
@@ -162,24 +151,21 @@ def evaluate(q: Question, negative: Question | None, embedder: Any, scratch: Pat
             hits = dispatch(store, "memory_recall", {"cue": cue, "k": K, "budget_tokens": MAX_BUDGET_TOKENS,
                                                      **asked, **extra})["hits"]
             took = clock_ms() - start
-            vec = embedder.embed([cue])[0]
-            return hits, (matrix @ vec) / np.maximum(norms, 1e-12), took
+            return hits, base.cosines(cue), took
 
-        out: dict[str, Any] = {"id": q.id, "type": q.kind, "records": len(rows),
+        out: dict[str, Any] = {"id": q.id, "type": q.kind, "records": len(base.rows),
                                "capture_turns_per_s": round(len(q.turns) / capture_s, 1)}
         hits, dense, out["recall_ms"] = recall(q.question)
         raw, _, _ = recall(q.question, min_score=-1)
-        cosine = lambda rid: float(dense[index_of[rid]])
+        cosine = lambda rid: float(dense[base.index_of[rid]])
         if q.abstention:
             out["abstention"] = {"best_cosine": negative_trace(raw, cosine), "rejected": not hits}
         else:
             evidence = q.evidence
-            bm25 = keyword.scores(q.question)
             ranked = {
                 "ours": [turns_of[h["record_id"]] for h in hits],
                 "ours_nofloor": [turns_of[h["record_id"]] for h in raw],
-                "bm25": [row_turns[i] for i in np.argsort(-bm25, kind="stable")[:K]],
-                "dense": [row_turns[i] for i in np.argsort(-dense, kind="stable")[:K]],
+                **base.ranked(q.question, dense),
             }
             out["scores"] = {name: score(r, evidence, set(q.answer_sessions), lambda t: t[0])
                              for name, r in ranked.items()}
@@ -188,7 +174,7 @@ def evaluate(q: Question, negative: Question | None, embedder: Any, scratch: Pat
             n_hits, n_dense, _ = recall(negative.question)
             n_raw, _, _ = recall(negative.question, min_score=-1)
             out["negative"] = {"question": negative.id, "rejected": not n_hits,
-                               "best_cosine": negative_trace(n_raw, lambda rid: float(n_dense[index_of[rid]]))}
+                               "best_cosine": negative_trace(n_raw, lambda rid: float(n_dense[base.index_of[rid]]))}
     finally:
         store.close()
     return out

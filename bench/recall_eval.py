@@ -16,7 +16,8 @@ negatives whose every hit falls below it (the recall says "nothing relevant").
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Hashable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,48 @@ def report(run: Any, title: str, systems: dict[str, dict[str, float]], group_lab
             run.add_ratio(f"ours {metric}", systems["ours"][metric], f"{base} {metric}", systems[base][metric])
     run.add_target("turn R@10: ours minus BM25 on the same run",
                    round(systems["ours"]["turn_r@10"] - systems["bm25"]["turn_r@10"], 4), 0, op=">")
+
+
+def capture_turns(store: Any, turns: Iterable[tuple[dict[str, Any], Hashable]]) -> tuple[dict[str, list], float]:
+    """Each ``(memory_capture params, turn id)`` captured through ``dispatch``:
+    ``(the turn ids each record holds, seconds taken)``. Identical turns fold
+    into one record, so a record may hold several."""
+    from bench.common import clock_ms
+    from iai_mcp.core import dispatch
+
+    turns_of: dict[str, list] = defaultdict(list)
+    start = clock_ms()
+    for params, turn_id in turns:
+        turns_of[dispatch(store, "memory_capture", params)["record_id"]].append(turn_id)
+    return turns_of, (clock_ms() - start) / 1000
+
+
+class Baselines:
+    """The compared rankings that are not ours, over a store's records once
+    its turns are captured: BM25 over their texts and the embedder's cosines."""
+
+    def __init__(self, store: Any, turns_of: dict[str, list], embedder: Any) -> None:
+        from iai_mcp import retrieval
+
+        self.rows = store.rows()
+        self.index_of = {str(row.id): i for i, row in enumerate(self.rows)}
+        self.row_turns = [turns_of[str(row.id)] for row in self.rows]
+        self._matrix, self._norms = store.vectors()
+        self._keyword = retrieval.KeywordIndex()
+        for i, row in enumerate(self.rows):
+            self._keyword.add(i, row.literal_surface)
+        self._embedder = embedder
+
+    def cosines(self, cue: str) -> np.ndarray:
+        """Every record's cosine to ``cue`` (dense-only retrieval)."""
+        return (self._matrix @ self._embedder.embed([cue])[0]) / np.maximum(self._norms, 1e-12)
+
+    def ranked(self, cue: str, dense: np.ndarray) -> dict[str, list]:
+        """The BM25 and dense top ``K``, each record as the turn ids it holds
+        (``dense``: ``cosines(cue)``, which the caller also traces)."""
+        bm25 = self._keyword.scores(cue)
+        return {"bm25": [self.row_turns[i] for i in np.argsort(-bm25, kind="stable")[:K]],
+                "dense": [self.row_turns[i] for i in np.argsort(-dense, kind="stable")[:K]]}
 
 
 def positive_trace(hits: list[dict[str, Any]], cosine: Callable[[str], float],
