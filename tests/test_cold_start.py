@@ -97,10 +97,11 @@ def test_cli_parses_the_same_with_the_snapshot():
     assert method_params(args, "memory_recall") == {"cue": "cue", "k": 4, "tags": ["a", "b"]}
 
 
-def test_store_opens_without_lancedbs_rest_client(tmp_path):
-    """lancedb is imported with its generated REST client stood in for
-    (``store.lancedb_import``), and every table operation the store makes
-    (create, add, scan, update, compact, purge, reopen) still works."""
+def test_store_works_without_lancedbs_python_layer(tmp_path):
+    """The store drives LanceDB's engine (``lancedb._lancedb``) without
+    importing the ``lancedb`` package (``store.lance_engine``), and every
+    table operation it makes (create, add, scan, update, compact, purge,
+    reopen) works."""
     result = _run(f"""
 import json, sys
 from uuid import UUID
@@ -118,18 +119,26 @@ store.close()
 store = backend.open_store(path)
 hits = dispatch(store, "memory_recall", {{"cue": "apples", "k": 10}})["hits"]
 store.close()
-client = sys.modules.get("lance_namespace_urllib3_client")
-print(json.dumps({{"hits": len(hits), "client": type(client).__name__, "urllib3": "urllib3" in sys.modules}}))
+loaded = sorted(m for m in ("lancedb", "lance_namespace", "pyarrow.dataset", "pydantic") if m in sys.modules)
+print(json.dumps({{"hits": len(hits), "engine": "lancedb._lancedb" in sys.modules, "loaded": loaded}}))
 """, env={"IAI_MCP_TEST_EMBEDDER": "hash"})
-    assert result == {"hits": 4, "client": "_StandIn", "urllib3": False}
+    assert result == {"hits": 4, "engine": True, "loaded": ["pydantic"]}  # pydantic: the method contract
 
 
-def test_a_stand_in_class_refuses_to_be_used():
-    from iai_mcp.store.lancedb_import import CLIENT, _StandIn
+def test_a_later_import_of_lancedb_shares_the_engine(tmp_path):
+    """Loading the engine first does not stop ``import lancedb`` later in the
+    process (a test, a tool): it binds the same extension module."""
+    result = _run(f"""
+import json, sys
+from iai_mcp.store import lance_engine
+from iai_mcp.store.records_table import RecordsTable
 
-    module = _StandIn(CLIENT + ".models")
-    with pytest.raises(RuntimeError, match="stand-in"):
-        module.DescribeTableRequest(id=["x"])
+table = RecordsTable(__import__("pathlib").Path({str(tmp_path)!r}))
+import lancedb
+from lancedb import _lancedb
+print(json.dumps({{"same": _lancedb is lance_engine.load(), "rows": len(lancedb.connect({str(tmp_path)!r}).open_table("records").to_arrow())}}))
+""")
+    assert result == {"same": True, "rows": 0}
 
 
 @pytest.mark.slow

@@ -336,7 +336,7 @@ def preload_default(on_error: Callable[[BaseException], None]) -> threading.Thre
     in a background thread, and return the thread.
 
     The daemon starts this before it opens the store: the session build is
-    C++ work that overlaps ``import lancedb`` and the store open, and the store
+    C++ work that overlaps loading LanceDB and the store open, and the store
     later binds this same process-wide embedder (``embedder_for``), so nothing
     loads twice. A failure goes to ``on_error`` once and leaves the embedder
     unloaded: its first ``embed`` loads it again (and reports its own error).

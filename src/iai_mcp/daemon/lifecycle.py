@@ -88,7 +88,7 @@ def run(
         log("starting", store=str(root), version=__version__)
         settings = key_settings if key_settings is not None else config.key_settings()
         os.environ.pop(config.PASSPHRASE_ENV, None)  # nothing this process starts inherits it
-        # The model's session build (C++, GIL released) overlaps ``import lancedb``
+        # The model's session build (C++, GIL released) overlaps loading LanceDB
         # and the store open; the store binds the same embedder, already loaded.
         backend.preload_model(lambda exc: log("embedder_preload_failed", error=f"{type(exc).__name__}: {exc}"))
         store = _open_store(root, stop_requested, settings)

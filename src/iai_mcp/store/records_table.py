@@ -36,10 +36,8 @@ stores (``forget_ms``).
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +47,9 @@ import pyarrow as pa
 from iai_mcp.errors import CorruptData
 from iai_mcp.log import logger
 from iai_mcp.store.damage import Damage, read_ranges
-from iai_mcp.store.lancedb_import import import_lancedb
+from iai_mcp.store.lance_engine import Connection, Table
 
 _log = logger("iai_mcp.store")
-lancedb = import_lancedb()  # without its REST client: see lancedb_import
 
 TABLE = "records"
 
@@ -84,7 +81,7 @@ def version_count(root: Path) -> int:
     if not (root / f"{TABLE}.lance").is_dir():
         return 0
     try:
-        return len(lancedb.connect(str(root)).open_table(TABLE).list_versions())
+        return len(Connection(str(root)).open_table(TABLE).list_versions())
     except Exception as exc:  # LanceDB reports damage as RuntimeError, ValueError, OSError...
         raise CorruptData(f"the records table in {root} cannot be read ({type(exc).__name__}: {exc})") from None
 
@@ -99,24 +96,24 @@ class RecordsTable:
 
     def __init__(self, root: Path, *, read_only: bool = False, create: bool = True,
                  on_commit: Callable[[int, int], None] | None = None) -> None:
-        self._db = lancedb.connect(str(root))
+        self._db = Connection(str(root))
         self._on_commit = on_commit
         #: Rows the last ``scan`` could not read (a damaged fragment).
         self.damage = Damage()
         # Data files with no manifest to name them: never a fresh table over them.
         create = create and not read_only and not any((root / f"{TABLE}.lance" / "data").glob("*.lance"))
         try:
-            self._table: Any = self._db.open_table(TABLE)
+            self._table: Table | None = self._db.open_table(TABLE)
         except ValueError:  # LanceDB's "was not found"
-            self._table = self._db.create_table(TABLE, schema=SCHEMA, exist_ok=True) if create else None
+            self._table = self._db.create_table(TABLE, SCHEMA) if create else None
 
     def version(self) -> int | None:
         """The table's current version; None when it could not be found."""
-        return None if self._table is None else int(self._table.version)
+        return None if self._table is None else self._table.version()
 
     def _committed(self) -> None:
         if self._on_commit is not None:
-            self._on_commit(int(self._table.version), self._table.count_rows())
+            self._on_commit(self._table.version(), self._table.count_rows())
 
     def _batch(self, rows: list[SealedRow]) -> pa.Table:
         return pa.Table.from_pydict(
@@ -139,12 +136,9 @@ class RecordsTable:
     def replace(self, rows: list[SealedRow]) -> None:
         """Rewrite existing rows by id in one commit (no filter strings built)."""
         if rows:
-            (
-                self._table.merge_insert("id")
-                .when_matched_update_all()
-                .when_not_matched_insert_all()
-                .execute(self._batch(rows))
-            )
+            batch = self._batch(rows)
+            self._table.merge_insert("id", pa.RecordBatchReader.from_batches(SCHEMA, batch.to_batches()),
+                                     insert_unmatched=True)
             self._committed()
 
     def scan(self, batch_rows: int = 4096) -> Iterator[SealedRow]:
@@ -183,26 +177,18 @@ class RecordsTable:
                 _log.warning("records_damaged", rows=self.damage.rows, error=self.damage.errors[0])
 
     def _scan_by_seq(self, batch_rows: int) -> Iterator[SealedRow]:
-        seqs = np.sort(self._table.search().select(["seq"]).limit(None).to_arrow().column("seq").to_numpy())
+        seqs = np.sort(np.concatenate([np.empty(0, np.int64)]
+                                      + [b.column("seq").to_numpy() for b in self._table.scan(["seq"])]))
         starts = [int(s) for s in seqs[::batch_rows]]
         for lo, hi in zip(starts, [*starts[1:], None]):
             where = f"seq >= {lo}" if hi is None else f"seq >= {lo} AND seq < {hi}"
             # Sorted here, 4,096 rows at a time: rows out of seq order made the
             # open reorder the whole vector matrix through a full copy of it.
-            batch = self._table.search().where(where).limit(None).to_arrow().sort_by("seq")
-            cols = {name: batch.column(name).to_pylist() for name in SCHEMA.names}
-            for i in range(batch.num_rows):
-                yield SealedRow(
-                    cols["id"][i],
-                    cols["seq"][i],
-                    cols["created_us"][i],
-                    cols["payload"][i],
-                    cols["vector"][i],
-                )
+            yield from _rows(pa.Table.from_batches(list(self._table.scan(where=where)), schema=SCHEMA), by_seq=True)
         pa.default_memory_pool().release_unused()
 
     def _take(self, lo: int, hi: int) -> list[SealedRow]:
-        return list(_rows(self._table.take_offsets(list(range(lo, hi))).to_arrow()))
+        return list(_rows(self._table.take_offsets(list(range(lo, hi)))))
 
     def count(self) -> int:
         return self._table.count_rows()
@@ -222,16 +208,12 @@ class RecordsTable:
             return None
 
     def fragment_count(self) -> int:
-        return self._table.stats()["fragment_stats"]["num_fragments"]
+        return self._table.fragment_count()
 
     def compact(self) -> dict[str, Any]:
         """Fold small fragments and drop every version but the newest."""
         before = (self.version_count(), self.fragment_count())
-        with warnings.catch_warnings():
-            # LanceDB warns that pruning every old version breaks concurrent
-            # users of the table; this process is the table's only user.
-            warnings.simplefilter("ignore", UserWarning)
-            self._table.optimize(cleanup_older_than=timedelta(0))
+        self._table.optimize()  # every old version goes: this process is the table's only user
         self._committed()
         return {
             "versions_before": before[0],
@@ -262,30 +244,25 @@ class RecordsTable:
     def _commit_purge(self, targets: list[int], mates: pa.RecordBatchReader) -> None:
         """One commit: the targets deleted, their fragment-mates (streamed) rewritten."""
         gone = f"seq IN ({','.join(map(str, targets))})"
-        (
-            self._table.merge_insert("seq")
-            .when_matched_update_all()
-            .when_not_matched_by_source_delete(gone)
-            .execute(mates)
-        )
+        self._table.merge_insert("seq", mates, insert_unmatched=False, delete_unmatched_where=gone)
 
     def cleanup(self) -> None:
         """Fold fragments and delete every old version and every file no
         version references (including what a killed write left). Safe only
         because this process owns the store (its flock) and so the table."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # see compact
-            self._table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+        self._table.optimize(delete_unverified=True)
         self._committed()
 
 
-def _rows(batch: Any) -> Iterator[SealedRow]:
-    cols = {name: batch.column(name).to_pylist() for name in SCHEMA.names}
-    for i in range(batch.num_rows):
+def _rows(table: pa.Table, *, by_seq: bool = False) -> Iterator[SealedRow]:
+    """The table's rows, in storage order or sorted by ``seq``."""
+    cols = {name: table.column(name).to_pylist() for name in SCHEMA.names}
+    order = np.argsort(np.asarray(cols["seq"], dtype=np.int64), kind="stable").tolist() if by_seq else range(table.num_rows)
+    for i in order:
         yield SealedRow(cols["id"][i], cols["seq"][i], cols["created_us"][i], cols["payload"][i], cols["vector"][i])
 
 
-def _target_fragments(table: Any, targets: list[int]) -> dict[int, int]:
+def _target_fragments(table: Table, targets: list[int]) -> dict[int, int]:
     """``{seq: fragment}`` of the targets still present, from one streamed
     pass over the seq column only.
 
@@ -296,7 +273,7 @@ def _target_fragments(table: Any, targets: list[int]) -> dict[int, int]:
     """
     wanted = np.asarray(targets, dtype=np.int64)
     found: dict[int, int] = {}
-    for batch in table.search().select(["seq"]).with_row_id(True).limit(None).to_batches(65536):
+    for batch in table.scan(["seq"], with_row_id=True, batch_rows=65536):
         seqs = batch.column("seq").to_numpy()
         hit = np.isin(seqs, wanted)
         if hit.any():
@@ -305,14 +282,14 @@ def _target_fragments(table: Any, targets: list[int]) -> dict[int, int]:
     return found
 
 
-def _fragment_mates(table: Any, targets: list[int], fragments: Collection[int]) -> pa.RecordBatchReader:
+def _fragment_mates(table: Table, targets: list[int], fragments: Collection[int]) -> pa.RecordBatchReader:
     """The other rows of ``fragments``, streamed batch by batch (the table is
     read at the version current when ``merge_insert`` starts consuming them)."""
     wanted = np.asarray(targets, dtype=np.int64)
     held = np.asarray(sorted(fragments), dtype=np.uint64)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for batch in table.search().with_row_id(True).limit(None).to_batches(4096):
+        for batch in table.scan(with_row_id=True, batch_rows=4096):
             mate = np.isin(batch.column("_rowid").to_numpy() >> 32, held)
             mate &= ~np.isin(batch.column("seq").to_numpy(), wanted)
             if mate.any():
