@@ -92,13 +92,15 @@ def daemon_idle_timeout() -> float:
 
 
 def open_store(path: str | Path | None = None, *, provenance_queue: bool = True,
-               key_settings: config.KeySettings | None = None):
+               key_settings: config.KeySettings | None = None, compact_when_idle: bool = False):
     """Open (or create) the store in this process, with the provenance queue
     running if asked. Only one process may hold a store open (``StoreLocked``).
-    ``key_settings`` default to the environment's (``IAI_MCP_CRYPTO_PASSPHRASE``)."""
+    ``key_settings`` default to the environment's (``IAI_MCP_CRYPTO_PASSPHRASE``);
+    ``compact_when_idle`` is for an owner that calls ``compact_if_due`` (the daemon)."""
     from iai_mcp.store import MemoryStore
 
-    store = MemoryStore(path=store_path(path), embedder=embedder_for_tests(), key_settings=key_settings)
+    store = MemoryStore(path=store_path(path), embedder=embedder_for_tests(), key_settings=key_settings,
+                        compact_when_idle=compact_when_idle)
     if provenance_queue:
         store.enable_provenance_queue()
     return store

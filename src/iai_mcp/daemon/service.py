@@ -37,6 +37,10 @@ BACKLOG_READ_S = 2.0
 #: (also once at start). Hourly: the window is days long, and a purge holds
 #: the store for the time it rewrites (2.1 s for a 100k-record fragment).
 AUTO_PURGE_EVERY_S = 3600.0
+#: A compaction the writes left (``MemoryStore.compact_if_due``) runs once no
+#: request has come for ``COMPACT_QUIET_S``; checked every ``COMPACT_CHECK_S``.
+COMPACT_QUIET_S = 2.0
+COMPACT_CHECK_S = 0.5
 
 
 _log = logger("iai_mcp.daemon")
@@ -99,6 +103,7 @@ class Daemon:
             threading.Thread(target=self._auto_purge, name="iai-mcp-autopurge", daemon=True).start()
             threading.Thread(target=self._snapshots.run, args=(self._stop_requested,),
                              name="iai-mcp-snapshot", daemon=True).start()
+            threading.Thread(target=self._compact_when_quiet, name="iai-mcp-compact", daemon=True).start()
             reason = self._loop()
         except BaseException as exc:
             # Whatever broke the loop, the store is still closed (queue drained)
@@ -356,6 +361,28 @@ class Daemon:
                 log("auto_purge_failed", error=f"{type(exc).__name__}: {exc}",
                     consequence=f"retried in {AUTO_PURGE_EVERY_S:.0f} s")
             self._stop_requested.wait(AUTO_PURGE_EVERY_S)
+
+    def _compact_when_quiet(self) -> None:
+        """Run the compaction the writes left once the daemon is quiet: the
+        write that made it due has answered already, and the next request
+        waits for it only if it arrives while the table is being rewritten.
+        ``compact_if_due`` logs its own failure and waits for more writes;
+        anything else is logged here and tried again after the next request."""
+        failed_after = None  # the last activity before a failure
+        while not self._stop_requested.wait(COMPACT_CHECK_S):
+            with self._state_lock:
+                last = self._last_activity
+            if time.monotonic() - last < COMPACT_QUIET_S or last == failed_after or not self.store.compaction_due:
+                continue
+            try:
+                with self._store_lock:
+                    if self._stopping:
+                        return
+                    self.store.compact_if_due()
+            except Exception as exc:
+                failed_after = last
+                log("compaction_failed", error=f"{type(exc).__name__}: {exc}",
+                    consequence="tried again when quiet after the next request")
 
     # ---------------------------------------------------------------- shutdown
 

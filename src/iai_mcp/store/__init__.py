@@ -53,7 +53,7 @@ from iai_mcp.int8_kernel import int8_dots
 from iai_mcp.retrieval.quantized import approx_cosines
 from iai_mcp.store import purge as purging
 from iai_mcp.store.codec import open_row, seal_row
-from iai_mcp.store.compaction import CompactionSchedule, guarded
+from iai_mcp.store.compaction import IDLE, CompactionSchedule, guarded
 from iai_mcp.store.crypto import Sealer
 from iai_mcp.store.meta import (
     EXPECTED_KEY,
@@ -106,6 +106,8 @@ class MemoryStore:
     ``path`` wins over ``IAI_MCP_STORE``, which wins over ``~/.iai-mcp``.
     ``embedder`` is the embedder capture and recall will use; the store
     records its name on first use and refuses a different one later.
+    ``compact_when_idle``: the owner calls ``compact_if_due`` when no request
+    is running, and writes compact only when overdue (``store.compaction``).
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class MemoryStore:
         *,
         embedder: NamedEmbedder | None = None,
         compact_every: int = 200,
+        compact_when_idle: bool = False,
         read_only: bool = False,
         key_settings: config.KeySettings | None = None,
     ) -> None:
@@ -133,7 +136,7 @@ class MemoryStore:
         lock = take_reader_lock(self.root) if read_only else take_owner_lock(self.root)
         self._owner_lock = weakref.finalize(self, release_lock, lock)
         try:
-            self._open(embedder, compact_every, key_settings or config.key_settings())
+            self._open(embedder, compact_every, compact_when_idle, key_settings or config.key_settings())
         except BaseException:
             slots = getattr(self, "_slots", None)
             if slots is not None:  # its file holds 1.5 KB a record (156 MB at 100k) until closed
@@ -141,7 +144,8 @@ class MemoryStore:
             self._release_owner_lock()
             raise
 
-    def _open(self, embedder: NamedEmbedder | None, compact_every: int, key_settings: config.KeySettings) -> None:
+    def _open(self, embedder: NamedEmbedder | None, compact_every: int, compact_when_idle: bool,
+              key_settings: config.KeySettings) -> None:
         self._lock = threading.RLock()
         # Only the key settings, never the whole environment: nothing else here needs it.
         self._meta, self._cipher = open_meta(self.root, key_settings)
@@ -160,7 +164,8 @@ class MemoryStore:
                                       rows=self.rows, commit=self._commit_rows)
         # A purge a killed (or failed) process left: its rows are never loaded...
         pending = self._purger.pending()
-        self._compaction = CompactionSchedule(self._records.readable_version_count() or 0, compact_every)
+        self._compaction = CompactionSchedule(self._records.readable_version_count() or 0, compact_every,
+                                              deferred=compact_when_idle)
         self.load_problems: list[str] = []
         self._slots = Slots.load(rows, self._opened(skip=set(pending.seqs) if pending else set()),
                                  None if self.read_only else self.root)
@@ -361,6 +366,18 @@ class MemoryStore:
     @property
     def compact_every(self) -> int:
         return self._compaction.every
+
+    @property
+    def compaction_due(self) -> bool:
+        """A compaction is due (one the writes left for ``compact_if_due``)."""
+        return self._compaction.due
+
+    def compact_if_due(self) -> None:
+        """The compaction a store opened with ``compact_when_idle`` leaves to
+        its owner's quiet moments; a failure is logged, never raised."""
+        with self._lock:
+            if not self.read_only:
+                self._compaction.run_if_due(self.compact, IDLE)
 
     def compact(self) -> dict[str, Any]:
         """Fold fragments and prune old LanceDB versions; checkpoint the log.
