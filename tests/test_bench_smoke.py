@@ -79,9 +79,10 @@ def test_capture_throughput_quick(tmp_path, cache_dir):
         assert size["single"]["inserted"] == cfg["singles"]
         assert size["batched"]["inserted"] == cfg["total"]
         assert size["records_after"] == size["records_before"] + cfg["singles"] + 2 * cfg["total"]
-        for key in ("single", "batched", "baseline_embed_single", "baseline_embed_batched",
-                    "baseline_insert_many"):
+        for key in ("single", "single_compact_when_idle", "batched", "baseline_embed_single",
+                    "baseline_embed_batched", "baseline_insert_many"):
             assert size[key]["records_per_s"] > 0
+        assert size["single_compact_when_idle"]["latency_ms"]["n"] == cfg["singles"]
 
 
 def test_provenance_quick(tmp_path, cache_dir):
