@@ -55,7 +55,7 @@ def test_the_open_leaves_the_compaction_too_unless_overdue(tmp_path, fake_embedd
 
 @pytest.mark.slow
 def test_the_daemon_compacts_once_quiet_and_not_in_the_write(root, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(daemon_server, "COMPACT_QUIET_S", 1.0)
+    monkeypatch.setattr(daemon_server, "COMPACT_QUIET_S", 3600.0)  # not before the writes are checked
     monkeypatch.setattr(daemon_server, "COMPACT_CHECK_S", 0.05)
     with InThread(root) as served:
         served.store._compaction.every = 3  # instead of 200 writes
@@ -63,6 +63,7 @@ def test_the_daemon_compacts_once_quiet_and_not_in_the_write(root, monkeypatch):
         for i in range(3):
             _capture(backend, f"note {i} about the garden")
         assert served.store.compaction_due  # the third write answered without compacting
+        monkeypatch.setattr(daemon_server, "COMPACT_QUIET_S", 0.3)
         assert _eventually(lambda: not served.store.compaction_due)
         assert served.store.stats()["versions"] == 1
         assert len(backend.call("memory_recall", {"cue": "garden", "k": 10})["hits"]) == 3
@@ -70,25 +71,47 @@ def test_the_daemon_compacts_once_quiet_and_not_in_the_write(root, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_compaction_that_fails_in_the_quiet_thread_is_logged_and_the_daemon_goes_on(root, monkeypatch, caplog):  # noqa: F811
+def test_no_compaction_while_a_request_runs_however_long(root, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(daemon_server, "COMPACT_QUIET_S", 0.2)
+    monkeypatch.setattr(daemon_server, "COMPACT_CHECK_S", 0.05)
+    with InThread(root) as served:
+        served.store._compaction.every = 2
+        backend = _client(root)
+        for i in range(2):
+            _capture(backend, f"note {i} about the garden")
+        with served._state_lock:
+            for conn in served._connections:
+                conn.busy = True  # a request that has been running for a while
+        assert not _eventually(lambda: not served.store.compaction_due, timeout=1.0)
+        with served._state_lock:
+            for conn in served._connections:
+                conn.busy = False
+        assert _eventually(lambda: not served.store.compaction_due)
+        backend.close()
+
+
+@pytest.mark.slow
+def test_a_full_disk_during_a_quiet_compaction_is_logged_and_waits_for_more_writes(root, monkeypatch, caplog):  # noqa: F811
     monkeypatch.setattr(daemon_server, "COMPACT_QUIET_S", 0.2)
     monkeypatch.setattr(daemon_server, "COMPACT_CHECK_S", 0.05)
     with InThread(root) as served:
         served.store._compaction.every = 2
         calls = []
 
-        def broken() -> None:
+        def full_disk() -> dict:
             calls.append(1)
-            raise RuntimeError("boom")
+            raise OSError(28, "No space left on device")
 
-        monkeypatch.setattr(served.store, "compact_if_due", broken)
+        monkeypatch.setattr(served.store._records, "compact", full_disk)
         backend = _client(root)
         for i in range(2):
             _capture(backend, f"note {i} about the garden")
         assert _eventually(lambda: len(calls) == 1)
         assert not _eventually(lambda: len(calls) > 1, timeout=1.0)  # no retry loop on a standing failure
+        assert not served.store.compaction_due  # due again after `every` more writes
         assert _capture(backend, "still answering")["record_id"]
-        assert _eventually(lambda: len(calls) == 2)  # tried again once quiet after that request
+        _capture(backend, "and one more")
+        assert _eventually(lambda: len(calls) == 2)
         backend.close()
-    failures = [r for r in caplog.records if r.name == "iai_mcp.daemon" and r.getMessage() == "compaction_failed"]
-    assert failures and "RuntimeError: boom" in failures[0].fields["error"]
+    failures = [r.fields for r in caplog.records if r.getMessage() == "compaction_failed"]
+    assert failures and failures[0]["when"] == "idle" and "No space left" in failures[0]["error"]

@@ -17,12 +17,70 @@ def _rows(*seqs: int) -> pa.Table:
     return pa.table({"id": [f"r{s}" for s in seqs], "seq": list(seqs)}, schema=SCHEMA)
 
 
+class _Engine(types.SimpleNamespace):
+    """The real extension with one piece swapped."""
+
+    def __init__(self, **swap: object) -> None:
+        real = lance_engine.load()
+        super().__init__(**{name: getattr(real, name) for name in ("connect", "Connection", "Table", "Query")})
+        self.__dict__.update(swap)
+
+
+def _table(**swap: object) -> type:
+    """A stand-in for the extension's Table (which cannot be subclassed)."""
+    real = lance_engine.load().Table
+    methods = {name: getattr(real, name) for name in dir(real) if not name.startswith("__")}
+    return type("Table", (), {**methods, **swap})
+
+
 def test_an_engine_without_a_method_the_store_uses_is_refused_by_name():
-    real = lance_engine.load()
-    table = type("Table", (), {name: None for name in lance_engine.TABLE_API if name != "optimize"})
-    fake = types.SimpleNamespace(connect=real.connect, Connection=real.Connection, Table=table, Query=real.Query)
-    with pytest.raises(StoreError, match=r"lacks Table\.optimize"):
-        lance_engine._check(fake)
+    table = _table(optimize=None)
+    with pytest.raises(StoreError, match=r"Table\.optimize is missing"):
+        lance_engine._check(_Engine(Table=table))
+
+
+def test_an_engine_whose_method_takes_its_arguments_elsewhere_is_refused():
+    """A release that reorders or renames a parameter the store passes fails
+    at load, not mid-write (a purge half done)."""
+
+    def add(self, mode, data, progress=None): ...  # positions swapped
+
+    def optimize(self, older_than_ms=None, delete_unverified=None): ...  # renamed
+
+    with pytest.raises(StoreError) as caught:
+        lance_engine._check(_Engine(Table=_table(add=add, optimize=optimize)))
+    assert "Table.add('mode', 'data', 'progress') is not Table.add(data, mode, ...)" in str(caught.value)
+    assert "Table.optimize(" in str(caught.value) and "cleanup_since_ms" in str(caught.value)
+
+
+def test_an_engine_call_from_the_loop_thread_itself_fails_instead_of_hanging(tmp_path):
+    db = Connection(str(tmp_path))
+    seen = []
+
+    async def from_inside() -> None:
+        try:
+            db.create_table("records", SCHEMA)
+        except RuntimeError as exc:
+            seen.append(str(exc))
+
+    lance_engine._LOOP.call(from_inside)
+    assert seen == ["a LanceDB call from the engine's own loop thread"]
+
+
+def test_an_engine_that_does_not_fit_is_not_reported_as_a_damaged_table(tmp_path, monkeypatch):
+    """``doctor --repair`` reads the version count first; an install problem
+    must not read as "restore the store from a backup"."""
+    from iai_mcp.store import records_table
+
+    Connection(str(tmp_path)).create_table("records", SCHEMA)
+
+    def unfit(uri):
+        raise StoreError("this lancedb does not fit iai-mcp")
+
+    monkeypatch.setattr(records_table, "Connection", unfit)
+    with pytest.raises(StoreError, match="does not fit") as caught:
+        records_table.version_count(tmp_path)
+    assert type(caught.value) is StoreError  # not CorruptData
 
 
 def test_the_installed_engine_has_everything_the_store_uses():

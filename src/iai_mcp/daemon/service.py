@@ -370,19 +370,26 @@ class Daemon:
         anything else is logged here and tried again after the next request."""
         failed_after = None  # the last activity before a failure
         while not self._stop_requested.wait(COMPACT_CHECK_S):
-            with self._state_lock:
-                last = self._last_activity
-            if time.monotonic() - last < COMPACT_QUIET_S or last == failed_after or not self.store.compaction_due:
+            if not self._quiet() or self._last_activity == failed_after or not self.store.compaction_due:
                 continue
             try:
                 with self._store_lock:
+                    # Checked again with the lock: a request that ended just
+                    # now (a long one: a purge) is likely followed by another.
                     if self._stopping:
                         return
-                    self.store.compact_if_due()
+                    if self._quiet():
+                        self.store.compact_if_due()
             except Exception as exc:
-                failed_after = last
+                failed_after = self._last_activity
                 log("compaction_failed", error=f"{type(exc).__name__}: {exc}",
                     consequence="tried again when quiet after the next request")
+
+    def _quiet(self) -> bool:
+        """No request running, and none ended or started for ``COMPACT_QUIET_S``."""
+        with self._state_lock:
+            busy = any(conn.busy for conn in self._connections)
+            return not busy and time.monotonic() - self._last_activity >= COMPACT_QUIET_S
 
     # ---------------------------------------------------------------- shutdown
 

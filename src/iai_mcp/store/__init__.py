@@ -718,11 +718,16 @@ class MemoryStore:
         if not self._owner_lock.alive:
             return
         try:
-            self.disable_provenance_queue()
-            self._log.close()
-            self._slots.sealed.close()
+            self.disable_provenance_queue()  # outside the lock: its worker writes through the store
         finally:
-            self._release_owner_lock()
+            # Under the lock: a compaction or write still running (another
+            # thread's) ends before the files are closed and the flock goes.
+            with self._lock:
+                try:
+                    self._log.close()
+                    self._slots.sealed.close()
+                finally:
+                    self._release_owner_lock()
 
     def _release_owner_lock(self) -> None:
         self._owner_lock()  # closes the fd once; closing it drops the flock

@@ -19,8 +19,9 @@ installed lancedb, so a later ``import lancedb`` anywhere in the process
 reuses this very module instead of initialising it twice. Its API is not
 lancedb's public one, so ``pyproject.toml`` pins the lancedb release this
 module is written against and ``load`` checks, once, that every method used
-here exists: another release fails at open with a ``StoreError`` naming the
-missing piece rather than mid-write.
+here exists and takes its arguments where they are passed (``API``, from the
+methods' signatures): another release fails at open with a ``StoreError``
+naming what differs rather than mid-write.
 
 The engine's methods are coroutines. They run on one event loop in a
 daemon thread of this module's own (the way lancedb's synchronous API runs
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.machinery
+import inspect
 import importlib.util
 import os
 import sys
@@ -48,11 +50,26 @@ from iai_mcp.errors import StoreError
 T = TypeVar("T")
 
 NAME = "lancedb._lancedb"
-#: What of the extension this module uses: checked once, at load.
-CONNECTION_API = ("open_table", "create_empty_table")
-TABLE_API = ("add", "execute_merge_insert", "query", "take_offsets", "count_rows", "version",
-             "list_versions", "stats", "optimize")
-QUERY_API = ("select_columns", "where", "with_row_id", "execute")
+#: Every method of the extension this module calls, with the parameters it
+#: passes by position (in this order) and by name: checked once, at load.
+API: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    ("", "connect"): (("uri",), ()),
+    ("Connection", "open_table"): (("name",), ("namespace_path",)),
+    ("Connection", "create_empty_table"): (("name", "mode", "schema"), ("namespace_path",)),
+    ("Table", "add"): (("data", "mode"), ()),
+    ("Table", "execute_merge_insert"): (("data", "parameters"), ()),
+    ("Table", "query"): ((), ()),
+    ("Table", "take_offsets"): (("offsets",), ()),
+    ("Table", "count_rows"): (("filter",), ()),
+    ("Table", "version"): ((), ()),
+    ("Table", "list_versions"): ((), ()),
+    ("Table", "stats"): ((), ()),
+    ("Table", "optimize"): ((), ("cleanup_since_ms", "delete_unverified")),
+    ("Query", "select_columns"): (("columns",), ()),
+    ("Query", "where"): (("predicate",), ()),
+    ("Query", "with_row_id"): ((), ()),
+    ("Query", "execute"): ((), ("max_batch_length", "timeout")),
+}
 
 _lock = threading.Lock()
 _module: types.ModuleType | None = None
@@ -89,14 +106,28 @@ def _load_extension() -> types.ModuleType:
 
 
 def _check(module: types.ModuleType) -> types.ModuleType:
-    missing = [name for name in ("connect", "Connection", "Table", "Query") if not hasattr(module, name)]
-    for cls, names in (("Connection", CONNECTION_API), ("Table", TABLE_API), ("Query", QUERY_API)):
-        if hasattr(module, cls):
-            missing += [f"{cls}.{name}" for name in names if not hasattr(getattr(module, cls), name)]
-    if missing:
-        raise StoreError(f"this lancedb ({getattr(module, '__file__', '?')}) lacks {', '.join(missing)}: "
-                         "iai-mcp needs the lancedb release pyproject.toml pins")
+    wrong = [problem for (owner, name), shape in API.items()
+             if (problem := _shape_problem(module, owner, name, *shape))]
+    if wrong:
+        raise StoreError(f"this lancedb ({getattr(module, '__file__', '?')}) does not fit iai-mcp: "
+                         f"{'; '.join(wrong)}. iai-mcp needs the lancedb release pyproject.toml pins")
     return module
+
+
+def _shape_problem(module: types.ModuleType, owner: str, name: str, positional: tuple[str, ...],
+                   named: tuple[str, ...]) -> str | None:
+    where = getattr(module, owner, None) if owner else module
+    method = getattr(where, name, None)
+    label = f"{owner}.{name}" if owner else name
+    if method is None:
+        return f"{label} is missing"
+    try:
+        params = [p for p in inspect.signature(method).parameters if p != "self"]
+    except (TypeError, ValueError):
+        return f"{label} has no signature to check"
+    if tuple(params[:len(positional)]) != positional or not set(named) <= set(params):
+        return f"{label}{tuple(params)} is not {label}({', '.join(positional + named)}, ...)"
+    return None
 
 
 class _Loop:
@@ -105,11 +136,16 @@ class _Loop:
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def call(self, method: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """``await method(*args, **kwargs)`` on the loop: the engine's methods
         find the running loop when they are called, not when awaited."""
-        future = asyncio.run_coroutine_threadsafe(_await(method, args, kwargs), self._running())
+        loop = self._running()
+        if threading.current_thread() is self._thread:
+            # Waiting here for the loop this thread runs would never return.
+            raise RuntimeError("a LanceDB call from the engine's own loop thread")
+        future = asyncio.run_coroutine_threadsafe(_await(method, args, kwargs), loop)
         try:
             return future.result()
         except BaseException:
@@ -120,7 +156,8 @@ class _Loop:
         with self._guard:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="iai-lance-loop", daemon=True).start()
+                self._thread = threading.Thread(target=loop.run_forever, name="iai-lance-loop", daemon=True)
+                self._thread.start()
                 self._loop = loop
             return self._loop
 
@@ -128,6 +165,7 @@ class _Loop:
         """After ``fork`` the thread is gone in the child: the next call starts another."""
         self._guard = threading.Lock()
         self._loop = None
+        self._thread = None
 
 
 async def _await(method: Callable[..., Awaitable[T]], args: tuple, kwargs: dict[str, Any]) -> T:

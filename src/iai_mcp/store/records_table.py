@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from iai_mcp.errors import CorruptData
+from iai_mcp.errors import CorruptData, StoreError
 from iai_mcp.log import logger
 from iai_mcp.store.damage import Damage, read_ranges
 from iai_mcp.store.lance_engine import Connection, Table
@@ -82,6 +82,8 @@ def version_count(root: Path) -> int:
         return 0
     try:
         return len(Connection(str(root)).open_table(TABLE).list_versions())
+    except StoreError:
+        raise  # the installed lancedb, not the table: see lance_engine.load
     except Exception as exc:  # LanceDB reports damage as RuntimeError, ValueError, OSError...
         raise CorruptData(f"the records table in {root} cannot be read ({type(exc).__name__}: {exc})") from None
 
