@@ -5,9 +5,6 @@ near the last hit, the batched exact re-scoring, the speaker-label
 shortcut, and onnxruntime's fallback on one thread or two."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from uuid import uuid4
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -18,7 +15,8 @@ from iai_mcp.core.recall import fused_scores
 from iai_mcp.retrieval import KeywordIndex, top
 from iai_mcp.retrieval.fusion import DEFAULT_WEIGHTS, top_k
 from iai_mcp.retrieval.quantized import exact_top
-from iai_mcp.types import EMBED_DIM, MemoryRecord
+from iai_mcp.types import EMBED_DIM
+from tests.test_vector_index import _record
 
 
 def _every_row_reaching(values: np.ndarray, m: int) -> np.ndarray:
@@ -81,16 +79,6 @@ def test_exact_top_with_masked_rows_ties_and_fewer_rows_than_k(k):
     assert set(got) == set(np.flatnonzero(np.isfinite(few)))
 
 
-def _record(vector: np.ndarray, text: str, session: str) -> MemoryRecord:
-    now = datetime.now(UTC)
-    return MemoryRecord(
-        id=uuid4(), tier="episodic", literal_surface=text, aaak_index="", embedding=vector.tolist(),
-        community_id=None, centrality=0.0, detail_level=2, pinned=False, stability=0.0, difficulty=0.0,
-        last_reviewed=None, never_decay=False, never_merge=False, provenance=[], created_at=now,
-        updated_at=now, language="en", session_id=session,
-    )
-
-
 def _whole_array_unsure(cos: Cosines, *, picked, anti, visited, fused, dead, k, floor, anchored, context):
     """``Cosines.unsure`` as it ran before issue 14's round 3: every test over every row."""
     slope = np.float32(cos._slope)
@@ -144,8 +132,8 @@ def test_unsure_finds_what_the_whole_array_tests_find(store, seed):
     floor = float(np.median(cos.dense))
     for context in (None, contexts[0]):
         for anchored in (None, lambda mask: bool(mask[::2].any()), lambda mask: bool(mask[:n // 3].any())):
-            kw = dict(picked=picked, anti=[int(order[12])], visited=order[:200], fused=fused, dead=dead,
-                      k=10, floor=floor, anchored=anchored, context=context)
+            kw = {"picked": picked, "anti": [int(order[12])], "visited": order[:200], "fused": fused,
+                  "dead": dead, "k": 10, "floor": floor, "anchored": anchored, "context": context}
             got = cos.unsure(**kw)
             want = _whole_array_unsure(cos, **kw)
             assert set(got.tolist()) == set(want.tolist())
@@ -161,8 +149,8 @@ def test_a_row_exactly_at_the_edge_of_the_last_hit_is_unsure(store):
     store.insert_many([_record(v, f"row {i}", f"s{i}") for i, v in
                        enumerate(rng.standard_normal((n, EMBED_DIM)).astype(np.float32))])
     dead = np.zeros(n, dtype=bool)
-    cos = Cosines(store, (lambda v: v / np.linalg.norm(v))(rng.standard_normal(EMBED_DIM)).astype(np.float32),
-                  n, dead, k=3)
+    query = rng.standard_normal(EMBED_DIM)
+    cos = Cosines(store, (query / np.linalg.norm(query)).astype(np.float32), n, dead, k=3)
     fused = rng.uniform(0, 1, n).astype(np.float32)
     order = np.argsort(-fused, kind="stable")
     picked = [int(i) for i in order[:3]]
