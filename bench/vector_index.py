@@ -37,7 +37,7 @@ def measure(path: Path, cues: list[str]) -> dict[str, Any]:
     store = MemoryStore(path=path, embedder=embedder)
     try:
         slots = store._slots  # the store's own arrays: what this benchmark is about
-        held = sum(v.nbytes for v in vars(slots).values() if isinstance(v, np.ndarray))
+        held = sum(v.nbytes for v in slots.arrays)  # the codes and the per-slot arrays, one value
         float32 = len(slots.states) * EMBED_DIM * 4 + slots.norms.nbytes + slots.states.nbytes
         matrix, norms = store.vectors()
         exact_fn = store.exact_cosines

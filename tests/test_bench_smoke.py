@@ -236,6 +236,16 @@ def test_related_quick(tmp_path, cache_dir):
 def test_vector_index_quick(tmp_path, cache_dir):
     data = run_bench("vector_index", tmp_path, cache_dir)
     for size in data["sizes"]:
-        assert size["vector_arrays_mb"] < size["float32_arrays_mb"] / 3
+        assert 0 < size["vector_arrays_mb"] < size["float32_arrays_mb"] / 3
         assert size["identical_top_k"] == size["cues"] and size["max_score_difference"] < 1e-5
         assert 0 < size["rescored_rows"]["mean"] <= size["rescored_rows"]["max"] <= size["records"]
+
+
+def test_rank_ab_quick(tmp_path, cache_dir):
+    """Two trees timed side by side: HEAD exported as a package of its own
+    and this checkout, on one store; the same code answers the same."""
+    data = run_bench("rank_ab", tmp_path, cache_dir, "--rev", "HEAD", "--reps", "1")
+    (size,) = data["sizes"]
+    assert list(size["ms"]) == ["iai_mcp_HEAD", "iai_mcp"]
+    assert size["identical_hits"] == size["cues"] > 0
+    assert all(s["n"] == size["calls_per_tree"] for s in size["ms"].values())

@@ -24,15 +24,19 @@ from iai_mcp.store import PURGED, MemoryStore
 from iai_mcp.types import EMBED_DIM, MemoryRecord
 
 
-@pytest.fixture(autouse=True, params=["cast_and_blas", "int8_kernel"])
+@pytest.fixture(autouse=True, params=["cast_and_blas", "int8_kernel", "onnxruntime"])
 def scan_path(request, monkeypatch):
-    """Every test here runs on both scans: numpy's (codes cast to float32 a
-    block at a time) and onnxruntime's integer product with a quantised
-    query (used from ``KERNEL_ROWS`` rows up; here from the first row)."""
+    """Every test here runs on all three scans: numpy's (codes cast to
+    float32 a block at a time) and the integer product with a quantised
+    query (used from ``KERNEL_ROWS`` rows up; here from the first row), by
+    simsimd, and by onnxruntime as when simsimd is missing."""
+    from iai_mcp import int8_kernel
     from iai_mcp.retrieval import quantized
 
-    if request.param == "int8_kernel":
+    if request.param != "cast_and_blas":
         monkeypatch.setattr(quantized, "KERNEL_ROWS", 0)
+    if request.param == "onnxruntime":
+        monkeypatch.setattr(int8_kernel, "_simd_state", [None])
     return request.param
 
 
@@ -89,6 +93,25 @@ def test_the_int8_kernel_is_integer_arithmetic_exactly():
     assert list(int8_dots(extreme, np.full(EMBED_DIM, 127, dtype=np.int8))) == [127 * 127 * EMBED_DIM,
                                                                                -127 * 127 * EMBED_DIM]
     assert matmul_integer_model(EMBED_DIM)[:2] == b"\x08\x08"  # ir_version 8, the model's first field
+
+
+def test_simsimd_serves_the_int8_kernel_after_its_self_check(scan_path):
+    """simsimd's kernel is checked once against numpy and then used; a
+    kernel that gets a sum wrong is never trusted (onnxruntime serves)."""
+    from iai_mcp import int8_kernel
+
+    if scan_path != "int8_kernel":
+        pytest.skip("about the simsimd path")
+    from simsimd import cdist
+
+    assert int8_kernel._simd() is cdist
+    assert int8_kernel._self_check(cdist)
+
+    def saturating(codes, query, **kwargs):  # a kernel whose 16-bit sums saturate
+        exact = codes.astype(np.int32) @ query.astype(np.int32).T
+        return np.clip(exact, -(2**15), 2**15 - 1)
+
+    assert not int8_kernel._self_check(saturating)
 
 
 def test_without_the_kernel_the_cast_and_blas_scan_gives_the_same_bounds(scan_path, monkeypatch):

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from iai_mcp.retrieval.top import at_least
+
 @dataclass(frozen=True)
 class FusionWeights:
     """Knobs of :func:`fuse`, with the values LoCoMo picked.
@@ -229,9 +231,6 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     n = len(scores)
     if k <= 0 or n == 0:
         return np.zeros(0, dtype=np.int64)
-    cand = np.arange(n)
-    if k < n:
-        kth = np.partition(scores, n - k)[n - k]  # values only: faster than argpartition
-        # Keep every row tied with the k-th best so ties resolve by row order.
-        cand = np.flatnonzero(scores >= kth)
+    # Every row tied with the k-th best is kept so ties resolve by row order.
+    cand = at_least(scores, k)
     return cand[np.argsort(-scores[cand], kind="stable")][:k]
