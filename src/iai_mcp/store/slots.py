@@ -20,7 +20,6 @@ from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
-from uuid import UUID
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from iai_mcp.heap import return_freed_heap
 from iai_mcp.retrieval.quantized import quantize
 from iai_mcp.store.sealed_vectors import SealedVectors
 from iai_mcp.store.sharing import SharedValues
+from iai_mcp.store.slot_index import SlotIndex
 from iai_mcp.types import EMBED_DIM, MemoryRow
 
 #: ``states()`` codes: a row's ``state``, and ``PURGED`` for a slot whose
@@ -95,11 +95,13 @@ class Slots:
 
     def __init__(self, capacity: int = 0, sealed: SealedVectors | None = None) -> None:
         self.rows: list[MemoryRow] = []
+        rows = self.rows  # never replaced: the indexes read each slot's key from it
         # LanceDB seq of each row, parallel to rows: 8 bytes a row, not a list of int objects (36).
         self.seqs: array[int] = array("q")
-        self.index_of: dict[UUID, int] = {}
-        # Keyed by the row's own text object: no second copy or digest of it.
-        self.by_text: dict[str, int] = {}
+        # Slot numbers alone, the keys read from the rows (store.slot_index):
+        # no second copy or digest of an id or a text.
+        self.index_of = SlotIndex(rows, "id", capacity)
+        self.by_text = SlotIndex(rows, "literal_surface", capacity)
         self.shared = SharedValues()
         self.sealed = sealed if sealed is not None else SealedVectors()
         #: ``(rows, sum of their unit vectors)`` over the rows recall ranks
