@@ -190,3 +190,34 @@ def test_lookups_beside_inserts_never_miss_a_record_already_there(tmp_path, fake
             done.set()
             reader.join(timeout=30)
         assert not misses and len(store) == 2050
+
+
+def test_rows_read_out_of_seq_order_are_slotted_in_capture_order():
+    """Rows a damaged-file read gives in storage order (a rewritten row sits
+    in a newer fragment) take their slots in ``seq`` order: rows, seqs,
+    vectors, and the id and text tables all agree."""
+    import dataclasses
+    from uuid import uuid4
+
+    import numpy as np
+
+    from iai_mcp.store.purge import blank_row
+    from iai_mcp.store.sealed_vectors import BLOB_BYTES
+    from iai_mcp.store.slots import Slots
+    from iai_mcp.types import EMBED_DIM
+
+    n = 300
+    rows = [dataclasses.replace(blank_row(), id=uuid4(), literal_surface=f"note {i}", hidden_at=None)
+            for i in range(n)]
+    vectors = np.random.default_rng(1).standard_normal((n, EMBED_DIM)).astype(np.float32)
+    shuffled = np.random.default_rng(2).permutation(n)
+    seqs = 10 * np.arange(n) + 5  # gaps, as purges leave
+    slots = Slots.load(n, ((rows[i], vectors[i], bytes(BLOB_BYTES), int(seqs[i])) for i in shuffled.tolist()))
+    try:
+        assert list(slots.seqs) == seqs.tolist() and type(slots.seqs[0]) is int
+        assert [row.id for row in slots.rows] == [row.id for row in rows]
+        assert all(slots.index_of.get(row.id) == i and slots.by_text.get(row.literal_surface) == i
+                   for i, row in enumerate(rows))
+        assert np.allclose(slots.norms[:n], np.linalg.norm(vectors, axis=1))
+    finally:
+        slots.sealed.close()

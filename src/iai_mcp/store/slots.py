@@ -122,7 +122,7 @@ class Slots:
         block = np.zeros((_BLOCK_ROWS, EMBED_DIM), dtype=np.float32)
         blobs: list[bytes] = []
         rows: list[MemoryRow] = []
-        seqs: list[int] = []
+        seqs: array[int] = array("q")  # not a list: 8 bytes a row, not an int object each
         done = 0
         for row, vec, blob, seq in opened:
             if len(rows) == len(slots.codes):  # rows written while we counted
@@ -139,14 +139,14 @@ class Slots:
                 done = len(rows)
         slots._fill(done, block[: len(rows) - done], rows[done:], blobs)
         n = len(rows)
-        order = np.argsort(np.asarray(seqs, dtype=np.int64), kind="stable")
+        order = np.argsort(np.frombuffer(seqs, dtype=np.int64), kind="stable")
         if n and np.any(order != np.arange(n)):
             # Rewritten rows sit in newer fragments: restore capture order.
             for name in ("codes", *_PER_ROW):
                 values = getattr(slots, name)
                 values[:n] = values[order]
             rows = [rows[i] for i in order]
-            seqs = [seqs[i] for i in order]
+            seqs = array("q", np.frombuffer(seqs, dtype=np.int64)[order].tobytes())
         for row, seq in zip(rows, seqs):
             slots._remember(row, seq)
         return_freed_heap()  # the decrypted rows' heap: about 80 MB at 100k records
