@@ -94,12 +94,13 @@ JOURNAL_DIR = "journal"
 #: deletes the purged records' entries (the log refuses later ones anyway).
 PURGE_FLUSH_S = 10.0
 #: Rows per range the open reads from the table. Each range is an Arrow
-#: batch, its rows as Python bytes, and lance's read buffers, all alive at
-#: once: a read-only open of the cached 100k bench store peaked at VmHWM 362
-#: MB in ranges of 4,096 and 323-326 MB in ranges of 1,024, RSS after it
-#: 322-324 vs 317-320 MB (three runs each, two malloc arenas as in the
-#: daemon; 391 vs 335 MB peak with glibc's default arenas), and took as long
-#: (2.7-3.5 s each way on a loaded machine). Ranges of 512 took longer (4.8 s).
+#: table, its rows as Python bytes, and lance's read buffers, all alive at
+#: once. Read-only open of the cached 100k bench store (``python -m
+#: bench.row_footprint``, two runs each): peak VmHWM 357 MB in ranges of
+#: 4,096 rows, 330-335 in ranges of 2,048, 317-318 in ranges of 1,024 (with
+#: the daemon's two malloc arenas: 323-327, 318-319, 310-311). Each range is
+#: one more query, ~2 ms on a busy 2-core machine: the open of the 10k store
+#: took 244 ms against 228 (median of 9), of the 100k one ~0.1 s longer.
 OPEN_BATCH_ROWS = 1024
 
 

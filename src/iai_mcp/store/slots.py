@@ -147,8 +147,7 @@ class Slots:
                 values[:n] = values[order]
             rows = [rows[i] for i in order]
             seqs = array("q", np.frombuffer(seqs, dtype=np.int64)[order].tobytes())
-        for row, seq in zip(rows, seqs):
-            slots._remember(row, seq)
+        slots._remember(rows, seqs)
         return_freed_heap()  # the decrypted rows' heap: about 80 MB at 100k records
         return slots
 
@@ -176,19 +175,19 @@ class Slots:
     def _unit(self, index: int, vector: np.ndarray) -> np.ndarray:
         return np.asarray(vector, dtype=np.float64) / float(self.norms[index])
 
-    def _remember(self, row: MemoryRow, seq: int) -> None:
-        index = len(self.rows)
-        self.seqs.append(seq)
-        self.rows.append(row)
-        self.index_of[row.id] = index
-        self.states[index] = STATE_CODES[row.state]
-        key = row.literal_surface
-        current = self.by_text.get(key)
+    def _remember(self, rows: list[MemoryRow], seqs: Iterable[int]) -> None:
+        """New slots for ``rows`` (with their ``seqs``), found by id and text."""
+        first = len(self.rows)
+        self.seqs.extend(seqs)
+        self.rows.extend(rows)
+        states = self.states
+        states[first:len(self.rows)] = [STATE_CODES[row.state] for row in rows]
+        self.index_of.enter(first)
         # find_identical answers with an active record when there is one: a
         # text said again after its record was forgotten or superseded is
         # stored anew (core.capture), and its repeats fold into the new one.
-        if current is None or self.states[current] != STATE_CODES["active"]:
-            self.by_text[key] = index
+        active = STATE_CODES["active"]
+        self.by_text.enter(first, keep=lambda current: states[current] == active)
 
     def _grow(self, capacity: int) -> None:
         fresh = _arrays(capacity)
@@ -210,7 +209,7 @@ class Slots:
         i = len(self.rows)
         self.where[i] = self.sealed.append(blob)
         self._quantize(i, np.asarray(vector, dtype=np.float32)[None, :], [row])
-        self._remember(self.shared.share(row), seq)
+        self._remember([self.shared.share(row)], [seq])
 
     def exact(self, index: int, open_blob: Callable[[bytes, bytes], bytes]) -> np.ndarray:
         """Slot ``index``'s exact vector, its sealed blob opened with
