@@ -70,7 +70,7 @@ _OPS = st.lists(st.tuples(st.sampled_from(["set", "pop", "del", "setdefault", "g
 @settings(max_examples=150, deadline=None)
 @given(ops=_OPS, buckets=st.sampled_from([1, 3, 1 << 40]))
 def test_slot_index_answers_as_the_dict_it_replaced(ops, buckets):
-    """Every operation the slots use, in any order, answers as a dict does,
+    """Every operation the slots (and tests) use, in any order, answers as a dict does,
     whether keys collide (one hash for all, or three) or not; a fresh key
     object equal to a stored one finds its entry."""
     rows: list[_Row] = []
@@ -97,6 +97,11 @@ def test_slot_index_answers_as_the_dict_it_replaced(ops, buckets):
                     del index[probe]
         elif op == "get":
             assert index.get(probe) == model.get(name)
+            if name in model:
+                assert index[probe] == model[name]
+            else:
+                with pytest.raises(KeyError):
+                    index[probe]
         else:
             assert (probe in index) == (name in model)
         assert len(index) == len(model)

@@ -89,6 +89,12 @@ class SlotIndex:
         pos = self._position(table, key)
         return default if pos < 0 else table[pos]
 
+    def __getitem__(self, key: Hashable) -> int:
+        slot = self.get(key)
+        if slot is None:
+            raise KeyError(key)
+        return int(slot)
+
     def __contains__(self, key: object) -> bool:
         return self._position(self._table, key) >= 0  # type: ignore[arg-type]
 
