@@ -93,6 +93,15 @@ JOURNAL_DIR = "journal"
 #: How long a purge waits for queued provenance to reach the log before it
 #: deletes the purged records' entries (the log refuses later ones anyway).
 PURGE_FLUSH_S = 10.0
+#: Rows per range the open reads from the table. Each range is an Arrow
+#: table, its rows as Python bytes, and lance's read buffers, all alive at
+#: once. Read-only open of the cached 100k bench store (``python -m
+#: bench.row_footprint``, two runs each): peak VmHWM 357 MB in ranges of
+#: 4,096 rows, 330-335 in ranges of 2,048, 317-318 in ranges of 1,024 (with
+#: the daemon's two malloc arenas: 323-327, 318-319, 310-311). Each range is
+#: one more query, ~2 ms on a busy 2-core machine: the open of the 10k store
+#: took 244 ms against 228 (median of 9), of the 100k one ~0.1 s longer.
+OPEN_BATCH_ROWS = 1024
 
 
 class NamedEmbedder(Protocol):
@@ -187,7 +196,7 @@ class MemoryStore:
     def _opened(self, skip: set[int]) -> Iterator[tuple[MemoryRow, np.ndarray, bytes, int]]:
         """Every row decrypted once, ``(row, vector, sealed vector, seq)``; rows of ``skip``
         (a purge that could not finish) are left out."""
-        for sealed in self._records.scan():
+        for sealed in self._records.scan(OPEN_BATCH_ROWS):
             self._next_seq = max(self._next_seq, sealed.seq + 1)
             if sealed.seq in skip:
                 continue

@@ -118,14 +118,18 @@ class SharedValues:
     def tags(self, tags: Iterable[str]) -> ReadOnlyList:
         if type(tags) is ReadOnlyList:
             return tags  # shared already: a row rewritten with other changes
-        key = tuple(self.string(tag) if type(tag) is str else tag for tag in tags)
+        key = tuple(tags)
         if not key:
             return EMPTY
+        # A tag set seen before (most rows' case) needs no per-tag lookup:
+        # the shared list already holds shared strings.
         shared = self._tag_lists.get(key)
-        if shared is None:
-            if len(self._tag_lists) >= _WINDOW:
-                self._tag_lists.clear()
-            shared = self._tag_lists[key] = ReadOnlyList(key)
+        if shared is not None:
+            return shared
+        if len(self._tag_lists) >= _WINDOW:
+            self._tag_lists.clear()
+        key = tuple(self.string(tag) if type(tag) is str else tag for tag in key)
+        shared = self._tag_lists[key] = ReadOnlyList(key)
         return shared
 
     def history(self, history: Iterable[dict[str, Any]]) -> ReadOnlyList:

@@ -20,7 +20,6 @@ from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
-from uuid import UUID
 
 import numpy as np
 
@@ -29,6 +28,7 @@ from iai_mcp.heap import return_freed_heap
 from iai_mcp.retrieval.quantized import quantize
 from iai_mcp.store.sealed_vectors import SealedVectors
 from iai_mcp.store.sharing import SharedValues
+from iai_mcp.store.slot_index import SlotIndex
 from iai_mcp.types import EMBED_DIM, MemoryRow
 
 #: ``states()`` codes: a row's ``state``, and ``PURGED`` for a slot whose
@@ -95,11 +95,13 @@ class Slots:
 
     def __init__(self, capacity: int = 0, sealed: SealedVectors | None = None) -> None:
         self.rows: list[MemoryRow] = []
+        rows = self.rows  # never replaced: the indexes read each slot's key from it
         # LanceDB seq of each row, parallel to rows: 8 bytes a row, not a list of int objects (36).
         self.seqs: array[int] = array("q")
-        self.index_of: dict[UUID, int] = {}
-        # Keyed by the row's own text object: no second copy or digest of it.
-        self.by_text: dict[str, int] = {}
+        # Slot numbers alone, the keys read from the rows (store.slot_index):
+        # no second copy or digest of an id or a text.
+        self.index_of = SlotIndex(rows, "id", capacity)
+        self.by_text = SlotIndex(rows, "literal_surface", capacity)
         self.shared = SharedValues()
         self.sealed = sealed if sealed is not None else SealedVectors()
         #: ``(rows, sum of their unit vectors)`` over the rows recall ranks
@@ -120,7 +122,7 @@ class Slots:
         block = np.zeros((_BLOCK_ROWS, EMBED_DIM), dtype=np.float32)
         blobs: list[bytes] = []
         rows: list[MemoryRow] = []
-        seqs: list[int] = []
+        seqs: array[int] = array("q")  # not a list: 8 bytes a row, not an int object each
         done = 0
         for row, vec, blob, seq in opened:
             if len(rows) == len(slots.codes):  # rows written while we counted
@@ -137,16 +139,15 @@ class Slots:
                 done = len(rows)
         slots._fill(done, block[: len(rows) - done], rows[done:], blobs)
         n = len(rows)
-        order = np.argsort(np.asarray(seqs, dtype=np.int64), kind="stable")
+        order = np.argsort(np.frombuffer(seqs, dtype=np.int64), kind="stable")
         if n and np.any(order != np.arange(n)):
             # Rewritten rows sit in newer fragments: restore capture order.
             for name in ("codes", *_PER_ROW):
                 values = getattr(slots, name)
                 values[:n] = values[order]
             rows = [rows[i] for i in order]
-            seqs = [seqs[i] for i in order]
-        for row, seq in zip(rows, seqs):
-            slots._remember(row, seq)
+            seqs = array("q", np.frombuffer(seqs, dtype=np.int64)[order].tobytes())
+        slots._remember(rows, seqs)
         return_freed_heap()  # the decrypted rows' heap: about 80 MB at 100k records
         return slots
 
@@ -174,19 +175,19 @@ class Slots:
     def _unit(self, index: int, vector: np.ndarray) -> np.ndarray:
         return np.asarray(vector, dtype=np.float64) / float(self.norms[index])
 
-    def _remember(self, row: MemoryRow, seq: int) -> None:
-        index = len(self.rows)
-        self.seqs.append(seq)
-        self.rows.append(row)
-        self.index_of[row.id] = index
-        self.states[index] = STATE_CODES[row.state]
-        key = row.literal_surface
-        current = self.by_text.get(key)
+    def _remember(self, rows: list[MemoryRow], seqs: Iterable[int]) -> None:
+        """New slots for ``rows`` (with their ``seqs``), found by id and text."""
+        first = len(self.rows)
+        self.seqs.extend(seqs)
+        self.rows.extend(rows)
+        states = self.states
+        states[first:len(self.rows)] = [STATE_CODES[row.state] for row in rows]
+        self.index_of.enter(first)
         # find_identical answers with an active record when there is one: a
         # text said again after its record was forgotten or superseded is
         # stored anew (core.capture), and its repeats fold into the new one.
-        if current is None or self.states[current] != STATE_CODES["active"]:
-            self.by_text[key] = index
+        active = STATE_CODES["active"]
+        self.by_text.enter(first, keep=lambda current: states[current] == active)
 
     def _grow(self, capacity: int) -> None:
         fresh = _arrays(capacity)
@@ -208,7 +209,7 @@ class Slots:
         i = len(self.rows)
         self.where[i] = self.sealed.append(blob)
         self._quantize(i, np.asarray(vector, dtype=np.float32)[None, :], [row])
-        self._remember(self.shared.share(row), seq)
+        self._remember([self.shared.share(row)], [seq])
 
     def exact(self, index: int, open_blob: Callable[[bytes, bytes], bytes]) -> np.ndarray:
         """Slot ``index``'s exact vector, its sealed blob opened with
