@@ -4,7 +4,8 @@ The process measured is the store's daemon when ``iai_mcp.daemon`` exists:
 ``python -m iai_mcp --store <copy> daemon run`` started per size, recalls sent
 through ``DaemonClient``, and its ``VmHWM`` (peak) and ``VmRSS`` read from
 ``/proc/<pid>/status`` once it listens, once the model is warm, after the
-recalls, and one second later (steady). Without the daemon (``--process
+recalls, one second later, and once the daemon has been quiet long enough for
+its quiet housekeeping (``Daemon._when_quiet``: a heap trim; steady). Without the daemon (``--process
 inproc``), a child process (``python -m bench.memory --child``) does what a
 server does: ``backend.open_store``, the real embedder, recalls through
 ``core.dispatch``, then reads its own status (steady after ``gc.collect()``).
@@ -85,6 +86,8 @@ def run_daemon(path: Path, seed: int, recalls: int, ready_timeout: float = 600.0
 
     from iai_mcp.daemon import wire
     from iai_mcp.daemon.client import DaemonClient
+    from iai_mcp.daemon.service import COMPACT_CHECK_S as CHECK_S
+    from iai_mcp.daemon.service import COMPACT_QUIET_S as QUIET_S
     from iai_mcp.errors import IaiError
 
     path.mkdir(parents=True, exist_ok=True)
@@ -126,7 +129,11 @@ def run_daemon(path: Path, seed: int, recalls: int, ready_timeout: float = 600.0
         for cue in cues:
             client.call("memory_recall", {"cue": cue, "k": 10})
         report["after_recalls"] = proc_status(proc.pid)
-        time.sleep(1.0)  # let the provenance queue drain before the steady reading
+        time.sleep(1.0)  # let the provenance queue drain
+        report["after_1s"] = proc_status(proc.pid)
+        # Steady: once the daemon has been quiet long enough for its quiet
+        # housekeeping (Daemon._when_quiet: a due compaction, a heap trim).
+        time.sleep(QUIET_S + 2 * CHECK_S)
         report["steady"] = proc_status(proc.pid)
     finally:
         client.close()

@@ -147,10 +147,13 @@ def test_a_failing_save_is_one_line_and_the_daemon_serves_on(tmp_path, monkeypat
     monkeypatch.setenv("IAI_MCP_TEST_EMBEDDER", "hash")
     monkeypatch.delenv("IAI_MCP_LOCAL", raising=False)
 
-    def full_disk(self, name, data):
+    from iai_mcp.store import crypto
+
+    def full_disk(self, parts, aad, out):
+        out.write(b"x" * 100)  # some of it written, then the disk is full
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(MemoryStore, "write_cache", full_disk)
+    monkeypatch.setattr(crypto.Cipher, "seal_stream", full_disk)
     root = tmp_path / "store"
     with _open(root) as store:
         _populate(store, 5, seed=4)
@@ -160,6 +163,7 @@ def test_a_failing_save_is_one_line_and_the_daemon_serves_on(tmp_path, monkeypat
     failed = _events(capsys, "recall_snapshot_save_failed")
     assert [e["reason"] for e in failed] == ["warmup", "shutdown"]
     assert "No space left" in failed[0]["error"] and not (root / CACHE).exists()
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".")]  # no temp file left either
 
 
 # ------------------------------------------------------------ invalidation
@@ -487,3 +491,72 @@ def test_no_snapshot_is_written_while_a_purge_is_unfinished(tmp_path):
         keyword_index(store)
         assert store.write_cache(recall_snapshot.NAME, b"anything") is False
         assert not recall_snapshot.save(store, reason="test")
+
+
+# ------------------------------------------------------- streamed sealing
+
+
+def test_a_streamed_seal_is_the_one_shot_seal_byte_for_byte(monkeypatch):
+    """``seal_stream`` writes what ``seal`` returns for the same nonce (so
+    ``open`` reads it), whatever the parts and however they straddle chunks."""
+    import io
+    import os as _os
+
+    from iai_mcp.store import crypto
+
+    monkeypatch.setattr(crypto, "STREAM_CHUNK", 1000)
+    cipher = crypto.Cipher(bytes(range(32)))
+    parts = [b"", b"head", memoryview(bytes(range(256)) * 9).cast("B"), bytearray(b"x" * 2500), b"tail"]
+    nonce = b"\x07" * crypto.NONCE_BYTES
+    monkeypatch.setattr(crypto.os, "urandom", lambda n: nonce[:n])
+    out = io.BytesIO()
+    written = cipher.seal_stream(parts, b"aad", out)
+    joined = b"".join(bytes(p) for p in parts)
+    assert out.getvalue() == cipher.seal(joined, b"aad") and written == len(out.getvalue())
+    monkeypatch.setattr(crypto.os, "urandom", _os.urandom)
+    assert cipher.open(out.getvalue(), b"aad") == joined
+
+
+def test_a_snapshot_save_holds_no_joined_or_sealed_copy(tmp_path, monkeypatch):
+    """The save streams the packed parts into the cipher: the joined bytes
+    (``pack``) are never built, and what lands on disk loads."""
+    from iai_mcp.retrieval import packed
+
+    root = tmp_path / "store"
+    def joined(*args):
+        pytest.fail("the snapshot was joined before sealing")
+
+    monkeypatch.setattr(packed, "pack", joined)
+    monkeypatch.setattr(recall_snapshot, "pack", joined, raising=False)  # however it is imported
+    rows = _saved(root)
+    with _open(root) as store:
+        meta, arrays = packed.unpack(store.read_cache(recall_snapshot.NAME))
+    assert meta["rows"] == rows and len(arrays["length"]) == rows
+
+
+def test_a_purge_while_a_cache_is_sealed_keeps_it_out(tmp_path):
+    """A purge that runs while the sealed bytes stream to their temp file:
+    the temp file is deleted and nothing is put in place."""
+    root = tmp_path / "store"
+    with _open(root) as store:
+        ids = _populate(store, 6, seed=3)
+
+        def parts():
+            yield b"derived from every record, the purged one too"
+            dispatch(store, "memory_forget", {"ids": ids[:1], "mode": "purge"})
+            yield b" and more"
+
+        assert store.write_cache_parts("some-cache", parts()) is False
+    assert not (root / "some-cache.cache").exists()
+    assert not [p.name for p in root.iterdir() if p.name.startswith(".some-cache")]
+
+
+def test_an_open_removes_what_a_killed_cache_write_left(tmp_path):
+    from iai_mcp.fs import temp_path
+
+    root = tmp_path / "store"
+    _saved(root)
+    stray = temp_path(root / CACHE)
+    stray.write_bytes((root / CACHE).read_bytes())
+    with _open(root):
+        assert not stray.exists() and (root / CACHE).exists()

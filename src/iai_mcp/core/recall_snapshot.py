@@ -44,7 +44,7 @@ from iai_mcp.errors import CorruptData
 from iai_mcp.heap import return_freed_heap
 from iai_mcp.log import logger
 from iai_mcp.retrieval import KeywordIndex, tokenize
-from iai_mcp.retrieval.packed import pack, unpack
+from iai_mcp.retrieval.packed import pack_parts, unpack
 from iai_mcp.retrieval import text as text_module
 from iai_mcp.retrieval.text import speaker_label
 from iai_mcp.store import PURGED, MemoryStore
@@ -204,11 +204,11 @@ def _write(store: MemoryStore, taken: _Taken, reason: str) -> bool:
         return False
     header: dict[str, Any] = {"format": FORMAT, "tokenizer": tokenizer_mark(), "rows": n,
                               "digest": rows_digest(rows[:n]), "keywords": taken.meta}
-    blob = pack(header, taken.arrays)
-    taken.arrays.clear()  # ~13 MB at 100k rows that need not live on through the sealing
-    size, written = len(blob), store.write_cache(NAME, blob)
-    del blob
-    return_freed_heap()  # the packed and sealed copies: ~40 MB of heap at 100k rows
+    parts = pack_parts(header, taken.arrays)  # sealed as written: never joined, never held sealed
+    size, written = sum(map(len, parts)), store.write_cache_parts(NAME, parts)
+    del parts
+    taken.arrays.clear()
+    return_freed_heap()  # the exported arrays: ~13 MB of heap at 100k rows
     if not written:  # a purge since the check above
         _log("recall_snapshot_not_saved", reason=reason, why="a purge ran in this process")
         return False

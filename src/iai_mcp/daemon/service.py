@@ -23,6 +23,7 @@ from iai_mcp import __version__
 from iai_mcp.daemon import auth, wire
 from iai_mcp.errors import IaiError, InvalidInput, StoreError
 from iai_mcp.fs import write_atomic
+from iai_mcp.heap import return_freed_heap
 from iai_mcp.log import logger
 
 #: How long shutdown waits for in-flight requests before closing the store.
@@ -37,8 +38,9 @@ BACKLOG_READ_S = 2.0
 #: (also once at start). Hourly: the window is days long, and a purge holds
 #: the store for the time it rewrites (2.1 s for a 100k-record fragment).
 AUTO_PURGE_EVERY_S = 3600.0
-#: A compaction the writes left (``MemoryStore.compact_if_due``) runs once no
-#: request has come for ``COMPACT_QUIET_S``; checked every ``COMPACT_CHECK_S``.
+#: A compaction the writes left (``MemoryStore.compact_if_due``) and a heap
+#: trim run once no request has come for ``COMPACT_QUIET_S`` (``_when_quiet``);
+#: checked every ``COMPACT_CHECK_S``.
 COMPACT_QUIET_S = 2.0
 COMPACT_CHECK_S = 0.5
 
@@ -103,7 +105,7 @@ class Daemon:
             threading.Thread(target=self._auto_purge, name="iai-mcp-autopurge", daemon=True).start()
             threading.Thread(target=self._snapshots.run, args=(self._stop_requested,),
                              name="iai-mcp-snapshot", daemon=True).start()
-            threading.Thread(target=self._compact_when_quiet, name="iai-mcp-compact", daemon=True).start()
+            threading.Thread(target=self._when_quiet, name="iai-mcp-quiet", daemon=True).start()
             reason = self._loop()
         except BaseException as exc:
             # Whatever broke the loop, the store is still closed (queue drained)
@@ -362,28 +364,40 @@ class Daemon:
                     consequence=f"retried in {AUTO_PURGE_EVERY_S:.0f} s")
             self._stop_requested.wait(AUTO_PURGE_EVERY_S)
 
-    def _compact_when_quiet(self) -> None:
-        """Run the compaction the writes left once the daemon is quiet: the
-        write that made it due has answered already, and the next request
-        waits for it only if it arrives while the table is being rewritten.
-        ``compact_if_due`` logs its own failure and waits for more writes;
-        anything else is logged here and tried again after the next request."""
-        failed_after = None  # the last activity before a failure
+    def _when_quiet(self) -> None:
+        """Housekeeping once the daemon is quiet (no request for
+        ``COMPACT_QUIET_S``), each at most once per quiet spell:
+
+        - the compaction the writes left: the write that made it due has
+          answered already, and the next request waits for it only if it
+          arrives while the table is rewritten. ``compact_if_due`` logs its
+          own failure and waits for more writes; anything else is logged here
+          and tried again after the next request.
+        - the heap the requests freed goes back to the system (``malloc_trim``:
+          a recall's or a capture's temporaries, a snapshot save's arrays), so
+          an idle daemon's RSS is what it holds, not what it once needed."""
+        failed_after = None  # the last activity before a compaction failure
+        trimmed_after = None  # the last activity before the last trim
         while not self._stop_requested.wait(COMPACT_CHECK_S):
-            if not self._quiet() or self._last_activity == failed_after or not self.store.compaction_due:
+            if not self._quiet():
                 continue
-            try:
-                with self._store_lock:
-                    # Checked again with the lock: a request that ended just
-                    # now (a long one: a purge) is likely followed by another.
-                    if self._stopping:
-                        return
-                    if self._quiet():
-                        self.store.compact_if_due()
-            except Exception as exc:
-                failed_after = self._last_activity
-                log("compaction_failed", error=f"{type(exc).__name__}: {exc}",
-                    consequence="tried again when quiet after the next request")
+            last = self._last_activity
+            if last != failed_after and self.store.compaction_due:
+                try:
+                    with self._store_lock:
+                        # Checked again with the lock: a request that ended just
+                        # now (a long one: a purge) is likely followed by another.
+                        if self._stopping:
+                            return
+                        if self._quiet():
+                            self.store.compact_if_due()
+                except Exception as exc:
+                    failed_after = last
+                    log("compaction_failed", error=f"{type(exc).__name__}: {exc}",
+                        consequence="tried again when quiet after the next request")
+            if last != trimmed_after and self._quiet():
+                trimmed_after = last
+                return_freed_heap()
 
     def _quiet(self) -> bool:
         """No request running, and none ended or started for ``COMPACT_QUIET_S``."""

@@ -23,6 +23,13 @@ _LEN = struct.Struct("<I")
 
 def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
     """``meta`` (plain JSON) and ``arrays`` (1-d) as one byte string."""
+    return b"".join(pack_parts(meta, arrays))
+
+
+def pack_parts(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[bytes | memoryview]:
+    """``pack``'s bytes as consecutive parts, the arrays' own memory where
+    they are little-endian and contiguous already (a writer streams them
+    without a joined copy)."""
     specs: list[dict[str, Any]] = []
     chunks: list[bytes | memoryview] = []
     offset = 0
@@ -31,12 +38,12 @@ def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
         if data.dtype.str not in DTYPES or data.ndim != 1:
             raise ValueError(f"array {name!r}: {data.dtype.str} {data.shape} cannot be packed")
         pad = -offset % 8
-        chunks += [b"\0" * pad, memoryview(data).cast("B")]  # joined below: one copy, not two
+        chunks += [b"\0" * pad, memoryview(data).cast("B")]
         offset += pad
         specs.append({"name": name, "dtype": data.dtype.str, "length": len(data), "offset": offset})
         offset += data.nbytes
     header = json.dumps({"meta": meta, "arrays": specs}, separators=(",", ":")).encode("utf-8")
-    return b"".join([MAGIC, _LEN.pack(len(header)), header, *chunks])
+    return [MAGIC, _LEN.pack(len(header)), header, *chunks]
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

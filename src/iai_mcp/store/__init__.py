@@ -30,7 +30,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -183,6 +183,8 @@ class MemoryStore:
             self._record_expected(version, rows)
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
+        if not self.read_only:
+            guarded("deleting what a killed cache write left", self._caches.drop_strays)
         if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
             guarded("deleting the store's caches", self._caches.drop_all)  # they may hold the rows' words
             self._purger.finish()
@@ -689,14 +691,28 @@ class MemoryStore:
         process, or while one is unfinished (its records may still be in
         memory, and in ``data``): whatever was derived here may hold a
         purged record's words."""
-        if self.read_only:
+        return self.write_cache_parts(name, [data])
+
+    def write_cache_parts(self, name: str, parts: Iterable[bytes | bytearray | memoryview]) -> bool:
+        """``write_cache`` of the concatenated ``parts``, sealed as they are
+        written (neither the joined bytes nor their sealed copy is ever held).
+        Sealed outside the lock (captures go on meanwhile) into a temp file,
+        put in place under it if no purge ran by then; a purge in between
+        deletes the temp file, and a kill leaves it to the next open."""
+        if self.read_only or self._purged_here():
             return False
-        sealed = self._caches.seal(name, data)  # outside the lock: captures go on meanwhile
-        with self._lock:
-            if np.any(self.states() == PURGED) or self._purger.pending() is not None:
-                return False
-            self._caches.put(name, sealed)
-        return True
+        staged, _ = self._caches.stage(name, parts)
+        try:
+            with self._lock:
+                if self._purged_here():
+                    return False
+                self._caches.commit(name, staged)
+                return True
+        finally:
+            staged.unlink(missing_ok=True)  # gone already when committed
+
+    def _purged_here(self) -> bool:
+        return bool(np.any(self.states() == PURGED)) or self._purger.pending() is not None
 
     # -------------------------------------------------------------- admin
 

@@ -29,11 +29,14 @@ import hmac
 import os
 import secrets
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher as _BlockCipher
+from cryptography.hazmat.primitives.ciphers import algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from iai_mcp.config import PASSPHRASE_ENV, KeySettings
@@ -41,6 +44,8 @@ from iai_mcp.errors import CorruptData, KeyUnavailable, WrongKey
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
+#: ``seal_stream`` encrypts this many bytes at a time.
+STREAM_CHUNK = 1 << 20
 KEY_FILE_NAME = "key"
 KEYRING_SERVICE = "iai-mcp"
 _KEY_CHECK = b"iai-mcp key check v1"
@@ -54,6 +59,7 @@ class Cipher:
         if len(key) != KEY_BYTES:
             raise ValueError("an AES-256 key is 32 bytes")
         self._aead = AESGCM(key)
+        self._stream_key = algorithms.AES(key)  # seal_stream's incremental GCM: the same bytes as _aead's
         # A subkey for digests only: a digest never reveals the key, and the
         # key never signs anything else.
         self._digest_key = hmac.new(key, b"iai-mcp log digest v1", hashlib.sha256).digest()
@@ -78,17 +84,27 @@ class Cipher:
         nonce = os.urandom(NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
-    def seal_large(self, plaintext: bytes, aad: bytes) -> bytearray:
-        """``seal`` into one buffer: no second copy of a large blob (a 13 MB
-        cache at 100k records) to prepend the nonce to."""
+    def seal_stream(self, parts: Iterable[bytes | bytearray | memoryview], aad: bytes, out: BinaryIO) -> int:
+        """``seal`` of the concatenated ``parts``, written to ``out`` as it is
+        encrypted, ``STREAM_CHUNK`` at a time: the same bytes (nonce,
+        ciphertext, GCM tag), which ``open`` reads, without the blob ever held
+        whole, plain or sealed (a 13 MB cache at 100k records, twice).
+        Returns how many bytes were written."""
         nonce = os.urandom(NONCE_BYTES)
-        encrypt_into = getattr(self._aead, "encrypt_into", None)
-        if encrypt_into is None:  # cryptography < 47 has no encrypt_into: one copy more
-            return bytearray(nonce + self._aead.encrypt(nonce, plaintext, aad))
-        out = bytearray(NONCE_BYTES + len(plaintext) + 16)
-        out[:NONCE_BYTES] = nonce
-        encrypt_into(nonce, plaintext, aad, memoryview(out)[NONCE_BYTES:])
-        return out
+        encryptor = _BlockCipher(self._stream_key, modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        out.write(nonce)
+        written = NONCE_BYTES
+        buf = bytearray(STREAM_CHUNK + 15)  # update_into wants a block less one byte of room
+        for part in parts:
+            view = memoryview(part).cast("B")
+            for start in range(0, len(view), STREAM_CHUNK):
+                n = encryptor.update_into(view[start:start + STREAM_CHUNK], buf)
+                out.write(memoryview(buf)[:n])
+                written += n
+        tail = encryptor.finalize() + encryptor.tag
+        out.write(tail)
+        return written + len(tail)
 
     def open(self, blob: bytes, aad: bytes) -> bytes:
         if len(blob) < NONCE_BYTES + 16:
@@ -112,8 +128,8 @@ class Sealer:
     def seal(self, data: bytes) -> bytes:
         return self._cipher.seal(data, self._aad)
 
-    def seal_large(self, data: bytes) -> bytearray:
-        return self._cipher.seal_large(data, self._aad)
+    def seal_stream(self, parts: Iterable[bytes | bytearray | memoryview], out: BinaryIO) -> int:
+        return self._cipher.seal_stream(parts, self._aad, out)
 
     def open(self, blob: bytes) -> bytes:
         return self._cipher.open(blob, self._aad)

@@ -15,17 +15,18 @@ module only keeps bytes private and whole. A purge deletes every cache
 """
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from iai_mcp.errors import InvalidInput
-from iai_mcp.fs import stray_temps, write_atomic
+from iai_mcp.fs import stray_temps, temp_path
 from iai_mcp.store.crypto import Sealer
 
 SUFFIX = ".cache"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-#: What ``write_atomic`` stages a cache under (``fs.temp_path``): ``.<name>.cache.<pid>-<hex>.tmp``.
+#: What ``stage`` writes a cache to first (``fs.temp_path``): ``.<name>.cache.<pid>-<hex>.tmp``.
 _STRAY = re.compile(rf"\.{_NAME.pattern}{re.escape(SUFFIX)}\.")
 
 
@@ -56,14 +57,31 @@ class SealedCache:
             return None
         return self._bound(name).open(blob)
 
-    def seal(self, name: str, data: bytes) -> bytearray:
-        """``data`` sealed for ``name`` (apart from ``put``, so that a caller
-        can seal outside its lock)."""
-        return self._bound(name).seal_large(data)
+    def stage(self, name: str, parts: Iterable[bytes | bytearray | memoryview]) -> tuple[Path, int]:
+        """The concatenated ``parts`` sealed for ``name`` straight into a new
+        owner-only temp file beside the cache (``fs.temp_path``; a purge's
+        ``drop_all`` deletes it like any stray): ``(path, bytes)``. ``commit``
+        puts it in place; the caller unlinks it otherwise."""
+        tmp = temp_path(self.path(name))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)  # never a planted file
+        try:
+            with os.fdopen(fd, "wb") as out:
+                os.fchmod(fd, 0o600)
+                size = self._bound(name).seal_stream(parts, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return tmp, size
 
-    def put(self, name: str, sealed: bytes | bytearray) -> None:
-        """Replace cache ``name`` with ``sealed`` (from ``seal``): 0600, atomic."""
-        write_atomic(self.path(name), sealed, mode=0o600, fsync=False)
+    def commit(self, name: str, staged: Path) -> None:
+        """Replace cache ``name`` with what ``stage`` wrote (one rename)."""
+        os.replace(staged, self.path(name))
+
+    def drop_strays(self) -> None:
+        """Delete what a killed ``put`` or ``stage`` left."""
+        for path in stray_temps(self._root):
+            if _STRAY.match(path.name):
+                path.unlink(missing_ok=True)
 
     def drop_all(self) -> int:
         """Delete every cache, and what a write cut short left of one (a
@@ -74,7 +92,5 @@ class SealedCache:
             if _NAME.fullmatch(path.name[: -len(SUFFIX)]):
                 path.unlink(missing_ok=True)
                 dropped += 1
-        for path in stray_temps(self._root):
-            if _STRAY.match(path.name):
-                path.unlink(missing_ok=True)
+        self.drop_strays()
         return dropped
