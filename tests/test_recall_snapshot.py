@@ -560,3 +560,50 @@ def test_an_open_removes_what_a_killed_cache_write_left(tmp_path):
     stray.write_bytes((root / CACHE).read_bytes())
     with _open(root):
         assert not stray.exists() and (root / CACHE).exists()
+
+
+def test_an_export_written_while_documents_are_added_holds_what_it_counted():
+    """The snapshot's postings are read term by term as they are sealed,
+    outside the store lock: documents added meanwhile (to old terms and new)
+    must not reach it, and it must equal an index of the first ones alone."""
+    texts = ["Caroline: red apple pie", "green apple tart", "東京 apple", "blue sky " * 3, "apple apple jam"]
+    later = ["apple and a brand new word", "sky jam tart", "Melanie: red apple"]
+    index, alone = KeywordIndex(), KeywordIndex()
+    for doc, text in enumerate(texts):
+        index.add(doc, text)
+        alone.add(doc, text)
+    index.remove(1)
+    alone.remove(1)
+    meta, arrays = index.export()
+    for doc, text in enumerate(later, start=len(texts)):
+        index.add(doc, text)  # meanwhile, before a byte is written
+    copy = KeywordIndex.restored(*unpack(pack(meta, arrays)))
+    assert len(copy) == len(texts)
+    for cue in ("apple", "Caroline apple", "sky jam", "brand new", "東京"):
+        assert np.array_equal(copy.scores(cue), alone.scores(cue))
+
+
+def test_pieces_that_are_not_as_long_as_they_said_fail_the_pack():
+    from iai_mcp.retrieval.packed import Pieces
+
+    short = Pieces("<i4", 3, [np.arange(2, dtype="<i4").tobytes()])
+    with pytest.raises(ValueError, match="pieces gave 8 bytes for an array of 12"):
+        pack({}, {"a": short})
+
+
+def test_the_posting_cache_stays_within_its_budget_and_scores_do_not_change(monkeypatch):
+    from iai_mcp.retrieval import keyword_index as ki
+
+    monkeypatch.setattr(ki, "CACHE_BYTES", 400)  # a few terms' worth
+    index = KeywordIndex()
+    words = [f"w{i}" for i in range(60)]
+    for doc in range(40):
+        index.add(doc, " ".join(words[doc % 7 * 5:doc % 7 * 5 + 12]))
+    fresh = KeywordIndex.restored(*unpack(pack(*index.export())))
+    for round_ in range(3):
+        for cue in words[::3]:
+            assert np.array_equal(index.scores(cue), fresh.scores(cue))
+            held = sum(a.nbytes + b.nbytes for a, b in index._cache.values())
+            assert held == index._cache_bytes <= 400
+    index.add(40, "w0 w1 w2")  # a posting grew: its cached arrays are made again
+    assert index.scores("w0")[40] > 0

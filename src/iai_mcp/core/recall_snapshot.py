@@ -204,11 +204,13 @@ def _write(store: MemoryStore, taken: _Taken, reason: str) -> bool:
         return False
     header: dict[str, Any] = {"format": FORMAT, "tokenizer": tokenizer_mark(), "rows": n,
                               "digest": rows_digest(rows[:n]), "keywords": taken.meta}
-    parts = pack_parts(header, taken.arrays)  # sealed as written: never joined, never held sealed
-    size, written = sum(map(len, parts)), store.write_cache_parts(NAME, parts)
+    # Sealed as written, the postings read term by term meanwhile: never
+    # copied whole, joined or held sealed (each was 13 MB at 100k rows).
+    size, parts = pack_parts(header, taken.arrays)
+    written = store.write_cache_parts(NAME, parts)
     del parts
     taken.arrays.clear()
-    return_freed_heap()  # the exported arrays: ~13 MB of heap at 100k rows
+    return_freed_heap()
     if not written:  # a purge since the check above
         _log("recall_snapshot_not_saved", reason=reason, why="a purge ran in this process")
         return False

@@ -6,14 +6,21 @@ milliseconds with numpy; the measured figures are in the class docstring.
 """
 from __future__ import annotations
 
+import threading
 from array import array
 from collections import Counter
+from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
+from iai_mcp.retrieval.packed import Pieces
 from iai_mcp.retrieval.text import speaker_label, tokenize
+
+#: What ``KeywordIndex._postings`` keeps of the postings it made arrays of.
+CACHE_BYTES = 4 << 20
+
 
 class KeywordIndex:
     """Incremental Okapi BM25 over documents appended as 0, 1, 2, ...
@@ -38,7 +45,9 @@ class KeywordIndex:
         self._terms: dict[str, int] = {}
         self._docs: list[array] = []     # per term: doc ids (int32)
         self._tfs: list[array] = []      # per term: term frequency in that doc (uint16)
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # insertion order = recency
+        self._cache_bytes = 0
+        self._cache_lock = threading.Lock()
         self._length = array("f")        # per doc: number of index terms
         self._deleted = array("b")
         self._n_deleted = 0
@@ -82,28 +91,30 @@ class KeywordIndex:
         self._live_length += n
         self._norm = None
 
-    def export(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    def export(self) -> tuple[dict[str, Any], dict[str, np.ndarray | Pieces]]:
         """The whole index as plain data, ``(meta, arrays)`` (``retrieval.packed``
         writes them): terms in id order, postings concatenated per term with
-        their offsets, and the per-document arrays. ``restored`` reads it back."""
-        docs, tfs = self._docs, self._tfs
-        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)), out=offsets[1:])
-        # Appended term by term: a join would hold every term's copy as well
-        # as the result (~24 MB more at 100k records, at a daemon's peak).
-        all_docs, all_tfs = array("i"), array("H")
-        for term_docs, term_tfs in zip(docs, tfs):
-            all_docs += term_docs
-            all_tfs += term_tfs
+        their offsets, and the per-document arrays. ``restored`` reads it back.
+
+        The postings (most of it: 13 MB at 100k records) are ``Pieces`` read
+        term by term as they are written, not a copy made here: postings only
+        ever grow at their end (``add``), so what this call counted is
+        still their start when the writer reads them, even while documents are
+        added meanwhile (a writer outside the caller's lock)."""
+        docs, tfs, terms = self._docs, self._tfs, list(self._terms)
+        counts = np.fromiter(map(len, docs), dtype=np.int64, count=len(terms))
+        offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        sizes = counts.tolist()
         arrays = {
             "offsets": offsets,
-            "docs": np.frombuffer(all_docs, dtype=np.int32),
-            "tfs": np.frombuffer(all_tfs, dtype=np.uint16),
+            "docs": Pieces("<i4", int(offsets[-1]), _heads(docs, sizes)),
+            "tfs": Pieces("<u2", int(offsets[-1]), _heads(tfs, sizes)),
             "length": np.array(self._length, dtype=np.float32),
             "deleted": np.array(self._deleted, dtype=np.int8),
             "label": np.array(self._label, dtype=np.int32),
         }
-        return {"k1": self.k1, "b": self.b, "terms": list(self._terms)}, arrays
+        return {"k1": self.k1, "b": self.b, "terms": terms}, arrays
 
     @classmethod
     def restored(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> KeywordIndex:
@@ -202,11 +213,27 @@ class KeywordIndex:
         return np.frombuffer(self._deleted, dtype=np.int8).astype(bool)
 
     def _postings(self, tid: int) -> tuple[np.ndarray, np.ndarray]:
+        """A term's postings as arrays, from a cache of the recently scored
+        ones bounded by ``CACHE_BYTES`` (least recently used out first):
+        unbounded, it grew toward a second copy of every posting a long-lived
+        daemon was ever asked about (13 MB after 200 recalls at 100k)."""
         docs, tfs = self._docs[tid], self._tfs[tid]
-        hit = self._cache.get(tid)
-        if hit is None or len(hit[0]) != len(docs):
-            hit = (np.array(docs, dtype=np.int32), np.array(tfs, dtype=np.float32))
-            self._cache[tid] = hit
+        with self._cache_lock:
+            hit = self._cache.pop(tid, None)
+            if hit is not None and len(hit[0]) == len(docs):
+                self._cache[tid] = hit  # most recently used: last
+                return hit
+            if hit is not None:
+                self._cache_bytes -= hit[0].nbytes + hit[1].nbytes
+        hit = (np.array(docs, dtype=np.int32), np.array(tfs, dtype=np.float32))
+        size = hit[0].nbytes + hit[1].nbytes
+        with self._cache_lock:
+            while self._cache and self._cache_bytes + size > CACHE_BYTES:
+                old = self._cache.pop(next(iter(self._cache)))
+                self._cache_bytes -= old[0].nbytes + old[1].nbytes
+            if size <= CACHE_BYTES and tid not in self._cache:
+                self._cache[tid] = hit
+                self._cache_bytes += size
         return hit
 
     def _length_norm(self) -> np.ndarray:
@@ -242,3 +269,17 @@ class KeywordIndex:
         if deleted is not None:
             out[deleted] = 0.0
         return out
+
+
+def _heads(postings: list[array], sizes: list[int], chunk: int = 1 << 20) -> Iterator[bytearray]:
+    """The first ``sizes[i]`` items of each ``postings[i]``, in order, as
+    byte chunks of about ``chunk``: a slice is a copy made in one step (a
+    buffer view would stop ``add`` from growing the array meanwhile)."""
+    out = bytearray()
+    for held, size in zip(postings, sizes):
+        out += held[:size]
+        if len(out) >= chunk:
+            yield out
+            out = bytearray()
+    if out:
+        yield out

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,29 +23,64 @@ DTYPES = frozenset({"<i4", "<i8", "<u2", "<f4", "|i1"})
 _LEN = struct.Struct("<I")
 
 
-def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> bytes:
+Buffer = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """A 1-d array given as the bytes of consecutive pieces, produced as it
+    is written (``pack_parts``): whoever packs it never holds it whole.
+    ``length`` (elements) must be what the pieces add up to."""
+
+    dtype: str  # one of DTYPES
+    length: int
+    pieces: Iterable[Buffer]
+
+
+def pack(meta: dict[str, Any], arrays: dict[str, np.ndarray | Pieces]) -> bytes:
     """``meta`` (plain JSON) and ``arrays`` (1-d) as one byte string."""
-    return b"".join(pack_parts(meta, arrays))
+    return b"".join(pack_parts(meta, arrays)[1])
 
 
-def pack_parts(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> list[bytes | memoryview]:
-    """``pack``'s bytes as consecutive parts, the arrays' own memory where
-    they are little-endian and contiguous already (a writer streams them
-    without a joined copy)."""
+def pack_parts(meta: dict[str, Any], arrays: dict[str, np.ndarray | Pieces]) -> tuple[int, Iterator[Buffer]]:
+    """``pack``'s bytes as ``(size, parts)``: consecutive parts, the arrays'
+    own memory where they are little-endian and contiguous already, and
+    ``Pieces`` as they come, so a writer streams them without a joined copy.
+    ValueError (while streaming) when a ``Pieces`` is not as long as it said."""
     specs: list[dict[str, Any]] = []
-    chunks: list[bytes | memoryview] = []
+    chunks: list[Buffer | Pieces] = []
     offset = 0
     for name, array in arrays.items():
-        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
-        if data.dtype.str not in DTYPES or data.ndim != 1:
-            raise ValueError(f"array {name!r}: {data.dtype.str} {data.shape} cannot be packed")
+        if isinstance(array, Pieces):
+            dtype, length, data = array.dtype, array.length, array
+        else:
+            data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False)
+            if data.ndim != 1:
+                raise ValueError(f"array {name!r}: {data.shape} cannot be packed")
+            dtype, length, data = data.dtype.str, len(data), memoryview(data).cast("B")
+        if dtype not in DTYPES:
+            raise ValueError(f"array {name!r}: {dtype} cannot be packed")
         pad = -offset % 8
-        chunks += [b"\0" * pad, memoryview(data).cast("B")]
+        chunks += [b"\0" * pad, data]
         offset += pad
-        specs.append({"name": name, "dtype": data.dtype.str, "length": len(data), "offset": offset})
-        offset += data.nbytes
+        specs.append({"name": name, "dtype": dtype, "length": length, "offset": offset})
+        offset += length * np.dtype(dtype).itemsize
     header = json.dumps({"meta": meta, "arrays": specs}, separators=(",", ":")).encode("utf-8")
-    return [MAGIC, _LEN.pack(len(header)), header, *chunks]
+    head = [MAGIC, _LEN.pack(len(header)), header]
+    return sum(map(len, head)) + offset, _flatten(head + chunks)
+
+
+def _flatten(chunks: list[Buffer | Pieces]) -> Iterator[Buffer]:
+    for chunk in chunks:
+        if not isinstance(chunk, Pieces):
+            yield chunk
+            continue
+        expected, given = chunk.length * np.dtype(chunk.dtype).itemsize, 0
+        for piece in chunk.pieces:
+            given += memoryview(piece).nbytes
+            yield piece
+        if given != expected:
+            raise ValueError(f"pieces gave {given} bytes for an array of {expected}")
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
