@@ -210,3 +210,14 @@ def test_onnxruntime_fallback_runs_on_one_thread_or_two_with_the_same_products(m
         np.testing.assert_array_equal(int8_kernel.int8_dots(codes, query),
                                       codes.astype(np.int32) @ query.astype(np.int32))
     assert set(int8_kernel._sessions) == {(EMBED_DIM, 1), (EMBED_DIM, 2)}
+
+
+def test_at_least_on_nan_values_takes_no_shortcut_and_does_not_raise():
+    """NaN scores (an embedder that returned NaN) made the sampled threshold
+    NaN, no row reached it, and the partition of nothing raised IndexError."""
+    from iai_mcp.retrieval.top import at_least
+
+    values = np.full(20_000, np.nan, dtype=np.float32)
+    assert len(at_least(values, 10)) <= 20_000  # whatever it keeps, it answers
+    values[:5] = 1.0
+    assert set(range(5)) <= set(at_least(values, 5).tolist())

@@ -519,19 +519,39 @@ def test_a_streamed_seal_is_the_one_shot_seal_byte_for_byte(monkeypatch):
 
 def test_a_snapshot_save_holds_no_joined_or_sealed_copy(tmp_path, monkeypatch):
     """The save streams the packed parts into the cipher: the joined bytes
-    (``pack``) are never built, and what lands on disk loads."""
+    (``pack``) are never built, nothing is sealed in one piece, the parts
+    reach the cipher one by one, and what lands on disk loads."""
     from iai_mcp.retrieval import packed
+    from iai_mcp.store import crypto
 
     root = tmp_path / "store"
+    with _open(root) as store:
+        _populate(store, 30, 1)
+
     def joined(*args):
-        pytest.fail("the snapshot was joined before sealing")
+        pytest.fail("the snapshot was joined or sealed in one piece")
+
+    real, given = crypto.Cipher.seal_stream, []
+
+    def counted(self, parts, aad, out):
+        def each():
+            for part in parts:
+                given.append(len(memoryview(part).cast("B")))
+                yield part
+        return real(self, each(), aad, out)
 
     monkeypatch.setattr(packed, "pack", joined)
     monkeypatch.setattr(recall_snapshot, "pack", joined, raising=False)  # however it is imported
-    rows = _saved(root)
+    monkeypatch.setattr(crypto.Cipher, "seal_stream", counted)
+    monkeypatch.setattr(crypto.Cipher, "seal", joined)
+    with _open(root) as store:
+        keyword_index(store)
+        assert recall_snapshot.save(store, reason="test")
+    assert len(given) >= 9  # magic, length, header, then each array (and padding) as its own part
+    monkeypatch.undo()
     with _open(root) as store:
         meta, arrays = packed.unpack(store.read_cache(recall_snapshot.NAME))
-    assert meta["rows"] == rows and len(arrays["length"]) == rows
+    assert meta["rows"] == 30 and len(arrays["length"]) == 30
 
 
 def test_a_purge_while_a_cache_is_sealed_keeps_it_out(tmp_path):
@@ -607,3 +627,67 @@ def test_the_posting_cache_stays_within_its_budget_and_scores_do_not_change(monk
             assert held == index._cache_bytes <= 400
     index.add(40, "w0 w1 w2")  # a posting grew: its cached arrays are made again
     assert index.scores("w0")[40] > 0
+
+
+def test_a_cache_staged_after_the_purges_first_sweep_is_deleted_by_the_purge(tmp_path, monkeypatch):
+    """A save that passed its purge check and stages its file after the
+    purge's ``drop_all``, while the purge runs: the purge's second sweep
+    (under the staging lock) deletes it, and it is never put in place."""
+    import threading
+
+    from iai_mcp.store import sealed_cache
+
+    root = tmp_path / "store"
+    with _open(root) as store:
+        ids = _populate(store, 6, seed=3)
+        keyword_index(store)
+        staged, release = threading.Event(), threading.Event()
+        real_drop_all = sealed_cache.SealedCache.drop_all
+
+        def drop_all_then_let_a_save_stage(self):
+            dropped = real_drop_all(self)
+            saver.start()
+            staged.wait(5)  # the save's temp file exists now, after this sweep
+            return dropped
+
+        def parts():
+            yield b"derived from every record, the purged one too"
+            staged.set()
+            release.wait(5)
+            yield b" and more"
+
+        result, checks, looked = [], [], threading.Event()
+        real_check = store._purged_here
+
+        def purged_here():
+            checks.append(1)
+            if len(checks) == 2:  # the save's check under the store lock: after the purge returned
+                looked.wait(5)
+            return real_check()
+
+        monkeypatch.setattr(store, "_purged_here", purged_here)
+        saver = threading.Thread(target=lambda: result.append(store.write_cache_parts("some-cache", parts())))
+        monkeypatch.setattr(sealed_cache.SealedCache, "drop_all", drop_all_then_let_a_save_stage)
+        purge = threading.Thread(target=lambda: dispatch(store, "memory_forget", {"ids": ids[:1], "mode": "purge"}))
+        purge.start()
+        assert staged.wait(5)
+        release.set()  # the save finishes writing; the purge's second sweep then takes the staging lock
+        purge.join(10)
+        # The purge has returned: no file may hold the purged words, not even for a moment.
+        assert not [p.name for p in root.iterdir() if p.name.startswith(".some-cache")]
+        looked.set()
+        saver.join(10)
+        assert result == [False]
+    leftovers = [p.name for p in root.iterdir() if p.name.startswith(".some-cache") or p.name == "some-cache.cache"]
+    assert leftovers == []
+
+
+def test_a_stray_that_cannot_be_deleted_does_not_stop_the_open(tmp_path, caplog):
+    root = tmp_path / "store"
+    _saved(root)
+    stuck = root / ".recall-snapshot.cache.123-abcd.tmp"
+    stuck.mkdir()  # unlink fails on it
+    with _open(root) as store:
+        assert len(store) == 30
+    assert stuck.exists()
+    assert [r.fields["file"] for r in caplog.records if r.getMessage() == "cache_temp_not_deleted"] == [stuck.name]

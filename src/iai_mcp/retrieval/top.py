@@ -30,6 +30,8 @@ def at_least(values: np.ndarray, m: int) -> np.ndarray:
         sample = values[::SAMPLE_STRIDE]
         rows = np.flatnonzero(values >= np.partition(sample, len(sample) - m)[len(sample) - m])
         within = values[rows]
+        if len(rows) < m:  # a NaN threshold (NaN values despite the contract): no shortcut, NaN last
+            rows, within = None, np.where(np.isnan(values), -np.inf, values)
     else:
         within = values
     # A partition of the values, then a comparison: faster than argpartition.

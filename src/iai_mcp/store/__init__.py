@@ -184,7 +184,7 @@ class MemoryStore:
         self._provenance_queue: ProvenanceWriteQueue | None = None
         self.embedder: NamedEmbedder | None = None
         if not self.read_only:
-            guarded("deleting what a killed cache write left", self._caches.drop_strays)
+            self._caches.drop_strays(strict=False)  # what a killed cache write left
         if pending is not None and not self.read_only:  # ...and finished once the rows it relinks are loaded
             guarded("deleting the store's caches", self._caches.drop_all)  # they may hold the rows' words
             self._purger.finish()
@@ -441,6 +441,8 @@ class MemoryStore:
             vectors = self._vectors_to_purge(indexes)  # before begin(): a failure here changes nothing
             self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._slots.seqs[i] for i in indexes)))
             self._slots.empty(indexes, purging.blank_row(), vectors)
+            with self._caches.staging:  # a cache staged since drop_all above holds the words too
+                guarded("deleting the store's caches before the purge", self._caches.drop_strays)
             # Provenance a recall queued for them reaches the log now, and
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
@@ -699,9 +701,12 @@ class MemoryStore:
         Sealed outside the lock (captures go on meanwhile) into a temp file,
         put in place under it if no purge ran by then; a purge in between
         deletes the temp file, and a kill leaves it to the next open."""
-        if self.read_only or self._purged_here():
+        if self.read_only:
             return False
-        staged, _ = self._caches.stage(name, parts)
+        with self._caches.staging:  # a purge deletes strays holding it: this sees it or is deleted
+            if self._purged_here():
+                return False
+            staged, _ = self._caches.stage(name, parts)
         try:
             with self._lock:
                 if self._purged_here():

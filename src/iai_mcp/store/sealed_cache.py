@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from iai_mcp.errors import InvalidInput
 from iai_mcp.fs import stray_temps, temp_path
+from iai_mcp.log import logger
 from iai_mcp.store.crypto import Sealer
+
+_log = logger("iai_mcp.store")
 
 SUFFIX = ".cache"
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -36,6 +40,9 @@ class SealedCache:
     def __init__(self, root: Path, sealer: Callable[[str], Sealer]) -> None:
         self._root = root
         self._sealer = sealer
+        #: Held while a cache is staged, and by a purge deleting strays: a
+        #: stage either sees the purge or is deleted by it, never slips between.
+        self.staging = threading.RLock()
 
     def path(self, name: str) -> Path:
         """Where cache ``name`` lives; InvalidInput for a name that is not
@@ -77,11 +84,17 @@ class SealedCache:
         """Replace cache ``name`` with what ``stage`` wrote (one rename)."""
         os.replace(staged, self.path(name))
 
-    def drop_strays(self) -> None:
-        """Delete what a killed ``put`` or ``stage`` left."""
+    def drop_strays(self, *, strict: bool = True) -> None:
+        """Delete what a killed ``stage`` left. Not ``strict``: one that cannot
+        be deleted (sealed, so harmless to keep) is one log line, not an error."""
         for path in stray_temps(self._root):
             if _STRAY.match(path.name):
-                path.unlink(missing_ok=True)
+                try:
+                    path.unlink(missing_ok=True)
+                except OSError as exc:
+                    if strict:
+                        raise
+                    _log.warning("cache_temp_not_deleted", file=path.name, error=f"{type(exc).__name__}: {exc}")
 
     def drop_all(self) -> int:
         """Delete every cache, and what a write cut short left of one (a
