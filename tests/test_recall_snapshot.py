@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from iai_mcp.core import dispatch, recall_snapshot
 from iai_mcp.core.recall import RecallQuery, built_index, keyword_index, recall
 from iai_mcp.embed import HashEmbedder
-from iai_mcp.errors import CorruptData, InvalidInput
+from iai_mcp.errors import CorruptData, InvalidInput, StoreError
 from iai_mcp.retrieval import KeywordIndex, tokenize
 from iai_mcp.retrieval.packed import pack, unpack
 from iai_mcp.store import MemoryStore
@@ -603,6 +603,42 @@ def test_an_export_written_while_documents_are_added_holds_what_it_counted():
         assert np.array_equal(copy.scores(cue), alone.scores(cue))
 
 
+def test_an_export_read_between_its_pieces_while_documents_arrive_holds_what_it_counted(monkeypatch):
+    """Documents (new terms and old) added while the export's pieces are
+    being read, between one piece and the next, as a capture can outside
+    the store lock: the packed index is still the one the export counted."""
+    from iai_mcp.retrieval import keyword_index as ki
+
+    monkeypatch.setattr(ki, "EXPORT_CHUNK", 8)  # a piece every term or two
+    index, alone = KeywordIndex(), KeywordIndex()
+    texts = [f"apple pie number {i} with word{i % 5} Caroline: notes" for i in range(40)]
+    for doc, text in enumerate(texts):
+        index.add(doc, text)
+        alone.add(doc, text)
+    meta, arrays = index.export()
+    pieces = arrays["docs"].pieces
+    added = []
+
+    def interleaved():
+        for piece in pieces:
+            yield piece
+            doc = len(texts) + len(added)
+            index.add(doc, f"apple word{doc % 5} brandnew{doc} pie")  # old terms and a new one
+            added.append(doc)
+
+    arrays["docs"] = packed_pieces(arrays["docs"], interleaved())
+    copy = KeywordIndex.restored(*unpack(pack(meta, arrays)))
+    assert len(added) > 5 and len(copy) == len(texts)
+    for cue in ("apple", "word3 pie", "brandnew45", "Caroline notes"):
+        assert np.array_equal(copy.scores(cue), alone.scores(cue))
+
+
+def packed_pieces(pieces, iterable):
+    from dataclasses import replace
+
+    return replace(pieces, pieces=iterable)
+
+
 def test_pieces_that_are_not_as_long_as_they_said_fail_the_pack():
     from iai_mcp.retrieval.packed import Pieces
 
@@ -691,3 +727,56 @@ def test_a_stray_that_cannot_be_deleted_does_not_stop_the_open(tmp_path, caplog)
         assert len(store) == 30
     assert stuck.exists()
     assert [r.fields["file"] for r in caplog.records if r.getMessage() == "cache_temp_not_deleted"] == [stuck.name]
+
+
+def test_a_stray_that_cannot_be_deleted_refuses_a_purge_by_name(tmp_path):
+    """It may hold the store's words (sealed): a purge must not pretend to
+    have removed them, and says which file stands in its way."""
+    root = tmp_path / "store"
+    _saved(root)
+    stuck = root / ".recall-snapshot.cache.123-abcd.tmp"
+    stuck.mkdir()
+    with _open(root) as store:
+        victim = str(store.rows()[0].id)
+        with pytest.raises(StoreError, match=r"recall-snapshot\.cache\.123-abcd\.tmp cannot be deleted"):
+            dispatch(store, "memory_forget", {"ids": [victim], "mode": "purge"})
+        assert store.row(store.rows()[0].id) is not None  # nothing purged
+
+
+def test_a_cache_staged_during_a_purge_that_cannot_be_swept_is_logged_and_the_purge_completes(
+        tmp_path, monkeypatch, caplog):
+    """The purge's second sweep (after its records are marked) is logged
+    when a file resists, and the purge still completes: failing there would
+    report "nothing happened" for a purge already under way."""
+    from uuid import UUID
+
+    from iai_mcp.store import sealed_cache
+
+    root = tmp_path / "store"
+    real_unlink, real_drop_all, resisting = sealed_cache.Path.unlink, sealed_cache.SealedCache.drop_all, []
+
+    def unlink(self, missing_ok=False):
+        if resisting and self.name.startswith(".some-cache"):
+            raise PermissionError(13, "Permission denied")
+        return real_unlink(self, missing_ok=missing_ok)
+
+    def drop_all_then_resist(self):
+        dropped = real_drop_all(self)
+        resisting.append(1)  # from the second sweep on
+        return dropped
+
+    with _open(root) as store:
+        ids = _populate(store, 6, seed=5)
+
+        def parts():
+            yield b"derived"
+            with monkeypatch.context() as patch:
+                patch.setattr(sealed_cache.Path, "unlink", unlink)
+                patch.setattr(sealed_cache.SealedCache, "drop_all", drop_all_then_resist)
+                assert dispatch(store, "memory_forget", {"ids": ids[:1], "mode": "purge"})
+            yield b" more"
+
+        assert store.write_cache_parts("some-cache", parts()) is False
+        assert store.row(UUID(ids[0])) is None  # purged
+    logged = [r.fields["file"] for r in caplog.records if r.getMessage() == "cache_temp_not_deleted"]
+    assert len(logged) == 1 and logged[0].startswith(".some-cache")

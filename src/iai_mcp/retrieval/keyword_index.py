@@ -271,14 +271,18 @@ class KeywordIndex:
         return out
 
 
-def _heads(postings: list[array], sizes: list[int], chunk: int = 1 << 20) -> Iterator[bytearray]:
+#: About how many bytes of postings ``export``'s pieces hold each.
+EXPORT_CHUNK = 1 << 20
+
+
+def _heads(postings: list[array], sizes: list[int]) -> Iterator[bytearray]:
     """The first ``sizes[i]`` items of each ``postings[i]``, in order, as
-    byte chunks of about ``chunk``: a slice is a copy made in one step (a
+    byte chunks of about ``EXPORT_CHUNK``: a slice is a copy made in one step (a
     buffer view would stop ``add`` from growing the array meanwhile)."""
     out = bytearray()
     for held, size in zip(postings, sizes):
         out += held[:size]
-        if len(out) >= chunk:
+        if len(out) >= EXPORT_CHUNK:
             yield out
             out = bytearray()
     if out:

@@ -30,11 +30,14 @@ def at_least(values: np.ndarray, m: int) -> np.ndarray:
         sample = values[::SAMPLE_STRIDE]
         rows = np.flatnonzero(values >= np.partition(sample, len(sample) - m)[len(sample) - m])
         within = values[rows]
-        if len(rows) < m:  # a NaN threshold (NaN values despite the contract): no shortcut, NaN last
-            rows, within = None, np.where(np.isnan(values), -np.inf, values)
+        if len(rows) < m:  # a NaN threshold: no shortcut (and NaN last, below)
+            rows, within = None, values
     else:
         within = values
     # A partition of the values, then a comparison: faster than argpartition.
     kth = np.partition(within, len(within) - m)[len(within) - m]
+    if np.isnan(kth):  # NaN values despite the contract (they sort last): they rank last instead
+        rows, within = None, np.where(np.isnan(values), -np.inf, values)
+        kth = np.partition(within, len(within) - m)[len(within) - m]
     hit = np.flatnonzero(within >= kth)
     return hit if rows is None else rows[hit]

@@ -441,8 +441,7 @@ class MemoryStore:
             vectors = self._vectors_to_purge(indexes)  # before begin(): a failure here changes nothing
             self._purger.begin(purging.Intent(tuple(map(str, ids)), tuple(self._slots.seqs[i] for i in indexes)))
             self._slots.empty(indexes, purging.blank_row(), vectors)
-            with self._caches.staging:  # a cache staged since drop_all above holds the words too
-                guarded("deleting the store's caches before the purge", self._caches.drop_strays)
+            self._caches.sweep()  # a cache staged since drop_all above holds the words too
             # Provenance a recall queued for them reaches the log now, and
             # what is queued later is refused: the purge then removes all of it.
             self.flush_provenance(PURGE_FLUSH_S)
@@ -703,10 +702,10 @@ class MemoryStore:
         deletes the temp file, and a kill leaves it to the next open."""
         if self.read_only:
             return False
-        with self._caches.staging:  # a purge deletes strays holding it: this sees it or is deleted
-            if self._purged_here():
-                return False
-            staged, _ = self._caches.stage(name, parts)
+        staged = self._caches.stage(name, parts, refused=self._purged_here)
+        if staged is None:
+            return False
+        staged = staged[0]
         try:
             with self._lock:
                 if self._purged_here():

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from iai_mcp.errors import InvalidInput
+from iai_mcp.errors import InvalidInput, StoreError
 from iai_mcp.fs import stray_temps, temp_path
 from iai_mcp.log import logger
 from iai_mcp.store.crypto import Sealer
@@ -40,9 +40,9 @@ class SealedCache:
     def __init__(self, root: Path, sealer: Callable[[str], Sealer]) -> None:
         self._root = root
         self._sealer = sealer
-        #: Held while a cache is staged, and by a purge deleting strays: a
-        #: stage either sees the purge or is deleted by it, never slips between.
-        self.staging = threading.RLock()
+        #: Guards ``_staged``: the temp files ``stage`` is writing now.
+        self._staging = threading.Lock()
+        self._staged: set[Path] = set()
 
     def path(self, name: str) -> Path:
         """Where cache ``name`` lives; InvalidInput for a name that is not
@@ -64,13 +64,21 @@ class SealedCache:
             return None
         return self._bound(name).open(blob)
 
-    def stage(self, name: str, parts: Iterable[bytes | bytearray | memoryview]) -> tuple[Path, int]:
+    def stage(self, name: str, parts: Iterable[bytes | bytearray | memoryview],
+              refused: Callable[[], bool]) -> tuple[Path, int] | None:
         """The concatenated ``parts`` sealed for ``name`` straight into a new
-        owner-only temp file beside the cache (``fs.temp_path``; a purge's
-        ``drop_all`` deletes it like any stray): ``(path, bytes)``. ``commit``
+        owner-only temp file beside the cache (``fs.temp_path``): ``(path,
+        bytes)``, or None when ``refused()`` (a purge ran). The file is made
+        and registered under a short lock, so a purge's ``sweep`` (which marks
+        the records first) either made this refuse or deletes the file, while
+        the writing goes on unlocked (into the deleted file, then). ``commit``
         puts it in place; the caller unlinks it otherwise."""
         tmp = temp_path(self.path(name))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)  # never a planted file
+        with self._staging:
+            if refused():
+                return None
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)  # never a planted file
+            self._staged.add(tmp)
         try:
             with os.fdopen(fd, "wb") as out:
                 os.fchmod(fd, 0o600)
@@ -78,23 +86,40 @@ class SealedCache:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            with self._staging:
+                self._staged.discard(tmp)
         return tmp, size
 
     def commit(self, name: str, staged: Path) -> None:
         """Replace cache ``name`` with what ``stage`` wrote (one rename)."""
         os.replace(staged, self.path(name))
 
+    def sweep(self) -> None:
+        """For a purge, once its records are marked: delete every cache file
+        being staged now (their writers then write into deleted files and are
+        refused at ``commit``'s check) and every stray. A file that cannot be
+        deleted is one log line: sealed, and the next open tries again."""
+        with self._staging:
+            for path in [*self._staged, *self._strays()]:
+                _unlink_or_log(path, "the next open tries again")
+
     def drop_strays(self, *, strict: bool = True) -> None:
-        """Delete what a killed ``stage`` left. Not ``strict``: one that cannot
-        be deleted (sealed, so harmless to keep) is one log line, not an error."""
-        for path in stray_temps(self._root):
-            if _STRAY.match(path.name):
+        """Delete what a killed ``stage`` left. ``strict``: a file that cannot
+        be deleted is a ``StoreError`` naming it (a purge must not leave it);
+        otherwise one log line (the open: it is sealed, and purges will name it)."""
+        for path in self._strays():
+            if strict:
                 try:
                     path.unlink(missing_ok=True)
                 except OSError as exc:
-                    if strict:
-                        raise
-                    _log.warning("cache_temp_not_deleted", file=path.name, error=f"{type(exc).__name__}: {exc}")
+                    raise StoreError(f"{path} cannot be deleted ({type(exc).__name__}: {exc}); it may hold the "
+                                     "store's words, sealed, so no purge runs until it is removed") from exc
+            else:
+                _unlink_or_log(path, "no purge runs until it is removed")
+
+    def _strays(self) -> list[Path]:
+        return [path for path in stray_temps(self._root) if _STRAY.match(path.name)]
 
     def drop_all(self) -> int:
         """Delete every cache, and what a write cut short left of one (a
@@ -107,3 +132,11 @@ class SealedCache:
                 dropped += 1
         self.drop_strays()
         return dropped
+
+
+def _unlink_or_log(path: Path, consequence: str) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        _log.warning("cache_temp_not_deleted", file=path.name, error=f"{type(exc).__name__}: {exc}",
+                     consequence=consequence)
