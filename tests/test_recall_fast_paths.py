@@ -223,3 +223,21 @@ def test_at_least_on_nan_values_takes_no_shortcut_and_does_not_raise():
         values = np.full(n, np.nan, dtype=np.float32)
         values[:10] = 1.0
         assert set(range(5)) <= set(at_least(values, 5).tolist())  # NaN ranks last, not first
+
+
+def test_simsimd_serves_the_int8_kernel_after_its_self_check():
+    """simsimd's kernel is checked once against numpy and then used; a
+    kernel that gets a sum wrong is never trusted (onnxruntime serves).
+    (Here, not in test_vector_index: every test there runs on each scan path.)"""
+    from iai_mcp import int8_kernel
+
+    from simsimd import cdist
+
+    assert int8_kernel._simd() is cdist
+    assert int8_kernel._self_check(cdist)
+
+    def saturating(codes, query, **kwargs):  # a kernel whose 16-bit sums saturate
+        exact = codes.astype(np.int32) @ query.astype(np.int32).T
+        return np.clip(exact, -(2**15), 2**15 - 1)
+
+    assert not int8_kernel._self_check(saturating)

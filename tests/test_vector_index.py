@@ -95,25 +95,6 @@ def test_the_int8_kernel_is_integer_arithmetic_exactly():
     assert matmul_integer_model(EMBED_DIM)[:2] == b"\x08\x08"  # ir_version 8, the model's first field
 
 
-def test_simsimd_serves_the_int8_kernel_after_its_self_check(scan_path):
-    """simsimd's kernel is checked once against numpy and then used; a
-    kernel that gets a sum wrong is never trusted (onnxruntime serves)."""
-    from iai_mcp import int8_kernel
-
-    if scan_path != "int8_kernel":
-        pytest.skip("about the simsimd path")
-    from simsimd import cdist
-
-    assert int8_kernel._simd() is cdist
-    assert int8_kernel._self_check(cdist)
-
-    def saturating(codes, query, **kwargs):  # a kernel whose 16-bit sums saturate
-        exact = codes.astype(np.int32) @ query.astype(np.int32).T
-        return np.clip(exact, -(2**15), 2**15 - 1)
-
-    assert not int8_kernel._self_check(saturating)
-
-
 def test_without_the_kernel_the_cast_and_blas_scan_gives_the_same_bounds(scan_path, monkeypatch):
     """A kernel that cannot run (no onnxruntime, a failed graph) answers None:
     the scan falls back and the bound still holds."""
