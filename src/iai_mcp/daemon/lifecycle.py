@@ -38,7 +38,7 @@ def _open_store(root: Path, stop_requested: threading.Event, key_settings: KeySe
     deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         try:
-            # Compaction rewrites the table (1.5 s at 100k records): the daemon
+            # Compaction rewrites the table (0.45-1.5 s at 100k records): the daemon
             # runs it between requests (``Daemon._when_quiet``).
             return backend.open_store(root, provenance_queue=True, key_settings=key_settings, compact_when_idle=True)
         except StoreLocked as exc:

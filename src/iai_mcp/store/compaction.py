@@ -18,7 +18,8 @@ next ``every`` writes. ``memory_compact`` asked for explicitly gets the same
 failure as a ``StoreError`` naming the original error.
 
 A compaction rewrites every fragment under lance's target size (a million
-rows), so it costs the whole table: 1.46 s for the cached 100k bench store
+rows), so it costs the whole table: for the cached 100k bench store 0.45 s on a quiet machine
+(the slowest single capture in ``bench.capture_throughput``), 1.5 s under load
 (its one 227 MB data file written again), paid by whichever write or open
 found it due, every 200 writes. An owner that stays open (the daemon) defers
 it (``deferred``): writes and the open leave it to ``IDLE``, a call the owner
