@@ -44,7 +44,7 @@ from iai_mcp.errors import CorruptData
 from iai_mcp.heap import return_freed_heap
 from iai_mcp.log import logger
 from iai_mcp.retrieval import KeywordIndex, tokenize
-from iai_mcp.retrieval.packed import pack_parts, unpack
+from iai_mcp.retrieval.packed import Pieces, pack_parts, unpack
 from iai_mcp.retrieval import text as text_module
 from iai_mcp.retrieval.text import speaker_label
 from iai_mcp.store import PURGED, MemoryStore
@@ -158,7 +158,7 @@ class _Taken:
     index: _RecallIndex
     rows: int
     meta: dict[str, Any]
-    arrays: dict[str, np.ndarray]
+    arrays: dict[str, np.ndarray | Pieces]  # the postings read when written (``KeywordIndex.export``)
     started: float
 
 

@@ -705,7 +705,6 @@ class MemoryStore:
         staged = self._caches.stage(name, parts, refused=self._purged_here)
         if staged is None:
             return False
-        staged = staged[0]
         try:
             with self._lock:
                 if self._purged_here():

@@ -131,7 +131,7 @@ def _shape_problem(module: types.ModuleType, owner: str, name: str, positional: 
 
 
 class _Loop:
-    """One asyncio loop in a daemon thread; ``run`` waits for a coroutine on it."""
+    """One asyncio loop in a daemon thread; ``call`` waits for an engine method on it."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()

@@ -259,7 +259,9 @@ class RecordsTable:
 def _rows(table: pa.Table, *, by_seq: bool = False) -> Iterator[SealedRow]:
     """The table's rows, in storage order or sorted by ``seq``."""
     cols = {name: table.column(name).to_pylist() for name in SCHEMA.names}
-    order = np.argsort(np.asarray(cols["seq"], dtype=np.int64), kind="stable").tolist() if by_seq else range(table.num_rows)
+    order = range(table.num_rows)
+    if by_seq:
+        order = np.argsort(np.asarray(cols["seq"], dtype=np.int64), kind="stable").tolist()
     for i in order:
         yield SealedRow(cols["id"][i], cols["seq"][i], cols["created_us"][i], cols["payload"][i], cols["vector"][i])
 

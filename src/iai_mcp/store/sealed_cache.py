@@ -65,10 +65,10 @@ class SealedCache:
         return self._bound(name).open(blob)
 
     def stage(self, name: str, parts: Iterable[bytes | bytearray | memoryview],
-              refused: Callable[[], bool]) -> tuple[Path, int] | None:
+              refused: Callable[[], bool]) -> Path | None:
         """The concatenated ``parts`` sealed for ``name`` straight into a new
-        owner-only temp file beside the cache (``fs.temp_path``): ``(path,
-        bytes)``, or None when ``refused()`` (a purge ran). The file is made
+        owner-only temp file beside the cache (``fs.temp_path``): its path, or
+        None when ``refused()`` (a purge ran). The file is made
         and registered under a short lock, so a purge's ``sweep`` (which marks
         the records first) either made this refuse or deletes the file, while
         the writing goes on unlocked (into the deleted file, then). ``commit``
@@ -82,14 +82,14 @@ class SealedCache:
         try:
             with os.fdopen(fd, "wb") as out:
                 os.fchmod(fd, 0o600)
-                size = self._bound(name).seal_stream(parts, out)
+                self._bound(name).seal_stream(parts, out)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         finally:
             with self._staging:
                 self._staged.discard(tmp)
-        return tmp, size
+        return tmp
 
     def commit(self, name: str, staged: Path) -> None:
         """Replace cache ``name`` with what ``stage`` wrote (one rename)."""
@@ -123,7 +123,7 @@ class SealedCache:
 
     def drop_all(self) -> int:
         """Delete every cache, and what a write cut short left of one (a
-        killed ``put`` leaves its temp file, as sealed as the cache and as
+        killed ``stage`` leaves its temp file, as sealed as the cache and as
         full of the store's words); how many caches there were."""
         dropped = 0
         for path in self._root.glob(f"*{SUFFIX}"):
